@@ -1,0 +1,187 @@
+"""Shared test fixtures.
+
+`server_factory` starts the real server (``python -m texmate_ds serve``) as
+a subprocess in a temporary folder with its own txm.conf, on ports the OS
+picks (``DS_PORT: 0``), bound to 127.0.0.1, and stops it after the test.
+Tests talk to it over real sockets; nothing of ours is mocked.
+
+Slow tests (``@pytest.mark.slow``) run when TXM_SLOW=1 (CI sets it through
+scripts/test.py); otherwise they are skipped with that reason printed.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 20
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("TXM_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow test: runs in CI, or locally with TXM_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def child_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("TXM_CONF", None)
+    return env
+
+
+class Server:
+    """A running server process and the ways tests reach it."""
+
+    def __init__(self, folder, conf_text, command=None):
+        self.dir = Path(folder)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.dir / "txm.conf"
+        self.conf.write_text(conf_text)
+        self.command = command or [sys.executable, "-m", "texmate_ds"]
+        self.proc = None
+        self.ttp_port = self.http_port = None
+
+    # -- commands -------------------------------------------------------------
+
+    def manage(self, *args, check=True, env=None, input=None):
+        result = subprocess.run(
+            self.command + ["--config", str(self.conf), "manage"] + [str(a) for a in args],
+            cwd=self.dir, env=env or child_env(), capture_output=True, text=True,
+            timeout=60, input=input)
+        if check and result.returncode != 0:
+            raise AssertionError("manage %s failed (%d): %s%s" % (
+                args, result.returncode, result.stdout, result.stderr))
+        return result
+
+    def add_unit(self, code, key, fields, *extra):
+        self.manage("addunit", code, key, "--fields", fields, *extra)
+
+    # -- process --------------------------------------------------------------
+
+    def start(self):
+        self.out_path = self.dir / "server.out"
+        self.err_path = self.dir / "server.err"
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(
+                self.command + ["--config", str(self.conf), "serve"],
+                cwd=self.dir, env=child_env(), stdout=out, stderr=err,
+                stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            text = self.out_path.read_text()
+            if "\nready\n" in text:
+                self.ttp_port = int(re.search(r"^TTP: listening on .*:(\d+)$", text, re.M).group(1))
+                self.http_port = int(re.search(r"^HTTP: listening on .*:(\d+)$", text, re.M).group(1))
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.kill()
+        raise AssertionError("server did not start:\n%s\n%s" % (self.output(), self.errors()))
+
+    def output(self):
+        return self.out_path.read_text()
+
+    def errors(self):
+        return self.err_path.read_text()
+
+    def stop(self, timeout=20):
+        """SIGTERM and wait; returns the exit status."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError("server ignored SIGTERM for %d s" % timeout)
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    # -- talking TTP ----------------------------------------------------------
+
+    def connect(self, timeout=10):
+        sock = socket.create_connection(("127.0.0.1", self.ttp_port), timeout=timeout)
+        return sock
+
+    def exchange(self, data, answers=1, sock=None):
+        """Send raw bytes, read `answers` answers (each ending with \\r)."""
+        own = sock is None
+        sock = sock or self.connect()
+        try:
+            sock.sendall(data if isinstance(data, bytes) else data.encode())
+            return read_answers(sock, answers)
+        finally:
+            if own:
+                sock.close()
+
+    def ask(self, line):
+        """One request line (without \\r) on a new connection; its answer."""
+        return self.exchange(line + "\r")[0]
+
+
+def read_answers(sock, count):
+    buf = b""
+    while buf.count(b"\r") < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed after %r" % buf)
+        buf += chunk
+    return [a.decode("ascii") for a in buf.split(b"\r")[:count]]
+
+
+BASE_CONF = """\
+DS_PORT: 0
+HTTP_PORT: 0
+DS_BIND: 127.0.0.1
+HTTP_BIND: 127.0.0.1
+"""
+
+
+def _factory(folder):
+    servers = []
+
+    def make(extra="", start=True, name="srv"):
+        srv = Server(folder / name, BASE_CONF + extra)
+        servers.append(srv)
+        if start:
+            srv.start()
+        return srv
+    return make, servers
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """`make(extra_conf='', start=True, name='srv')` -> Server, stopped
+    (killed) after the test."""
+    make, servers = _factory(tmp_path)
+    yield make
+    for srv in servers:
+        srv.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One running server per test module, with units A1 (4 fields, key
+    k1) and B7 (2 fields, key k7). Tests sharing it use their own units or
+    timestamps."""
+    make, servers = _factory(tmp_path_factory.mktemp("shared"))
+    srv = make(start=False)
+    srv.add_unit("A1", "k1", 4)
+    srv.add_unit("B7", "k7", 2)
+    yield srv.start()
+    srv.kill()

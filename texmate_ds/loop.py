@@ -1,0 +1,434 @@
+"""The selectors event loop: listeners, channels with producer queues, timers,
+services, signals.
+
+Everything that talks to a socket runs here, on one thread, without blocking.
+The design follows asyncore/asynchat (medusa), trimmed to what the server
+needs:
+
+* A *listener* accepts connections and hands each socket to a factory that
+  builds a *channel*.
+* A `Channel` owns its socket, a queue of *producers* and an output buffer.
+  A producer is any object whose ``more()`` returns the next chunk (str or
+  bytes) and an empty value when it is done; a large answer is many small
+  chunks, never one big string. The loop asks for write readiness only while
+  something is queued and ready, and stops reading from a peer whose unsent
+  output passes `OUTPUT_CAP`, so a client that never reads cannot make the
+  server buffer without bound.
+* A producer may be *held* (``ready`` false) until an event such as a
+  database commit releases it: that is how an upload's ``OK`` waits for its
+  group commit without blocking anyone else.
+* A producer with a ``flushed()`` method is told when its last byte was
+  written to the socket, and the channel starts the next producer only after
+  that, so side effects (the ``dl next`` cursor) happen in request order.
+* *Turn hooks* run once per loop turn, after all ready sockets were served and
+  before the next ``select()``: the group commit lives there.
+* *Services* have ``start()`` and ``stop()``; they start in order and stop in
+  reverse, after the listeners are closed and in-flight answers are flushed.
+
+One failure, one channel: an exception raised while serving a channel is
+logged with its traceback and closes that channel only. KeyboardInterrupt and
+SystemExit always propagate.
+"""
+
+import errno
+import heapq
+import itertools
+import logging
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+
+log = logging.getLogger("texmate_ds.loop")
+
+# Unsent bytes a channel may hold before it stops reading from its peer.
+OUTPUT_CAP = 256 * 1024
+# Bytes read from a socket at a time.
+RECV_SIZE = 65536
+# Seconds a graceful stop waits for in-flight answers to drain.
+DRAIN_SECONDS = 10.0
+
+_DISCONNECTED = frozenset(
+    (errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED,
+     errno.EPIPE, errno.EBADF, errno.ETIMEDOUT)
+)
+
+
+class Timer:
+    """A call scheduled on the loop; `cancel()` before it fires to drop it."""
+
+    __slots__ = ("when", "fn", "cancelled")
+
+    def __init__(self, when, fn):
+        self.when = when
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
+class Answer:
+    """A producer of one ready-made chunk (str or bytes)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def more(self):
+        data, self.data = self.data, self.data[:0]
+        return data
+
+
+class Loop:
+    def __init__(self):
+        self.selector = selectors.DefaultSelector()
+        self.channels = set()
+        self.listeners = []
+        self.services = []
+        self.turn_hooks = []
+        self._timers = []
+        self._seq = itertools.count()
+        self._stopping = False
+        # A socket pair lets a signal handler interrupt select() at once.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
+
+    # -- timers and hooks ---------------------------------------------------
+
+    def call_later(self, delay, fn):
+        timer = Timer(time.monotonic() + delay, fn)
+        heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
+        return timer
+
+    def every(self, interval, fn):
+        """Call `fn` every `interval` seconds until the loop stops."""
+        def tick():
+            fn()
+            self.call_later(interval, tick)
+        return self.call_later(interval, tick)
+
+    def _run_timers(self):
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            timer = heapq.heappop(self._timers)[2]
+            if not timer.cancelled:
+                timer.fn()
+
+    def _timeout(self):
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        if not self._timers:
+            return None
+        return max(0.0, self._timers[0][0] - time.monotonic())
+
+    # -- listeners, channels, services --------------------------------------
+
+    def listen(self, host, port, factory, backlog=1024):
+        """Bind a listening socket; `factory(loop, sock, addr)` builds a
+        channel for each accepted connection. Returns the bound address."""
+        listener = Listener(self, host, port, factory, backlog)
+        self.listeners.append(listener)
+        return listener.address
+
+    def sweep(self, timeout):
+        """Close channels with no traffic for `timeout` seconds: dead
+        peers, and requests processing that long."""
+        now = time.monotonic()
+        for channel in list(self.channels):
+            if now - channel.last_activity > timeout:
+                log.info("closing %s: no progress for %d s",
+                         _peer(channel.addr), now - channel.last_activity)
+                channel.close()
+
+    def add_service(self, service):
+        self.services.append(service)
+
+    # -- running ------------------------------------------------------------
+
+    def run(self):
+        """Run until `stop()` is called, then stop gracefully."""
+        for service in self.services:
+            service.start()
+        try:
+            while not self._stopping:
+                self._turn()
+        finally:
+            self._shutdown()
+
+    def stop(self):
+        """Ask the loop to stop; safe to call from a signal handler."""
+        self._stopping = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def install_signal_handlers(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: self.stop())
+
+    def _drain_wakeups(self, mask):
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _turn(self, timeout=None):
+        for hook in self.turn_hooks:
+            hook()
+        if timeout is None:
+            timeout = self._timeout()
+        for key, mask in self.selector.select(timeout):
+            key.data(mask)
+        self._run_timers()
+
+    def _shutdown(self):
+        for listener in self.listeners:
+            listener.close()
+        # Answers already produced (or waiting for their commit) still go
+        # out; connections with nothing to say are closed now.
+        for channel in list(self.channels):
+            channel.finish()
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.channels and time.monotonic() < deadline:
+            self._turn(timeout=min(0.2, deadline - time.monotonic()))
+        for channel in list(self.channels):
+            channel.close()
+        for service in reversed(self.services):
+            service.stop()
+        for hook in self.turn_hooks:
+            hook()
+        self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+class Listener:
+    def __init__(self, loop, host, port, factory, backlog):
+        self.loop = loop
+        self.factory = factory
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
+        self.sock.setblocking(False)
+        self.address = self.sock.getsockname()[:2]
+        loop.selector.register(self.sock, selectors.EVENT_READ, self._accept)
+
+    def _accept(self, mask):
+        # Accept everything waiting, bounded so one busy listener cannot
+        # starve the rest of the turn.
+        for _ in range(256):
+            try:
+                sock, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # EMFILE and friends: the connection stays in the backlog
+                # and is retried next turn.
+                log.warning("accept failed: %s", exc)
+                return
+            try:
+                self.factory(self.loop, sock, addr)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:
+                log.exception("could not set up connection from %s", addr)
+                sock.close()
+
+    def close(self):
+        if self.sock.fileno() >= 0:
+            self.loop.selector.unregister(self.sock)
+            self.sock.close()
+
+
+class Channel:
+    """One connection: a socket, a producer queue and an output buffer.
+
+    Subclasses implement `received(data)` and may override `eof()`. They
+    queue answers with `push(producer)` and call `finish()` to close once
+    everything queued is written.
+    """
+
+    def __init__(self, loop, sock, addr):
+        sock.setblocking(False)
+        self.loop = loop
+        self.sock = sock
+        self.addr = addr
+        self.producers = deque()
+        self.out = bytearray()
+        # Callbacks waiting for the output buffer to drain to a given total.
+        self._flush_waiters = deque()
+        self._sent = 0
+        self._queued = 0
+        self._barrier = False
+        self._mask = 0
+        self.closing = False
+        self.closed = False
+        self.peer_closed = False
+        self.last_activity = time.monotonic()
+        loop.channels.add(self)
+        self._update_interest()
+
+    # -- for subclasses -----------------------------------------------------
+
+    def received(self, data):
+        raise NotImplementedError
+
+    def eof(self):
+        """The peer closed its side: answer what is queued, then close."""
+        self.finish()
+
+    def output_full(self):
+        return len(self.out) >= OUTPUT_CAP or len(self.producers) > 64
+
+    def push(self, producer):
+        self.producers.append(producer)
+        self.send_now()
+
+    def finish(self):
+        """Close after everything queued has been written."""
+        self.closing = True
+        self.send_now()
+
+    # -- the loop's side ----------------------------------------------------
+
+    def _ready(self, mask):
+        try:
+            if mask & selectors.EVENT_READ:
+                self._read()
+            if mask & selectors.EVENT_WRITE and not self.closed:
+                self.send_now()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            log.exception("connection from %s failed; closing it", _peer(self.addr))
+            self.close()
+
+    def _read(self):
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno in _DISCONNECTED:
+                self.close()
+                return
+            raise
+        self.last_activity = time.monotonic()
+        if data:
+            self.received(data)
+        else:
+            self.peer_closed = True
+            self.eof()
+        self._update_interest()
+
+    def send_now(self):
+        """Fill the output buffer from ready producers and write what the
+        socket takes; close if finishing and all is written."""
+        if self.closed:
+            return
+        self._refill()
+        if self.out:
+            try:
+                sent = self.sock.send(self.out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                if exc.errno in _DISCONNECTED:
+                    self.close()
+                    return
+                raise
+            if sent:
+                del self.out[:sent]
+                self._sent += sent
+                self.last_activity = time.monotonic()
+                self.sent(sent)
+                self._notify_flushed()
+                if not self.out and self.producers:
+                    # A flushed barrier may have let more producers through.
+                    return self.send_now()
+        if self.closing and not self.out and not self.producers:
+            self.close()
+            return
+        self._update_interest()
+
+    def sent(self, nbytes):
+        """Hook: `nbytes` more were written to the socket."""
+
+    def _refill(self):
+        producers = self.producers
+        while producers and not self._barrier and len(self.out) < RECV_SIZE:
+            producer = producers[0]
+            if not getattr(producer, "ready", True):
+                break
+            chunk = producer.more()
+            if chunk:
+                if isinstance(chunk, str):
+                    chunk = chunk.encode("latin-1")
+                self.out += chunk
+                self._queued += len(chunk)
+                continue
+            producers.popleft()
+            flushed = getattr(producer, "flushed", None)
+            if flushed is not None:
+                self._barrier = True
+                self._flush_waiters.append((self._queued, flushed))
+                self._notify_flushed()
+
+    def _notify_flushed(self):
+        waiters = self._flush_waiters
+        while waiters and waiters[0][0] <= self._sent:
+            callback = waiters.popleft()[1]
+            self._barrier = bool(waiters)
+            callback()
+
+    def _update_interest(self):
+        if self.closed:
+            return
+        mask = 0
+        if not (self.closing or self.peer_closed or self.output_full()):
+            mask |= selectors.EVENT_READ
+        if self.out or (self.producers and not self._barrier
+                        and getattr(self.producers[0], "ready", True)):
+            mask |= selectors.EVENT_WRITE
+        if mask == self._mask:
+            return
+        selector = self.loop.selector
+        if not self._mask:
+            selector.register(self.sock, mask, self._ready)
+        elif not mask:
+            selector.unregister(self.sock)
+        else:
+            selector.modify(self.sock, mask, self._ready)
+        self._mask = mask
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        if self._mask:
+            self.loop.selector.unregister(self.sock)
+            self._mask = 0
+        self.loop.channels.discard(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.closed_hook()
+
+    def closed_hook(self):
+        """Hook: the channel was closed."""
+
+
+def _peer(addr):
+    try:
+        return "%s:%s" % addr[:2]
+    except TypeError:
+        return str(addr)
+

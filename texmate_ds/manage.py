@@ -1,0 +1,273 @@
+"""``manage``: the administration commands (config.md, "Command line").
+
+Each command is a small function taking the parsed arguments and the
+settings; `COMMANDS` is the table the parser is built from, so ``manage
+help`` and ``manage COMMAND --help`` list exactly what exists. Commands open
+their own connection to the database, so they are safe to run while the
+server is serving (WAL mode lets both work).
+"""
+
+import argparse
+import getpass
+import os
+import sqlite3
+import sys
+
+from texmate_ds import auth, export, server, store, ttp
+
+
+class CommandError(Exception):
+    """The command cannot do what was asked; message for the operator."""
+
+
+def _store(settings):
+    return server.open_store(settings)
+
+
+def _unit(st, code):
+    unit = st.get_unit(code)
+    if unit is None:
+        raise CommandError("no unit %r (manage listunits shows them)" % code)
+    return unit
+
+
+def _password(args, prompt_user):
+    """The new password: TXM_PASSWORD with --noinput, else asked twice."""
+    if args.noinput:
+        password = os.environ.get("TXM_PASSWORD")
+        if not password:
+            raise CommandError("--noinput needs the password in the TXM_PASSWORD environment variable")
+        return password
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to ask for a password: use --noinput with TXM_PASSWORD")
+    while True:
+        first = getpass.getpass("Password for %s: " % prompt_user)
+        if first and first == getpass.getpass("Password (again): "):
+            return first
+        print("The passwords were empty or did not match; try again.", file=sys.stderr)
+
+
+def _timestamp(text):
+    """A TTP timestamp; a date alone means its midnight."""
+    if text is None:
+        return None
+    try:
+        return ttp.parse_timestamp(text if " " in text else text + " 0:0:0")
+    except ttp.TTPError:
+        raise CommandError("bad timestamp %r: expected Y-M-D[ H:M:S[.F]]" % text) from None
+
+
+def cmd_syncdb(args, settings):
+    """create or upgrade the database schema (idempotent)"""
+    try:
+        st = store.Store(settings.DATABASE_NAME)
+        old, new = st.syncdb()
+        st.close()
+    except store.SchemaTooNew as exc:
+        raise CommandError(str(exc)) from None
+    _store(settings).close()  # adds the Administrator to a new database
+    state = ("created" if old == 0 else "up to date" if old == new
+             else "upgraded from version %d" % old)
+    print("database %s: schema version %d (%s)" % (settings.DATABASE_NAME, new, state))
+
+
+def cmd_createsuperuser(args, settings):
+    """create a user with every permission"""
+    username = args.username
+    if not username:
+        if args.noinput or not sys.stdin.isatty():
+            raise CommandError("--username is required with --noinput")
+        username = input("Username: ").strip()
+    email = args.email if args.email is not None else (
+        "" if args.noinput else input("Email address: ").strip())
+    st = _store(settings)
+    if st.get_user(username=username):
+        raise CommandError("user %r exists already" % username)
+    password = _password(args, username)
+    st.add_user(username, auth.hash_password(password), email=email,
+                is_staff=True, is_superuser=True)
+    st.close()
+    print("superuser %s created" % username)
+
+
+def cmd_changepassword(args, settings):
+    """set a user's password"""
+    st = _store(settings)
+    user = st.get_user(username=args.user)
+    if not user:
+        raise CommandError("no user %r" % args.user)
+    password = _password(args, user["username"])
+    st.set_password(user["id"], auth.hash_password(password),
+                    must_change=password == auth.DEFAULT_PASSWORD)
+    st.close()
+    print("password changed for %s" % user["username"])
+
+
+def cmd_reset_admin_password(args, settings):
+    """set user id 1 (Administrator) back to password 'admin'"""
+    st = _store(settings)
+    if not st.set_password(1, auth.hash_password(auth.DEFAULT_PASSWORD), must_change=True):
+        raise CommandError("there is no user with id 1")
+    user = st.get_user(user_id=1)
+    st.close()
+    print("password of %s (user id 1) reset to '%s'; change it at the next sign-in"
+          % (user["username"], auth.DEFAULT_PASSWORD))
+
+
+def cmd_addunit(args, settings):
+    """add a unit (meter)"""
+    try:
+        ttp.check_unit_code(args.code)
+    except ttp.TTPError:
+        raise CommandError("unit code %r: 1 to 32 letters and digits" % args.code) from None
+    if not 1 <= args.fields <= 32:
+        raise CommandError("--fields: a number from 1 to 32")
+    if not args.key or len(args.key) > 64 or not args.key.isprintable() or " " in args.key:
+        raise CommandError("key: 1 to 64 printable characters without spaces")
+    names = [n.strip() for n in args.field_names.split(",")] if args.field_names else []
+    if len(names) > args.fields:
+        raise CommandError("--field-names: %d names for %d fields" % (len(names), args.fields))
+    st = _store(settings)
+    if st.get_unit(args.code):
+        raise CommandError("unit %s exists already" % args.code)
+    source = _unit(st, args.source) if args.source else None
+    readable = [_unit(st, c) for c in args.reads.split(",")] if args.reads else []
+    unit = st.add_unit(args.code, args.key, args.fields, name=args.name or "",
+                       description=args.description or "", field_names=names,
+                       enabled=not args.disabled, source=source)
+    for other in readable:
+        st.allow_read(unit, other)
+    st.close()
+    print("unit %s added (%d fields%s)" % (unit.code, unit.fields,
+                                           "" if unit.enabled else ", disabled"))
+
+
+def cmd_listunits(args, settings):
+    """list the units with their sample counts"""
+    st = _store(settings)
+    rows = [("code", "name", "fields", "enabled", "samples", "last sample")]
+    for unit in st.list_units():
+        last = st.last_sample(unit)
+        rows.append((unit.code, unit.name, str(unit.fields), "yes" if unit.enabled else "no",
+                     str(st.count_samples(unit)), ttp.format_timestamp(last[1]) if last else "-"))
+    st.close()
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def cmd_export(args, settings):
+    """write a unit's samples as CSV (stdout or -o FILE)"""
+    start, end = _timestamp(args.from_), _timestamp(args.to)
+    st = _store(settings)
+    unit = _unit(st, args.unit)
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for chunk in export.csv_chunks(st, unit, start, end):
+            out.write(chunk)
+    finally:
+        if args.output:
+            out.close()
+        st.close()
+
+
+def cmd_backup(args, settings):
+    """copy the database with SQLite's online backup (safe while serving)"""
+    if os.path.exists(args.path):
+        raise CommandError("%s exists; choose a new file name" % args.path)
+    st = _store(settings)
+    try:
+        st.backup(args.path)
+    except sqlite3.Error as exc:
+        raise CommandError("backup to %s failed: %s" % (args.path, exc)) from None
+    finally:
+        st.close()
+    print("backup written to %s (%d bytes)" % (args.path, os.path.getsize(args.path)))
+
+
+def cmd_apps(args, settings):
+    """list every TTP and HTTP app found, on or off, without running them"""
+    print("TTP apps (bundled, and site apps in %s):" % settings.TTP_APPS_DIR)
+    for app in ttp.find_apps(settings):
+        print("  %-12s %-3s  %-8s %s" % (app.name, "on" if app.enabled else "off",
+                                         "bundled" if app.bundled else "site",
+                                         app.description()))
+    print("HTTP apps (in %s):" % settings.HTTP_APPS_DIR)
+    if not settings.httpapps:
+        print("  (none configured)")
+    for name, conf in sorted(settings.httpapps.items()):
+        print("  %-12s %-3s  %s" % (name, "on" if conf["on"] else "off", conf["url"] or "(no url)"))
+
+
+def cmd_check(args, settings):
+    """validate the configuration and the apps; print what would run"""
+    print("config: %s (%s)" % (settings.config_path or "none", settings.config_how))
+    for line in settings.describe():
+        print("  " + line)
+    extensions = ttp.load_extensions(settings)
+    print("TTP apps: " + ", ".join("/%s/ (%s)" % (code, ext.app.name)
+                                   for code, ext in sorted(extensions.items())))
+    print("would listen: TTP %s:%d, HTTP %s:%d; web at %s" % (
+        settings.DS_BIND, settings.DS_PORT, settings.HTTP_BIND, settings.HTTP_PORT,
+        server.web_address(settings.HTTP_BIND, settings.HTTP_PORT)))
+    print("configuration OK")
+
+
+COMMANDS = {name[4:]: fn for name, fn in globals().items() if name.startswith("cmd_")}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="texmate_ds manage",
+                                     description="Administration commands.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parsers = {name: sub.add_parser(name, help=fn.__doc__, description=fn.__doc__)
+               for name, fn in COMMANDS.items()}
+    sub.add_parser("help", help="list the commands, or explain one").add_argument(
+        "topic", nargs="?")
+    p = parsers["createsuperuser"]
+    p.add_argument("--username")
+    p.add_argument("--email")
+    p.add_argument("--noinput", action="store_true", help="password from TXM_PASSWORD")
+    p = parsers["changepassword"]
+    p.add_argument("user")
+    p.add_argument("--noinput", action="store_true", help="password from TXM_PASSWORD")
+    p = parsers["addunit"]
+    p.add_argument("code")
+    p.add_argument("key")
+    p.add_argument("--fields", type=int, required=True, help="number of data fields, 1 to 32")
+    p.add_argument("--name")
+    p.add_argument("--description")
+    p.add_argument("--field-names", help="comma-separated names of the fields")
+    p.add_argument("--source", metavar="CODE", help="the unit whose samples dl returns by default")
+    p.add_argument("--reads", metavar="CODE,CODE", help="other units this unit may dl from")
+    p.add_argument("--disabled", action="store_true")
+    p = parsers["export"]
+    p.add_argument("unit")
+    p.add_argument("--from", dest="from_", metavar="TS")
+    p.add_argument("--to", metavar="TS")
+    p.add_argument("-o", "--output", metavar="FILE")
+    parsers["backup"].add_argument("path")
+    return parser
+
+
+def main(argv, settings):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in (None, "help"):
+        topic = getattr(args, "topic", None)
+        if topic:
+            if topic not in COMMANDS:
+                parser.error("no command %r" % topic)
+            parser.parse_args([topic, "--help"])
+        parser.print_help()
+        return 0
+    try:
+        COMMANDS[args.command](args, settings)
+    except (CommandError, server.StartupError, ttp.AppError) as exc:
+        print("manage %s: %s" % (args.command, exc), file=sys.stderr)
+        return 2 if isinstance(exc, ttp.AppError) else 1
+    except sqlite3.Error as exc:
+        print("manage %s: database %s: %s" % (args.command, settings.DATABASE_NAME, exc),
+              file=sys.stderr)
+        return 1
+    return 0

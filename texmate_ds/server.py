@@ -1,0 +1,93 @@
+"""``serve``: assemble the running server from its parts and run it.
+
+Start-up does everything that can fail before binding a port (settings,
+apps, database schema), so a mistake stops the server with a clear message
+and nothing half-started; then it binds both listeners, prints where
+everything is, and runs the loop until SIGINT or SIGTERM. Stopping closes
+the listeners, lets in-flight answers finish, stops the services in reverse
+order (the group commit writes everything pending) and exits 0.
+"""
+
+import logging
+import sys
+
+from texmate_ds import __version__, auth, events, http, loop, models, store, ttp
+
+log = logging.getLogger("texmate_ds")
+
+# Seconds between dead-channel sweeps on a server too idle to reach
+# MAINTENANCE_INTERVAL requests (ttp.md section 10).
+IDLE_SWEEP_SECONDS = 30
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message says why (exit status 2)."""
+
+
+def open_store(settings):
+    """The store, its schema created or upgraded, with the Administrator
+    user on a database that has no users yet."""
+    st = store.Store(settings.DATABASE_NAME, durable=settings.COMMIT_INTERVAL == 1)
+    try:
+        st.syncdb()
+    except store.SchemaTooNew as exc:
+        st.conn.close()
+        raise StartupError(str(exc)) from None
+    if st.count_users() == 0:
+        st.add_user("Administrator", auth.hash_password(auth.DEFAULT_PASSWORD),
+                    is_staff=True, is_superuser=True, must_change_password=True)
+        st.commit()
+        log.warning("created user Administrator with password '%s'", auth.DEFAULT_PASSWORD)
+    return st
+
+
+def default_password_in_force(st):
+    admin = st.get_user(user_id=1)
+    return bool(admin and admin["must_change_password"])
+
+
+def web_address(host, port):
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = "[%s]" % host
+    return "http://%s:%d/" % (host, port)
+
+
+def serve(settings, out=sys.stdout):
+    try:
+        extensions = ttp.load_extensions(settings)
+        st = open_store(settings)
+    except (ttp.AppError, OSError) as exc:
+        raise StartupError(str(exc)) from None
+    models.bind(st)
+    the_loop = loop.Loop()
+    commits = store.GroupCommit(st, the_loop, settings.COMMIT_INTERVAL, settings.COMMIT_DELAY)
+    the_loop.add_service(commits)
+    server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
+    try:
+        ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept)
+        http_host, http_port = the_loop.listen(settings.HTTP_BIND, settings.HTTP_PORT, http.accept)
+    except OSError as exc:
+        raise StartupError("cannot listen: %s" % exc) from None
+    the_loop.every(IDLE_SWEEP_SECONDS, server.sweep)
+    the_loop.install_signal_handlers()
+
+    def say(line):
+        print(line, file=out, flush=True)
+
+    say("texmate_ds %s (Python %s)" % (__version__, sys.version.split()[0]))
+    say("config: %s (%s)" % (settings.config_path or "none", settings.config_how))
+    say("database: %s (schema version %d)" % (settings.DATABASE_NAME, st.version))
+    say("TTP: listening on %s:%d" % (ttp_host, ttp_port))
+    say("HTTP: listening on %s:%d" % (http_host, http_port))
+    say("web: %s" % web_address(http_host, http_port))
+    if default_password_in_force(st):
+        say("WARNING: user Administrator still has the default password '%s'; change it "
+            "with: texmate_ds manage changepassword Administrator" % auth.DEFAULT_PASSWORD)
+    say("ready")
+    try:
+        the_loop.run()
+    finally:
+        st.close()
+    say("stopped after %d TTP requests" % server.requests.value)

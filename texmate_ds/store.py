@@ -1,0 +1,464 @@
+"""The store: one SQLite file, its schema and migrations, every query, and
+the group-commit writer.
+
+Design:
+
+* One `Store` is one ``sqlite3`` connection in autocommit mode; transactions
+  are opened and committed explicitly, so the server decides when a batch of
+  uploads becomes durable. WAL mode lets readers (the web UI, ``manage
+  export``, ``manage backup``) work while the server writes.
+* The schema carries its version in ``PRAGMA user_version``. `MIGRATIONS`
+  is an append-only list of SQL scripts; `Store.syncdb()` applies the missing
+  ones in one transaction, so an upgrade never half-happens and never drops
+  data.
+* Samples are keyed by (unit, timestamp) with timestamps as integer
+  microseconds (the meter's clock, naive, counted from 1970-01-01) and values
+  in columns ``v1``..``v32``, so range scans are index walks and statistics
+  can be computed in SQL.
+* `GroupCommit` is the writer service: uploads handled in one loop turn share
+  one transaction, committed once before the next ``select()``; with
+  ``COMMIT_INTERVAL: 1`` the answers of the requests that wrote are released
+  only after that commit. With ``COMMIT_INTERVAL: N`` it commits every N
+  uploads or ``COMMIT_DELAY`` ms, whichever comes first.
+
+This module knows nothing of TTP or HTTP: it returns rows and raises
+``sqlite3.Error``; callers decide what to answer.
+"""
+
+import hmac
+import logging
+import os
+import sqlite3
+import time
+
+log = logging.getLogger("texmate_ds.store")
+
+MAX_FIELDS = 32
+VALUE_COLUMNS = ["v%d" % i for i in range(1, MAX_FIELDS + 1)]
+# Timestamps in one IN (...) query; SQLite before 3.32 allows 999 parameters.
+_IN_CHUNK = 900
+
+MIGRATIONS = [
+    # 1: units, samples, dl cursors, users.
+    """
+    CREATE TABLE units (
+        id INTEGER PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        fields INTEGER NOT NULL CHECK (fields BETWEEN 1 AND 32),
+        field_names TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        source_id INTEGER REFERENCES units(id) ON DELETE SET NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE unit_reads (
+        reader_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        source_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        PRIMARY KEY (reader_id, source_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        ts INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        %s,
+        UNIQUE (unit_id, ts)
+    );
+    -- (unit_id, rowid): the dl "next" mailbox walks a unit's samples in
+    -- arrival order.
+    CREATE INDEX samples_unit_id ON samples (unit_id);
+    CREATE TABLE dl_cursors (
+        reader_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        source_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        sample_id INTEGER NOT NULL,
+        PRIMARY KEY (reader_id, source_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password TEXT NOT NULL,
+        email TEXT NOT NULL DEFAULT '',
+        first_name TEXT NOT NULL DEFAULT '',
+        last_name TEXT NOT NULL DEFAULT '',
+        is_active INTEGER NOT NULL DEFAULT 1,
+        is_staff INTEGER NOT NULL DEFAULT 0,
+        is_superuser INTEGER NOT NULL DEFAULT 0,
+        must_change_password INTEGER NOT NULL DEFAULT 0,
+        date_joined INTEGER NOT NULL,
+        last_login INTEGER
+    );
+    """ % ",\n        ".join("%s REAL" % c for c in VALUE_COLUMNS),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    pass
+
+
+def now_us():
+    return int(time.time() * 1_000_000)
+
+
+class Unit:
+    """A unit (meter) as stored. `check_key` compares in constant time."""
+
+    __slots__ = ("id", "code", "key", "name", "description", "fields",
+                 "field_names", "enabled", "source_id")
+    _COLUMNS = "id, code, key, name, description, fields, field_names, enabled, source_id"
+
+    def __init__(self, row):
+        (self.id, self.code, self.key, self.name, self.description,
+         self.fields, field_names, enabled, self.source_id) = row
+        self.field_names = field_names.split(",") if field_names else []
+        self.enabled = bool(enabled)
+
+    def check_key(self, key):
+        return hmac.compare_digest(self.key.encode(), key.encode())
+
+    def label(self, index):
+        """Name of 0-based field `index`: its configured name or L1, L2, ..."""
+        if index < len(self.field_names) and self.field_names[index]:
+            return self.field_names[index]
+        return "L%d" % (index + 1)
+
+    def __repr__(self):
+        return "<Unit %s>" % self.code
+
+
+class Store:
+    def __init__(self, path, durable=True):
+        self.path = path
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA busy_timeout = 5000")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal" and path != ":memory:":
+            log.warning("%s: journal mode is %s, not WAL", path, mode)
+        self.conn.execute("PRAGMA synchronous = %s" % ("FULL" if durable else "NORMAL"))
+        # Uploads written since the last commit (GroupCommit counts them).
+        self.uploads_pending = 0
+        self._insert_sql = {}
+        self._select_cols = {}
+
+    # -- schema ---------------------------------------------------------------
+
+    @property
+    def version(self):
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def syncdb(self):
+        """Create or upgrade the schema in place; returns (old, new) versions."""
+        old = self.version
+        if old > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                "%s has schema version %d; this texmate_ds knows up to %d: "
+                "upgrade texmate_ds" % (self.path, old, SCHEMA_VERSION))
+        if old == SCHEMA_VERSION:
+            return old, old
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for script in MIGRATIONS[old:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+            self.conn.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return old, SCHEMA_VERSION
+
+    # -- transactions ---------------------------------------------------------
+
+    @property
+    def dirty(self):
+        return self.conn.in_transaction
+
+    @property
+    def changes(self):
+        """Rows changed by this connection since it opened."""
+        return self.conn.total_changes
+
+    def _begin(self):
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+
+    def commit(self):
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        self.uploads_pending = 0
+
+    def rollback(self):
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.uploads_pending = 0
+
+    def close(self):
+        self.commit()
+        self.conn.close()
+
+    def backup(self, path):
+        """Copy the database with SQLite's online backup API."""
+        target = sqlite3.connect(path)
+        try:
+            self.conn.backup(target)
+        finally:
+            target.close()
+
+    # -- units ----------------------------------------------------------------
+
+    def add_unit(self, code, key, fields, name="", description="",
+                 field_names=(), enabled=True, source=None):
+        self._begin()
+        self.conn.execute(
+            "INSERT INTO units (code, key, name, description, fields, field_names,"
+            " enabled, source_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (code, key, name, description, fields, ",".join(field_names),
+             int(enabled), source.id if source else None, now_us()))
+        return self.get_unit(code)
+
+    def get_unit(self, code):
+        row = self.conn.execute(
+            "SELECT %s FROM units WHERE code = ?" % Unit._COLUMNS, (code,)).fetchone()
+        return Unit(row) if row else None
+
+    def get_unit_by_id(self, unit_id):
+        row = self.conn.execute(
+            "SELECT %s FROM units WHERE id = ?" % Unit._COLUMNS, (unit_id,)).fetchone()
+        return Unit(row) if row else None
+
+    def list_units(self):
+        return [Unit(r) for r in self.conn.execute(
+            "SELECT %s FROM units ORDER BY code" % Unit._COLUMNS)]
+
+    def allow_read(self, reader, source):
+        self._begin()
+        self.conn.execute("INSERT OR IGNORE INTO unit_reads VALUES (?, ?)",
+                          (reader.id, source.id))
+
+    def may_read(self, reader, source):
+        """May `reader` download `source`'s samples (ttp.md section 6)?"""
+        if reader.id == source.id or reader.source_id == source.id:
+            return True
+        return self.conn.execute(
+            "SELECT 1 FROM unit_reads WHERE reader_id = ? AND source_id = ?",
+            (reader.id, source.id)).fetchone() is not None
+
+    # -- samples --------------------------------------------------------------
+
+    def add_samples(self, unit, samples):
+        """Store `samples`, a list of (timestamp_us, values) for `unit`.
+
+        Returns the 0-based indexes of the duplicates (a timestamp already
+        stored, or repeated earlier in `samples`); the rest are stored. On an
+        error nothing of this call is stored and the error propagates.
+        """
+        sql = self._insert_sql.get(unit.fields)
+        if sql is None:
+            sql = self._insert_sql[unit.fields] = (
+                "INSERT OR IGNORE INTO samples (unit_id, ts, received, %s) VALUES (?, ?, ?%s)"
+                % (", ".join(VALUE_COLUMNS[:unit.fields]), ", ?" * unit.fields))
+        received = now_us()
+        self._begin()
+        self.uploads_pending += 1
+        if len(samples) == 1:
+            ts, values = samples[0]
+            cur = self.conn.execute(sql, (unit.id, ts, received, *values))
+            return [] if cur.rowcount == 1 else [0]
+        duplicates = []
+        seen = set()
+        fresh = []
+        for index, (ts, values) in enumerate(samples):
+            if ts in seen:
+                duplicates.append(index)
+            else:
+                seen.add(ts)
+                fresh.append((index, ts, values))
+        stored = self._existing_timestamps(unit, seen)
+        if stored:
+            duplicates.extend(i for i, ts, _ in fresh if ts in stored)
+            duplicates.sort()
+            fresh = [f for f in fresh if f[1] not in stored]
+        # Several rows are not one statement: a savepoint keeps the call
+        # all-or-nothing inside the shared group transaction.
+        self.conn.execute("SAVEPOINT up")
+        try:
+            self.conn.executemany(
+                sql, [(unit.id, ts, received, *values) for _, ts, values in fresh])
+        except BaseException:
+            self.conn.execute("ROLLBACK TO up")
+            self.conn.execute("RELEASE up")
+            raise
+        self.conn.execute("RELEASE up")
+        return duplicates
+
+    def _existing_timestamps(self, unit, timestamps):
+        found = set()
+        timestamps = list(timestamps)
+        for start in range(0, len(timestamps), _IN_CHUNK):
+            chunk = timestamps[start:start + _IN_CHUNK]
+            found.update(r[0] for r in self.conn.execute(
+                "SELECT ts FROM samples WHERE unit_id = ? AND ts IN (%s)"
+                % ",".join("?" * len(chunk)), (unit.id, *chunk)))
+        return found
+
+    def _columns(self, unit):
+        cols = self._select_cols.get(unit.fields)
+        if cols is None:
+            cols = self._select_cols[unit.fields] = ", ".join(
+                ["id", "ts"] + VALUE_COLUMNS[:unit.fields])
+        return cols
+
+    def _one(self, unit, where, params):
+        return self.conn.execute(
+            "SELECT %s FROM samples WHERE unit_id = ? %s LIMIT 1"
+            % (self._columns(unit), where), (unit.id, *params)).fetchone()
+
+    def last_sample(self, unit):
+        """The newest sample by timestamp as (id, ts, v1, ...), or None."""
+        return self._one(unit, "ORDER BY ts DESC", ())
+
+    def first_sample(self, unit):
+        return self._one(unit, "ORDER BY ts", ())
+
+    def sample_at(self, unit, ts):
+        return self._one(unit, "AND ts = ?", (ts,))
+
+    def sample_after_id(self, unit, sample_id):
+        """The first sample of `unit` stored after sample `sample_id`."""
+        return self._one(unit, "AND id > ? ORDER BY id", (sample_id,))
+
+    def samples_range(self, unit, start=None, end=None, limit=None):
+        """Samples with start <= ts <= end (either bound may be None), oldest
+        first. Timestamps are unique integers per unit, so a caller pages on
+        with start = last ts + 1."""
+        where = ""
+        params = []
+        if start is not None:
+            where += " AND ts >= ?"
+            params.append(start)
+        if end is not None:
+            where += " AND ts <= ?"
+            params.append(end)
+        sql = "SELECT %s FROM samples WHERE unit_id = ?%s ORDER BY ts" % (
+            self._columns(unit), where)
+        if limit is not None:
+            sql += " LIMIT %d" % limit
+        return self.conn.execute(sql, (unit.id, *params)).fetchall()
+
+    def count_samples(self, unit):
+        return self.conn.execute(
+            "SELECT count(*) FROM samples WHERE unit_id = ?", (unit.id,)).fetchone()[0]
+
+    def get_cursor(self, reader, source):
+        row = self.conn.execute(
+            "SELECT sample_id FROM dl_cursors WHERE reader_id = ? AND source_id = ?",
+            (reader.id, source.id)).fetchone()
+        return row[0] if row else 0
+
+    def set_cursor(self, reader, source, sample_id):
+        self._begin()
+        self.conn.execute(
+            "INSERT OR REPLACE INTO dl_cursors VALUES (?, ?, ?)",
+            (reader.id, source.id, sample_id))
+
+    # -- users ----------------------------------------------------------------
+
+    def add_user(self, username, password_hash, email="", is_staff=False,
+                 is_superuser=False, must_change_password=False):
+        self._begin()
+        cur = self.conn.execute(
+            "INSERT INTO users (username, password, email, is_staff, is_superuser,"
+            " must_change_password, date_joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (username, password_hash, email, int(is_staff), int(is_superuser),
+             int(must_change_password), now_us()))
+        return cur.lastrowid
+
+    def count_users(self):
+        return self.conn.execute("SELECT count(*) FROM users").fetchone()[0]
+
+    def get_user(self, user_id=None, username=None):
+        """The user as a dict, by id or by username; None if there is none."""
+        self.conn.row_factory = sqlite3.Row
+        try:
+            if user_id is not None:
+                row = self.conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+            else:
+                row = self.conn.execute(
+                    "SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        finally:
+            self.conn.row_factory = None
+        return dict(row) if row else None
+
+    def set_password(self, user_id, password_hash, must_change=False):
+        self._begin()
+        return self.conn.execute(
+            "UPDATE users SET password = ?, must_change_password = ? WHERE id = ?",
+            (password_hash, int(must_change), user_id)).rowcount == 1
+
+
+class GroupCommit:
+    """The store writer service: decides when the shared transaction commits.
+
+    `after_commit(fn)` registers `fn(ok)` to run once the current
+    transaction ends: ``ok`` is True when it committed, False when the commit
+    failed and everything in it was rolled back.
+    """
+
+    def __init__(self, store, loop, interval, delay_ms):
+        self.store = store
+        self.loop = loop
+        self.interval = interval
+        self.delay = delay_ms / 1000.0
+        self.durable = interval == 1
+        self._waiting = []
+        self._timer = None
+        self.commits = 0
+        self.commit_seconds = 0.0
+
+    def start(self):
+        self.loop.turn_hooks.append(self.turn)
+
+    def stop(self):
+        self.commit()
+
+    def after_commit(self, fn):
+        self._waiting.append(fn)
+
+    def turn(self):
+        """Runs before every select(): commit now, or make sure a timer will."""
+        if not self.store.dirty:
+            return
+        if self.durable or self.store.uploads_pending >= self.interval:
+            self.commit()
+        elif self._timer is None:
+            self._timer = self.loop.call_later(self.delay, self.commit)
+
+    def commit(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.store.dirty:
+            return
+        started = time.monotonic()
+        try:
+            self.store.commit()
+            ok = True
+        except sqlite3.Error as exc:
+            log.error("commit failed, %d uploads rolled back: %s",
+                      self.store.uploads_pending, exc)
+            try:
+                self.store.rollback()
+            except sqlite3.Error as exc2:
+                log.error("rollback failed too: %s", exc2)
+            ok = False
+        self.commits += 1
+        self.commit_seconds += time.monotonic() - started
+        waiting, self._waiting = self._waiting, []
+        for fn in waiting:
+            fn(ok)

@@ -1,0 +1,551 @@
+"""TTP, the Tiger Transfer Protocol (``docs``: ../shared/spec/ttp.md).
+
+Three layers, each usable without the next:
+
+1. Sans-IO parsing. `LineParser` turns received bytes into request lines
+   (h11 style: ``feed(data)``, then ``next_event()`` until it returns None);
+   it never touches a socket and caps a line at ``MAX_REQUEST_BYTES``.
+   `parse_request`, `parse_timestamp`, `parse_samples` and the formatters
+   are pure functions. A malformed request raises `TTPError` with its
+   answer code.
+2. Apps. Every ``<app>`` code is served by an *Extension* (ttp.md section
+   9), bundled ones from ``texmate_ds/apps/`` and a site's own from
+   ``TTP_APPS_DIR``, all loaded by `load_extensions` the same way. A
+   producer may raise `TTPError` from its constructor to answer an error.
+3. `TTPServer` (the ``server`` object apps receive) and `TTPChannel`, which
+   reads, feeds the parser, dispatches each line to its Extension and queues
+   the producer. An upload's answer is held until the group commit when
+   ``COMMIT_INTERVAL`` is 1 (see ``store.GroupCommit``).
+
+A key is never logged; anything a meter sent is escaped before logging.
+"""
+
+import ast
+import datetime
+import importlib
+import importlib.util
+import logging
+import math
+import os
+import pkgutil
+import re
+import socket
+import sys
+
+from texmate_ds import loop
+from texmate_ds.loop import Answer  # noqa: F401  (apps build answers with ttp.Answer)
+
+log = logging.getLogger("texmate_ds.ttp")
+
+RESPONSES = {
+    200: "OK", 201: "Created", 202: "Accepted", 203: "Partial information",
+    204: "No response", 301: "Moved", 302: "Found", 303: "Method",
+    304: "Not modified",
+    400: "Bad request", 401: "Authorization Required", 402: "Unauthorized",
+    403: "Forbidden", 404: "Data not found", 405: "Unit not found",
+    406: "Duplicate sample", 500: "Internal error", 501: "Not implemented",
+    502: "Service temporarily overloaded", 503: "Gateway timeout",
+}
+ERROR_MESSAGE = "%(code)d %(message)s\r"
+
+
+class TTPError(Exception):
+    """A request that must be answered with error `code`."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def error_text(code):
+    return ERROR_MESSAGE % {"code": code, "message": RESPONSES[code]}
+
+
+# -- 1. sans-IO ---------------------------------------------------------------
+
+TOO_LONG = object()
+_TERMINATOR = re.compile(rb"[\r\n]")
+
+
+class LineParser:
+    """Splits received bytes into request lines.
+
+    Requests end with ``\\r``; a bare ``\\n`` also ends one, and the ``\\n``
+    of ``\\r\\n`` then ends an empty request, which is skipped: so CR, LF and
+    CRLF all work however the bytes are split. A line longer than
+    `max_bytes` yields `TOO_LONG` (the caller answers 400 and closes).
+    """
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self._buf = bytearray()
+        self._pos = 0
+
+    def feed(self, data):
+        self._buf += data
+
+    def next_event(self):
+        """The next complete line (bytes, without terminator), `TOO_LONG`,
+        or None when more data is needed."""
+        buf = self._buf
+        while True:
+            match = _TERMINATOR.search(buf, self._pos)
+            if match is None:
+                if len(buf) - self._pos > self.max_bytes:
+                    return TOO_LONG
+                if self._pos:
+                    del buf[:self._pos]
+                    self._pos = 0
+                return None
+            end = match.start()
+            line = bytes(buf[self._pos:end])
+            self._pos = end + 1
+            if len(line) > self.max_bytes:
+                return TOO_LONG
+            if line:
+                return line
+
+    def pending(self):
+        """Bytes received but not yet returned as a line."""
+        return len(self._buf) - self._pos
+
+
+_UNIT_CODE = re.compile(r"[A-Za-z0-9]{1,32}\Z")
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*\Z")
+
+
+class Request(str):
+    """The request line as a str (what apps receive), with its parts:
+    `app`, `unit`, `argument` (may be empty) and `key`."""
+
+
+def parse_request(line):
+    """Parse one request line (bytes, no terminator) into a `Request`."""
+    if not _PRINTABLE.match(line):
+        raise TTPError(400)
+    text = line.decode("ascii")
+    head, sep, rest = text.partition(" ")
+    if head != "TTP" or not sep:
+        raise TTPError(400)
+    path, sep, key = rest.rpartition(" ")
+    if not sep or not key or len(key) > 64 or not path.startswith("/"):
+        raise TTPError(400)
+    parts = path[1:].split("/", 2)
+    if len(parts) < 2 or not _UNIT_CODE.match(parts[1]):
+        raise TTPError(400)
+    request = Request(text)
+    request.app = parts[0]
+    request.unit = parts[1]
+    request.argument = parts[2] if len(parts) == 3 else ""
+    request.key = key
+    return request
+
+
+def check_unit_code(code):
+    if not _UNIT_CODE.match(code):
+        raise TTPError(400)
+    return code
+
+
+def redact(line):
+    """A request line fit for a log: key hidden, control bytes escaped."""
+    if isinstance(line, str):
+        line = line.encode("latin-1", "replace")
+    head, sep, _ = line.rpartition(b" ")
+    if sep:
+        line = head + b" ***"
+    return line.decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
+_TIMESTAMP = re.compile(
+    r"(\d{1,4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?\Z", re.ASCII)
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+
+
+def parse_timestamp(text):
+    """``Y-M-D H:M:S[.F]`` as integer microseconds since 1970-01-01 (the
+    meter's clock, no time zone). Short years fill out to 2000."""
+    match = _TIMESTAMP.match(text)
+    if not match:
+        raise TTPError(400)
+    year, month, day, hour, minute, second, fraction = match.groups()
+    y = int(year)
+    if len(year) < 4:
+        y += 2000
+    h, mi, s = int(hour), int(minute), int(second)
+    if h > 23 or mi > 59 or s > 59:
+        raise TTPError(400)
+    try:
+        ordinal = datetime.date(y, int(month), int(day)).toordinal()
+    except ValueError:
+        raise TTPError(400) from None
+    micro = int(fraction.ljust(6, "0")) if fraction else 0
+    return ((ordinal - _EPOCH_ORDINAL) * 86400 + h * 3600 + mi * 60 + s) * 1000000 + micro
+
+
+def format_timestamp(us):
+    """``YYYY-MM-DD HH:MM:SS``, plus ``.ffffff`` when microseconds are not 0."""
+    days, rest = divmod(us, 86400000000)
+    seconds, micro = divmod(rest, 1000000)
+    date = datetime.date.fromordinal(days + _EPOCH_ORDINAL)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    text = "%04d-%02d-%02d %02d:%02d:%02d" % (date.year, date.month, date.day, h, m, s)
+    if micro:
+        text += ".%06d" % micro
+    return text
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
+
+
+def parse_value(text):
+    """A decimal number, finite as a 64-bit float; else `TTPError(400)`."""
+    if not _NUMBER.match(text):
+        raise TTPError(400)
+    value = float(text)
+    if not math.isfinite(value):
+        raise TTPError(400)
+    return value
+
+
+def format_value(value):
+    """Shortest text that reads back to the same float, without ``.0``."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+_SAMPLES = re.compile(r"(?:<[^<>]*>)+\Z")
+
+
+def parse_samples(argument, fields):
+    """``<TS;v1;...;vN>...`` as a list of (timestamp_us, values, ts_as_sent).
+
+    All or nothing: any malformed sample raises `TTPError(400)`."""
+    if not _SAMPLES.match(argument):
+        raise TTPError(400)
+    samples = []
+    for body in argument[1:-1].split("><"):
+        parts = body.split(";")
+        if len(parts) != fields + 1:
+            raise TTPError(400)
+        samples.append((parse_timestamp(parts[0]),
+                        tuple(parse_value(v) for v in parts[1:]), parts[0]))
+    return samples
+
+
+def format_sample(row):
+    """A stored row (id, ts, v1, ...) in dl form: ``<ID TS L1=v1 ...>``."""
+    return "<%d %s %s>" % (row[0], format_timestamp(row[1]), " ".join(
+        "L%d=%s" % (i, format_value(v)) for i, v in enumerate(row[2:], 1)))
+
+
+# -- 2. apps ------------------------------------------------------------------
+
+class AppError(Exception):
+    """A TTP app that cannot be loaded; stops the server at start."""
+
+
+class AppInfo:
+    """An app found on disk, before (or without) importing it."""
+
+    def __init__(self, name, bundled, spec, enabled):
+        self.name = name
+        self.bundled = bundled
+        self.spec = spec
+        self.enabled = enabled
+
+    @property
+    def where(self):
+        return "bundled" if self.bundled else self.spec.origin
+
+    def description(self):
+        """First line of the module docstring, read without running it."""
+        try:
+            source = self.spec.loader.get_source(self.spec.name)
+            doc = ast.get_docstring(ast.parse(source)) or ""
+        except (SyntaxError, OSError, ImportError) as exc:
+            return "(cannot read: %s)" % exc
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def find_apps(settings):
+    """Every TTP app: bundled ones, then the site's (a site app with a
+    bundled app's name replaces it). A bundled app is on unless ``[ttpapps]``
+    says off; a site app is off unless it says on, so dropping a file into
+    the folder never runs code by itself."""
+    from texmate_ds import apps as bundled_package
+    found = {}
+    for info in pkgutil.iter_modules(bundled_package.__path__):
+        spec = importlib.util.find_spec("texmate_ds.apps." + info.name)
+        found[info.name.lower()] = AppInfo(info.name, True, spec,
+                                   settings.ttpapps.get(info.name.lower(), True))
+    site_dir = settings.TTP_APPS_DIR
+    if os.path.isdir(site_dir):
+        for info in pkgutil.iter_modules([site_dir]):
+            spec = info.module_finder.find_spec(info.name)
+            spec.name = "_txm_ttpapp_" + info.name
+            found[info.name.lower()] = AppInfo(info.name, False, spec,
+                                       settings.ttpapps.get(info.name.lower(), False))
+    missing = sorted(n for n, on in settings.ttpapps.items() if on and n not in found)
+    if missing:
+        raise AppError("[ttpapps] turns on %s, but no such app is bundled or in %s"
+                       % (", ".join(missing), site_dir))
+    return [found[name] for name in sorted(found)]
+
+
+class Extension:
+    def __init__(self, app, code, producer, run_before, run_after):
+        self.app = app
+        self.code = code
+        self.producer = producer
+        self.run_before = run_before
+        self.run_after = run_after
+
+
+def load_extensions(settings):
+    """Import every enabled app; returns {code: Extension}."""
+    extensions = {}
+    for app in find_apps(settings):
+        if not app.enabled:
+            continue
+        try:
+            module = importlib.util.module_from_spec(app.spec)
+            sys.modules[app.spec.name] = module
+            app.spec.loader.exec_module(module)
+        except Exception as exc:
+            raise AppError("TTP app %s (%s) failed to import: %s: %s"
+                           % (app.name, app.where, type(exc).__name__, exc)) from exc
+        ext = getattr(module, "Extension", None)
+        if not isinstance(ext, dict) or not ext.get("code") or not ext.get("producer"):
+            raise AppError("TTP app %s (%s) must define Extension = {'code': ..., "
+                           "'producer': ...}" % (app.name, app.where))
+        code = ext["code"]
+        if code in extensions:
+            raise AppError("TTP app code '%s' is claimed by both %s (%s) and %s (%s)"
+                           % (code, extensions[code].app.name, extensions[code].app.where,
+                              app.name, app.where))
+        extensions[code] = Extension(app, code, ext["producer"],
+                                     ext.get("run_before"), ext.get("run_after"))
+        log.info("TTP app %s: /%s/ (%s)", app.name, code, app.where)
+    return extensions
+
+
+# -- 3. server and channel ----------------------------------------------------
+
+class Counter:
+    def __init__(self):
+        self.value = 0
+
+    def increment(self, n=1):
+        self.value += n
+
+
+class TTPServer:
+    """What TTP apps see as ``server``: the answer texts, the store, the
+    settings, the event bus, counters, and `authenticate`.
+
+    ``bytes_out`` is the counter vendor apps increment themselves;
+    ``bytes_sent`` and ``bytes_received`` are counted at the socket."""
+
+    responses = RESPONSES
+    ERROR_MESSAGE = ERROR_MESSAGE
+
+    def __init__(self, settings, store, commits, events, extensions, loop_):
+        self.settings = settings
+        self.store = store
+        self.commits = commits
+        self.events = events
+        self.extensions = extensions
+        self.loop = loop_
+        self.bytes_out = Counter()
+        self.bytes_sent = Counter()
+        self.bytes_received = Counter()
+        self.requests = Counter()
+        self._since_sweep = 0
+
+    def authenticate(self, code, key):
+        """The enabled unit `code` whose key is `key`, else TTPError 405,
+        402 or 403 (ttp.md section 3)."""
+        unit = self.store.get_unit(code)
+        if unit is None:
+            raise TTPError(405)
+        if not unit.check_key(key):
+            raise TTPError(402)
+        if not unit.enabled:
+            raise TTPError(403)
+        return unit
+
+    def accept(self, loop_, sock, addr):
+        """Listener factory: a channel, or 502 when MAX_CONNECTIONS are open."""
+        if len(loop_.channels) >= self.settings.MAX_CONNECTIONS:
+            log.warning("MAX_CONNECTIONS (%d) reached: refusing %s",
+                        self.settings.MAX_CONNECTIONS, loop._peer(addr))
+            try:
+                sock.setblocking(False)
+                sock.send(error_text(502).encode())
+            except OSError:
+                pass
+            sock.close()
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        TTPChannel(self, loop_, sock, addr)
+
+    def counted_request(self):
+        """Count a request; every MAINTENANCE_INTERVAL, sweep dead channels."""
+        self.requests.value += 1
+        self._since_sweep += 1
+        if self._since_sweep >= self.settings.MAINTENANCE_INTERVAL:
+            self.sweep()
+
+    def sweep(self):
+        self._since_sweep = 0
+        self.loop.sweep(self.settings.CHANNEL_TIMEOUT)
+
+
+class Response:
+    """Wraps an app's producer for the channel: holds it until its commit,
+    turns an exception before its first byte into ``500``, and passes on
+    ``flushed`` (for run_after and the dl cursor)."""
+
+    __slots__ = ("inner", "ready", "started", "channel", "request", "flushed")
+
+    def __init__(self, inner, channel, request, flushed):
+        self.inner = inner
+        self.ready = True
+        self.started = False
+        self.channel = channel
+        self.request = request
+        self.flushed = flushed
+
+    def more(self):
+        try:
+            chunk = self.inner.more()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            if self.started:
+                raise
+            log.exception("TTP app failed answering %s", redact(self.request))
+            self.inner = Answer(error_text(500))
+            self.flushed = None
+            chunk = self.inner.more()
+        if chunk:
+            self.started = True
+        return chunk
+
+    def hold(self, commits):
+        self.ready = False
+        commits.after_commit(self.release)
+
+    def release(self, committed):
+        if not committed:
+            self.inner = Answer(error_text(500))
+            self.flushed = None
+        self.ready = True
+        self.channel.send_now()
+
+
+def _chain(first, second):
+    if first is None:
+        return second
+    if second is None:
+        return first
+
+    def both():
+        first()
+        second()
+    return both
+
+
+class TTPChannel(loop.Channel):
+    def __init__(self, server, loop_, sock, addr):
+        self.server = server
+        self.parser = LineParser(server.settings.MAX_REQUEST_BYTES)
+        self._accepting = True
+        self._processing = False
+        self._eof = False
+        super().__init__(loop_, sock, addr)
+
+    def received(self, data):
+        self.server.bytes_received.value += len(data)
+        self.parser.feed(data)
+        self.process()
+
+    def eof(self):
+        self._eof = True
+        self.process()
+
+    def sent(self, nbytes):
+        self.server.bytes_sent.value += nbytes
+        if self._accepting and not self._processing and not self.output_full():
+            self.process()
+
+    def process(self):
+        """Answer complete lines while output has room (backpressure)."""
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            exhausted = False
+            while self._accepting and not self.output_full():
+                line = self.parser.next_event()
+                if line is None:
+                    exhausted = True
+                    break
+                if line is TOO_LONG:
+                    log.info("%s: request longer than MAX_REQUEST_BYTES; closing",
+                             loop._peer(self.addr))
+                    self._stop_with(error_text(400))
+                    break
+                self.dispatch(line)
+                if not self.server.settings.SOCKET_OPEN:
+                    self._stop_with(None)
+            if self._eof and self._accepting and exhausted:
+                # The peer sent its last byte: anything unterminated is an
+                # incomplete request, never guessed at.
+                self._stop_with(error_text(400) if self.parser.pending() else None)
+        finally:
+            self._processing = False
+
+    def _stop_with(self, text):
+        self._accepting = False
+        if text:
+            self.push(Answer(text))
+        self.finish()
+
+    def dispatch(self, line):
+        server = self.server
+        server.counted_request()
+        ext = None
+        flushed = None
+        try:
+            request = parse_request(line)
+            ext = server.extensions.get(request.app)
+            if ext is None:
+                raise TTPError(501)
+            before = server.store.changes
+            if ext.run_before is not None:
+                code = ext.run_before(server, request, request.unit, request.key)
+                if isinstance(code, int) and code in RESPONSES:
+                    raise TTPError(code)
+            producer = ext.producer(server, request, request.unit, request.key)
+            flushed = getattr(producer, "flushed", None)
+            if ext.run_after is not None:
+                flushed = _chain(flushed, lambda: ext.run_after(
+                    server, request, request.unit, request.key))
+            wrote = server.store.changes != before
+        except TTPError as exc:
+            producer = Answer(error_text(exc.code))
+            wrote = False
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            log.exception("TTP app %s failed on %s",
+                          ext.app.name if ext else "?", redact(line))
+            producer = Answer(error_text(500))
+            wrote = False
+        response = Response(producer, self, line, flushed)
+        if wrote and server.commits.durable:
+            response.hold(server.commits)
+        self.push(response)
