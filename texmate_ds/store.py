@@ -432,9 +432,16 @@ class GroupCommit:
 
     def turn(self):
         """Runs before every select(): commit now, or make sure a timer will."""
+        if self.durable:
+            # Answers released by a commit let their channels read on, and
+            # pipelined uploads among those write again: commit those too,
+            # or they would wait for a select() that nothing wakes.
+            while self.store.dirty:
+                self.commit()
+            return
         if not self.store.dirty:
             return
-        if self.durable or self.store.uploads_pending >= self.interval:
+        if self.store.uploads_pending >= self.interval:
             self.commit()
         elif self._timer is None:
             self._timer = self.loop.call_later(self.delay, self.commit)

@@ -1,0 +1,329 @@
+"""ttp.md, row by row, against the real server over loopback sockets.
+
+The module shares one server (units A1: 4 fields key k1, B7: 2 fields key
+k7); tests that need a clean unit add their own with a unique code.
+"""
+
+import itertools
+import socket
+import sqlite3
+import time
+
+import pytest
+
+from conftest import read_answers
+
+_codes = itertools.count(1)
+
+
+def new_unit(server, fields=2, *extra):
+    code = "U%d" % next(_codes)
+    server.add_unit(code, "key" + code, fields, *extra)
+    return code, "key" + code
+
+
+def samples_in_db(server, code):
+    db = sqlite3.connect(str(server.dir / "db" / "data_server3.db"))
+    try:
+        return db.execute(
+            "SELECT s.ts, s.v1, s.v2 FROM samples s JOIN units u ON u.id = s.unit_id"
+            " WHERE u.code = ? ORDER BY s.ts", (code,)).fetchall()
+    finally:
+        db.close()
+
+
+# -- framing (section 1) -----------------------------------------------------
+
+def test_cr_lf_and_crlf_all_end_requests(server):
+    answers = server.exchange(b"TTP /ok/A1 k1\rTTP /ok/A1 k1\nTTP /ok/A1 k1\r\nTTP /ok/A1 bad\r", 4)
+    assert answers == ["OK", "OK", "OK", "402 Unauthorized"]
+
+
+def test_empty_requests_get_no_answer(server):
+    sock = server.connect()
+    sock.sendall(b"\r\r\n\n\r\nTTP /ok/A1 k1\r")
+    assert read_answers(sock, 1) == ["OK"]
+    sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        sock.recv(100)
+    sock.close()
+
+
+def test_non_ascii_bytes_answer_400(server):
+    for bad in (b"TTP /ok/A1 k\xe91", b"TTP /ok/A1\x00 k1", b"TTP /ok/A1\tk1", b"\x7fTTP /ok/A1 k1"):
+        assert server.exchange(bad + b"\r") == ["400 Bad request"]
+
+
+def test_pipelined_answers_come_in_order(server):
+    code, key = new_unit(server)
+    lines = []
+    for i in range(50):
+        lines.append("TTP /up/%s/<2011-1-1 0:0:%d;%d;1> %s" % (code, i, i, key))
+        lines.append("TTP /dl/%s/last %s" % (code, key))
+    answers = server.exchange("\r".join(lines) + "\r", len(lines))
+    for i in range(50):
+        assert answers[2 * i] == "OK"
+        assert answers[2 * i + 1].endswith("2011-01-01 00:00:%02d L1=%d L2=1>" % (i, i))
+
+
+def test_over_long_request_answers_400_and_closes(server_factory):
+    srv = server_factory("MAX_REQUEST_BYTES: 300\n")
+    sock = srv.connect()
+    sock.sendall(b"TTP /ok/A1 " + b"x" * 400)
+    assert read_answers(sock, 1) == ["400 Bad request"]
+    assert sock.recv(100) == b""
+    sock.close()
+    # A line just within the limit is an ordinary request.
+    assert srv.ask("TTP /ok/A1 " + "x" * 60) == "405 Unit not found"
+
+
+# -- request line (section 2) and responses (section 3) ------------------------
+
+@pytest.mark.parametrize("line, answer", [
+    ("ttp /ok/A1 k1", "400 Bad request"),
+    ("TTP /ok/A1", "400 Bad request"),
+    ("TTP /ok/A1 ", "400 Bad request"),
+    ("TTP /ok/A-1 k1", "400 Bad request"),
+    ("TTP /ok/%s k1" % ("A" * 33), "400 Bad request"),
+    ("TTP /ok/A1 %s" % ("k" * 65), "400 Bad request"),
+    ("TTP /zz/A1 k1", "501 Not implemented"),
+    ("TTP /al/A1/2/<> k1", "501 Not implemented"),
+    ("TTP /ok/NOPE k1", "405 Unit not found"),
+    ("TTP /ok/A1 wrong", "402 Unauthorized"),
+    ("TTP /up/NOPE/<2009-1-16 15:30:45;1;2;3;4> k1", "405 Unit not found"),
+    ("TTP /up/A1/<2009-1-16 15:30:45;1;2;3;4> wrong", "402 Unauthorized"),
+    ("TTP /up/A1/garbage wrong", "402 Unauthorized"),
+    ("TTP /dl/A1/last wrong", "402 Unauthorized"),
+])
+def test_request_line_and_authentication(server, line, answer):
+    assert server.ask(line) == answer
+
+
+def test_disabled_unit_is_forbidden(server):
+    code, key = new_unit(server, 2, "--disabled")
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:45;1;2> %s" % (code, key)) == "403 Forbidden"
+    assert server.ask("TTP /dl/%s/last %s" % (code, key)) == "403 Forbidden"
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:45;1;2> bad" % code) == "402 Unauthorized"
+    assert samples_in_db(server, code) == []
+
+
+def test_key_never_logged(server):
+    server.ask("TTP /ok/A1 k1")
+    server.ask("TTP /zz/A1 supersecretkey")
+    assert "supersecretkey" not in server.errors()
+
+
+# -- up (section 5) ------------------------------------------------------------
+
+def test_upload_and_the_manual_example(server):
+    code, key = new_unit(server, 4)
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:45;11;22;33;44> %s" % (code, key)) == "OK"
+    answer = server.ask(
+        "TTP /up/%s/<2009-1-16 15:30:45;11;22;33;44><2009-1-16 15:30:45;11.50;23;34.5;46>"
+        "<2009-1-16 15:30:46;12;23;34;45> %s" % (code, key))
+    assert answer == "406 Duplicate sample 1<2009-1-16 15:30:45>2<2009-1-16 15:30:45>"
+    assert [r[1:] for r in samples_in_db(server, code)] == [(11.0, 22.0), (12.0, 23.0)]
+
+
+def test_duplicates_report_offsets_and_timestamps_as_sent(server):
+    code, key = new_unit(server)
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:45;1;1> %s" % (code, key)) == "OK"
+    answer = server.ask(
+        "TTP /up/%s/<2009-1-16 15:30:44;1;1><09-01-16 15:30:45;2;2><2009-1-16 15:30:47;3;3>"
+        "<7-1-16 15:30:49;4;4><7-1-16 15:30:49.0;5;5> %s" % (code, key))
+    assert answer == "406 Duplicate sample 2<09-01-16 15:30:45>5<7-1-16 15:30:49.0>"
+    assert len(samples_in_db(server, code)) == 4
+
+
+@pytest.mark.parametrize("body", [
+    "<2009-1-16 15:30:45;1>",                        # too few fields
+    "<2009-1-16 15:30:45;1;2;3>",                    # too many
+    "<2009-1-16 15:30:45;1;2><2009-1-16 15:30:46;1;nan>",
+    "<2009-1-16 15:30:45;1;2><2009-1-16 15:30:46;1;inf>",
+    "<2009-1-16 15:30:45;1;2><2009-1-16 15:30:46;1;1e999>",
+    "<2009-1-16 15:30:45;1;2><2009-2-30 15:30:46;1;2>",
+    "<2009-1-16 15:30:45;1;2><2009-1-16 15:30:46;1;2",
+    "<2009-1-16 15:30:45;1;2>2009-1-16 15:30:46;1;2>",
+    "<2009-1-16 15:30:45;1;2><>",
+    "",
+])
+def test_malformed_upload_stores_nothing(server, body):
+    code, key = new_unit(server)
+    assert server.ask("TTP /up/%s/%s %s" % (code, body, key)) == "400 Bad request"
+    assert samples_in_db(server, code) == []
+
+
+def test_values_stored_as_floats_and_printed_shortest(server):
+    code, key = new_unit(server)
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:45.000042;-3;+2.5e3> %s" % (code, key)) == "OK"
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;11.50;-0.001> %s" % (code, key)) == "OK"
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:47;1e20;-0> %s" % (code, key)) == "OK"
+    answer = server.ask("TTP /dl/%s/from<2009-1-16 0:0:0> %s" % (code, key))
+    assert answer.startswith("OK <")
+    assert "2009-01-16 15:30:45.000042 L1=-3 L2=2500>" in answer
+    assert "2009-01-16 15:30:46 L1=11.5 L2=-0.001>" in answer
+    # SQLite stores integral REAL values as integers, so -0 reads back as 0
+    # (equal as numbers; documented in the README).
+    assert "2009-01-16 15:30:47 L1=1e+20 L2=0>" in answer
+
+
+# -- dl (section 6) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dl_units(server):
+    """Units S (source, three samples), R (reads S by configuration), P
+    (allowed to read S), N (no rights)."""
+    src, skey = new_unit(server)
+    server.ask("TTP /up/%s/<2009-1-16 15:30:47;3;30><2009-1-16 15:30:45;1;10>"
+               "<2009-1-16 15:30:46;2;20> %s" % (src, skey))
+    reader, rkey = new_unit(server, 1, "--source", src)
+    permitted, pkey = new_unit(server, 1, "--reads", src)
+    nobody, nkey = new_unit(server, 1)
+    return dict(S=(src, skey), R=(reader, rkey), P=(permitted, pkey), N=(nobody, nkey))
+
+
+def dl(server, who, selector):
+    code, key = who
+    return server.ask("TTP /dl/%s/%s %s" % (code, selector, key))
+
+
+def test_dl_last_first_and_exact(server, dl_units):
+    s = dl_units["S"]
+    assert dl(server, s, "last").endswith(" 2009-01-16 15:30:47 L1=3 L2=30>")
+    assert dl(server, s, "first").endswith(" 2009-01-16 15:30:45 L1=1 L2=10>")
+    assert dl(server, s, "<9-1-16 15:30:46>").endswith(" 2009-01-16 15:30:46 L1=2 L2=20>")
+    assert dl(server, s, "<2009-1-16 15:30:46.5>") == "404 Data not found"
+    assert dl(server, s, "<2009-2-30 15:30:46>") == "400 Bad request"
+
+
+def test_dl_answer_form(server, dl_units):
+    answer = dl(server, dl_units["S"], "last")
+    ids = [int(x.split()[0]) for x in answer[4:-1].split("><")]
+    assert answer == "OK <%d 2009-01-16 15:30:47 L1=3 L2=30>" % ids[0]
+
+
+def test_dl_from_oldest_first(server, dl_units):
+    answer = dl(server, dl_units["S"], "from<2009-1-16 15:30:46>")
+    assert answer.startswith("OK <") and answer.count("<") == 2
+    assert answer.index("15:30:46") < answer.index("15:30:47")
+    assert dl(server, dl_units["S"], "from<2010-1-1 0:0:0>") == "404 Data not found"
+
+
+def test_dl_unknown_selector_and_empty_unit(server, dl_units):
+    assert dl(server, dl_units["S"], "latest") == "400 Bad request"
+    assert dl(server, dl_units["S"], "") == "400 Bad request"
+    assert dl(server, dl_units["N"], "last") == "404 Data not found"
+    assert dl(server, dl_units["N"], "next") == "404 Data not found"
+
+
+def test_dl_source_rules(server, dl_units):
+    src = dl_units["S"][0]
+    # The configured source is where R reads by default, and always allowed.
+    assert dl(server, dl_units["R"], "last").endswith("L1=3 L2=30>")
+    assert dl(server, dl_units["R"], "last/" + src).endswith("L1=3 L2=30>")
+    # P was allowed to read S; N was not.
+    assert dl(server, dl_units["P"], "first/" + src).endswith("L1=1 L2=10>")
+    assert dl(server, dl_units["N"], "last/" + src) == "403 Forbidden"
+    assert dl(server, dl_units["N"], "last/NOSUCH") == "405 Unit not found"
+    assert dl(server, dl_units["N"], "last/BAD-CODE") == "400 Bad request"
+    # Every unit may read itself by name.
+    n = dl_units["N"][0]
+    assert dl(server, dl_units["N"], "last/" + n) == "404 Data not found"
+
+
+def test_dl_next_is_a_mailbox_in_arrival_order(server, dl_units):
+    src = dl_units["S"][0]
+    got = [dl(server, dl_units["P"], "next/" + src) for _ in range(4)]
+    # Arrival order (by id), not timestamp order: 47, 45, 46.
+    assert got[0].endswith("15:30:47 L1=3 L2=30>")
+    assert got[1].endswith("15:30:45 L1=1 L2=10>")
+    assert got[2].endswith("15:30:46 L1=2 L2=20>")
+    assert got[3] == "404 Data not found"
+    # The cursor belongs to (reader, source): R reading S starts afresh.
+    assert dl(server, dl_units["R"], "next").endswith("15:30:47 L1=3 L2=30>")
+
+
+def test_dl_next_pipelined_each_gets_the_following_sample(server):
+    code, key = new_unit(server)
+    server.ask("TTP /up/%s/<2012-1-1 0:0:1;1;1><2012-1-1 0:0:2;2;2><2012-1-1 0:0:3;3;3> %s"
+               % (code, key))
+    answers = server.exchange(("TTP /dl/%s/next %s\r" % (code, key)) * 4, 4)
+    assert [a[-11:] for a in answers[:3]] == [" L1=1 L2=1>", " L1=2 L2=2>", " L1=3 L2=3>"]
+    assert answers[3] == "404 Data not found"
+
+
+def test_dl_next_cursor_only_moves_when_answer_was_written(server):
+    code, key = new_unit(server, 1)
+    bulk = "".join("<2012-1-1 1:%d:%d;%d>" % (i // 60, i % 60, i) for i in range(1000))
+    assert server.ask("TTP /up/%s/<2012-1-1 0:0:1;-1> %s" % (code, key)) == "OK"
+    assert server.ask("TTP /up/%s/%s %s" % (code, bulk, key)) == "OK"
+    # A meter that never reads: about 7 MB of `from` answers (more than the
+    # kernel buffers on both sides take) ahead of its
+    # `next` cannot all be written, so the `next` answer is never flushed...
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.ttp_port))
+    sock.sendall(("TTP /dl/%s/from<2012-1-1 0:0:0> %s\r" % (code, key)).encode() * 200
+                 + ("TTP /dl/%s/next %s\r" % (code, key)).encode())
+    time.sleep(0.5)
+    # ... and then it vanishes (reset).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+    first = dl(server, (code, key), "next")
+    assert first.endswith("2012-01-01 00:00:01 L1=-1>"), first[:200]
+    assert dl(server, (code, key), "next").endswith("2012-01-01 01:00:00 L1=0>")
+
+
+def test_dl_from_is_capped_by_dl_max_samples(server_factory):
+    srv = server_factory("DL_MAX_SAMPLES: 250\n", start=False)
+    srv.add_unit("M1", "km", 1)
+    srv.start()
+    body = "".join("<2013-1-1 0:%d:%d;%d>" % (i // 60, i % 60, i) for i in range(600))
+    assert srv.ask("TTP /up/M1/%s km" % body) == "OK"
+    answer = srv.ask("TTP /dl/M1/from<2013-1-1 0:0:0> km")
+    assert answer.count("<") == 250
+    assert answer.endswith("2013-01-01 00:04:09 L1=249>")
+    assert srv.ask("TTP /dl/M1/from<2013-1-1 0:9:59> km").endswith("L1=599>")
+
+
+# -- ok (section 8) ------------------------------------------------------------
+
+def test_ok_app(server):
+    assert server.ask("TTP /ok/B7 k7") == "OK"
+    assert server.ask("TTP /ok/B7 k1") == "402 Unauthorized"
+    assert server.ask("TTP /ok/B8 k7") == "405 Unit not found"
+
+
+def test_ok_off_answers_501(server_factory):
+    srv = server_factory("[ttpapps]\nok: off\n", start=False)
+    srv.add_unit("A1", "k1", 1)
+    srv.start()
+    assert srv.ask("TTP /ok/A1 k1") == "501 Not implemented"
+    assert srv.ask("TTP /up/A1/<2009-1-1 0:0:0;1> k1") == "OK"
+
+
+# -- SOCKET_OPEN --------------------------------------------------------------
+
+def test_socket_open_no_closes_after_each_answer(server_factory):
+    srv = server_factory("SOCKET_OPEN: no\n", start=False)
+    srv.add_unit("A1", "k1", 1)
+    srv.start()
+    sock = srv.connect()
+    sock.sendall(b"TTP /ok/A1 k1\rTTP /ok/A1 k1\r")
+    data = b""
+    while True:
+        chunk = sock.recv(100)
+        if not chunk:
+            break
+        data += chunk
+    assert data == b"OK\r"
+    sock.close()
+
+
+def test_socket_open_yes_keeps_the_connection(server):
+    sock = server.connect()
+    for _ in range(3):
+        sock.sendall(b"TTP /ok/A1 k1\r")
+        assert read_answers(sock, 1) == ["OK"]
+        time.sleep(0.05)
+    sock.close()
