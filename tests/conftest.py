@@ -83,6 +83,7 @@ class Server:
             if "\nready\n" in text:
                 self.ttp_port = int(re.search(r"^TTP: listening on .*:(\d+)$", text, re.M).group(1))
                 self.http_port = int(re.search(r"^HTTP: listening on .*:(\d+)$", text, re.M).group(1))
+                self.db_path = re.search(r"^database: (.*) \(schema", text, re.M).group(1)
                 return self
             if self.proc.poll() is not None:
                 break

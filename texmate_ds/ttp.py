@@ -283,8 +283,12 @@ def find_apps(settings):
     site_dir = settings.TTP_APPS_DIR
     if os.path.isdir(site_dir):
         for info in pkgutil.iter_modules([site_dir]):
-            spec = info.module_finder.find_spec(info.name)
-            spec.name = "_txm_ttpapp_" + info.name
+            origin = info.module_finder.find_spec(info.name).origin
+            # A private module name, so a site app never shadows a real
+            # module (an app called "json" must not replace json).
+            spec = importlib.util.spec_from_file_location(
+                "_txm_ttpapp_" + info.name, origin,
+                submodule_search_locations=[os.path.dirname(origin)] if info.ispkg else None)
             found[info.name.lower()] = AppInfo(info.name, False, spec,
                                        settings.ttpapps.get(info.name.lower(), False))
     missing = sorted(n for n, on in settings.ttpapps.items() if on and n not in found)
