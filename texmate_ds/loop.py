@@ -299,11 +299,17 @@ class Channel:
     # -- the loop's side ----------------------------------------------------
 
     def _ready(self, mask):
+        if mask & selectors.EVENT_READ:
+            self.guarded(self._read)
+        if mask & selectors.EVENT_WRITE and not self.closed:
+            self.guarded(self.send_now)
+
+    def guarded(self, fn):
+        """Run `fn` for this channel; if it fails, log and close this
+        channel only. Use it for any work on a channel that starts outside
+        its own socket events (a commit releasing an answer, a timer)."""
         try:
-            if mask & selectors.EVENT_READ:
-                self._read()
-            if mask & selectors.EVENT_WRITE and not self.closed:
-                self.send_now()
+            fn()
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception:

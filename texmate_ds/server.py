@@ -15,8 +15,8 @@ from texmate_ds import __version__, auth, events, http, loop, models, store, ttp
 
 log = logging.getLogger("texmate_ds")
 
-# Seconds between dead-channel sweeps on a server too idle to reach
-# MAINTENANCE_INTERVAL requests (ttp.md section 10).
+# Seconds between dead-channel sweeps at the most, for a server too idle to
+# reach MAINTENANCE_INTERVAL requests (ttp.md section 10).
 IDLE_SWEEP_SECONDS = 30
 
 
@@ -70,7 +70,7 @@ def serve(settings, out=sys.stdout):
         http_host, http_port = the_loop.listen(settings.HTTP_BIND, settings.HTTP_PORT, http.accept)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
-    the_loop.every(IDLE_SWEEP_SECONDS, server.sweep)
+    the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)
     the_loop.install_signal_handlers()
 
     def say(line):

@@ -447,7 +447,7 @@ class Response:
             self.inner = Answer(error_text(500))
             self.flushed = None
         self.ready = True
-        self.channel.send_now()
+        self.channel.guarded(self.channel.send_now)
 
 
 def _chain(first, second):

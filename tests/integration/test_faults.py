@@ -389,3 +389,24 @@ def test_full_disk_answers_500_and_recovers(server_factory, small_fs):
     # Everything acknowledged is there; nothing of the failed request is.
     assert count_samples(srv, "F1") == stored + 1 == 60 * answers.count("OK") + 1
 
+
+
+def test_dead_channels_are_swept(server_factory):
+    srv = server_factory("CHANNEL_TIMEOUT: 1\nMAINTENANCE_INTERVAL: 3\n", start=False)
+    srv.add_unit("A1", "k1", 1)
+    srv.start()
+    idle = srv.connect()
+    half = srv.connect()
+    half.sendall(b"TTP /ok/A1 k")  # a request that never ends
+    busy = srv.connect()
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:  # a live meter keeps its connection
+        busy.sendall(b"TTP /ok/A1 k1\r")
+        assert read_answers(busy, 1) == ["OK"]
+        time.sleep(0.2)
+    for sock in (idle, half):
+        sock.settimeout(5)
+        assert sock.recv(100) == b""
+    busy.sendall(b"TTP /ok/A1 k1\r")
+    assert read_answers(busy, 1) == ["OK"]
+    assert "no progress for" in srv.errors()
