@@ -43,3 +43,8 @@ class HTTPChannel(loop.Channel):
 
 def accept(loop_, sock, addr):
     HTTPChannel(loop_, sock, addr)
+
+
+REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+           b"Content-Length: 30\r\nConnection: close\r\n\r\n"
+           b"too many connections; retry.\r\n")

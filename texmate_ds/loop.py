@@ -81,7 +81,9 @@ class Answer:
 
 
 class Loop:
-    def __init__(self):
+    def __init__(self, max_channels):
+        # Open connections at most (MAX_CONNECTIONS), over all listeners.
+        self.max_channels = max_channels
         self.selector = selectors.DefaultSelector()
         self.channels = set()
         self.listeners = []
@@ -126,10 +128,12 @@ class Loop:
 
     # -- listeners, channels, services --------------------------------------
 
-    def listen(self, host, port, factory, backlog=1024):
+    def listen(self, host, port, factory, refusal, backlog=1024):
         """Bind a listening socket; `factory(loop, sock, addr)` builds a
-        channel for each accepted connection. Returns the bound address."""
-        listener = Listener(self, host, port, factory, backlog)
+        channel for each accepted connection, and a connection beyond
+        `max_channels` gets the bytes `refusal` and is closed. Returns the
+        bound address."""
+        listener = Listener(self, host, port, factory, refusal, backlog)
         self.listeners.append(listener)
         return listener.address
 
@@ -208,9 +212,10 @@ class Loop:
 
 
 class Listener:
-    def __init__(self, loop, host, port, factory, backlog):
+    def __init__(self, loop, host, port, factory, refusal, backlog):
         self.loop = loop
         self.factory = factory
+        self.refusal = refusal
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -233,6 +238,9 @@ class Listener:
                 # and is retried next turn.
                 log.warning("accept failed: %s", exc)
                 return
+            if len(self.loop.channels) >= self.loop.max_channels:
+                self._refuse(sock, addr)
+                continue
             try:
                 self.factory(self.loop, sock, addr)
             except (KeyboardInterrupt, SystemExit):
@@ -240,6 +248,16 @@ class Listener:
             except Exception:
                 log.exception("could not set up connection from %s", addr)
                 sock.close()
+
+    def _refuse(self, sock, addr):
+        log.warning("MAX_CONNECTIONS (%d) reached: refusing %s",
+                    self.loop.max_channels, _peer(addr))
+        try:
+            sock.setblocking(False)
+            sock.send(self.refusal)
+        except OSError:
+            pass
+        sock.close()
 
     def close(self):
         if self.sock.fileno() >= 0:

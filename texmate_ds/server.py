@@ -61,13 +61,15 @@ def serve(settings, out=sys.stdout):
     except (ttp.AppError, OSError) as exc:
         raise StartupError(str(exc)) from None
     models.bind(st)
-    the_loop = loop.Loop()
+    the_loop = loop.Loop(settings.MAX_CONNECTIONS)
     commits = store.GroupCommit(st, the_loop, settings.COMMIT_INTERVAL, settings.COMMIT_DELAY)
     the_loop.add_service(commits)
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
     try:
-        ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept)
-        http_host, http_port = the_loop.listen(settings.HTTP_BIND, settings.HTTP_PORT, http.accept)
+        ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept,
+                                             ttp.error_text(502).encode())
+        http_host, http_port = the_loop.listen(settings.HTTP_BIND, settings.HTTP_PORT,
+                                               http.accept, http.REFUSAL)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)

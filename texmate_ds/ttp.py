@@ -381,17 +381,7 @@ class TTPServer:
         return unit
 
     def accept(self, loop_, sock, addr):
-        """Listener factory: a channel, or 502 when MAX_CONNECTIONS are open."""
-        if len(loop_.channels) >= self.settings.MAX_CONNECTIONS:
-            log.warning("MAX_CONNECTIONS (%d) reached: refusing %s",
-                        self.settings.MAX_CONNECTIONS, loop._peer(addr))
-            try:
-                sock.setblocking(False)
-                sock.send(error_text(502).encode())
-            except OSError:
-                pass
-            sock.close()
-            return
+        """Listener factory: one TTPChannel per meter connection."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         TTPChannel(self, loop_, sock, addr)
 
