@@ -18,13 +18,17 @@ from texmate_ds import __version__, client, config, manage, server, simulate
 USAGE = __doc__.split("\n\n")[1]
 
 
+class UsageError(Exception):
+    pass
+
+
 def _split_config(argv):
     """Pull ``--config PATH`` (or ``--config=PATH``) from before the command."""
     path = None
     while argv and argv[0].startswith("--config"):
         if argv[0] == "--config":
             if len(argv) < 2:
-                raise SystemExit("texmate_ds: --config needs a PATH")
+                raise UsageError("--config needs a PATH")
             path, argv = argv[1], argv[2:]
         elif argv[0].startswith("--config="):
             path, argv = argv[0][len("--config="):], argv[1:]
@@ -41,7 +45,11 @@ def main(argv=None):
     if argv and argv[0] == "--version":
         print("texmate_ds %s" % __version__)
         return 0
-    config_path, argv = _split_config(argv)
+    try:
+        config_path, argv = _split_config(argv)
+    except UsageError as exc:
+        print("texmate_ds: %s" % exc, file=sys.stderr)
+        return 2
     command = argv[0] if argv else "serve"
     rest = argv[1:]
     if command == "client":

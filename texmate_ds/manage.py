@@ -10,6 +10,7 @@ server is serving (WAL mode lets both work).
 import argparse
 import getpass
 import os
+import re
 import sqlite3
 import sys
 
@@ -47,12 +48,15 @@ def _password(args, prompt_user):
         print("The passwords were empty or did not match; try again.", file=sys.stderr)
 
 
-def _timestamp(text):
-    """A TTP timestamp; a date alone means its midnight."""
+def _timestamp(text, end=False):
+    """A TTP timestamp. A date alone means the start of that day, or with
+    `end` its last microsecond, so ``--to 2010-1-2`` includes the 2nd."""
     if text is None:
         return None
     try:
-        return ttp.parse_timestamp(text if " " in text else text + " 0:0:0")
+        if " " in text:
+            return ttp.parse_timestamp(text)
+        return ttp.parse_timestamp(text + " 0:0:0") + (86400000000 - 1 if end else 0)
     except ttp.TTPError:
         raise CommandError("bad timestamp %r: expected Y-M-D[ H:M:S[.F]]" % text) from None
 
@@ -61,10 +65,10 @@ def cmd_syncdb(args, settings):
     """create or upgrade the database schema (idempotent)"""
     try:
         st = store.Store(settings.DATABASE_NAME)
-        old, new = st.syncdb()
-        st.close()
     except store.SchemaTooNew as exc:
         raise CommandError(str(exc)) from None
+    old, new = st.syncdb()
+    st.close()
     _store(settings).close()  # adds the Administrator to a new database
     state = ("created" if old == 0 else "up to date" if old == new
              else "upgraded from version %d" % old)
@@ -73,9 +77,12 @@ def cmd_syncdb(args, settings):
 
 def cmd_createsuperuser(args, settings):
     """create a user with every permission"""
+    if not args.noinput and not sys.stdin.isatty():
+        raise CommandError("no terminal to ask on: use --noinput with --username "
+                           "and TXM_PASSWORD")
     username = args.username
     if not username:
-        if args.noinput or not sys.stdin.isatty():
+        if args.noinput:
             raise CommandError("--username is required with --noinput")
         username = input("Username: ").strip()
     email = args.email if args.email is not None else (
@@ -122,8 +129,9 @@ def cmd_addunit(args, settings):
         raise CommandError("unit code %r: 1 to 32 letters and digits" % args.code) from None
     if not 1 <= args.fields <= 32:
         raise CommandError("--fields: a number from 1 to 32")
-    if not args.key or len(args.key) > 64 or not args.key.isprintable() or " " in args.key:
-        raise CommandError("key: 1 to 64 printable characters without spaces")
+    if not re.match(r"[\x21-\x7e]{1,64}\Z", args.key):
+        raise CommandError("key: 1 to 64 printable ASCII characters without spaces "
+                           "(what a meter can send)")
     names = [n.strip() for n in args.field_names.split(",")] if args.field_names else []
     if len(names) > args.fields:
         raise CommandError("--field-names: %d names for %d fields" % (len(names), args.fields))
@@ -158,7 +166,7 @@ def cmd_listunits(args, settings):
 
 def cmd_export(args, settings):
     """write a unit's samples as CSV (stdout or -o FILE)"""
-    start, end = _timestamp(args.from_), _timestamp(args.to)
+    start, end = _timestamp(args.from_), _timestamp(args.to, end=True)
     st = _store(settings)
     unit = _unit(st, args.unit)
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout

@@ -27,12 +27,11 @@ class StartupError(Exception):
 def open_store(settings):
     """The store, its schema created or upgraded, with the Administrator
     user on a database that has no users yet."""
-    st = store.Store(settings.DATABASE_NAME, durable=settings.COMMIT_INTERVAL == 1)
     try:
-        st.syncdb()
+        st = store.Store(settings.DATABASE_NAME, durable=settings.COMMIT_INTERVAL == 1)
     except store.SchemaTooNew as exc:
-        st.conn.close()
         raise StartupError(str(exc)) from None
+    st.syncdb()
     if st.count_users() == 0:
         st.add_user("Administrator", auth.hash_password(auth.DEFAULT_PASSWORD),
                     is_staff=True, is_superuser=True, must_change_password=True)

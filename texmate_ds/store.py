@@ -134,6 +134,13 @@ class Store:
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.conn = sqlite3.connect(path, isolation_level=None)
+        # Refuse a newer schema before touching anything, even the journal mode.
+        if self.version > SCHEMA_VERSION:
+            version = self.version
+            self.conn.close()
+            raise SchemaTooNew(
+                "%s has schema version %d; this texmate_ds knows up to %d: "
+                "upgrade texmate_ds" % (path, version, SCHEMA_VERSION))
         self.conn.execute("PRAGMA busy_timeout = 5000")
         self.conn.execute("PRAGMA foreign_keys = ON")
         mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -154,10 +161,6 @@ class Store:
     def syncdb(self):
         """Create or upgrade the schema in place; returns (old, new) versions."""
         old = self.version
-        if old > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                "%s has schema version %d; this texmate_ds knows up to %d: "
-                "upgrade texmate_ds" % (self.path, old, SCHEMA_VERSION))
         if old == SCHEMA_VERSION:
             return old, old
         self.conn.execute("BEGIN IMMEDIATE")
