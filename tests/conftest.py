@@ -33,17 +33,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def child_env():
+def child_env(project_on_path=True):
+    """The environment for servers and commands the tests start: never a
+    TXM_CONF of the caller's; the project on PYTHONPATH unless the test
+    proves something runs without it (the .pyz)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    env.pop("TXM_CONF", None)
+    for name in ("PYTHONPATH", "TXM_CONF", "TXM_PASSWORD"):
+        env.pop(name, None)
+    if project_on_path:
+        env["PYTHONPATH"] = str(ROOT)
     return env
 
 
 class Server:
     """A running server process and the ways tests reach it."""
 
-    def __init__(self, folder, conf_text, command=None):
+    def __init__(self, folder, conf_text, command=None, env=None):
+        self.env = env or child_env()
         self.dir = Path(folder)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "txm.conf"
@@ -57,7 +63,7 @@ class Server:
     def manage(self, *args, check=True, env=None, input=None):
         result = subprocess.run(
             self.command + ["--config", str(self.conf), "manage"] + [str(a) for a in args],
-            cwd=self.dir, env=env or child_env(), capture_output=True, text=True,
+            cwd=self.dir, env=env or self.env, capture_output=True, text=True,
             timeout=60, input=input)
         if check and result.returncode != 0:
             raise AssertionError("manage %s failed (%d): %s%s" % (
@@ -75,7 +81,7 @@ class Server:
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(
                 self.command + ["--config", str(self.conf), "serve"],
-                cwd=self.dir, env=child_env(), stdout=out, stderr=err,
+                cwd=self.dir, env=self.env, stdout=out, stderr=err,
                 stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

@@ -9,7 +9,6 @@ limit on every process and socket.
 
 import datetime
 import json
-import os
 import re
 import signal
 import socket
@@ -20,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import BASE_CONF, ROOT, START_TIMEOUT, Server, child_env
+from conftest import BASE_CONF, ROOT, Server, child_env
 from texmate_ds import __version__, store
 
 SCHEMA = store.SCHEMA_VERSION
@@ -382,40 +381,7 @@ def test_simulate(server, tmp_path):
 
 def clean_env():
     """The environment without the project on the path."""
-    env = dict(os.environ)
-    for name in ("PYTHONPATH", "TXM_CONF", "TXM_PASSWORD"):
-        env.pop(name, None)
-    return env
-
-
-class PyzServer(Server):
-    """A Server run as ``python texmate_ds.pyz`` with a clean environment."""
-
-    def __init__(self, folder, conf_text, pyz):
-        super().__init__(folder, conf_text, command=[sys.executable, str(pyz)])
-
-    def manage(self, *args, check=True, env=None, input=""):
-        return super().manage(*args, check=check, env=env or clean_env(), input=input)
-
-    def start(self):
-        self.out_path = self.dir / "server.out"
-        self.err_path = self.dir / "server.err"
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen(
-                self.command + ["--config", str(self.conf), "serve"],
-                cwd=self.dir, env=clean_env(), stdout=out, stderr=err,
-                stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            text = self.output()
-            if "\nready\n" in text:
-                self.ttp_port = int(re.search(r"^TTP: listening on .*:(\d+)$", text, re.M).group(1))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.kill()
-        raise AssertionError("pyz server did not start:\n%s\n%s" % (self.output(), self.errors()))
+    return child_env(project_on_path=False)
 
 
 @pytest.fixture
@@ -427,7 +393,8 @@ def pyz_server(tmp_path):
                             timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert pyz.is_file()
-    srv = PyzServer(tmp_path / "elsewhere", BASE_CONF, pyz)
+    srv = Server(tmp_path / "elsewhere", BASE_CONF, command=[sys.executable, str(pyz)],
+                 env=clean_env())
     assert ROOT not in srv.dir.parents and srv.dir != ROOT
     yield srv
     srv.kill()

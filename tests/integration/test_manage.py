@@ -34,7 +34,6 @@ RUN_TIMEOUT = 30
 def env(**extra):
     """The child environment, without a stray TXM_PASSWORD, plus `extra`."""
     e = child_env()
-    e.pop("TXM_PASSWORD", None)
     e.update(extra)
     return e
 
