@@ -28,6 +28,8 @@ DS_PORT: 0
 HTTP_PORT: 0
 DS_BIND: 127.0.0.1
 HTTP_BIND: 127.0.0.1
+
+[database]
 DATABASE_NAME: db/smoke.db
 """
 UNIT, KEY = "SMOKE1", "smokekey"

@@ -307,6 +307,17 @@ class Extension:
         self.run_after = run_after
 
 
+def _import(app):
+    if app.bundled:
+        # By name, through the import system: inside the .pyz on Python 3.9
+        # the zip importer has no exec_module().
+        return importlib.import_module(app.spec.name)
+    module = importlib.util.module_from_spec(app.spec)
+    sys.modules[app.spec.name] = module
+    app.spec.loader.exec_module(module)
+    return module
+
+
 def load_extensions(settings):
     """Import every enabled app; returns {code: Extension}."""
     extensions = {}
@@ -314,9 +325,7 @@ def load_extensions(settings):
         if not app.enabled:
             continue
         try:
-            module = importlib.util.module_from_spec(app.spec)
-            sys.modules[app.spec.name] = module
-            app.spec.loader.exec_module(module)
+            module = _import(app)
         except Exception as exc:
             raise AppError("TTP app %s (%s) failed to import: %s: %s"
                            % (app.name, app.where, type(exc).__name__, exc)) from exc
