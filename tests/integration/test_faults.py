@@ -414,3 +414,49 @@ def test_dead_channels_are_swept(server_factory):
     busy.sendall(b"TTP /ok/A1 k1\r")
     assert read_answers(busy, 1) == ["OK"]
     assert "no progress for" in srv.errors()
+
+
+def test_commit_delay_commits_a_quiet_batch(server_factory):
+    srv = server_factory("[database]\nCOMMIT_INTERVAL: 1000\nCOMMIT_DELAY: 100\n", start=False)
+    srv.add_unit("D1", "kd", 1)
+    srv.start()
+    assert srv.ask("TTP /up/D1/<2014-1-1 0:0:0;1> kd") == "OK"
+    deadline = time.monotonic() + 10
+    while count_samples(srv, "D1") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert count_samples(srv, "D1") == 1  # committed long before 1000 uploads
+
+
+def test_run_before_and_run_after(server_factory):
+    """run_before may refuse with a code; run_after runs once the answer
+    is written, before the next request on the connection is answered."""
+    srv = server_factory("[ttpapps]\necho: on\n", start=False)
+    apps = srv.dir / "TTPApps"
+    apps.mkdir()
+    (apps / "echo.py").write_text('''"""echo: answers with what run_after has seen so far."""
+from texmate_ds import ttp
+
+FLUSHED = []
+
+
+def before(server, request, unit, key):
+    server.authenticate(unit, key)  # raises TTPError 405/402/403
+    return 404 if request.argument == "missing" else None
+
+
+class Echo(ttp.Answer):
+    def __init__(self, server, request, unit, key):
+        super().__init__("OK %d %s\\r" % (len(FLUSHED), ",".join(FLUSHED)))
+
+
+def after(server, request, unit, key):
+    FLUSHED.append(request.argument)
+
+
+Extension = {"code": "ec", "producer": Echo, "run_before": before, "run_after": after}
+''')
+    srv.add_unit("A1", "k1", 1)
+    srv.start()
+    answers = srv.exchange(b"TTP /ec/A1/a k1\rTTP /ec/A1/b k1\rTTP /ec/A1/missing k1\r"
+                           b"TTP /ec/A1/c k1\rTTP /ec/A1 bad\r", 5)
+    assert answers == ["OK 0 ", "OK 1 a", "404 Data not found", "OK 2 a,b", "402 Unauthorized"]
