@@ -42,8 +42,10 @@ from collections import deque
 
 log = logging.getLogger("texmate_ds.loop")
 
-# Unsent bytes a channel may hold before it stops reading from its peer.
+# Unsent bytes, and answers queued, that a channel may hold before it stops
+# reading from its peer.
 OUTPUT_CAP = 256 * 1024
+QUEUE_CAP = 64
 # Bytes read from a socket at a time.
 RECV_SIZE = 65536
 # Seconds a graceful stop waits for in-flight answers to drain.
@@ -204,8 +206,6 @@ class Loop:
             channel.close()
         for service in reversed(self.services):
             service.stop()
-        for hook in self.turn_hooks:
-            hook()
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -303,7 +303,7 @@ class Channel:
         self.finish()
 
     def output_full(self):
-        return len(self.out) >= OUTPUT_CAP or len(self.producers) > 64
+        return len(self.out) >= OUTPUT_CAP or len(self.producers) > QUEUE_CAP
 
     def push(self, producer):
         self.producers.append(producer)

@@ -462,12 +462,17 @@ def _chain(first, second):
 
 
 class TTPChannel(loop.Channel):
+    """One meter connection: feeds received bytes to its `LineParser` and
+    answers each line in order, reading on only while its output has room.
+    Stops taking requests after an over-long line, after each answer with
+    ``SOCKET_OPEN: no``, and once the peer has closed its side and every
+    complete line is answered."""
+
     def __init__(self, server, loop_, sock, addr):
         self.server = server
         self.parser = LineParser(server.settings.MAX_REQUEST_BYTES)
         self._accepting = True
         self._processing = False
-        self._eof = False
         super().__init__(loop_, sock, addr)
 
     def received(self, data):
@@ -476,7 +481,6 @@ class TTPChannel(loop.Channel):
         self.process()
 
     def eof(self):
-        self._eof = True
         self.process()
 
     def sent(self, nbytes):
@@ -504,7 +508,7 @@ class TTPChannel(loop.Channel):
                 self.dispatch(line)
                 if not self.server.settings.SOCKET_OPEN:
                     self._stop_with(None)
-            if self._eof and self._accepting and exhausted:
+            if self.peer_closed and self._accepting and exhausted:
                 # The peer sent its last byte: anything unterminated is an
                 # incomplete request, never guessed at.
                 self._stop_with(error_text(400) if self.parser.pending() else None)
