@@ -11,6 +11,7 @@ names the file, line and key.
 """
 
 import logging
+import os
 import sys
 
 from texmate_ds import __version__, client, config, manage, server, simulate
@@ -38,7 +39,16 @@ def _split_config(argv):
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # The reader went away (`manage export A1 | head`): not an error of
+        # ours. Point stdout at devnull so the exit's flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv):
     if argv and argv[0] in ("-h", "--help", "help"):
         print("usage:\n" + USAGE)
         return 0

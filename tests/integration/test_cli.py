@@ -421,3 +421,19 @@ def test_pyz_runs_alone(pyz_server):
     assert srv.stop() == 0
     assert "2010-01-01 00:00:00,42" in srv.manage("export", "P1").stdout
     assert "Traceback" not in srv.errors()
+
+
+def test_output_cut_short_by_the_reader_is_not_a_crash(server_factory):
+    srv = server_factory(start=False)
+    srv.add_unit("A1", "k1", 1)
+    srv.start()
+    for start in range(0, 6000, 2000):  # ~130 KB of CSV, more than a pipe holds
+        body = "".join("<2010-1-1 %d:%d:%d;%d>" % (i // 3600, i // 60 % 60, i % 60, i)
+                       for i in range(start, start + 2000))
+        assert srv.ask("TTP /up/A1/%s k1" % body) == "OK"
+    result = subprocess.run(
+        "%s -m texmate_ds --config %s manage export A1 | head -1"
+        % (sys.executable, srv.conf), shell=True, cwd=srv.dir, env=srv.env,
+        capture_output=True, text=True, timeout=60)
+    assert result.stdout == "id,timestamp,L1\n"
+    assert "Traceback" not in result.stderr
