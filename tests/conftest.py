@@ -110,8 +110,11 @@ class Server:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)  # stacks to stderr
+                time.sleep(1)
                 self.kill()
-                raise AssertionError("server ignored SIGTERM for %d s" % timeout)
+                raise AssertionError("server ignored SIGTERM for %d s; its stderr:\n%s"
+                                     % (timeout, self.errors()[-6000:]))
         return self.proc.returncode
 
     def kill(self):

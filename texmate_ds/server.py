@@ -8,7 +8,9 @@ the listeners, lets in-flight answers finish, stops the services in reverse
 order (the group commit writes everything pending) and exits 0.
 """
 
+import faulthandler
 import logging
+import signal
 import sys
 
 from texmate_ds import __version__, auth, events, http, loop, models, store, ttp
@@ -73,6 +75,9 @@ def serve(settings, out=sys.stdout):
         raise StartupError("cannot listen: %s" % exc) from None
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)
     the_loop.install_signal_handlers()
+    # `kill -USR1 PID` writes every thread's stack to stderr: where a
+    # server that seems stuck is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def say(line):
         print(line, file=out, flush=True)
