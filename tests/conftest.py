@@ -110,11 +110,13 @@ class Server:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                with open("/proc/%d/status" % self.proc.pid) as f:
+                    masks = "".join(l for l in f if l.startswith(("Sig", "ShdPnd")))
                 self.proc.send_signal(signal.SIGUSR1)  # stacks to stderr
                 time.sleep(1)
                 self.kill()
-                raise AssertionError("server ignored SIGTERM for %d s; its stderr:\n%s"
-                                     % (timeout, self.errors()[-6000:]))
+                raise AssertionError("server ignored SIGTERM for %d s; signal masks:\n%s"
+                                     "its stderr:\n%s" % (timeout, masks, self.errors()[-6000:]))
         return self.proc.returncode
 
     def kill(self):

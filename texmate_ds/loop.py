@@ -94,6 +94,7 @@ class Loop:
         self._timers = []
         self._seq = itertools.count()
         self._stopping = False
+        self._signals = False
         # A socket pair lets a signal handler interrupt select() at once.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -175,6 +176,12 @@ class Loop:
     def install_signal_handlers(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: self.stop())
+        # The Python-level handler runs only between bytecodes: a signal
+        # landing just before select() would wait for select() to return
+        # (up to the next timer). The C-level handler writes to this
+        # descriptor at once, so select() wakes and the handler runs.
+        signal.set_wakeup_fd(self._wake_w.fileno())
+        self._signals = True
 
     def _drain_wakeups(self, mask):
         try:
@@ -206,6 +213,8 @@ class Loop:
             channel.close()
         for service in reversed(self.services):
             service.stop()
+        if self._signals:
+            signal.set_wakeup_fd(-1)  # before the descriptor closes
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()

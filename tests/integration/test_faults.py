@@ -460,3 +460,4 @@ Extension = {"code": "ec", "producer": Echo, "run_before": before, "run_after": 
     answers = srv.exchange(b"TTP /ec/A1/a k1\rTTP /ec/A1/b k1\rTTP /ec/A1/missing k1\r"
                            b"TTP /ec/A1/c k1\rTTP /ec/A1 bad\r", 5)
     assert answers == ["OK 0 ", "OK 1 a", "404 Data not found", "OK 2 a,b", "402 Unauthorized"]
+
