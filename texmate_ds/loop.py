@@ -383,9 +383,8 @@ class Channel:
                 self.last_activity = time.monotonic()
                 self.sent(sent)
                 self._notify_flushed()
-                if not self.out and self.producers:
-                    # A flushed barrier may have let more producers through.
-                    return self.send_now()
+        # One chunk per call: what is left waits for the next write event,
+        # so every ready connection gets its turn.
         if self.closing and not self.out and not self.producers:
             self.close()
             return

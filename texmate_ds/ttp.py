@@ -47,6 +47,8 @@ RESPONSES = {
     502: "Service temporarily overloaded", 503: "Gateway timeout",
 }
 ERROR_MESSAGE = "%(code)d %(message)s\r"
+# Kernel send buffer of a meter connection, bytes (Linux doubles it).
+SEND_BUFFER = 128 * 1024
 
 
 class TTPError(Exception):
@@ -392,6 +394,10 @@ class TTPServer:
     def accept(self, loop_, sock, addr):
         """Listener factory: one TTPChannel per meter connection."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A fixed send buffer instead of the kernel's autotuning (megabytes
+        # on a fast link): a meter that stops reading stops taking answers
+        # soon, and the server stops producing them for it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         TTPChannel(self, loop_, sock, addr)
 
     def counted_request(self):

@@ -77,33 +77,32 @@ class NextProducer:
 
 
 class FromProducer:
-    """Every sample from a timestamp on, at most `limit`, a page per chunk,
-    so a large answer is never built whole."""
+    """Every sample from a timestamp on, at most `limit`, a page per chunk.
+    Nothing is fetched until this answer's turn comes, so answers queued
+    behind a slow reader hold no rows."""
 
     def __init__(self, store, source, start, limit):
         self.store = store
         self.source = source
+        self.start = start
         self.left = limit
-        self.page = self._fetch(start)
-        if not self.page:
-            raise ttp.TTPError(404)
         self.prefix = "OK "
-
-    def _fetch(self, start):
-        rows = self.store.samples_range(self.source, start, limit=min(PAGE, self.left))
-        self.left -= len(rows)
-        return rows
+        self.done = False
 
     def more(self):
-        page = self.page
-        if page is None:
+        if self.done:
             return ""
+        page = self.store.samples_range(self.source, self.start, limit=min(PAGE, self.left))
+        self.left -= len(page)
         if not page:
-            self.page = None
-            return "\r"
+            self.done = True
+            return ttp.error_text(404) if self.prefix else "\r"
         text = self.prefix + "".join(ttp.format_sample(row) for row in page)
         self.prefix = ""
-        self.page = self._fetch(page[-1][1] + 1) if self.left and len(page) == PAGE else []
+        self.start = page[-1][1] + 1
+        if not self.left or len(page) < PAGE:
+            self.done = True
+            text += "\r"
         return text
 
 
