@@ -91,6 +91,7 @@ def serve(settings, out=sys.stdout):
     the_loop = loop.Loop(settings.MAX_CONNECTIONS)
     commits = store.GroupCommit(st, the_loop, settings.COMMIT_INTERVAL, settings.COMMIT_DELAY)
     the_loop.add_service(commits)
+    the_loop.turn_hooks.append(st.notice_others)
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
     try:
         ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept,

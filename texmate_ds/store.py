@@ -151,6 +151,11 @@ class Store:
         self.uploads_pending = 0
         self._insert_sql = {}
         self._select_cols = {}
+        # Units by code, for the per-request authentication. Emptied when
+        # this connection changes units and, through `notice_others`, when
+        # another connection (manage, the web) committed anything.
+        self._units = {}
+        self._data_version = None
 
     # -- schema ---------------------------------------------------------------
 
@@ -217,6 +222,7 @@ class Store:
 
     def add_unit(self, code, key, fields, name="", description="",
                  field_names=(), enabled=True, source=None):
+        self._units.clear()
         self._begin()
         self.conn.execute(
             "INSERT INTO units (code, key, name, description, fields, field_names,"
@@ -226,9 +232,22 @@ class Store:
         return self.get_unit(code)
 
     def get_unit(self, code):
-        row = self.conn.execute(
-            "SELECT %s FROM units WHERE code = ?" % Unit._COLUMNS, (code,)).fetchone()
-        return Unit(row) if row else None
+        unit = self._units.get(code)
+        if unit is None:
+            row = self.conn.execute(
+                "SELECT %s FROM units WHERE code = ?" % Unit._COLUMNS, (code,)).fetchone()
+            if row is None:
+                return None
+            unit = self._units[code] = Unit(row)
+        return unit
+
+    def notice_others(self):
+        """Forget cached units if another connection committed since the
+        last call (cheap: one pragma). The server calls it every loop turn."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._units.clear()
 
     def get_unit_by_id(self, unit_id):
         row = self.conn.execute(

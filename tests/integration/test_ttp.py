@@ -327,3 +327,19 @@ def test_socket_open_yes_keeps_the_connection(server):
         assert read_answers(sock, 1) == ["OK"]
         time.sleep(0.05)
     sock.close()
+
+
+def test_unit_changes_by_other_connections_take_effect(server):
+    """The server caches units; a change committed elsewhere (manage, the
+    admin, plain SQL) is seen from the next request on."""
+    code, key = new_unit(server)
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:45;1;2> %s" % (code, key)) == "OK"
+    db = sqlite3.connect(server.db_path)
+    with db:
+        db.execute("UPDATE units SET enabled = 0 WHERE code = ?", (code,))
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;1;2> %s" % (code, key)) == "403 Forbidden"
+    with db:
+        db.execute("UPDATE units SET enabled = 1, key = 'newkey' WHERE code = ?", (code,))
+    db.close()
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;1;2> %s" % (code, key)) == "402 Unauthorized"
+    assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;1;2> newkey" % code) == "OK"
