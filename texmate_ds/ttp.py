@@ -159,18 +159,19 @@ def redact(line):
     return line.decode("latin-1").encode("unicode_escape").decode("ascii")
 
 
-_TIMESTAMP = re.compile(
-    r"(\d{1,4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?\Z", re.ASCII)
+# The grammar of ttp.md sections 4 and 5, defined once: timestamps and
+# numbers alone, and a whole sample (one regex per sample on the upload path).
+_TS = r"(\d{1,4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?"
+_NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_TIMESTAMP = re.compile(_TS + r"\Z", re.ASCII)
+_NUMBER = re.compile(_NUM + r"\Z", re.ASCII)
+_SAMPLE = re.compile(r"<(%s)((?:;%s)*)>" % (_TS, _NUM), re.ASCII)
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
 
-def parse_timestamp(text):
-    """``Y-M-D H:M:S[.F]`` as integer microseconds since 1970-01-01 (the
-    meter's clock, no time zone). Short years fill out to 2000."""
-    match = _TIMESTAMP.match(text)
-    if not match:
-        raise TTPError(400)
-    year, month, day, hour, minute, second, fraction = match.groups()
+def _microseconds(year, month, day, hour, minute, second, fraction):
+    """The matched parts of a timestamp as microseconds since 1970-01-01
+    (the meter's clock, no time zone). Short years fill out to 2000."""
     y = int(year)
     if len(year) < 4:
         y += 2000
@@ -185,6 +186,14 @@ def parse_timestamp(text):
     return ((ordinal - _EPOCH_ORDINAL) * 86400 + h * 3600 + mi * 60 + s) * 1000000 + micro
 
 
+def parse_timestamp(text):
+    """``Y-M-D H:M:S[.F]`` as integer microseconds since 1970-01-01."""
+    match = _TIMESTAMP.match(text)
+    if not match:
+        raise TTPError(400)
+    return _microseconds(*match.groups())
+
+
 def format_timestamp(us):
     """``YYYY-MM-DD HH:MM:SS``, plus ``.ffffff`` when microseconds are not 0."""
     days, rest = divmod(us, 86400000000)
@@ -196,9 +205,6 @@ def format_timestamp(us):
     if micro:
         text += ".%06d" % micro
     return text
-
-
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
 
 
 def parse_value(text):
@@ -217,22 +223,27 @@ def format_value(value):
     return text[:-2] if text.endswith(".0") else text
 
 
-_SAMPLES = re.compile(r"(?:<[^<>]*>)+\Z")
-
-
 def parse_samples(argument, fields):
     """``<TS;v1;...;vN>...`` as a list of (timestamp_us, values, ts_as_sent).
 
     All or nothing: any malformed sample raises `TTPError(400)`."""
-    if not _SAMPLES.match(argument):
-        raise TTPError(400)
     samples = []
-    for body in argument[1:-1].split("><"):
-        parts = body.split(";")
-        if len(parts) != fields + 1:
+    pos, end = 0, len(argument)
+    if not end:
+        raise TTPError(400)
+    while pos < end:
+        match = _SAMPLE.match(argument, pos)
+        if match is None:
             raise TTPError(400)
-        samples.append((parse_timestamp(parts[0]),
-                        tuple(parse_value(v) for v in parts[1:]), parts[0]))
+        groups = match.groups()
+        values = groups[8][1:].split(";") if groups[8] else ()
+        if len(values) != fields:
+            raise TTPError(400)
+        values = tuple(map(float, values))
+        if not all(map(math.isfinite, values)):  # 1e999 and the like
+            raise TTPError(400)
+        samples.append((_microseconds(*groups[1:8]), values, groups[0]))
+        pos = match.end()
     return samples
 
 

@@ -192,6 +192,16 @@ def test_parse_samples_rejects(argument):
     assert info.value.code == 400
 
 
+@pytest.mark.parametrize("argument", [
+    "<2009-1-16 15:30:45>", "<2009-1-16 15:30:45;>", "<2009-1-16 15:30:45;;>",
+    "<2009-1-16 15:30:45;1>2009-1-16", "<2009-1-16 15:30:45;1e999>",
+])
+def test_parse_samples_rejects_for_one_field(argument):
+    with pytest.raises(TTPError) as info:
+        ttp.parse_samples(argument, 1)
+    assert info.value.code == 400
+
+
 def test_format_sample():
     ts = ttp.parse_timestamp("2009-1-16 15:30:45")
     assert ttp.format_sample((123, ts, 11.0, 22.0, 33.0, 44.0)) == \
