@@ -90,7 +90,9 @@ class Loop:
         self.channels = set()
         self.listeners = []
         self.services = []
-        self.turn_hooks = []
+        self.turn_hooks = [self._flush]
+        # Channels with answers queued this turn (see Channel.push).
+        self.to_flush = set()
         self._timers = []
         self._seq = itertools.count()
         self._stopping = False
@@ -114,6 +116,11 @@ class Loop:
             fn()
             self.call_later(interval, tick)
         return self.call_later(interval, tick)
+
+    def _flush(self):
+        channels, self.to_flush = self.to_flush, set()
+        for channel in channels:
+            channel.guarded(channel.send_now)
 
     def _run_timers(self):
         now = time.monotonic()
@@ -193,7 +200,10 @@ class Loop:
     def _turn(self, timeout=None):
         for hook in self.turn_hooks:
             hook()
-        if timeout is None:
+        if self.to_flush:
+            # A later hook queued answers after _flush ran: no sleeping.
+            timeout = 0
+        elif timeout is None:
             timeout = self._timeout()
         for key, mask in self.selector.select(timeout):
             key.data(mask)
@@ -315,8 +325,11 @@ class Channel:
         return len(self.out) >= OUTPUT_CAP or len(self.producers) > QUEUE_CAP
 
     def push(self, producer):
+        """Queue an answer. It is written at the end of this loop turn,
+        with every other answer of the turn, so a peer with many requests
+        in flight gets them in one go rather than one wakeup each."""
         self.producers.append(producer)
-        self.send_now()
+        self.loop.to_flush.add(self)
 
     def finish(self):
         """Close after everything queued has been written."""
@@ -382,7 +395,8 @@ class Channel:
                 self._sent += sent
                 self.last_activity = time.monotonic()
                 self.sent(sent)
-                self._notify_flushed()
+                if self._flush_waiters:
+                    self._notify_flushed()
         # One chunk per call: what is left waits for the next write event,
         # so every ready connection gets its turn.
         if self.closing and not self.out and not self.producers:
@@ -423,11 +437,12 @@ class Channel:
     def _update_interest(self):
         if self.closed:
             return
+        out, producers = self.out, self.producers
         mask = 0
-        if not (self.closing or self.peer_closed or self.output_full()):
-            mask |= selectors.EVENT_READ
-        if self.out or (self.producers and not self._barrier
-                        and getattr(self.producers[0], "ready", True)):
+        if not (self.closing or self.peer_closed
+                or len(out) >= OUTPUT_CAP or len(producers) > QUEUE_CAP):
+            mask = selectors.EVENT_READ
+        if out or (producers and not self._barrier and getattr(producers[0], "ready", True)):
             mask |= selectors.EVENT_WRITE
         if mask == self._mask:
             return

@@ -388,7 +388,7 @@ class TTPServer:
         self.bytes_sent = Counter()
         self.bytes_received = Counter()
         self.requests = Counter()
-        self._since_sweep = 0
+        self.since_sweep = 0
 
     def authenticate(self, code, key):
         """The enabled unit `code` whose key is `key`, else TTPError 405,
@@ -411,34 +411,46 @@ class TTPServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         TTPChannel(self, loop_, sock, addr)
 
-    def counted_request(self):
-        """Count a request; every MAINTENANCE_INTERVAL, sweep dead channels."""
-        self.requests.value += 1
-        self._since_sweep += 1
-        if self._since_sweep >= self.settings.MAINTENANCE_INTERVAL:
-            self.sweep()
-
     def sweep(self):
-        self._since_sweep = 0
+        """Close dead channels; the channels call it every
+        MAINTENANCE_INTERVAL requests, a timer when the server is idle."""
+        self.since_sweep = 0
         self.loop.sweep(self.settings.CHANNEL_TIMEOUT)
 
 
 class Response:
     """Wraps an app's producer for the channel: holds it until its commit,
-    turns an exception before its first byte into ``500``, and passes on
-    ``flushed`` (for run_after and the dl cursor)."""
+    turns an exception before its first byte into ``500``, and runs the
+    app's `after` (``run_after``, the dl cursor) once the answer is written;
+    the channel dispatches nothing further until then, so a pipelined
+    request sees the effects of the one before it."""
 
-    __slots__ = ("inner", "ready", "started", "channel", "request", "flushed")
+    __slots__ = ("inner", "ready", "started", "channel", "request", "after",
+                 "flushed", "text")
 
-    def __init__(self, inner, channel, request, flushed):
+    def __init__(self, inner, channel, request, after):
         self.inner = inner
         self.ready = True
         self.started = False
         self.channel = channel
         self.request = request
-        self.flushed = flushed
+        self.after = after
+        self.flushed = None if after is None else self._flushed
+        # A ready-made answer (every built-in one but dl's streams) is
+        # taken as it is, sparing two calls per request.
+        self.text = inner.data if type(inner).more is Answer.more else None
+
+    def _flushed(self):
+        try:
+            if self.after is not None:
+                self.after()
+        finally:
+            self.channel.resume()
 
     def more(self):
+        if self.text is not None:
+            text, self.text = self.text, ""
+            return text
         try:
             chunk = self.inner.more()
         except (KeyboardInterrupt, SystemExit):
@@ -447,9 +459,9 @@ class Response:
             if self.started:
                 raise
             log.exception("TTP app failed answering %s", redact(self.request))
-            self.inner = Answer(error_text(500))
-            self.flushed = None
-            chunk = self.inner.more()
+            self.after = None  # a failed answer has no effects to apply
+            self.text = ""
+            chunk = error_text(500)
         if chunk:
             self.started = True
         return chunk
@@ -460,8 +472,8 @@ class Response:
 
     def release(self, committed):
         if not committed:
-            self.inner = Answer(error_text(500))
-            self.flushed = None
+            self.text = error_text(500)
+            self.after = None
         self.ready = True
         self.channel.guarded(self.channel.send_now)
 
@@ -490,6 +502,9 @@ class TTPChannel(loop.Channel):
         self.parser = LineParser(server.settings.MAX_REQUEST_BYTES)
         self._accepting = True
         self._processing = False
+        self._paused = False
+        # An answer with effects on flush (see Response) is not written yet.
+        self._awaiting = False
         super().__init__(loop_, sock, addr)
 
     def received(self, data):
@@ -502,7 +517,7 @@ class TTPChannel(loop.Channel):
 
     def sent(self, nbytes):
         self.server.bytes_sent.value += nbytes
-        if self._accepting and not self._processing and not self.output_full():
+        if self._paused and not self._processing and not self.output_full():
             self.process()
 
     def process(self):
@@ -510,11 +525,16 @@ class TTPChannel(loop.Channel):
         if self._processing:
             return
         self._processing = True
+        parser, producers, out = self.parser, self.producers, self.out
         try:
             exhausted = False
-            while self._accepting and not self.output_full():
-                line = self.parser.next_event()
+            while self._accepting and not self._awaiting:
+                if len(producers) > loop.QUEUE_CAP or len(out) >= loop.OUTPUT_CAP:
+                    self._paused = True  # sent() resumes once output drains
+                    break
+                line = parser.next_event()
                 if line is None:
+                    self._paused = False
                     exhausted = True
                     break
                 if line is TOO_LONG:
@@ -532,6 +552,11 @@ class TTPChannel(loop.Channel):
         finally:
             self._processing = False
 
+    def resume(self):
+        """The answer this channel was awaiting is written: go on."""
+        self._awaiting = False
+        self.process()
+
     def _stop_with(self, text):
         self._accepting = False
         if text:
@@ -540,9 +565,12 @@ class TTPChannel(loop.Channel):
 
     def dispatch(self, line):
         server = self.server
-        server.counted_request()
+        server.requests.value += 1
+        server.since_sweep += 1
+        if server.since_sweep >= server.settings.MAINTENANCE_INTERVAL:
+            server.sweep()
         ext = None
-        flushed = None
+        after = None
         try:
             request = parse_request(line)
             ext = server.extensions.get(request.app)
@@ -554,9 +582,9 @@ class TTPChannel(loop.Channel):
                 if isinstance(code, int) and code in RESPONSES:
                     raise TTPError(code)
             producer = ext.producer(server, request, request.unit, request.key)
-            flushed = getattr(producer, "flushed", None)
+            after = getattr(producer, "flushed", None)
             if ext.run_after is not None:
-                flushed = _chain(flushed, lambda: ext.run_after(
+                after = _chain(after, lambda: ext.run_after(
                     server, request, request.unit, request.key))
             wrote = server.store.changes != before
         except TTPError as exc:
@@ -569,7 +597,9 @@ class TTPChannel(loop.Channel):
                           ext.app.name if ext else "?", redact(line))
             producer = Answer(error_text(500))
             wrote = False
-        response = Response(producer, self, line, flushed)
+        response = Response(producer, self, line, after)
+        if after is not None:
+            self._awaiting = True
         if wrote and server.commits.durable:
             response.hold(server.commits)
         self.push(response)
