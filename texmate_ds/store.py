@@ -106,7 +106,7 @@ class Unit:
     """A unit (meter) as stored. `check_key` compares in constant time."""
 
     __slots__ = ("id", "code", "key", "name", "description", "fields",
-                 "field_names", "enabled", "source_id")
+                 "field_names", "enabled", "source_id", "_key_bytes")
     _COLUMNS = "id, code, key, name, description, fields, field_names, enabled, source_id"
 
     def __init__(self, row):
@@ -114,9 +114,10 @@ class Unit:
          self.fields, field_names, enabled, self.source_id) = row
         self.field_names = field_names.split(",") if field_names else []
         self.enabled = bool(enabled)
+        self._key_bytes = self.key.encode()
 
     def check_key(self, key):
-        return hmac.compare_digest(self.key.encode(), key.encode())
+        return hmac.compare_digest(self._key_bytes, key.encode())
 
     def label(self, index):
         """Name of 0-based field `index`: its configured name or L1, L2, ..."""

@@ -22,6 +22,7 @@ A key is never logged; anything a meter sent is escaped before logging.
 
 import ast
 import datetime
+import functools
 import importlib
 import importlib.util
 import logging
@@ -66,7 +67,6 @@ def error_text(code):
 # -- 1. sans-IO ---------------------------------------------------------------
 
 TOO_LONG = object()
-_TERMINATOR = re.compile(rb"[\r\n]")
 
 
 class LineParser:
@@ -91,15 +91,18 @@ class LineParser:
         or None when more data is needed."""
         buf = self._buf
         while True:
-            match = _TERMINATOR.search(buf, self._pos)
-            if match is None:
-                if len(buf) - self._pos > self.max_bytes:
+            pos = self._pos
+            end = buf.find(b"\r", pos)
+            lf = buf.find(b"\n", pos, end if end >= 0 else len(buf))
+            if lf >= 0:
+                end = lf
+            if end < 0:
+                if len(buf) - pos > self.max_bytes:
                     return TOO_LONG
-                if self._pos:
-                    del buf[:self._pos]
+                if pos:
+                    del buf[:pos]
                     self._pos = 0
                 return None
-            end = match.start()
             line = bytes(buf[self._pos:end])
             self._pos = end + 1
             if len(line) > self.max_bytes:
@@ -194,17 +197,23 @@ def parse_timestamp(text):
     return _microseconds(*match.groups())
 
 
+@functools.lru_cache(maxsize=1024)
+def _day_text(days):
+    """``YYYY-MM-DD `` of a day counted from 1970-01-01 (samples come in
+    runs of the same day, so this is nearly always a cache hit)."""
+    date = datetime.date.fromordinal(days + _EPOCH_ORDINAL)
+    return "%04d-%02d-%02d " % (date.year, date.month, date.day)
+
+
 def format_timestamp(us):
     """``YYYY-MM-DD HH:MM:SS``, plus ``.ffffff`` when microseconds are not 0."""
     days, rest = divmod(us, 86400000000)
     seconds, micro = divmod(rest, 1000000)
-    date = datetime.date.fromordinal(days + _EPOCH_ORDINAL)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
-    text = "%04d-%02d-%02d %02d:%02d:%02d" % (date.year, date.month, date.day, h, m, s)
     if micro:
-        text += ".%06d" % micro
-    return text
+        return "%s%02d:%02d:%02d.%06d" % (_day_text(days), h, m, s, micro)
+    return "%s%02d:%02d:%02d" % (_day_text(days), h, m, s)
 
 
 def parse_value(text):
