@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -43,6 +44,10 @@ if ROOT not in sys.path:
 from texmate_ds import config, store  # noqa: E402
 from texmate_ds.client import TTPClient  # noqa: E402
 from texmate_ds.simulate import Meter, ensure_units  # noqa: E402
+
+if BENCH not in sys.path:
+    sys.path.insert(0, BENCH)
+import load as loadgen  # noqa: E402  (bench/load.py: the /proc readings)
 
 PYTHON = sys.executable
 KEY = 'benchkey'      # bench/load.py uses the same key and field count
@@ -69,6 +74,7 @@ def conf_text(scenario, extra):
         lines.append('[%s]' % name)
         lines.extend('%s: %s' % item for item in sections[name].items())
     return '\n'.join(lines) + '\n'
+
 
 SCENARIOS = ('up1', 'up100', 'batched', 'dl', 'connect', 'idle', 'mixed')
 
@@ -102,6 +108,18 @@ class ServerProcess:
             self.proc = subprocess.Popen(command, cwd=folder, env=child_env(), stdout=out,
                                          stderr=err, stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
+        try:
+            if self._wait_ready(port_pattern):
+                return
+        except BaseException:   # Ctrl-C while it starts: no orphan
+            self.kill()
+            raise
+        self.kill()
+        raise HarnessError('%s did not start (exit %s):\n%s\n%s' % (
+            kind, self.proc.returncode, _read(self.out_path)[-2000:],
+            _read(self.err_path)[-2000:]))
+
+    def _wait_ready(self, port_pattern):
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             text = _read(self.out_path)
@@ -109,14 +127,11 @@ class ServerProcess:
                 match = re.search(port_pattern, text, re.M)
                 if match:
                     self.port = int(match.group(1))
-                    return
+                    return True
             if self.proc.poll() is not None:
-                break
+                return False
             time.sleep(0.02)
-        self.kill()
-        raise HarnessError('%s did not start (exit %s):\n%s\n%s' % (
-            kind, self.proc.returncode, _read(self.out_path)[-2000:],
-            _read(self.err_path)[-2000:]))
+        return False
 
     def rss_kib(self):
         try:
@@ -168,8 +183,13 @@ _ROUTINE = re.compile(r"created user Administrator|TTP app \w+: /")
 
 
 def _notable(stderr_text):
-    lines = [l for l in stderr_text.splitlines() if l.strip() and not _ROUTINE.search(l)]
+    lines = [line for line in stderr_text.splitlines()
+             if line.strip() and not _ROUTINE.search(line)]
     return {'lines': len(lines), 'first': lines[:8]}
+
+
+# ``--profile DIR``: run texmate_ds under cProfile, one DIR/SCENARIO.prof each.
+PROFILE_DIR = None
 
 
 def start_ours(folder, scenario, conf_extra, setup=None):
@@ -179,9 +199,11 @@ def start_ours(folder, scenario, conf_extra, setup=None):
         f.write(conf_text(scenario, conf_extra))
     if setup is not None:
         setup(conf)
-    return ServerProcess('ours', folder,
-                         [PYTHON, '-m', 'texmate_ds', '--config', conf, 'serve'],
-                         r'^TTP: listening on .*:(\d+)$')
+    command = [PYTHON]
+    if PROFILE_DIR:
+        command += ['-m', 'cProfile', '-o', os.path.join(PROFILE_DIR, scenario + '.prof')]
+    command += ['-m', 'texmate_ds', '--config', conf, 'serve']
+    return ServerProcess('ours', folder, command, r'^TTP: listening on .*:(\d+)$')
 
 
 def start_baseline(folder, close=False):
@@ -282,7 +304,6 @@ class Plan:
         self.warmup = 0.3 if args.quick else 1.0
         self.idle = args.idle or (2000 if args.quick else 10000)
         self.mixed = args.mixed_seconds or (15.0 if args.quick else 30.0)
-        self.keep = args.keep
 
 
 def both(name, work, load, conf_extra=None, setup=None, baseline_close=False,
@@ -376,25 +397,29 @@ def scenario_mixed(plan, work):
                    '--meters', str(MIXED_METERS), '--download', str(MIXED_READERS),
                    '--interval', '1', '--duration', str(plan.mixed), '--fields', str(FIELDS),
                    '--prefix', 'SIM', '--key', KEY, '--json', json_path]
-        cpu_before = _cpu(server.pid)
+        # CPU over the whole simulate process (its start-up included).
+        machine_before = loadgen.machine_cpu()
+        cpu_before = loadgen.cpu_seconds(server.pid)
+        children_before = _children_cpu()
         # simulate exits 1 when any answer was an error: a figure, not a failure.
         figures = run_process(command, folder, 'simulate-%s' % server.kind, plan.mixed + 5,
                               json_path, ok_status=(0, 1))
-        cpu_after = _cpu(server.pid)
-        if cpu_before is not None and cpu_after is not None:
-            figures['server_cpu_s'] = round(cpu_after - cpu_before, 3)
+        loadgen.add_cpu(figures, cpu_before, loadgen.cpu_seconds(server.pid),
+                     children_before, _children_cpu(), machine_before, loadgen.machine_cpu())
         return figures
     return both('mixed', work, load, {'COMMIT_INTERVAL': 1},
                 make_units(units('SIM', MIXED_METERS)))
 
 
-def _cpu(pid):
+def _children_cpu():
+    """CPU seconds of the finished children waited for so far (the load
+    process, once it has ended)."""
     try:
-        with open('/proc/%d/stat' % pid) as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+        import resource
+    except ImportError:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 RUNNERS = {
@@ -419,7 +444,7 @@ def row(scenario, metric, ours, baseline, target=None):
     if target is not None:
         kind, value, unit = (tuple(target) + ('',))[:3]
         if kind == 'ratio>=':
-            text = '>= %.1f x base' % value
+            text = '>= %.1f x %s' % (value, unit or 'base')
             met = None if ratio is None else ratio >= value
         elif kind == '<':
             text = '< %g %s' % (value, unit)
@@ -459,7 +484,7 @@ def rows_for(name, result):
             ('<', 20, 'ms') if name == 'up1' else None)
     elif name == 'up100':
         add('samples/s vs SQLite', _get(ours, 'samples_per_s'),
-            _get(result.get('ceiling'), 'samples_per_s'), ('ratio>=', 0.5))
+            _get(result.get('ceiling'), 'samples_per_s'), ('ratio>=', 0.5, 'ceiling'))
         add('samples/s vs bare srv', _get(ours, 'samples_per_s'), _get(base, 'samples_per_s'))
         add('p99 ms', _get(ours, 'p99_ms'), _get(base, 'p99_ms'))
     elif name == 'dl':
@@ -516,10 +541,17 @@ def format_table(rows):
     return '\n'.join(lines)
 
 
+def _pct(seconds, elapsed):
+    return '-' if seconds is None else '%d%%' % round(100 * seconds / elapsed)
+
+
 def cpu_lines(results):
     """Server and load CPU over each measured window: a server near 100 %
     is saturated; a load process near 100 % means the figure is the load
-    generator's ceiling, not the server's."""
+    generator's ceiling, not the server's. "other" is what the rest of the
+    machine used meanwhile (kernel network work included; 0-5 % when the
+    machine is quiet): much more means something else was running and the
+    figures are suspect."""
     lines = []
     for name, result in results.items():
         parts = []
@@ -528,11 +560,9 @@ def cpu_lines(results):
             if not fig or not fig.get('elapsed_s'):
                 continue
             elapsed = fig['elapsed_s']
-            srv = fig.get('server_cpu_s')
-            load = fig.get('load_cpu_s')
-            parts.append('%s server %s load %s' % (
-                kind, '-' if srv is None else '%d%%' % (100 * srv / elapsed),
-                '-' if load is None else '%d%%' % (100 * load / elapsed)))
+            parts.append('%s server %s load %s other %s' % (
+                kind, _pct(fig.get('server_cpu_s'), elapsed),
+                _pct(fig.get('load_cpu_s'), elapsed), _pct(fig.get('other_cpu_s'), elapsed)))
         if parts:
             lines.append('  %-8s %s' % (name, ' | '.join(parts)))
     return lines
@@ -568,6 +598,31 @@ def notes_for(name, result):
 
 # -- main ----------------------------------------------------------------------
 
+_COMPETITORS = re.compile(r'bench/(run|load|baseline)\.py|texmate_ds.* serve|pytest|scripts/test\.py')
+
+
+def competitors():
+    """Other processes that would share the CPUs with the measurement:
+    another benchmark, a texmate_ds server, a test run."""
+    found = []
+    mine = {os.getpid(), os.getppid()}
+    try:
+        pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        if pid in mine:
+            continue
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                args = f.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
+        except OSError:
+            continue
+        if _COMPETITORS.search(args):
+            found.append('%d: %s' % (pid, args[:160]))
+    return found
+
+
 def environment():
     try:
         commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
@@ -602,11 +657,17 @@ def parse_args(argv):
     parser.add_argument('--mixed-seconds', type=float, help='duration of mixed (default 30)')
     parser.add_argument('--json', default=os.path.join(BENCH, 'results', 'latest.json'),
                         help='where to write the results (default %(default)s)')
+    parser.add_argument('--profile', metavar='DIR',
+                        help='run texmate_ds under cProfile and write DIR/SCENARIO.prof '
+                             '(its figures then include the profiler\'s overhead)')
     parser.add_argument('--keep', action='store_true',
                         help='keep the work folder (databases, server logs) and print it')
     args = parser.parse_args(argv)
     if args.only:
-        args.scenarios = [s.strip() for s in args.only.split(',') if s.strip()]
+        args.scenarios = []
+        for name in args.only.split(','):
+            if name.strip() and name.strip() not in args.scenarios:
+                args.scenarios.append(name.strip())
         unknown = [s for s in args.scenarios if s not in SCENARIOS]
         if unknown or not args.scenarios:
             parser.error('unknown scenario %s (choose from %s)'
@@ -622,9 +683,25 @@ def parse_args(argv):
     return args
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
+    global PROFILE_DIR
     args = parse_args(sys.argv[1:] if argv is None else argv)
     plan = Plan(args)
+    if args.profile:
+        PROFILE_DIR = os.path.abspath(args.profile)
+        os.makedirs(PROFILE_DIR, exist_ok=True)
+    # SIGTERM ends the run like Ctrl-C: the finally blocks stop every process.
+    signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = False
+    env = environment()   # before the servers run: the code they ran
+    env['competing_processes'] = competitors()
+    if env['competing_processes']:
+        print('warning: these share the CPUs with the benchmark; its figures will be off:\n  '
+              + '\n  '.join(env['competing_processes']), flush=True)
     work = tempfile.mkdtemp(prefix='txm-bench-')
     started = time.monotonic()
     results = {}
@@ -639,7 +716,21 @@ def main(argv=None):
                 failures[name] = str(exc)
                 print(' FAILED', flush=True)
                 continue
+            except Exception:   # a bug of the harness: report it, go on with the rest
+                failures[name] = traceback.format_exc()
+                print(' FAILED', flush=True)
+                continue
+            except KeyboardInterrupt:
+                failures[name] = 'interrupted'
+                interrupted = True
+                print(' interrupted', flush=True)
+                break
             print(' %.1f s' % (time.monotonic() - t0), flush=True)
+            died = [kind for kind in ('ours', 'baseline')
+                    if results[name][kind]['server'].get('died_before_stop')]
+            if died:
+                failures[name] = ('the %s server died during the run: its figures are no '
+                                  'measurement (see its stderr in the JSON)' % ' and '.join(died))
     finally:
         if args.keep:
             print('work folder kept: %s' % work)
@@ -652,7 +743,7 @@ def main(argv=None):
     print()
     print(format_table(rows))
     print()
-    print('CPU over the measured window (100% = one core):')
+    print('CPU over the measured window (100% = one core; "other": the rest of the machine):')
     print('\n'.join(cpu_lines(results)))
     if notes:
         print('\nnotes:')
@@ -660,6 +751,8 @@ def main(argv=None):
             print('  ' + note)
     for name, text in failures.items():
         print('\nHARNESS FAILURE in %s:\n%s' % (name, text))
+    if PROFILE_DIR:
+        print('\nprofiles (figures include cProfile overhead): %s/SCENARIO.prof' % PROFILE_DIR)
     print('\ntotal wall time %.1f s%s; ratio = ours / baseline; targets are reported, '
           'not asserted' % (wall, ' (--quick)' if args.quick else ''))
 
@@ -670,10 +763,12 @@ def main(argv=None):
         'wall_s': round(wall, 1),
         'plan': {'seconds': plan.seconds, 'warmup': plan.warmup, 'idle': plan.idle,
                  'mixed_seconds': plan.mixed, 'quick': plan.quick},
-        'environment': environment(),
+        'environment': env,
         'table': rows,
         'notes': notes,
         'failures': failures,
+        'interrupted': interrupted,
+        'profiled': bool(PROFILE_DIR),
         'scenarios': results,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

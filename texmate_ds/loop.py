@@ -48,6 +48,8 @@ OUTPUT_CAP = 256 * 1024
 QUEUE_CAP = 64
 # Bytes read from a socket at a time.
 RECV_SIZE = 65536
+# Seconds between two log lines about connections refused at MAX_CONNECTIONS.
+REFUSAL_LOG_SECONDS = 10
 # Seconds a graceful stop waits for in-flight answers to drain.
 DRAIN_SECONDS = 10.0
 
@@ -235,6 +237,8 @@ class Listener:
         self.loop = loop
         self.factory = factory
         self.refusal = refusal
+        self._refused = 0
+        self._refusal_logged = -REFUSAL_LOG_SECONDS
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -269,8 +273,15 @@ class Listener:
                 sock.close()
 
     def _refuse(self, sock, addr):
-        log.warning("MAX_CONNECTIONS (%d) reached: refusing %s",
-                    self.loop.max_channels, _peer(addr))
+        # One line per REFUSAL_LOG_SECONDS with a count: a connection storm
+        # is reported, not allowed to flood the log.
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_SECONDS:
+            log.warning("MAX_CONNECTIONS (%d) reached: refused %d connection(s), latest %s",
+                        self.loop.max_channels, self._refused, _peer(addr))
+            self._refused = 0
+            self._refusal_logged = now
         try:
             sock.setblocking(False)
             sock.send(self.refusal)

@@ -137,6 +137,7 @@ def test_max_connections_answers_502(server_factory):
     assert extra.recv(100) == b"502 Service temporarily overloaded\r"
     assert extra.recv(100) == b""
     extra.close()
+    assert "MAX_CONNECTIONS (5) reached: refused 1 connection(s)" in srv.errors()
     # The limit counts web connections too.
     web = socket.create_connection(("127.0.0.1", srv.http_port), timeout=5)
     assert web.recv(100).startswith(b"HTTP/1.1 503 Service Unavailable")

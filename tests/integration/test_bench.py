@@ -1,0 +1,27 @@
+"""The benchmark harness keeps working (bench/run.py). Figures are printed
+and written as JSON; this test checks that the run completes and reports,
+never what the figures are."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, child_env
+
+
+@pytest.mark.slow
+def test_bench_quick_run_reports(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "up1",
+         "--seconds", "1", "--json", str(out)],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    rows = [r for r in report["table"] if r["scenario"] == "up1"]
+    assert {r["metric"] for r in rows} >= {"requests/s", "p99 ms"}
+    assert all(r["ours"] and r["baseline"] for r in rows)
+    assert report["failures"] == {}
+    print(result.stdout[-1500:])
