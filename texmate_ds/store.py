@@ -156,6 +156,7 @@ class Store:
         # this connection changes units and, through `notice_others`, when
         # another connection (manage, the web) committed anything.
         self._units = {}
+        self._reads = {}  # (reader id, source id) -> may read; emptied with _units
         self._data_version = None
 
     # -- schema ---------------------------------------------------------------
@@ -223,7 +224,7 @@ class Store:
 
     def add_unit(self, code, key, fields, name="", description="",
                  field_names=(), enabled=True, source=None):
-        self._units.clear()
+        self._forget_units()
         self._begin()
         self.conn.execute(
             "INSERT INTO units (code, key, name, description, fields, field_names,"
@@ -248,7 +249,11 @@ class Store:
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self._data_version:
             self._data_version = version
-            self._units.clear()
+            self._forget_units()
+
+    def _forget_units(self):
+        self._units.clear()
+        self._reads.clear()
 
     def get_unit_by_id(self, unit_id):
         row = self.conn.execute(
@@ -260,6 +265,7 @@ class Store:
             "SELECT %s FROM units ORDER BY code" % Unit._COLUMNS)]
 
     def allow_read(self, reader, source):
+        self._forget_units()
         self._begin()
         self.conn.execute("INSERT OR IGNORE INTO unit_reads VALUES (?, ?)",
                           (reader.id, source.id))
@@ -268,9 +274,13 @@ class Store:
         """May `reader` download `source`'s samples (ttp.md section 6)?"""
         if reader.id == source.id or reader.source_id == source.id:
             return True
-        return self.conn.execute(
-            "SELECT 1 FROM unit_reads WHERE reader_id = ? AND source_id = ?",
-            (reader.id, source.id)).fetchone() is not None
+        pair = (reader.id, source.id)
+        allowed = self._reads.get(pair)
+        if allowed is None:
+            allowed = self._reads[pair] = self.conn.execute(
+                "SELECT 1 FROM unit_reads WHERE reader_id = ? AND source_id = ?",
+                pair).fetchone() is not None
+        return allowed
 
     # -- samples --------------------------------------------------------------
 

@@ -343,3 +343,19 @@ def test_unit_changes_by_other_connections_take_effect(server):
     db.close()
     assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;1;2> %s" % (code, key)) == "402 Unauthorized"
     assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;1;2> newkey" % code) == "OK"
+
+
+def test_read_permission_changes_take_effect(server, dl_units):
+    """Read permissions are cached like units and forgotten the same way."""
+    src, (nobody, nkey) = dl_units["S"][0], dl_units["N"]
+    assert server.ask("TTP /dl/%s/last/%s %s" % (nobody, src, nkey)) == "403 Forbidden"
+    db = sqlite3.connect(server.db_path)
+    with db:
+        db.execute("INSERT INTO unit_reads SELECT r.id, s.id FROM units r, units s"
+                   " WHERE r.code = ? AND s.code = ?", (nobody, src))
+    assert server.ask("TTP /dl/%s/last/%s %s" % (nobody, src, nkey)).endswith("L1=3 L2=30>")
+    with db:
+        db.execute("DELETE FROM unit_reads WHERE reader_id = (SELECT id FROM units WHERE code = ?)",
+                   (nobody,))
+    db.close()
+    assert server.ask("TTP /dl/%s/last/%s %s" % (nobody, src, nkey)) == "403 Forbidden"
