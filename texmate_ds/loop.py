@@ -20,8 +20,13 @@ needs:
 * A producer with a ``flushed()`` method is told when its last byte was
   written to the socket, and the channel starts the next producer only after
   that, so side effects (the ``dl next`` cursor) happen in request order.
+* Answers queued during a loop turn are written together at its end, just
+  before ``select()``, so a peer with many requests in flight is woken once
+  per batch rather than once per answer. Each write event then sends one
+  chunk, so every ready connection gets its turn.
 * *Turn hooks* run once per loop turn, after all ready sockets were served and
-  before the next ``select()``: the group commit lives there.
+  before the next ``select()``: the batched writes and the group commit live
+  there.
 * *Services* have ``start()`` and ``stop()``; they start in order and stop in
   reverse, after the listeners are closed and in-flight answers are flushed.
 
