@@ -207,6 +207,7 @@ class Store:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         self.uploads_pending = 0
+        self._forget_units()  # they may have been read inside the lost transaction
 
     def close(self):
         self.commit()

@@ -212,3 +212,4 @@ def test_redact_hides_key_and_escapes():
     assert ttp.redact(b"TTP /ok/A1 secret") == "TTP /ok/A1 ***"
     assert ttp.redact(b"TTP /ok/\x1b[2J\x00 x") == "TTP /ok/\\x1b[2J\\x00 ***"
     assert "secret" not in ttp.redact("TTP /up/A1/<x> secret")
+
