@@ -46,6 +46,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from texmate_ds.client import ResponseSplitter, dl_request, ok_request  # noqa: E402
+from texmate_ds.loop import raise_open_files  # noqa: E402
 from texmate_ds.simulate import Meter, Simulation, Stats, percentile  # noqa: E402
 
 HOST = '127.0.0.1'
@@ -148,19 +149,6 @@ def add_cpu(fig, server_before, server_after, load_before, load_after,
                 max(0.0, busy - fig['server_cpu_s'] - fig['load_cpu_s']), 3)
 
 
-def raise_fd_limit(needed):
-    try:
-        import resource
-    except ImportError:
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY:
-        needed = min(needed, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-
-
 # -- the closed-loop runs ------------------------------------------------------
 
 def simulate(args, devices, interval, seconds):
@@ -190,7 +178,7 @@ def devices_for(args):
 
 def run_closed(args):
     devices = devices_for(args)
-    raise_fd_limit(len(devices) + 64)
+    raise_open_files(len(devices) + 64)
     result = {}
     if args.warmup > 0:
         warm = simulate(args, devices, args.interval, args.warmup)
@@ -276,7 +264,7 @@ def open_idle(count, port, code_of, deadline):
 
 
 def run_idle(args):
-    raise_fd_limit(args.idle + 256)
+    raise_open_files(args.idle + 256)
     result = {'idle_target': args.idle}
     # Warm up: the first answers compile statements and fill caches, which
     # is no per-connection cost.

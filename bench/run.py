@@ -133,21 +133,11 @@ class ServerProcess:
             time.sleep(0.02)
         return False
 
-    def rss_kib(self):
-        try:
-            with open('/proc/%d/status' % self.pid) as f:
-                for line in f:
-                    if line.startswith('VmRSS:'):
-                        return int(line.split()[1])
-        except OSError:
-            return None
-        return None
-
     def stop(self):
         """SIGTERM and wait; returns what happened, for the JSON."""
         if self.stopped is not None:
             return self.stopped
-        info = {'rss_at_stop_kib': self.rss_kib()}
+        info = {'rss_at_stop_kib': loadgen.rss_kib(self.pid)}
         started = time.monotonic()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

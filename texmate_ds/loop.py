@@ -45,6 +45,11 @@ import socket
 import time
 from collections import deque
 
+try:
+    import resource
+except ImportError:  # Windows: no open-files limit to raise
+    resource = None
+
 log = logging.getLogger("texmate_ds.loop")
 
 # Unsent bytes, and answers queued, that a channel may hold before it stops
@@ -62,6 +67,19 @@ _DISCONNECTED = frozenset(
     (errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED,
      errno.EPIPE, errno.EBADF, errno.ETIMEDOUT)
 )
+
+
+def raise_open_files(needed):
+    """Raise the soft limit on open files to `needed` where the hard limit
+    allows (many systems start at 1024; every connection is a file).
+    Returns the soft limit now in force, or None where there is none."""
+    if resource is None:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
 
 
 class Timer:

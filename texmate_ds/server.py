@@ -13,11 +13,6 @@ import logging
 import signal
 import sys
 
-try:
-    import resource
-except ImportError:  # Windows: no descriptor limit to raise
-    resource = None
-
 from texmate_ds import __version__, auth, events, http, loop, models, store, ttp
 
 log = logging.getLogger("texmate_ds")
@@ -56,19 +51,6 @@ def default_password_in_force(st):
 SPARE_DESCRIPTORS = 64
 
 
-def raise_descriptor_limit(connections):
-    """Raise the soft limit on open files toward what MAX_CONNECTIONS needs
-    (many systems start at 1024); returns the limit in force."""
-    if resource is None:
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = connections + SPARE_DESCRIPTORS
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return soft
-
-
 def web_address(host, port):
     if host in ("0.0.0.0", "::", ""):
         host = "localhost"
@@ -83,7 +65,7 @@ def serve(settings, out=sys.stdout):
         st = open_store(settings)
     except (ttp.AppError, OSError) as exc:
         raise StartupError(str(exc)) from None
-    limit = raise_descriptor_limit(settings.MAX_CONNECTIONS)
+    limit = loop.raise_open_files(settings.MAX_CONNECTIONS + SPARE_DESCRIPTORS)
     if limit is not None and limit < settings.MAX_CONNECTIONS + SPARE_DESCRIPTORS:
         log.warning("open files are limited to %d: fewer than MAX_CONNECTIONS (%d) "
                     "connections will fit", limit, settings.MAX_CONNECTIONS)

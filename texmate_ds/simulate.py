@@ -43,6 +43,7 @@ import time
 
 from texmate_ds.client import (DEFAULT_HOST, DEFAULT_PORT, RECV_SIZE, ResponseSplitter,
                                answer_code, dl_request, format_ts, up_request)
+from texmate_ds.loop import raise_open_files
 
 GRACE_SECONDS = 5.0         # how long outstanding answers are awaited after --duration
 REPORT_EVERY = 5.0          # seconds between progress lines on stderr
@@ -431,7 +432,7 @@ def main(argv: list[str]) -> int:
         return 2
     devices = ([Meter(code, args.key, args.fields, args.samples, args.interval) for code in codes]
                + [Reader(codes[n % len(codes)], args.key) for n in range(args.download)])
-    _raise_fd_limit(len(devices) + 64)
+    raise_open_files(len(devices) + 64)
     simulation = Simulation(family, address, devices, args.interval, args.duration,
                             args.open_no, _start_delays(len(codes), args.download, args.interval))
     simulation.run()
@@ -515,21 +516,6 @@ def _probe(host: str, port: int) -> tuple:
         probe.settimeout(PROBE_TIMEOUT)
         probe.connect(address)
     return family, address
-
-
-def _raise_fd_limit(needed: int):
-    """Every meter holds a socket: lift the soft open-files limit if it is
-    below what the run needs (common default: 1024)."""
-    try:
-        import resource
-    except ImportError:     # Windows has no such limit to lift
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY:
-        needed = min(needed, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def ensure_units(config_path: str, codes: list[str], key: str, fields: int):
