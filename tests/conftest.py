@@ -73,6 +73,16 @@ class Server:
     def add_unit(self, code, key, fields, *extra):
         self.manage("addunit", code, key, "--fields", fields, *extra)
 
+    def add_units(self, codes, key, fields):
+        """Many units at once, through the store (as `simulate --create`
+        does), before the server starts; its default database path."""
+        from texmate_ds import store
+        st = store.Store(str(self.dir / "db" / "data_server3.db"))
+        st.syncdb()
+        for code in codes:
+            st.add_unit(code, key, fields)
+        st.close()
+
     # -- process --------------------------------------------------------------
 
     def start(self):

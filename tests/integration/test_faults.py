@@ -52,7 +52,7 @@ class Uploader(threading.Thread):
     def __init__(self, srv, code, key, seconds):
         super().__init__(daemon=True)
         self.srv, self.code, self.key, self.seconds = srv, code, key, seconds
-        self.acked = []
+        self.acked = []  # (timestamp in µs, value sent) of every upload answered OK
 
     def run(self):
         from texmate_ds import ttp
@@ -64,7 +64,7 @@ class Uploader(threading.Thread):
                 ts = "2015-1-1 %d:%d:%d" % (i // 3600, i // 60 % 60, i % 60)
                 sock.sendall(("TTP /up/%s/<%s;%d> %s\r" % (self.code, ts, i, self.key)).encode())
                 if read_answers(sock, 1) == ["OK"]:
-                    self.acked.append(ttp.parse_timestamp(ts))
+                    self.acked.append((ttp.parse_timestamp(ts), i))
                 i += 1
         except (OSError, ConnectionError):
             pass  # the server was killed under us: that is the test
@@ -86,10 +86,10 @@ def test_sigterm_commits_batched_uploads(server_factory):
 
 def test_sigterm_during_batched_load_loses_nothing(server_factory):
     srv = server_factory("[database]\nCOMMIT_INTERVAL: 100\nCOMMIT_DELAY: 5000\n", start=False)
-    for n in range(4):
-        srv.add_unit("T%d" % n, "kt", 1)
+    codes = ["T%d" % n for n in range(50)]
+    srv.add_units(codes, "kt", 1)
     srv.start()
-    meters = [Uploader(srv, "T%d" % n, "kt", 10) for n in range(4)]
+    meters = [Uploader(srv, code, "kt", 10) for code in codes]
     for m in meters:
         m.start()
     time.sleep(1.0)
@@ -97,15 +97,17 @@ def test_sigterm_during_batched_load_loses_nothing(server_factory):
     for m in meters:
         m.join(10)
         assert m.acked, "meter got no answers"
-        assert set(m.acked) <= stored_timestamps(srv, m.code)
+        assert {ts for ts, _ in m.acked} <= stored_timestamps(srv, m.code)
 
 
 def test_kill_9_loses_no_acknowledged_sample(server_factory):
+    """up1 load (50 meters, durable acks), then kill -9: after restart every
+    sample a meter saw OK for is stored, with the value it sent."""
     srv = server_factory(start=False)  # COMMIT_INTERVAL: 1, the default
-    for n in range(4):
-        srv.add_unit("K%d" % n, "kk", 1)
+    codes = ["K%d" % n for n in range(50)]
+    srv.add_units(codes, "kk", 1)
     srv.start()
-    meters = [Uploader(srv, "K%d" % n, "kk", 10) for n in range(4)]
+    meters = [Uploader(srv, code, "kk", 10) for code in codes]
     for m in meters:
         m.start()
     time.sleep(1.5)
@@ -114,14 +116,18 @@ def test_kill_9_loses_no_acknowledged_sample(server_factory):
     for m in meters:
         m.join(10)
     srv.start()  # recovery from the WAL on restart
+    db = sqlite3.connect(srv.db_path)
     total = 0
     for m in meters:
-        assert m.acked
-        stored = stored_timestamps(srv, m.code)
-        assert set(m.acked) <= stored
+        assert m.acked, "meter %s got no answer" % m.code
+        stored = dict(db.execute(
+            "SELECT ts, v1 FROM samples JOIN units ON units.id = unit_id WHERE code = ?",
+            (m.code,)))
+        for ts, value in m.acked:
+            assert stored.get(ts) == value, (m.code, ts, value)
         total += len(m.acked)
-    assert total > 100
-    # Values too, not just timestamps.
+    db.close()
+    assert total > 500
     assert srv.ask("TTP /dl/K0/<2015-1-1 0:0:7> kk").endswith(" L1=7>")
 
 
@@ -489,3 +495,48 @@ def test_abuse_at_scale_while_a_meter_works(server_factory):
         for s in crowd:
             s.close()
     assert srv.ask("TTP /ok/A1 k1") == "OK"
+
+
+def test_huge_uploads_and_bounded_memory(server_factory):
+    """Requests with huge numbers of samples: the largest that fits in
+    MAX_REQUEST_BYTES is stored whole; one bad sample at its end stores
+    nothing; a longer one is refused and its connection closed. Thousands
+    of such requests leave the server's memory where it was."""
+    srv = server_factory(start=False)
+    srv.add_unit("H1", "kh", 1)
+    srv.start()
+
+    def body(first, count, last_value="1"):
+        samples = ["<2018-1-1 %d:%d:%d;%d>" % (i // 3600, i // 60 % 60, i % 60, i)
+                   for i in range(first, first + count - 1)]
+        i = first + count - 1
+        samples.append("<2018-1-1 %d:%d:%d;%s>" % (i // 3600, i // 60 % 60, i % 60, last_value))
+        return "".join(samples)
+
+    fits = "TTP /up/H1/%s kh" % body(0, 2500)
+    assert len(fits) < 65536
+    assert srv.ask(fits) == "OK"
+    assert count_samples(srv, "H1") == 2500
+    assert srv.ask("TTP /up/H1/%s kh" % body(10000, 2500, "1e999")) == "400 Bad request"
+    assert srv.ask("TTP /up/H1/%s kh" % body(20000, 2500, "nan")) == "400 Bad request"
+    assert count_samples(srv, "H1") == 2500
+    sock = srv.connect()
+    sock.sendall(("TTP /up/H1/%s kh\r" % body(30000, 4000)).encode())
+    assert read_answers(sock, 1) == ["400 Bad request"]
+    assert sock.recv(100) == b""
+    sock.close()
+
+    before = rss_kib(srv.proc.pid)
+    sock = srv.connect()
+    duplicate = ("TTP /up/H1/%s kh\r" % body(0, 2500)).encode()
+    broken = ("TTP /up/H1/%s kh\r" % body(40000, 2500, "-")).encode()
+    for _ in range(100):
+        sock.sendall(duplicate + broken)
+        answers = read_answers(sock, 2)
+        assert answers[0].startswith("406 Duplicate sample 1<2018-1-1 0:0:0>2<")
+        assert answers[1] == "400 Bad request"
+    sock.close()
+    grown = rss_kib(srv.proc.pid) - before
+    print("200 requests of 2,500 samples: server grew %d KiB" % grown)
+    assert grown < 32 * 1024
+    assert count_samples(srv, "H1") == 2500
