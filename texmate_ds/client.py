@@ -34,6 +34,8 @@ import re
 import socket
 import sys
 
+from texmate_ds import ttp
+
 DEFAULT_HOST = '127.0.0.1'
 DEFAULT_PORT = 9995
 DEFAULT_TIMEOUT = 10.0
@@ -91,13 +93,12 @@ def answer_code(answer: str) -> str:
     return match.group(1) if match else '?'
 
 
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
 def format_ts(ts: datetime.datetime) -> str:
-    """``YYYY-MM-DD HH:MM:SS``, plus ``.ffffff`` when there are microseconds."""
-    text = '%04d-%02d-%02d %02d:%02d:%02d' % (
-        ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second)
-    if ts.microsecond:
-        text += '.%06d' % ts.microsecond
-    return text
+    """A naive datetime in the protocol's form (``ttp.format_timestamp``)."""
+    return ttp.format_timestamp((ts - _EPOCH) // datetime.timedelta(microseconds=1))
 
 
 def up_request(code: str, key: str, samples: list[str]) -> str:
