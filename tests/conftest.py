@@ -74,14 +74,9 @@ class Server:
         self.manage("addunit", code, key, "--fields", fields, *extra)
 
     def add_units(self, codes, key, fields):
-        """Many units at once, through the store (as `simulate --create`
-        does), before the server starts; its default database path."""
-        from texmate_ds import store
-        st = store.Store(str(self.dir / "db" / "data_server3.db"))
-        st.syncdb()
-        for code in codes:
-            st.add_unit(code, key, fields)
-        st.close()
+        """Many units at once, as `simulate --create` adds them."""
+        from texmate_ds import simulate
+        simulate.ensure_units(str(self.conf), codes, key, fields)
 
     # -- process --------------------------------------------------------------
 
