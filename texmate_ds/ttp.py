@@ -21,6 +21,7 @@ A key is never logged; anything a meter sent is escaped before logging.
 """
 
 import ast
+import collections
 import datetime
 import functools
 import importlib
@@ -397,6 +398,8 @@ class TTPServer:
         self.bytes_sent = Counter()
         self.bytes_received = Counter()
         self.requests = Counter()
+        # Answers by (app code, answer code): "OK" or the three digits.
+        self.answers = collections.Counter()
         self.since_sweep = 0
 
     def authenticate(self, code, key):
@@ -434,15 +437,16 @@ class Response:
     the channel dispatches nothing further until then, so a pipelined
     request sees the effects of the one before it."""
 
-    __slots__ = ("inner", "ready", "started", "channel", "request", "after",
+    __slots__ = ("inner", "ready", "started", "channel", "request", "app", "after",
                  "flushed", "text")
 
-    def __init__(self, inner, channel, request, after):
+    def __init__(self, inner, channel, request, app, after):
         self.inner = inner
         self.ready = True
         self.started = False
         self.channel = channel
         self.request = request
+        self.app = app
         self.after = after
         self.flushed = None if after is None else self._flushed
         # A ready-made answer (every built-in one but dl's streams) is
@@ -457,8 +461,11 @@ class Response:
             self.channel.resume()
 
     def more(self):
-        if self.text is not None:
-            text, self.text = self.text, ""
+        text = self.text
+        if text is not None:
+            self.text = ""
+            if text and not self.started:
+                self._count(text)
             return text
         try:
             chunk = self.inner.more()
@@ -471,9 +478,17 @@ class Response:
             self.after = None  # a failed answer has no effects to apply
             self.text = ""
             chunk = error_text(500)
-        if chunk:
-            self.started = True
+        if chunk and not self.started:
+            self._count(chunk)
         return chunk
+
+    def _count(self, first):
+        """Count the answer by app and code (for /metrics) at its first chunk."""
+        self.started = True
+        if isinstance(first, bytes):
+            first = first[:3].decode("latin-1")
+        code = "OK" if first.startswith("OK") else first[:3]
+        self.channel.server.answers[self.app, code] += 1
 
     def hold(self, commits):
         self.ready = False
@@ -606,7 +621,7 @@ class TTPChannel(loop.Channel):
                           ext.app.name if ext else "?", redact(line))
             producer = Answer(error_text(500))
             wrote = False
-        response = Response(producer, self, line, after)
+        response = Response(producer, self, line, ext.code if ext else "none", after)
         if after is not None:
             self._awaiting = True
         if wrote and server.commits.durable:
