@@ -109,6 +109,9 @@ DEFAULTS = (
         'requests between dead-channel sweeps', _POSITIVE),
     Key('main', 'CHANNEL_TIMEOUT', 600,
         'seconds before a busy or idle channel is dead', _POSITIVE),
+    Key('main', 'HTTP_HEADER_TIMEOUT', 10,
+        'seconds a web client has to send a request head, and may stay idle '
+        'between requests', _POSITIVE),
     Key('main', 'SOCKET_OPEN', True,
         'keep TTP connections open between requests', _boolean),
     Key('main', 'MAX_CONNECTIONS', 10000,

@@ -1,50 +1,720 @@
-"""HTTP on the web port.
+"""HTTP/1.1 on the web port: a sans-IO request parser, the connection, and a
+WSGI bridge, so the web UI (and any site HTTP app) is a plain WSGI app.
 
-For now this answers ``/healthz`` (``ok``) and says plainly for every other
-path that the web interface is not in this version yet; the full HTTP/1.1
-server (sans-IO parser, keep-alive, WSGI bridge) replaces it.
+Three layers, each usable without the next, as in ttp.py:
+
+1. `RequestParser` turns received bytes into events (h11 style:
+   ``feed(data)``, then ``next_event()`` until it returns None): a
+   `RequestHead`, the body as `Data`, `END` once the request is complete,
+   or a `ProtocolError` carrying the status to answer. It reads RFC 9112
+   strictly where leniency has let requests be smuggled past other parsers
+   (whitespace before a colon, obs-fold, bare CR, conflicting
+   Content-Length) and caps what it holds: the request line (`MAX_LINE`,
+   414), the head (`MAX_HEAD`, 431) and the body (`MAX_BODY`, 413). Bodies
+   come with Content-Length only; a request Transfer-Encoding is 501.
+2. The bridge: `build_environ` makes a request's PEP 3333 environ, and
+   `WSGIResponse` is the producer that runs the app. Its first ``more()``
+   calls the app, each later one takes the next item of the app's
+   iterable, so an answer of a million CSV rows is pulled chunk by chunk as
+   the socket drains, never joined. The head goes out with the first
+   non-empty chunk (until then ``start_response(..., exc_info)`` may still
+   replace it); a body of unknown length is chunked for HTTP/1.1 and ends
+   with the connection for HTTP/1.0.
+3. `HTTPChannel` reads, feeds its parser and answers one request at a
+   time: a pipelined request is dispatched once the answer before it is
+   written, so answers go out in order and one app at a time runs for a
+   connection. It closes a connection idle for ``HTTP_HEADER_TIMEOUT`` and
+   answers 408 to a request head that takes longer. `HTTPServer` holds the
+   app, the settings and the counters.
+
+A failure stays in its request: an app that raises before its head went out
+answers 500 (logged with the traceback, which never reaches the browser);
+after that the connection is reset, so a browser never takes a truncated
+answer for a whole one. Anything a client sent is escaped before it is
+logged.
 """
 
+import collections
+import email.utils
+import io
 import logging
+import re
+import socket
+import struct
+import urllib.parse
 
-from texmate_ds import loop
+from texmate_ds import __version__, loop
+from texmate_ds.ttp import Counter
 
 log = logging.getLogger("texmate_ds.http")
 
-# The request head we read before answering, at most.
+# Longest request line, and request head, in bytes: counted up to the LF
+# that ends them (a CR before it counts). RFC 9112 asks for at least 8000.
+MAX_LINE = 8192
 MAX_HEAD = 16384
+# Largest request body; an app reads it whole from wsgi.input.
+MAX_BODY = 1024 * 1024
+# Bytes of pipelined requests a client may send ahead while an answer is
+# being written: one whole request. Past that it is cut off, so a client
+# that sends without reading cannot make the server buffer without bound.
+MAX_AHEAD = MAX_HEAD + MAX_BODY
 
-
-class HTTPChannel(loop.Channel):
-    def __init__(self, loop_, sock, addr):
-        self.head = bytearray()
-        super().__init__(loop_, sock, addr)
-
-    def received(self, data):
-        self.head += data
-        if b"\r\n\r\n" in self.head or b"\n\n" in self.head:
-            path = bytes(self.head.split(b" ", 2)[1:2] or [b"/"]).decode("latin-1")
-            if path == "/healthz":
-                self.answer("200 OK", "ok\n")
-            else:
-                self.answer("503 Service Unavailable",
-                            "texmate_ds: the web interface is not in this version yet.\n")
-        elif len(self.head) > MAX_HEAD:
-            self.answer("431 Request Header Fields Too Large", "request head too large\n")
-
-    def answer(self, status, body):
-        body = body.encode()
-        head = ("HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                "Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body)))
-        self.head.clear()
-        self.push(loop.Answer(head.encode() + body))
-        self.finish()
-
-
-def accept(loop_, sock, addr):
-    HTTPChannel(loop_, sock, addr)
-
-
+SERVER = "texmate_ds/" + __version__
+PHRASES = {
+    400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+    414: "URI Too Long", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented",
+    505: "HTTP Version Not Supported",
+}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
            b"Content-Length: 30\r\nConnection: close\r\n\r\n"
            b"too many connections; retry.\r\n")
+
+
+def _escaped(text):
+    """`text` fit for a log line: control and non-ASCII characters escaped."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
+# -- 1. sans-IO ---------------------------------------------------------------
+
+RequestHead = collections.namedtuple(
+    "RequestHead", "method target version headers keep_alive content_length expect_continue")
+RequestHead.__doc__ = """A request line and its header fields (latin-1 str),
+with what they mean for the connection: `keep_alive`, `content_length` (0
+without a body) and `expect_continue` (the client waits for ``100
+Continue`` before it sends the body)."""
+Data = collections.namedtuple("Data", "data")
+EndOfRequest = collections.namedtuple("EndOfRequest", "")
+END = EndOfRequest()
+ProtocolError = collections.namedtuple("ProtocolError", "status reason")
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_REQUEST_LINE = re.compile(r"(%s) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _TOKEN)
+_FIELD_NAME = re.compile(_TOKEN)
+# Control characters other than HTAB: never in a field value (CR, LF and
+# NUL would split or end it for some other reader).
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]+\Z")
+_BLANK_LINES = re.compile(rb"[\r\n]*")
+# origin-form (/path?query) or absolute-form (http://host/path?query).
+_TARGET = re.compile(r"(?:(?i:https?)://([^/?#]*))?(/[^?#]*)?(?:\?([^#]*))?\Z")
+
+
+def split_target(target):
+    """``(authority or None, path, query)`` of an origin-form or
+    absolute-form request target; None for any other form."""
+    match = _TARGET.match(target)
+    if match is None or match.group(1) is None and match.group(2) is None:
+        return None
+    authority, path, query = match.groups()
+    return authority, path or "/", query or ""
+
+
+class RequestParser:
+    """Splits received bytes into request events.
+
+    ``next_event()`` returns the next `RequestHead`, `Data`, `END` or
+    `ProtocolError`, or None when it needs more bytes. After a
+    `ProtocolError` it returns None for good: the connection is answered
+    and closed. Lines end with CRLF or a bare LF; empty lines before a
+    request line are skipped (RFC 9112 section 2.2). However the bytes are
+    split, the events are the same (apart from how a body is cut into
+    `Data`).
+    """
+
+    def __init__(self):
+        self._buf = bytearray()
+        # Where the search for the end of the head resumes.
+        self._scanned = 0
+        # Body bytes still due; None while reading a head.
+        self._body_left = None
+        self._failed = False
+
+    def feed(self, data):
+        self._buf += data
+
+    def pending(self):
+        """Bytes received but not yet returned in an event."""
+        return len(self._buf)
+
+    def partial(self):
+        """True while part of a request (its head or body) is in, not all.
+        Meaningful once ``next_event()`` has returned None."""
+        return bool(self._buf) or self._body_left is not None
+
+    def next_event(self):
+        if self._failed:
+            return None
+        if self._body_left is None:
+            return self._head()
+        return self._body()
+
+    def _fail(self, status, reason):
+        self._failed = True
+        return ProtocolError(status, reason)
+
+    def _body(self):
+        left = self._body_left
+        if not left:
+            self._body_left = None
+            return END
+        if not self._buf:
+            return None
+        data = bytes(self._buf[:left])
+        del self._buf[:len(data)]
+        self._body_left = left - len(data)
+        return Data(data)
+
+    def _head(self):
+        buf = self._buf
+        blank = _BLANK_LINES.match(buf).end()
+        if blank:
+            del buf[:blank]
+            self._scanned = 0
+        line_end = buf.find(b"\n", 0, MAX_LINE + 1)
+        if line_end < 0:
+            if len(buf) > MAX_LINE:
+                return self._fail(414, "request line longer than %d bytes" % MAX_LINE)
+            return None
+        end = self._head_end(max(line_end, self._scanned))
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                return self._fail(431, "request head longer than %d bytes" % MAX_HEAD)
+            self._scanned = max(len(buf) - 2, 0)
+            return None
+        text = bytes(buf[:end]).decode("latin-1")
+        del buf[:end + 1]
+        self._scanned = 0
+        return self._parse(text)
+
+    def _head_end(self, start):
+        """Offset of the LF of the empty line that ends the head, or -1.
+        Only an end within MAX_HEAD is looked for."""
+        limit = MAX_HEAD + 1
+        found = [at + extra for at, extra in ((self._buf.find(b"\n\n", start, limit), 1),
+                                              (self._buf.find(b"\n\r\n", start, limit), 2))
+                 if at >= 0]
+        return min(found) if found else -1
+
+    def _parse(self, text):
+        lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")[:-1]]
+        if any("\r" in line for line in lines):
+            return self._fail(400, "bare CR in the request head")
+        request = _REQUEST_LINE.fullmatch(lines[0])
+        if request is None or split_target(request.group(2)) is None:
+            return self._fail(400, "malformed request line")
+        method, target, major, minor = request.groups()
+        if (major, minor) not in (("1", "0"), ("1", "1")):
+            return self._fail(505, "only HTTP/1.0 and HTTP/1.1 are served")
+        headers = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t"):
+                return self._fail(400, "obsolete line folding in the request head")
+            name, colon, value = line.partition(":")
+            if not colon or not _FIELD_NAME.fullmatch(name) or _BAD_VALUE.search(value):
+                return self._fail(400, "malformed header field")
+            headers.append((name, value.strip(" \t")))
+        return self._meaning(method, target, "HTTP/%s.%s" % (major, minor), headers)
+
+    def _meaning(self, method, target, version, headers):
+        values = collections.defaultdict(list)
+        for name, value in headers:
+            values[name.lower()].append(value)
+        hosts = values["host"]
+        if len(hosts) > 1 or version == "HTTP/1.1" and not hosts:
+            return self._fail(400, "an HTTP/1.1 request needs exactly one Host header")
+        if values["transfer-encoding"]:
+            return self._fail(501, "request bodies must come with Content-Length, "
+                                   "not Transfer-Encoding")
+        lengths = {part.strip() for value in values["content-length"]
+                   for part in value.split(",")}
+        if not all(_DIGITS.match(n) for n in lengths):
+            return self._fail(400, "invalid Content-Length")
+        lengths = {n.lstrip("0") for n in lengths}
+        if len(lengths) > 1:
+            return self._fail(400, "conflicting Content-Length values")
+        digits = lengths.pop() if lengths else ""
+        # The length of the digits first: int() of thousands of them is slow
+        # or refused.
+        if len(digits) > len(str(MAX_BODY)) or int(digits or 0) > MAX_BODY:
+            return self._fail(413, "request body larger than %d bytes" % MAX_BODY)
+        length = int(digits or 0)
+        connection = {token.strip().lower() for value in values["connection"]
+                      for token in value.split(",")}
+        if version == "HTTP/1.1":
+            keep_alive = "close" not in connection
+        else:
+            keep_alive = "keep-alive" in connection
+        expect_continue = (version == "HTTP/1.1" and length > 0 and any(
+            value.strip().lower() == "100-continue" for value in values["expect"]))
+        self._body_left = length
+        return RequestHead(method, target, version, headers, keep_alive, length,
+                           expect_continue)
+
+
+# -- 2. the WSGI bridge -------------------------------------------------------
+
+class ErrorStream:
+    """``wsgi.errors``: what an app writes goes to the log, a line at a
+    time, escaped (it may quote what a client sent)."""
+
+    def __init__(self):
+        self._partial = ""
+
+    def write(self, text):
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            log.warning("web app: %s", _escaped(line))
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if self._partial:
+            self.write("\n")
+
+
+def build_environ(head, body, local, remote, errors):
+    """The PEP 3333 environ of a request: `head` (a `RequestHead`), its
+    `body` (bytes), the server's and the client's (host, port), and the
+    ``wsgi.errors`` stream.
+
+    Header fields whose names hold ``_`` are left out: as ``HTTP_X_USER``
+    they would pass for ``X-User``, which a proxy in front may have set."""
+    authority, path, query = split_target(head.target)
+    environ = {
+        "REQUEST_METHOD": head.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": urllib.parse.unquote_to_bytes(path).decode("latin-1"),
+        "QUERY_STRING": query,
+        "SERVER_NAME": local[0],
+        "SERVER_PORT": str(local[1]),
+        "SERVER_PROTOCOL": head.version,
+        "REMOTE_ADDR": remote[0],
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": errors,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for name, value in head.headers:
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_LENGTH":
+            environ[key] = str(head.content_length)
+        elif key == "CONTENT_TYPE":
+            environ[key] = value
+        elif "_" not in name:
+            key = "HTTP_" + key
+            environ[key] = environ[key] + "," + value if key in environ else value
+    if authority is not None:
+        # An absolute-form target's host wins over Host (RFC 9112 3.2.2).
+        environ["HTTP_HOST"] = authority
+    return environ
+
+
+def head_bytes(status, headers, version, keep_alive):
+    """A response head: status line, Date and Server unless given, the
+    header fields, and what becomes of the connection."""
+    names = {name.lower() for name, _ in headers}
+    lines = ["HTTP/1.1 " + status]
+    if "date" not in names:
+        lines.append("Date: " + email.utils.formatdate(usegmt=True))
+    if "server" not in names:
+        lines.append("Server: " + SERVER)
+    lines.extend("%s: %s" % header for header in headers)
+    if not keep_alive:
+        lines.append("Connection: close")
+    elif version == "HTTP/1.0":
+        lines.append("Connection: keep-alive")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def error_answer(status, reason, head=None):
+    """A whole plain-text answer with a one-line reason. Without the
+    request's `head` (a protocol error) the connection closes after it."""
+    body = (reason + "\n").encode("latin-1")
+    fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    if head is None:
+        return head_bytes("%d %s" % (status, PHRASES[status]), fields, "HTTP/1.1", False) + body
+    answer = head_bytes("%d %s" % (status, PHRASES[status]), fields, head.version, head.keep_alive)
+    return answer if head.method == "HEAD" else answer + body
+
+
+_STATUS = re.compile(r"[1-9][0-9][0-9] [^\x00-\x1f\x7f]*\Z")
+_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate",
+                         "proxy-authorization", "te", "trailer", "trailers",
+                         "transfer-encoding", "upgrade"))
+
+
+def check_response(status, headers):
+    """What an app gave ``start_response``, checked (PEP 3333): a bad one
+    raises ValueError. Returns the app's Content-Length, or None."""
+    if not isinstance(status, str) or not _STATUS.match(status):
+        raise ValueError("invalid status %r" % (status,))
+    length = None
+    for name, value in headers:
+        if not (isinstance(name, str) and isinstance(value, str)
+                and _FIELD_NAME.fullmatch(name) and not _BAD_VALUE.search(value)):
+            raise ValueError("invalid header field %r: %r" % (name, value))
+        lower = name.lower()
+        if lower in _HOP_BY_HOP:
+            raise ValueError("hop-by-hop header field %s: the server sends those" % name)
+        if lower == "content-length":
+            if not _DIGITS.match(value):
+                raise ValueError("invalid Content-Length %r" % value)
+            length = int(value)
+    return length
+
+
+class WSGIResponse:
+    """The producer of one answer: runs the app and frames what it yields.
+
+    The channel queues it; the loop calls ``more()`` whenever the socket
+    has room, and ``flushed()`` once the last byte is written. The app's
+    iterable is closed however the answer ends: complete, failed, or cut
+    off by the client (`abandon`).
+    """
+
+    def __init__(self, channel, head, environ):
+        self.channel = channel
+        self.head = head
+        self.environ = environ
+        self.keep_alive = head.keep_alive
+        self.status = None
+        self.headers = None
+        self._length = None      # the app's Content-Length
+        self._written = collections.deque()  # data given to write()
+        self._result = None      # the app's iterable
+        self._chunks = None      # its non-empty chunks, write() data in order
+        self._started = False    # the head is out
+        self._chunked = False
+        self._left = None        # body bytes due under a Content-Length
+        self._done = False
+
+    # -- the app's side (PEP 3333) --------------------------------------------
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self._started:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.status is not None:
+            raise AssertionError("start_response called twice without exc_info")
+        self._length = check_response(status, headers)
+        self.status, self.headers = status, list(headers)
+        return self.write
+
+    def write(self, data):
+        """The legacy write() callable: the data goes out, in order, with
+        the next chunk the channel takes."""
+        if self.status is None:
+            raise AssertionError("write() before start_response()")
+        if not isinstance(data, bytes):
+            raise TypeError("write() takes bytes, not %s" % type(data).__name__)
+        self._written.append(data)
+
+    def _chunks_of(self, result):
+        yield from self._drain()
+        for item in result:
+            if not isinstance(item, bytes):
+                raise TypeError("a WSGI app must yield bytes, not %s" % type(item).__name__)
+            yield from self._drain()
+            if item:
+                yield item
+        yield from self._drain()
+
+    def _drain(self):
+        written = self._written
+        while written:
+            data = written.popleft()
+            if data:
+                yield data
+
+    # -- the channel's side ---------------------------------------------------
+
+    def more(self):
+        if self._done:
+            return b""
+        try:
+            if self._chunks is None:
+                self._result = self.channel.server.app(self.environ, self.start_response)
+                self._chunks = self._chunks_of(self._result)
+            chunk = next(self._chunks, None)
+            if not self._started:
+                return self._start(chunk)
+            return self._complete() if chunk is None else self._frame(chunk)
+        except Exception:
+            return self._failed()
+
+    def flushed(self):
+        self.channel.answered(self)
+
+    def abandon(self):
+        """The connection closed before the answer was complete."""
+        if not self._done:
+            self._end()
+
+    def _start(self, chunk):
+        """The head and the first chunk (None: the body is empty); decides
+        how the body is framed."""
+        if self.status is None:
+            raise AssertionError("the app returned without calling start_response")
+        whole = chunk is None or isinstance(self._result, (list, tuple))
+        if whole:
+            # The body is all in memory already: it goes out with its length.
+            chunk = b"".join([chunk or b"", *self._chunks])
+        code = int(self.status[:3])
+        headers = self.headers
+        has_body = code >= 200 and code not in (204, 304)
+        if has_body:
+            if self._length is not None:
+                self._left = self._length
+            elif whole:
+                headers = headers + [("Content-Length", str(len(chunk)))]
+                self._left = len(chunk)
+            elif self.head.version == "HTTP/1.1":
+                headers = headers + [("Transfer-Encoding", "chunked")]
+                self._chunked = True
+            else:
+                self.keep_alive = False  # the body ends with the connection
+        head = head_bytes(self.status, headers, self.head.version, self.keep_alive)
+        self._started = True
+        self.channel.server.requests_by_status[code] += 1
+        if not has_body or self.head.method == "HEAD":
+            self._end()
+            return head
+        data = head + self._frame(chunk)
+        if whole and not self._done:
+            data += self._complete()
+        return data
+
+    def _frame(self, chunk):
+        """`chunk` (empty only as a whole empty body) as it goes on the
+        wire; ends the answer when the app's Content-Length is reached."""
+        if self._chunked:
+            return b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        if self._left is None:
+            return chunk
+        if len(chunk) >= self._left:
+            if len(chunk) > self._left:
+                log.warning("%s: the app sent more than its Content-Length; the rest is "
+                            "dropped", self._describe())
+                chunk = chunk[:self._left]
+            self._end()
+        self._left -= len(chunk)
+        return chunk
+
+    def _complete(self):
+        """The app's iterable is exhausted."""
+        if self._left:
+            log.error("%s: the app sent %d bytes fewer than its Content-Length",
+                      self._describe(), self._left)
+            return self._abort()
+        self._end()
+        return b"0\r\n\r\n" if self._chunked else b""
+
+    def _failed(self):
+        log.exception("web app failed on %s", self._describe())
+        if self._started:
+            return self._abort()
+        self._end()
+        self._started = True
+        self.channel.server.requests_by_status[500] += 1
+        return error_answer(500, "the web application failed; the server log has the details",
+                            self.head)
+
+    def _abort(self):
+        self._end()
+        self.keep_alive = False
+        self.channel.abort()
+        return b""
+
+    def _end(self):
+        """Close the app's iterable (PEP 3333: however the answer ended)."""
+        self._done = True
+        close = getattr(self._result, "close", None)
+        self._result = None
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("web app failed closing its answer to %s", self._describe())
+
+    def _describe(self):
+        return "%s %s from %s" % (self.head.method, _escaped(self.head.target),
+                                  loop._peer(self.channel.addr))
+
+
+# -- 3. server and channel ----------------------------------------------------
+
+class HTTPServer:
+    """The web port: the WSGI app, the settings, and the counters the
+    /metrics page reads: ``bytes_received`` and ``bytes_sent`` (counted at
+    the socket, as ttp.TTPServer counts them) and ``requests_by_status``
+    (answers by status code, protocol errors included)."""
+
+    def __init__(self, settings, app, loop_):
+        self.settings = settings
+        self.app = app
+        self.loop = loop_
+        self.errors = ErrorStream()
+        self.bytes_received = Counter()
+        self.bytes_sent = Counter()
+        self.requests_by_status = collections.Counter()
+
+    def accept(self, loop_, sock, addr):
+        """Listener factory: one HTTPChannel per connection."""
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        HTTPChannel(self, sock, addr)
+
+
+class HTTPChannel(loop.Channel):
+    """One web connection: feeds received bytes to its `RequestParser`,
+    gathers each request's body, and queues one `WSGIResponse` at a time.
+    Stops taking requests after a protocol error, after an answer that
+    closes the connection, and once the peer has closed its side and every
+    complete request is answered."""
+
+    def __init__(self, server, sock, addr):
+        self.server = server
+        self.parser = RequestParser()
+        self.local = sock.getsockname()[:2]
+        self._head = None       # the request whose body is being read
+        self._body = None
+        self._response = None   # the answer being written
+        self._accepting = True
+        self._timer = None
+        self._timing_head = False
+        super().__init__(server.loop, sock, addr)
+        self._watch()
+
+    def received(self, data):
+        self.server.bytes_received.value += len(data)
+        self.parser.feed(data)
+        if self._response is not None and self.parser.pending() > MAX_AHEAD:
+            log.info("%s: sent more than %d bytes ahead of its answers; closing",
+                     loop._peer(self.addr), MAX_AHEAD)
+            self._linger_zero()
+            self.close()
+            return
+        self.process()
+
+    def eof(self):
+        self.process()
+
+    def sent(self, nbytes):
+        self.server.bytes_sent.value += nbytes
+
+    def closed_hook(self):
+        self._cancel_timer()
+        if self._response is not None:
+            self._response.abandon()
+
+    def process(self):
+        """Take events until a request is dispatched or more bytes are needed."""
+        parser = self.parser
+        while self._accepting and self._response is None:
+            event = parser.next_event()
+            if event is None:
+                self._between_events()
+                return
+            kind = type(event)
+            if kind is Data:
+                self._body += event.data
+            elif kind is RequestHead:
+                self._begin(event)
+            elif kind is EndOfRequest:
+                self._dispatch()
+            else:
+                self._refuse(event)
+
+    def _between_events(self):
+        if self.peer_closed:
+            if self.parser.partial():
+                self._refuse(ProtocolError(400, "the connection closed in the middle of a request"))
+            else:
+                self._stop()
+        elif self._head is None:
+            self._watch()
+
+    def _begin(self, head):
+        self._cancel_timer()
+        self._head = head
+        self._body = bytearray()
+        if head.expect_continue:
+            self.push(loop.Answer(CONTINUE))
+
+    def _dispatch(self):
+        head, body = self._head, bytes(self._body)
+        self._head = self._body = None
+        environ = build_environ(head, body, self.local, self.addr, self.server.errors)
+        self._response = WSGIResponse(self, head, environ)
+        self.push(self._response)
+
+    def answered(self, response):
+        """`response` is written: on to the next request, or close."""
+        self._response = None
+        if response.keep_alive:
+            self.process()
+        else:
+            self._stop()
+
+    def _refuse(self, error):
+        log.info("%s: %d %s", loop._peer(self.addr), error.status, error.reason)
+        self.server.requests_by_status[error.status] += 1
+        self._stop(error_answer(error.status, error.reason))
+
+    def _stop(self, answer=None):
+        self._accepting = False
+        self._cancel_timer()
+        if answer:
+            self.push(loop.Answer(answer))
+        self.finish()
+
+    def abort(self):
+        """Reset the connection once the output buffer is written: the peer
+        sees an error, never a short answer it could take for a whole one."""
+        self._accepting = False
+        self._linger_zero()
+        # Not finish(): this runs inside the loop's refill, which must not
+        # be entered again.
+        self.closing = True
+
+    def _linger_zero(self):
+        # Closing then sends RST instead of FIN.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    # -- HTTP_HEADER_TIMEOUT ---------------------------------------------------
+
+    def _watch(self):
+        """Waiting for a request: time the idle connection, or from its
+        first byte, the request head."""
+        started = self.parser.partial()
+        if self._timer is not None and (self._timing_head or not started):
+            return
+        self._cancel_timer()
+        self._timing_head = started
+        self._timer = self.loop.call_later(self.server.settings.HTTP_HEADER_TIMEOUT,
+                                           lambda: self.guarded(self._timed_out))
+
+    def _timed_out(self):
+        self._timer = None
+        if self._timing_head:
+            self._refuse(ProtocolError(408, "the request head did not arrive within %d s"
+                                       % self.server.settings.HTTP_HEADER_TIMEOUT))
+        else:
+            self._stop()
+
+    def _cancel_timer(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -51,6 +51,16 @@ def default_password_in_force(st):
 SPARE_DESCRIPTORS = 64
 
 
+def placeholder_app(environ, start_response):
+    """The web port until the web interface lands: /healthz, else 503."""
+    if environ["PATH_INFO"] == "/healthz":
+        status, body = "200 OK", b"ok\n"
+    else:
+        status, body = "503 Service Unavailable", b"the web interface is not in this version yet\n"
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+    return [body]
+
+
 def web_address(host, port):
     if host in ("0.0.0.0", "::", ""):
         host = "localhost"
@@ -75,11 +85,12 @@ def serve(settings, out=sys.stdout):
     the_loop.add_service(commits)
     the_loop.turn_hooks.append(st.notice_others)
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
+    web = http.HTTPServer(settings, placeholder_app, the_loop)
     try:
         ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept,
                                              ttp.error_text(502).encode())
         http_host, http_port = the_loop.listen(settings.HTTP_BIND, settings.HTTP_PORT,
-                                               http.accept, http.REFUSAL)
+                                               web.accept, http.REFUSAL)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)
