@@ -150,6 +150,10 @@ class Store:
         self.conn.execute("PRAGMA synchronous = %s" % ("FULL" if durable else "NORMAL"))
         # Uploads written since the last commit (GroupCommit counts them).
         self.uploads_pending = 0
+        # Samples written in the open transaction, and committed since this
+        # store opened (/metrics).
+        self.samples_pending = 0
+        self.samples_stored = 0
         self._insert_sql = {}
         self._select_cols = {}
         # Units by code, for the per-request authentication. Emptied when
@@ -202,11 +206,14 @@ class Store:
         if self.conn.in_transaction:
             self.conn.execute("COMMIT")
         self.uploads_pending = 0
+        self.samples_stored += self.samples_pending
+        self.samples_pending = 0
 
     def rollback(self):
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         self.uploads_pending = 0
+        self.samples_pending = 0
         self._forget_units()  # they may have been read inside the lost transaction
 
     def close(self):
@@ -302,8 +309,10 @@ class Store:
         self.uploads_pending += 1
         if len(samples) == 1:
             ts, values = samples[0]
-            cur = self.conn.execute(sql, (unit.id, ts, received, *values))
-            return [] if cur.rowcount == 1 else [0]
+            if self.conn.execute(sql, (unit.id, ts, received, *values)).rowcount == 1:
+                self.samples_pending += 1
+                return []
+            return [0]
         duplicates = []
         seen = set()
         fresh = []
@@ -329,6 +338,7 @@ class Store:
             self.conn.execute("RELEASE up")
             raise
         self.conn.execute("RELEASE up")
+        self.samples_pending += len(fresh)
         return duplicates
 
     def _existing_timestamps(self, unit, timestamps):
