@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 
-from texmate_ds import __version__, auth, events, http, loop, models, store, ttp
+from texmate_ds import __version__, auth, events, http, loop, metrics, models, store, ttp, web
 
 log = logging.getLogger("texmate_ds")
 
@@ -51,16 +51,6 @@ def default_password_in_force(st):
 SPARE_DESCRIPTORS = 64
 
 
-def placeholder_app(environ, start_response):
-    """The web port until the web interface lands: /healthz, else 503."""
-    if environ["PATH_INFO"] == "/healthz":
-        status, body = "200 OK", b"ok\n"
-    else:
-        status, body = "503 Service Unavailable", b"the web interface is not in this version yet\n"
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
-    return [body]
-
-
 def web_address(host, port):
     if host in ("0.0.0.0", "::", ""):
         host = "localhost"
@@ -85,12 +75,15 @@ def serve(settings, out=sys.stdout):
     the_loop.add_service(commits)
     the_loop.turn_hooks.append(st.notice_others)
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
-    web = http.HTTPServer(settings, placeholder_app, the_loop)
+    # The web UI is a WSGI app on the same store; /metrics reads the
+    # servers' counters through `metrics`, made once both servers exist.
+    site = http.HTTPServer(settings, None, the_loop)
+    site.app = web.make_app(st, settings, metrics.Metrics(the_loop, server, site, st, commits))
     try:
         ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept,
                                              ttp.error_text(502).encode())
         http_host, http_port = the_loop.listen(settings.HTTP_BIND, settings.HTTP_PORT,
-                                               web.accept, http.REFUSAL)
+                                               site.accept, http.REFUSAL)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)

@@ -1,7 +1,7 @@
 """The HTTP/1.1 server over loopback sockets.
 
 Part (a) talks to the real server (conftest's `server`), whose web port
-still serves the placeholder app (/healthz, else 503). Part (b) runs a real
+serves the web UI (/healthz open, pages behind sign-in). Part (b) runs a real
 `loop.Loop` with an `HTTPServer` in a thread of the test, serving test WSGI
 apps, to check the WSGI bridge.
 """
@@ -126,7 +126,8 @@ def test_healthz_over_keep_alive(server):
         assert answer.headers["content-length"] == "3"
         assert "connection" not in answer.headers
     client.send(request("/"))
-    assert client.response().status == 503
+    answer = client.response()
+    assert (answer.status, answer.headers["location"]) == (302, "/login/?next=%2F")
     client.close()
 
 
@@ -135,7 +136,7 @@ def test_pipelined_requests_are_answered_in_order(server):
     client.send(request("/healthz") + request("/nothing") + request("/healthz", "HEAD")
                 + request("/healthz"))
     assert client.response().status == 200
-    assert client.response().status == 503
+    assert client.response().status == 404
     head = client.response(head=True)
     assert (head.status, head.headers["content-length"]) == (200, "3")
     assert client.response().body == b"ok\n"
