@@ -1,0 +1,90 @@
+"""The web UI as a WSGI application (spec: shared/spec/web.md).
+
+``make_app(store, settings, metrics=None)`` returns the WSGI callable. The
+server passes its own `store.Store` (the one the TTP side uses) and a
+zero-argument `metrics` callable returning Prometheus text (None: /metrics
+answers 404). Any WSGI server can run it; the tests use wsgiref.
+
+The contract for view modules
+-----------------------------
+
+Modules: `app` (framework: Request, Response, HTTPError, redirect, routing,
+guards), `html` (escaping, templates, the page layout), `site` (the
+routing table and the WSGI callable), and the views: `account` (sign-in,
+sign-out, password), `pages` (home, displays), `units` (unit page, data
+endpoints), `ops` (/healthz, /metrics), `static`.
+
+Adding a route: append ``(method, pattern, view)`` to your module's
+``ROUTES`` list (`site.ROUTES` concatenates them). ``/units/<code>/``
+passes ``code=`` (str, one path segment); ``/views/<id:int>/`` passes an
+int. A GET route answers HEAD as well. ``/x`` redirects to ``/x/`` when
+only the latter exists.
+
+A view is ``view(request, **captured) -> app.Response`` and carries
+exactly one guard decorator (a view without one is refused at start):
+
+* ``@app.page``: HTML pages. Anonymous -> 302 ``/login/?next=...`` when
+  LOGIN_REQUIRED; a user who must change the password -> /password/.
+* ``@app.data``: data endpoints. ``Authorization: Bearer TOKEN`` or the
+  session signs in; anonymous -> 401 with ``WWW-Authenticate: Bearer`` when
+  LOGIN_REQUIRED; errors are one text/plain line.
+* ``@app.signed_in``: always needs a user (the password page).
+* ``@app.public``: anyone (sign-in page, /healthz, static files).
+* ``app.require_staff(request)`` inside a view: 401 anonymous, 403 others.
+
+The `request` (`app.Request`): ``method``, ``path``, ``query`` (dict of
+str), ``form`` (dict of str from an urlencoded POST body), ``cookies``,
+``user`` (the users row as a dict, or None), ``bearer``, ``store``,
+``settings``, ``site``, ``csrf_token``, ``environ``. A repeated or
+non-UTF-8 parameter is a 400 before the view sees it. Every POST is
+checked against the CSRF token before the view runs; forms include
+``html.csrf_field(request)``.
+
+Answers: ``app.Response(status, body, content_type="text/html;
+charset=utf-8", headers=[...])`` where body is bytes, str, or an iterable of
+bytes (streamed: large answers are generators yielding chunks, never one
+big string). ``app.text(status, body)`` for text/plain, ``app.redirect(url,
+status=302)``. ``raise app.HTTPError(status, "one-line reason",
+headers=[...])`` refuses (text/plain for data views, an HTML page
+otherwise). Any other exception answers 500 and is logged with its
+traceback, which the browser never sees.
+
+HTML: ``html.render(request, "name.html", title, status=200, head="",
+**context)`` fills ``templates/name.html`` (``{{ slot }}`` only) and wraps
+it in the layout. Every value is escaped unless it is ``html.Markup``
+(``html.fill(snippet, **values)`` and ``html.join(parts)`` return Markup;
+wrap an SVG string built with escaped labels in ``html.Markup``).
+Repeated parts (table rows) are built with `fill` on a short snippet.
+
+CSS classes (static/style.css): ``<div class="table-scroll"><table
+class="data">`` with ``td.num`` for numbers; ``nav.pager`` for page links;
+``form.stacked`` (``label`` around each input, ``.row`` for inputs side by
+side), ``form.inline`` for a lone button; ``figure.graph`` around an
+``<img>``/``<svg>`` with ``figcaption``; ``.cards`` of ``section.card``
+(with a ``dl``) for displays; ``p.error``, ``p.notice``, ``.muted``.
+
+Database writes: views call Store methods, which join the store's shared
+transaction; they never commit. In the server the group-commit turn hook
+commits before the next select(); elsewhere `committing` does it after
+each request.
+"""
+
+from texmate_ds.web import site
+
+
+def make_app(store, settings, metrics=None):
+    """The web UI's WSGI callable on `store` (see the module docstring)."""
+    return site.Site(store, settings, metrics)
+
+
+def committing(wsgi_app, store):
+    """`wsgi_app` for a WSGI server outside texmate_ds's loop (wsgiref in
+    the tests): each request first notices other connections' commits,
+    and its writes are committed once the view has answered."""
+    def serve(environ, start_response):
+        store.notice_others()
+        try:
+            return wsgi_app(environ, start_response)
+        finally:
+            store.commit()
+    return serve

@@ -1,0 +1,332 @@
+"""The web framework's building blocks: requests, responses, errors,
+redirects, the routing table and the guards views declare.
+
+Nothing here renders HTML or touches the database: `html.py` lays pages
+out, `site.py` ties these pieces into the WSGI application, and the views
+live in modules named for what they show.
+
+* A route is a plain tuple ``(method, pattern, view)``. Patterns are
+  bottle style: ``/units/<code>/`` captures one path segment as the keyword
+  argument ``code`` (a str); ``<id:int>`` captures digits as an int. A GET
+  route answers HEAD too.
+* `Router.match(method, path)` returns ``(view, kwargs)`` or raises
+  `HTTPError` 404, or 405 with an ``Allow`` header when only the method is
+  wrong.
+* A view is ``view(request, **kwargs) -> Response`` and declares who may
+  reach it with one guard decorator: `public`, `page`, `signed_in` or
+  `data`. The guard also decides how refusals and errors look: text/plain
+  for data views, an HTML page for the rest. A view without a guard cannot
+  be routed (`Router` refuses it), so nothing is open by omission.
+"""
+
+import functools
+import http
+import re
+from urllib.parse import parse_qsl, quote
+
+# Where the browser keeps the session token and, before sign-in, the
+# anonymous CSRF token.
+SESSION_COOKIE = "txm_session"
+CSRF_COOKIE = "txm_csrf"
+# The form field every state-changing form carries.
+CSRF_FIELD = "csrf_token"
+# Urlencoded form bodies larger than this are refused (413).
+MAX_FORM_BYTES = 65536
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class HTTPError(Exception):
+    """A refusal: `status` (int), a one-line `reason` shown to the client,
+    and extra `headers` (e.g. ``Allow``, ``Retry-After``)."""
+
+    def __init__(self, status, reason, headers=()):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+
+
+def unauthorized(reason):
+    """401 asking for a Bearer token (RFC 6750)."""
+    return HTTPError(401, reason, [("WWW-Authenticate", 'Bearer realm="texmate_ds"')])
+
+
+class Response:
+    """`body` is bytes, str (sent as UTF-8) or an iterable of bytes, which
+    is streamed chunk by chunk. `content_type` None sends none (304)."""
+
+    def __init__(self, status=200, body=b"", content_type="text/html; charset=utf-8",
+                 headers=()):
+        self.status = status
+        self.body = body.encode("utf-8") if isinstance(body, str) else body
+        self.headers = list(headers)
+        if content_type is not None:
+            self.headers.insert(0, ("Content-Type", content_type))
+
+    @property
+    def status_line(self):
+        return status_line(self.status)
+
+
+def status_line(status):
+    """``404 Not Found`` for 404."""
+    return "%d %s" % (status, http.HTTPStatus(status).phrase)
+
+
+def text(status, body, headers=()):
+    """A text/plain answer, one line per line of `body`."""
+    return Response(status, body, "text/plain; charset=utf-8", headers)
+
+
+# Reserved and unreserved URL characters and '%': quote() leaves a URL that
+# is already valid alone and encodes anything else (spaces, non-ASCII).
+_URL_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
+
+
+def redirect(location, status=302):
+    return Response(status, b"", None, [("Location", quote(location, safe=_URL_SAFE))])
+
+
+def printable(value):
+    """Text a client sent, fit for a log line: control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in value)
+
+
+def local_path(target):
+    """`target` if it is a path on this site (``/...``), else ``/``: a
+    ``next`` parameter must never send a visitor to another host."""
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target
+            or not target.isprintable()):
+        return "/"
+    return target
+
+
+# -- requests -----------------------------------------------------------------
+
+def _pairs(data, what):
+    """Urlencoded `data` (str) as a dict; a repeated or non-UTF-8 name or
+    value is a 400 rather than a guess at which one was meant."""
+    try:
+        pairs = parse_qsl(data, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "%s is not valid UTF-8" % what) from None
+    result = {}
+    for name, value in pairs:
+        if name in result:
+            raise HTTPError(400, "%s: %r given twice" % (what, name))
+        result[name] = value
+    return result
+
+
+def _cookies(header):
+    cookies = {}
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        cookies.setdefault(name, value)
+    return cookies
+
+
+class Request:
+    """One HTTP request as the views see it.
+
+    `path` is the decoded path; `query` and `form` are dicts of str (parsed
+    when first used; a bad one raises HTTPError 400); `user` is the signed-in
+    user's row as a dict, or None; `bearer` is True when an API token signed
+    it in. `site` is the application (its `store`, `settings`, `metrics`).
+    """
+
+    def __init__(self, environ, site):
+        self.environ = environ
+        self.site = site
+        self.store = site.store
+        self.settings = site.settings
+        self.method = environ["REQUEST_METHOD"].upper()
+        # WSGI hands the path over as latin-1 text; the browser sent UTF-8.
+        self.path = environ.get("PATH_INFO", "").encode("latin-1").decode(
+            "utf-8", "replace") or "/"
+        self.query_string = environ.get("QUERY_STRING", "")
+        self.cookies = _cookies(environ.get("HTTP_COOKIE", ""))
+        self.remote_addr = environ.get("REMOTE_ADDR", "")
+        self.user = None
+        self.bearer = False
+        self.session = None  # auth.Session when signed in by cookie
+        self.set_cookies = []  # Set-Cookie header values for the answer
+        self._form = None
+
+    @property
+    def full_path(self):
+        return self.path + ("?" + self.query_string if self.query_string else "")
+
+    @functools.cached_property
+    def query(self):
+        return _pairs(self.query_string, "query string")
+
+    @property
+    def form(self):
+        if self._form is None:
+            self._form = self._read_form()
+        return self._form
+
+    def _read_form(self):
+        if self.method in ("GET", "HEAD"):
+            return {}
+        ctype = self.environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        try:
+            length = int(self.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise HTTPError(400, "bad Content-Length") from None
+        if length and ctype != FORM_TYPE:
+            raise HTTPError(415, "forms must be sent as %s" % FORM_TYPE)
+        if length > MAX_FORM_BYTES:
+            raise HTTPError(413, "form larger than %d bytes" % MAX_FORM_BYTES)
+        body = self.environ["wsgi.input"].read(length) if length > 0 else b""
+        try:
+            data = body.decode("ascii")
+        except UnicodeDecodeError:
+            raise HTTPError(400, "form body: urlencoded text expected") from None
+        return _pairs(data, "form")
+
+    @property
+    def csrf_token(self):
+        """The token this visitor's forms must carry (see site.py)."""
+        return self.site.csrf_token(self)
+
+    def set_cookie(self, name, value, max_age=None):
+        """Send a cookie: HttpOnly, SameSite=Lax, whole site; Secure when the
+        request came over HTTPS. `max_age` None: until the browser closes."""
+        parts = ["%s=%s" % (name, value), "Path=/", "HttpOnly", "SameSite=Lax"]
+        if max_age is not None:
+            parts.append("Max-Age=%d" % max_age)
+        if self.environ.get("wsgi.url_scheme") == "https":
+            parts.append("Secure")
+        self.set_cookies.append("; ".join(parts))
+
+
+# -- guards -------------------------------------------------------------------
+
+def to_login(request):
+    return redirect("/login/?next=" + quote(request.full_path, safe=""))
+
+
+PASSWORD_PAGE = "/password/"
+
+
+def _admit_anyone(request):
+    return None
+
+
+def _admit_page(request):
+    if request.user is None:
+        return to_login(request) if request.settings.LOGIN_REQUIRED else None
+    if request.user["must_change_password"]:
+        return redirect(PASSWORD_PAGE + "?next=" + quote(request.full_path, safe=""))
+    return None
+
+
+def _admit_signed_in(request):
+    return to_login(request) if request.user is None else None
+
+
+def _admit_data(request):
+    if request.user is None:
+        if request.settings.LOGIN_REQUIRED:
+            raise unauthorized("sign in, or send Authorization: Bearer TOKEN")
+    elif request.user["must_change_password"]:
+        raise HTTPError(403, "change the default password first, on %s" % PASSWORD_PAGE)
+    return None
+
+
+class Guard:
+    """Who may reach a view, and how its refusals look.
+
+    `admit(request)` returns None to let the request in, a Response (a
+    redirect) to answer instead, or raises HTTPError. `bearer`: an
+    ``Authorization: Bearer`` header signs the request in. `text_errors`:
+    errors are one text/plain line rather than an HTML page.
+    """
+
+    def __init__(self, name, admit, bearer=False, text_errors=False):
+        self.name = name
+        self.admit = admit
+        self.bearer = bearer
+        self.text_errors = text_errors
+
+    def __call__(self, view):
+        view.guard = self
+        return view
+
+    def __repr__(self):
+        return "<guard %s>" % self.name
+
+
+# Anyone, signed in or not: /login/, /healthz, static files.
+public = Guard("public", _admit_anyone)
+# A page: anonymous visitors go to /login/ when LOGIN_REQUIRED; a user who
+# must change the password goes to /password/ first.
+page = Guard("page", _admit_page)
+# A page that always needs a signed-in user (even with LOGIN_REQUIRED: no)
+# and stays reachable while the password must change: /password/.
+signed_in = Guard("signed_in", _admit_signed_in)
+# A data endpoint: session or Bearer token; anonymous -> 401 when
+# LOGIN_REQUIRED; errors in text/plain.
+data = Guard("data", _admit_data, bearer=True, text_errors=True)
+
+
+def require_staff(request):
+    """For views only staff may see (/metrics): 401 anonymous, 403 others."""
+    if request.user is None:
+        raise unauthorized("staff only: sign in, or send Authorization: Bearer TOKEN")
+    if not request.user["is_staff"]:
+        raise HTTPError(403, "staff only")
+
+
+# -- routing ------------------------------------------------------------------
+
+_PARAM = re.compile(r"<([a-z_][a-z0-9_]*)(?::(int))?>")
+
+
+def _compile(pattern):
+    """Pattern -> (regex, names of int parameters)."""
+    regex, ints, end = "", [], 0
+    for found in _PARAM.finditer(pattern):
+        name, kind = found.groups()
+        regex += re.escape(pattern[end:found.start()])
+        regex += "(?P<%s>%s)" % (name, "[0-9]{1,18}" if kind else "[^/]+")
+        if kind:
+            ints.append(name)
+        end = found.end()
+    return re.compile(regex + re.escape(pattern[end:])), ints
+
+
+class Router:
+    """The routing table: a list of ``(method, pattern, view)``."""
+
+    def __init__(self, routes):
+        self.routes = []
+        for method, pattern, view in routes:
+            if not isinstance(getattr(view, "guard", None), Guard):
+                raise TypeError("view %s for %s has no guard (public, page, signed_in, "
+                                "data)" % (view.__name__, pattern))
+            regex, ints = _compile(pattern)
+            self.routes.append((method, regex, ints, view))
+
+    def match(self, method, path):
+        """``(view, kwargs)`` for `method` on `path`; HTTPError 404 or 405."""
+        allowed = []
+        for route_method, regex, ints, view in self.routes:
+            found = regex.fullmatch(path)
+            if found is None:
+                continue
+            if route_method == method or (method == "HEAD" and route_method == "GET"):
+                args = found.groupdict()
+                for name in ints:
+                    args[name] = int(args[name])
+                return view, args
+            allowed.append(route_method)
+        if allowed:
+            if "GET" in allowed:
+                allowed.append("HEAD")
+            raise HTTPError(405, "%s is not allowed here" % method,
+                            [("Allow", ", ".join(sorted(set(allowed))))])
+        raise HTTPError(404, "no page at this address")

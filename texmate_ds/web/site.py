@@ -1,0 +1,127 @@
+"""The site: every view module's routes in one table, and the WSGI
+application that takes each request through the same steps:
+
+1. route (404, or 405 with Allow; ``/login`` -> 301 ``/login/``);
+2. sign in from the session cookie, or from ``Authorization: Bearer`` where
+   the view's guard takes tokens;
+3. the guard admits, redirects to /login/ or /password/, or refuses;
+4. any other method than GET/HEAD must carry the CSRF token in its form,
+   unless a Bearer token signed it in (a browser never sends one by itself):
+   403 and the view never runs;
+5. the view answers. An `app.HTTPError` becomes a one-line answer in the
+   guard's style; any other exception is logged with its traceback and
+   answers 500 without one.
+
+CSRF tokens: a signed-in visitor's forms carry the session's secret. A
+visitor without a session (the sign-in form) gets a random ``txm_csrf``
+cookie and forms carry its HMAC under a key made at start-up (signed
+double submit), so a restart only asks for the form to be sent again.
+"""
+
+import hmac
+import logging
+import re
+import secrets
+import time
+
+from texmate_ds.web import app, html, ops, static, units
+
+log = logging.getLogger("texmate_ds.web")
+
+ROUTES = units.ROUTES + ops.ROUTES + static.ROUTES
+
+# Sent with every answer: no MIME sniffing, no framing, no leaking of URLs
+# (a `next` parameter) to other sites.
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+]
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+class Site:
+    """The web UI as a WSGI callable (see the package docstring)."""
+
+    def __init__(self, store, settings, metrics=None, routes=ROUTES):
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.router = app.Router(routes)
+        self.started = time.time()
+        self._csrf_key = secrets.token_bytes(32)
+
+    def __call__(self, environ, start_response):
+        request = app.Request(environ, self)
+        response = self.respond(request)
+        headers = response.headers + SECURITY_HEADERS
+        headers += [("Set-Cookie", cookie) for cookie in request.set_cookies]
+        body = response.body
+        if isinstance(body, bytes):
+            headers.append(("Content-Length", str(len(body))))
+            body = [body]
+        if request.method == "HEAD":
+            if hasattr(body, "close"):
+                body.close()
+            body = []
+        start_response(response.status_line, headers)
+        return body
+
+    def respond(self, request):
+        guard = app.page  # errors before routing look like pages
+        view = None
+        try:
+            view, args = self.router.match(request.method, request.path)
+            guard = view.guard
+            refusal = guard.admit(request)
+            if refusal is not None:
+                return refusal
+            if request.method not in ("GET", "HEAD") and not request.bearer:
+                self._check_csrf(request)
+            return view(request, **args)
+        except app.HTTPError as error:
+            if view is None and error.status == 404:
+                twin = self._slash_twin(request)
+                if twin is not None:
+                    return twin
+            return self._error(request, guard, error)
+        except Exception:
+            log.exception("%s %s failed", request.method, app.printable(request.full_path))
+            return self._error(request, guard, app.HTTPError(
+                500, "internal error; it has been logged"))
+
+    def _slash_twin(self, request):
+        """301 to `path/` when only that has a route (``/login``)."""
+        if request.path.endswith("/"):
+            return None
+        try:
+            self.router.match(request.method, request.path + "/")
+        except app.HTTPError:
+            return None
+        return app.redirect(request.path + "/" + (
+            "?" + request.query_string if request.query_string else ""), 301)
+
+    @staticmethod
+    def _error(request, guard, error):
+        if guard.text_errors:
+            return app.text(error.status, error.reason + "\n", error.headers)
+        return html.error_page(request, error)
+
+    # -- CSRF -----------------------------------------------------------------
+
+    def csrf_token(self, request):
+        if request.session is not None:
+            return request.session.csrf
+        visitor = request.cookies.get(app.CSRF_COOKIE, "")
+        if not _TOKEN.fullmatch(visitor):
+            visitor = request.cookies[app.CSRF_COOKIE] = secrets.token_urlsafe(32)
+            request.set_cookie(app.CSRF_COOKIE, visitor)
+        return hmac.new(self._csrf_key, visitor.encode(), "sha256").hexdigest()
+
+    def _check_csrf(self, request):
+        given = request.form.get(app.CSRF_FIELD, "")
+        if not hmac.compare_digest(given.encode(), request.csrf_token.encode()):
+            raise app.HTTPError(403, "this form has expired or did not come from this "
+                                     "site (CSRF check failed): reload it and try again")
+
