@@ -26,6 +26,7 @@ This module knows nothing of TTP or HTTP: it returns rows and raises
 """
 
 import hmac
+import json
 import logging
 import os
 import sqlite3
@@ -37,6 +38,8 @@ MAX_FIELDS = 32
 VALUE_COLUMNS = ["v%d" % i for i in range(1, MAX_FIELDS + 1)]
 # Timestamps in one IN (...) query; SQLite before 3.32 allows 999 parameters.
 _IN_CHUNK = 900
+# Graph width and height in pixels.
+GRAPH_PIXELS = range(100, 4001)
 
 MIGRATIONS = [
     # 1: units, samples, dl cursors, users.
@@ -90,6 +93,44 @@ MIGRATIONS = [
         last_login INTEGER
     );
     """ % ",\n        ".join("%s REAL" % c for c in VALUE_COLUMNS),
+    # 2: the web UI: sessions, API tokens, multiple-meter displays, and
+    # each unit's graph options (axes: JSON list of {"label", "fields"}).
+    """
+    CREATE TABLE sessions (
+        key_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user_id ON sessions (user_id);
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL,
+        last_used INTEGER,
+        UNIQUE (user_id, name)
+    );
+    CREATE TABLE displays (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        refresh INTEGER NOT NULL CHECK (refresh >= 1),
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE display_channels (
+        display_id INTEGER NOT NULL REFERENCES displays(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        field INTEGER NOT NULL CHECK (field BETWEEN 1 AND 32),
+        PRIMARY KEY (display_id, position),
+        UNIQUE (display_id, unit_id, field)
+    ) WITHOUT ROWID;
+    CREATE INDEX display_channels_unit_id ON display_channels (unit_id);
+    ALTER TABLE units ADD COLUMN graph_width INTEGER NOT NULL DEFAULT 800;
+    ALTER TABLE units ADD COLUMN graph_height INTEGER NOT NULL DEFAULT 300;
+    ALTER TABLE units ADD COLUMN graph_axes TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -434,6 +475,165 @@ class Store:
         return self.conn.execute(
             "UPDATE users SET password = ?, must_change_password = ? WHERE id = ?",
             (password_hash, int(must_change), user_id)).rowcount == 1
+
+    # == the web UI ===========================================================
+    # Sessions, API tokens, displays, unit lists and graph options. Like every
+    # write above, these join the shared transaction and never commit: the
+    # group commit (or whoever serves the web outside the loop) does.
+
+    # Unit's columns of the units table aliased "u", for joins.
+    _UNIT_AS_U = ", ".join("u." + column.strip() for column in Unit._COLUMNS.split(","))
+
+    def _dicts(self, sql, params=()):
+        cursor = self.conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    def record_login(self, user_id):
+        self._begin()
+        self.conn.execute("UPDATE users SET last_login = ? WHERE id = ?", (now_us(), user_id))
+
+    # -- sessions (keys and tokens arrive hashed: the store never sees them)
+
+    def add_session(self, key_hash, user_id, csrf, expires):
+        self._begin()
+        self.conn.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                          (key_hash, user_id, csrf, expires))
+
+    def get_session(self, key_hash):
+        """(user id, csrf secret) of an unexpired session, or None."""
+        return self.conn.execute(
+            "SELECT user_id, csrf FROM sessions WHERE key_hash = ? AND expires > ?",
+            (key_hash, now_us())).fetchone()
+
+    def delete_session(self, key_hash):
+        self._delete_sessions("key_hash = ?", (key_hash,))
+
+    def delete_user_sessions(self, user_id, keep=None):
+        """Every session of the user but `keep` (after a password change)."""
+        self._delete_sessions("user_id = ? AND key_hash IS NOT ?", (user_id, keep))
+
+    def delete_expired_sessions(self):
+        self._delete_sessions("expires <= ?", (now_us(),))
+
+    def _delete_sessions(self, where, params):
+        self._begin()
+        self.conn.execute("DELETE FROM sessions WHERE " + where, params)
+
+    # -- API tokens
+
+    def add_api_token(self, user_id, name, token_hash):
+        self._begin()
+        return self.conn.execute(
+            "INSERT INTO api_tokens (user_id, name, token_hash, created) VALUES (?, ?, ?, ?)",
+            (user_id, name, token_hash, now_us())).lastrowid
+
+    def get_api_token(self, token_hash):
+        """{"id", "user_id", "name", "created", "last_used"} or None."""
+        rows = self._dicts("SELECT id, user_id, name, created, last_used FROM api_tokens"
+                           " WHERE token_hash = ?", (token_hash,))
+        return rows[0] if rows else None
+
+    def list_api_tokens(self, user_id):
+        return self._dicts("SELECT id, user_id, name, created, last_used FROM api_tokens"
+                           " WHERE user_id = ? ORDER BY name", (user_id,))
+
+    def touch_api_token(self, token_id):
+        self._begin()
+        self.conn.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?",
+                          (now_us(), token_id))
+
+    def delete_api_token(self, user_id, name):
+        self._begin()
+        return self.conn.execute("DELETE FROM api_tokens WHERE user_id = ? AND name = ?",
+                                 (user_id, name)).rowcount == 1
+
+    # -- units with their sample count and newest timestamp, a page at a time
+
+    def count_units(self):
+        return self.conn.execute("SELECT count(*) FROM units").fetchone()[0]
+
+    def units_page(self, offset, limit):
+        """[(Unit, sample count, newest timestamp or None)] by code."""
+        rows = self.conn.execute(
+            "SELECT %s, (SELECT count(*) FROM samples WHERE unit_id = u.id),"
+            " (SELECT max(ts) FROM samples WHERE unit_id = u.id)"
+            " FROM units u ORDER BY u.code LIMIT ? OFFSET ?" % self._UNIT_AS_U, (limit, offset))
+        return [(Unit(row[:-2]), row[-2], row[-1]) for row in rows]
+
+    # -- graph options
+
+    def graph_options(self, unit):
+        """{"width": px, "height": px, "axes": [{"label": str, "fields": [1-based]}]};
+        no axes means one axis with every field."""
+        width, height, axes = self.conn.execute(
+            "SELECT graph_width, graph_height, graph_axes FROM units WHERE id = ?",
+            (unit.id,)).fetchone()
+        return {"width": width, "height": height, "axes": json.loads(axes)}
+
+    def set_graph_options(self, unit, width, height, axes):
+        """Raises ValueError, saying what is wrong, for sizes outside
+        GRAPH_PIXELS or axes that name fields the unit does not have."""
+        for what, pixels in (("width", width), ("height", height)):
+            if pixels not in GRAPH_PIXELS:
+                raise ValueError("graph %s: %d to %d pixels" % (
+                    what, GRAPH_PIXELS.start, GRAPH_PIXELS.stop - 1))
+        for axis in axes:
+            if not axis["fields"] or not set(axis["fields"]) <= set(range(1, unit.fields + 1)):
+                raise ValueError("axis %r: field numbers from 1 to %d" % (
+                    axis["label"], unit.fields))
+        self._begin()
+        self.conn.execute(
+            "UPDATE units SET graph_width = ?, graph_height = ?, graph_axes = ? WHERE id = ?",
+            (width, height, json.dumps([{"label": a["label"], "fields": list(a["fields"])}
+                                        for a in axes]), unit.id))
+
+    # -- multiple-meter displays
+
+    def add_display(self, name, refresh, channels):
+        """`channels`: [(Unit, 1-based field)] in display order. Raises
+        ValueError for an empty name or list, or a field the unit lacks."""
+        if not name.strip() or refresh < 1 or not channels:
+            raise ValueError("a display needs a name, a refresh of 1 s or more, and channels")
+        for unit, field in channels:
+            if not 1 <= field <= unit.fields:
+                raise ValueError("unit %s has fields 1 to %d, not %d"
+                                 % (unit.code, unit.fields, field))
+        self._begin()
+        display_id = self.conn.execute(
+            "INSERT INTO displays (name, refresh, created) VALUES (?, ?, ?)",
+            (name, refresh, now_us())).lastrowid
+        self.conn.executemany(
+            "INSERT INTO display_channels VALUES (?, ?, ?, ?)",
+            [(display_id, position, unit.id, field)
+             for position, (unit, field) in enumerate(channels)])
+        return display_id
+
+    def get_display(self, display_id):
+        """{"id", "name", "refresh", "channels": [(Unit, [fields])]} with a
+        unit's fields together, units in display order; None if none."""
+        found = self._dicts("SELECT id, name, refresh FROM displays WHERE id = ?", (display_id,))
+        if not found:
+            return None
+        display = found[0]
+        channels = {}
+        for row in self.conn.execute(
+                "SELECT %s, c.field FROM display_channels c JOIN units u ON u.id = c.unit_id"
+                " WHERE c.display_id = ? ORDER BY c.position" % self._UNIT_AS_U, (display_id,)):
+            unit_id = row[0]
+            if unit_id not in channels:
+                channels[unit_id] = (Unit(row[:-1]), [])
+            channels[unit_id][1].append(row[-1])
+        display["channels"] = list(channels.values())
+        return display
+
+    def count_displays(self):
+        return self.conn.execute("SELECT count(*) FROM displays").fetchone()[0]
+
+    def displays_page(self, offset, limit):
+        """[{"id", "name", "refresh"}] by name."""
+        return self._dicts("SELECT id, name, refresh FROM displays ORDER BY name, id"
+                           " LIMIT ? OFFSET ?", (limit, offset))
 
     # == range queries for the web: statistics and graphs =====================
     # `fields` are 1-based field numbers; ranges are start <= ts <= end. Each
