@@ -236,9 +236,9 @@ def _axis_x(index, left, plot_width):
 class _Frame:
     """Where the plot sits and how values map onto it."""
 
-    def __init__(self, width, height, start, end, legend_rows, axis_count):
+    def __init__(self, width, height, start, end, legend_rows, axis_count, titled):
         self.left, self.width = _layout_x(width, axis_count)
-        self.top = MARGIN + TITLE_HEIGHT
+        self.top = MARGIN + (TITLE_HEIGHT if titled else 0)
         self.height = max(1, height - self.top - X_LABELS_HEIGHT
                           - LEGEND_ROW * legend_rows - MARGIN // 2)
         self.bottom = self.top + self.height
@@ -257,17 +257,19 @@ def render(rows, axes, start, end, width, height, title=""):
     """The SVG text of a graph of `rows` (see the module docstring) from
     `start` to `end` (microseconds). `axes` is a list of (label, names):
     one y axis each, its series' legend names in row order, so the series
-    of all axes together are the row's lo/hi pairs."""
+    of all axes together are the row's lo/hi pairs. An empty `title` leaves
+    the title out (a page that captions the graph itself)."""
     legend = _legend_entries(axes)
     rows_of_legend = _legend_rows(legend, width)
-    frame = _Frame(width, height, start, end, len(rows_of_legend), len(axes))
+    frame = _Frame(width, height, start, end, len(rows_of_legend), len(axes), bool(title))
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
            'viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">'
            % (width, height, width, height),
-           "<title>%s</title>" % _text(title),
-           '<rect width="100%" height="100%" fill="#fff"/>',
-           '<text x="%d" y="%d" font-size="14" font-weight="bold">%s</text>'
-           % (frame.left, MARGIN + 4, _text(title))]
+           '<rect width="100%" height="100%" fill="#fff"/>']
+    if title:
+        out.append("<title>%s</title>" % _text(title))
+        out.append('<text x="%d" y="%d" font-size="14" font-weight="bold">%s</text>'
+                   % (frame.left, MARGIN + 4, _text(title)))
     out.extend(_time_axis(frame))
     threshold = _gap_threshold(rows)
     series = 0

@@ -223,7 +223,7 @@ def test_decimated_series_keeps_every_columns_peak_and_trough():
     root = parse(svg)
     (line,) = lines_of(root, 0)
     drawn = {y for _, y in line}
-    frame = svg_graph._Frame(1000, 400, start, end, 1, 1)   # where render() drew
+    frame = svg_graph._Frame(1000, 400, start, end, 1, 1, False)   # where render() drew
     bottom, top, _ = svg_graph._axis_range(rows, 0, 1, frame)
 
     def y(v):

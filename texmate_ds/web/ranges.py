@@ -7,7 +7,8 @@ value or refused with `app.HTTPError` 400 and a one-line reason.
   ``y`` (365 days) before now. A date alone is the start of that day in
   ``from`` and its last microsecond in ``to``, so ``to=2024-03-01``
   includes the 1st (as ``manage export --to`` does). ``to`` defaults to
-  now, ``from`` to 24 hours before ``to``; ``from`` after ``to`` is refused.
+  now (rounded up to a whole second), ``from`` to 24 hours before ``to``;
+  ``from`` after ``to`` is refused.
 * ``fields``: a comma list of 1-based field numbers, each once.
 * Integers (``width``, ``height``, ``limit``) within stated bounds.
 
@@ -44,7 +45,9 @@ def _given(query, name):
 
 def time_range(query, now=None):
     """(start, end) in microseconds, both included."""
-    now = store.now_us() if now is None else now
+    if now is None:
+        # Rounded up to a whole second, so shown ranges and links read cleanly.
+        now = -(-store.now_us() // 1000000) * 1000000
     end = parse_time("to", _given(query, "to"), now, day_end=True)
     text = _given(query, "from")
     start = end - 24 * HOUR if text is None else parse_time("from", text, now)
