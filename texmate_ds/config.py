@@ -123,6 +123,7 @@ DEFAULTS = (
     Key('main', 'LOGIN_REQUIRED', True,
         'the web UI (not /admin/, which always needs staff) needs a login',
         _boolean),
+    Key('main', 'SESSION_DAYS', 14, 'days a web sign-in lasts', _POSITIVE),
     Key('main', 'LOG_LEVEL', 'info', 'debug, info, warning, error',
         _log_level),
     Key('email', 'EMAIL_HOST', 'localhost', 'SMTP server', _nonempty),

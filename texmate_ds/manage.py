@@ -61,6 +61,33 @@ def _timestamp(text, end=False):
         raise CommandError("bad timestamp %r: expected Y-M-D[ H:M:S[.F]]" % text) from None
 
 
+def _numbered(text, option):
+    """``NAME:1,2`` (as --axis and --channels take it) -> (NAME, [1, 2])."""
+    name, colon, numbers = text.rpartition(":")
+    try:
+        fields = [int(n) for n in numbers.split(",")]
+    except ValueError:
+        fields = None
+    if not colon or not name or not fields:
+        raise CommandError("%s %r: expected NAME:N[,N...] with field numbers" % (option, text))
+    return name, fields
+
+
+def _graph_size(text):
+    width, x, height = text.lower().partition("x")
+    if not (x and width.isdigit() and height.isdigit()):
+        raise CommandError("--graph-size %r: expected WIDTHxHEIGHT in pixels, e.g. 800x300"
+                           % text)
+    return int(width), int(height)
+
+
+def _user(st, username):
+    user = st.get_user(username=username)
+    if not user:
+        raise CommandError("no user %r" % username)
+    return user
+
+
 def cmd_syncdb(args, settings):
     """create or upgrade the database schema (idempotent)"""
     try:
@@ -100,9 +127,7 @@ def cmd_createsuperuser(args, settings):
 def cmd_changepassword(args, settings):
     """set a user's password"""
     st = _store(settings)
-    user = st.get_user(username=args.user)
-    if not user:
-        raise CommandError("no user %r" % args.user)
+    user = _user(st, args.user)
     password = _password(args, user["username"])
     st.set_password(user["id"], auth.hash_password(password),
                     must_change=password == auth.DEFAULT_PASSWORD)
@@ -135,6 +160,11 @@ def cmd_addunit(args, settings):
     names = [n.strip() for n in args.field_names.split(",")] if args.field_names else []
     if len(names) > args.fields:
         raise CommandError("--field-names: %d names for %d fields" % (len(names), args.fields))
+    axes = []
+    for text in args.axis:
+        label, fields = _numbered(text, "--axis")
+        axes.append({"label": label, "fields": fields})
+    size = _graph_size(args.graph_size) if args.graph_size else None
     st = _store(settings)
     if st.get_unit(args.code):
         raise CommandError("unit %s exists already" % args.code)
@@ -145,9 +175,57 @@ def cmd_addunit(args, settings):
                        enabled=not args.disabled, source=source)
     for other in readable:
         st.allow_read(unit, other)
+    if size or axes:
+        graph = st.graph_options(unit)
+        width, height = size or (graph["width"], graph["height"])
+        try:
+            st.set_graph_options(unit, width, height, axes)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     st.close()
     print("unit %s added (%d fields%s)" % (unit.code, unit.fields,
                                            "" if unit.enabled else ", disabled"))
+
+
+def cmd_adddisplay(args, settings):
+    """add a multiple-meter display (units and channels to show together)"""
+    st = _store(settings)
+    channels = []
+    for text in args.channels:
+        code, fields = _numbered(text, "--channels")
+        unit = _unit(st, code)
+        channels.extend((unit, field) for field in fields)
+    try:
+        display_id = st.add_display(args.name, args.refresh, channels)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    st.close()
+    print("display %d %r added: /views/%d/" % (display_id, args.name, display_id))
+
+
+def cmd_addtoken(args, settings):
+    """create an API token for a user (printed once) for Authorization: Bearer"""
+    st = _store(settings)
+    user = _user(st, args.user)
+    try:
+        token = auth.create_api_token(st, user["id"], args.name)
+    except ValueError as exc:
+        raise CommandError("%s (revoke it with: manage revoketoken %s %s)"
+                           % (exc, user["username"], args.name)) from None
+    st.close()
+    print("API token %r for %s; it is shown only this once:" % (args.name, user["username"]),
+          file=sys.stderr)
+    print(token)
+
+
+def cmd_revoketoken(args, settings):
+    """delete a user's API token by name"""
+    st = _store(settings)
+    user = _user(st, args.user)
+    if not auth.revoke_api_token(st, user["id"], args.name):
+        raise CommandError("%s has no token named %r" % (user["username"], args.name))
+    st.close()
+    print("API token %r of %s revoked" % (args.name, user["username"]))
 
 
 def cmd_listunits(args, settings):
@@ -249,6 +327,20 @@ def build_parser():
     p.add_argument("--source", metavar="CODE", help="the unit whose samples dl returns by default")
     p.add_argument("--reads", metavar="CODE,CODE", help="other units this unit may dl from")
     p.add_argument("--disabled", action="store_true")
+    p.add_argument("--graph-size", metavar="WxH", help="graph width and height in pixels")
+    p.add_argument("--axis", metavar="LABEL:N,N", action="append", default=[],
+                   help="a graph axis and its field numbers (repeat for more axes; "
+                        "none: one axis with every field)")
+    p = parsers["adddisplay"]
+    p.add_argument("name")
+    p.add_argument("--refresh", type=int, default=10, metavar="S",
+                   help="seconds between reloads of the page (default 10)")
+    p.add_argument("--channels", metavar="CODE:N,N", action="append", required=True,
+                   help="a unit and its field numbers to show (repeat for more units)")
+    for name in ("addtoken", "revoketoken"):
+        parsers[name].add_argument("user")
+    parsers["addtoken"].add_argument("--name", default="api", help="the token's name (default api)")
+    parsers["revoketoken"].add_argument("name")
     p = parsers["export"]
     p.add_argument("unit")
     p.add_argument("--from", dest="from_", metavar="TS")

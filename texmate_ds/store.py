@@ -599,6 +599,8 @@ class Store:
             if not 1 <= field <= unit.fields:
                 raise ValueError("unit %s has fields 1 to %d, not %d"
                                  % (unit.code, unit.fields, field))
+        if len({(unit.id, field) for unit, field in channels}) < len(channels):
+            raise ValueError("a channel is named twice")
         self._begin()
         display_id = self.conn.execute(
             "INSERT INTO displays (name, refresh, created) VALUES (?, ?, ?)",

@@ -95,6 +95,8 @@ def test_displays_group_channels_by_unit_in_order(st):
     assert st.displays_page(0, 50) == [{"id": display_id, "name": "Pumps", "refresh": 5}]
     with pytest.raises(ValueError, match="fields 1 to 2"):
         st.add_display("Bad", 5, [(b, 3)])
+    with pytest.raises(ValueError, match="twice"):
+        st.add_display("Twice", 5, [(b, 1), (b, 1)])
     with pytest.raises(ValueError):
         st.add_display("Empty", 5, [])
     assert st.count_displays() == 1

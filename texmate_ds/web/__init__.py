@@ -50,7 +50,7 @@ otherwise). Any other exception answers 500 and is logged with its
 traceback, which the browser never sees.
 
 HTML: ``html.render(request, "name.html", title, status=200, head="",
-**context)`` fills ``templates/name.html`` (``{{ slot }}`` only) and wraps
+headers=(), **context)`` fills ``templates/name.html`` (``{{ slot }}`` only) and wraps
 it in the layout. Every value is escaped unless it is ``html.Markup``
 (``html.fill(snippet, **values)`` and ``html.join(parts)`` return Markup;
 wrap an SVG string built with escaped labels in ``html.Markup``).

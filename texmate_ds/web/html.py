@@ -18,6 +18,7 @@ import functools
 import html
 import pkgutil
 import re
+from urllib.parse import urlencode
 
 from texmate_ds.web import app
 
@@ -75,18 +76,57 @@ def _nav(request):
     return fill(_NAV_USER, username=request.user["username"], csrf=csrf_field(request))
 
 
-def render(request, name, title, status=200, head="", **context):
+def render(request, name, title, status=200, head="", headers=(), **context):
     """A whole HTML page: template `name` filled with `context`, inside the
-    layout. `head` is extra Markup for <head> (a meta refresh)."""
+    layout. `head` is extra Markup for <head> (a meta refresh); `headers`
+    are added to the answer's."""
     body = fill(template(name), **context)
     page = fill(template("layout.html"), title=title, head=escape(head),
                 nav=_nav(request), content=body)
-    return app.Response(status, page, headers=HTML_HEADERS)
+    return app.Response(status, page, headers=HTML_HEADERS + list(headers))
 
 
 def error_page(request, error):
     """An `app.HTTPError` as an HTML page with its one-line reason."""
-    response = render(request, "error.html", title=app.status_line(error.status),
-                      status=error.status, reason=error.reason)
-    response.headers.extend(error.headers)
-    return response
+    return render(request, "error.html", app.status_line(error.status), status=error.status,
+                  headers=error.headers, reason=error.reason)
+
+
+def error(reason):
+    """A form's one-line complaint, or nothing when `reason` is empty."""
+    return fill('<p class="error">{{ reason }}</p>', reason=reason) if reason else Markup()
+
+
+PAGE_SIZE = 50
+_PAGER = ('<nav class="pager">{{ previous }}<span>page {{ number }} of {{ count }}</span>'
+          '{{ next }}</nav>')
+
+
+class Pager:
+    """One page of a list of `total` items, chosen by the query parameter
+    `param` (1-based). A bad number is a 400, one past the end a 404."""
+
+    def __init__(self, request, total, param="page", size=PAGE_SIZE):
+        text = request.query.get(param, "1")
+        if not re.fullmatch("[0-9]{1,9}", text) or int(text) < 1:
+            raise app.HTTPError(400, "%s: a page number from 1, not %r" % (param, text))
+        self.request = request
+        self.param = param
+        self.number = int(text)
+        self.count = max(1, -(-total // size))
+        if self.number > self.count:
+            raise app.HTTPError(404, "%s %d: there are %d pages" % (param, self.number, self.count))
+        self.offset = (self.number - 1) * size
+        self.size = size
+
+    def _link(self, number, label):
+        query = dict(self.request.query, **{self.param: number})
+        return fill('<a href="?{{ query }}">{{ label }}</a>', query=urlencode(query), label=label)
+
+    def links(self):
+        """The page links (`nav.pager`), or nothing when it all fits one page."""
+        if self.count == 1:
+            return Markup()
+        return fill(_PAGER, number=self.number, count=self.count,
+                    previous=self._link(self.number - 1, "previous") if self.number > 1 else "",
+                    next=self._link(self.number + 1, "next") if self.number < self.count else "")

@@ -1,9 +1,10 @@
 """The site: every view module's routes in one table, and the WSGI
 application that takes each request through the same steps:
 
-1. route (404, or 405 with Allow; ``/login`` -> 301 ``/login/``);
-2. sign in from the session cookie, or from ``Authorization: Bearer`` where
-   the view's guard takes tokens;
+1. sign in from the session cookie;
+2. route (404, or 405 with Allow; ``/login`` -> 301 ``/login/``); where the
+   view's guard takes tokens, an ``Authorization: Bearer`` header signs in
+   instead of the cookie;
 3. the guard admits, redirects to /login/ or /password/, or refuses;
 4. any other method than GET/HEAD must carry the CSRF token in its form,
    unless a Bearer token signed it in (a browser never sends one by itself):
@@ -24,11 +25,12 @@ import re
 import secrets
 import time
 
-from texmate_ds.web import app, html, ops, static, units
+from texmate_ds import auth
+from texmate_ds.web import account, app, html, ops, pages, static, units
 
 log = logging.getLogger("texmate_ds.web")
 
-ROUTES = units.ROUTES + ops.ROUTES + static.ROUTES
+ROUTES = account.ROUTES + pages.ROUTES + units.ROUTES + ops.ROUTES + static.ROUTES
 
 # Sent with every answer: no MIME sniffing, no framing, no leaking of URLs
 # (a `next` parameter) to other sites.
@@ -50,6 +52,7 @@ class Site:
         self.metrics = metrics
         self.router = app.Router(routes)
         self.started = time.time()
+        self.throttle = auth.Throttle()
         self._csrf_key = secrets.token_bytes(32)
 
     def __call__(self, environ, start_response):
@@ -72,8 +75,11 @@ class Site:
         guard = app.page  # errors before routing look like pages
         view = None
         try:
+            self._sign_in_by_cookie(request)
             view, args = self.router.match(request.method, request.path)
             guard = view.guard
+            if guard.bearer:
+                self._sign_in_by_token(request)
             refusal = guard.admit(request)
             if refusal is not None:
                 return refusal
@@ -90,6 +96,29 @@ class Site:
             log.exception("%s %s failed", request.method, app.printable(request.full_path))
             return self._error(request, guard, app.HTTPError(
                 500, "internal error; it has been logged"))
+
+    def _sign_in_by_token(self, request):
+        """An Authorization header, when sent, decides alone who this is."""
+        header = request.environ.get("HTTP_AUTHORIZATION")
+        if header is None:
+            return
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise app.unauthorized("Authorization: expected Bearer TOKEN")
+        request.session = None
+        request.user = auth.token_user(self.store, secret.strip())
+        if request.user is None:
+            raise app.unauthorized("unknown or revoked API token")
+        request.bearer = True
+
+    def _sign_in_by_cookie(self, request):
+        secret = request.cookies.get(app.SESSION_COOKIE)
+        request.session = auth.find_session(self.store, secret)
+        if request.session is not None:
+            request.user = request.session.user
+        elif secret:
+            # Expired or ended elsewhere: the browser may as well forget it.
+            request.set_cookie(app.SESSION_COOKIE, "", max_age=0)
 
     def _slash_twin(self, request):
         """301 to `path/` when only that has a route (``/login``)."""

@@ -1,0 +1,475 @@
+"""The web UI over real HTTP: the WSGI site on wsgiref (127.0.0.1, a port
+the OS picks) in a thread, over a Store on a temporary file. The test keeps
+its own connection to the same file, as ``manage`` would, to set things up
+and to check what changed."""
+
+import hashlib
+import http.client
+import logging
+import re
+import threading
+from urllib.parse import urlencode
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+
+from texmate_ds import auth, config, store
+from texmate_ds.web import app, committing, site
+
+PASSWORD = "correct horse"
+METRICS = "# TYPE texmate_requests_total counter\ntexmate_requests_total 3\n"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@app.page
+def _boom(request, what):
+    raise RuntimeError("secret detail")
+
+
+class WebSite:
+    """A running web UI; `db` is the test's own connection to its store."""
+
+    def __init__(self, folder, **settings):
+        self.path = str(folder / "web.db")
+        self.db = store.Store(self.path)
+        self.db.syncdb()
+        self.settings = config.Settings(**settings)
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait(10)
+
+    def _serve(self, started):
+        # sqlite3 connections stay in the thread that made them.
+        st = store.Store(self.path)
+        wsgi = committing(site.Site(st, self.settings, lambda: METRICS,
+                                    site.ROUTES + [("GET", "/boom/<what>", _boom)]), st)
+        self.server = make_server("127.0.0.1", 0, wsgi, handler_class=_QuietHandler)
+        self.port = self.server.server_port
+        started.set()
+        self.server.serve_forever()
+        self.server.server_close()
+        st.close()
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(10)
+        self.db.close()
+
+    def browser(self):
+        return Browser(self.port)
+
+    def add_user(self, username, password=PASSWORD, encoded=None, **flags):
+        self.db.add_user(username, encoded or auth.hash_password(password), **flags)
+        self.db.commit()
+        return self.user(username)
+
+    def user(self, username):
+        return self.db.get_user(username=username)
+
+    def count(self, table):
+        return self.db.conn.execute("SELECT count(*) FROM %s" % table).fetchone()[0]
+
+
+class Answer:
+    def __init__(self, response):
+        self.status = response.status
+        self.headers = response.headers
+        self.raw = response.read()
+        self.body = self.raw.decode("utf-8")
+
+    def header(self, name):
+        return self.headers.get(name)
+
+
+class Browser:
+    """Keeps cookies like a browser; never follows redirects."""
+
+    def __init__(self, port):
+        self.port = port
+        self.cookies = {}
+
+    def request(self, method, path, form=None, headers=()):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        sent = dict(headers)
+        if self.cookies:
+            sent["Cookie"] = "; ".join("%s=%s" % c for c in self.cookies.items())
+        body = None
+        if form is not None:
+            body = form if isinstance(form, bytes) else urlencode(form).encode()
+            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        conn.request(method, path, body, sent)
+        answer = Answer(conn.getresponse())
+        conn.close()
+        for cookie in answer.headers.get_all("Set-Cookie") or []:
+            name, _, value = cookie.split(";")[0].partition("=")
+            if "Max-Age=0" in cookie:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return answer
+
+    def get(self, path, **headers):
+        return self.request("GET", path, headers=headers)
+
+    def post(self, path, form, **headers):
+        return self.request("POST", path, form, headers)
+
+    def csrf(self, path):
+        return re.search(r'name="csrf_token" value="([^"]+)"', self.get(path).body).group(1)
+
+    def sign_in(self, username, password=PASSWORD, next="/"):
+        return self.post("/login/", {"username": username, "password": password, "next": next,
+                                     "csrf_token": self.csrf("/login/")})
+
+
+@pytest.fixture
+def web(tmp_path):
+    """`web(**settings)` -> a running WebSite, stopped after the test."""
+    sites = []
+
+    def start(**settings):
+        sites.append(WebSite(tmp_path / str(len(sites)), **settings))
+        return sites[-1]
+    yield start
+    for running in sites:
+        running.stop()
+
+
+# -- signing in ---------------------------------------------------------------
+
+def test_sign_in_starts_a_session_and_returns_to_next(web):
+    w = web()
+    w.add_user("ann")
+    b = w.browser()
+    first = b.get("/?page=1")
+    assert first.status == 302
+    assert first.header("Location") == "/login/?next=%2F%3Fpage%3D1"
+    form = b.get(first.header("Location")).body
+    assert 'name="next" value="/?page=1"' in form
+    signed = b.sign_in("ann", next="/?page=1")
+    assert (signed.status, signed.header("Location")) == (303, "/?page=1")
+    cookie = [c for c in signed.headers.get_all("Set-Cookie") if c.startswith("txm_session=")][0]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=1209600" in cookie
+    home = b.get("/")
+    assert home.status == 200 and '<span class="who">ann</span>' in home.body
+    assert w.count("sessions") == 1 and w.user("ann")["last_login"] is not None
+
+
+def test_wrong_password_and_unknown_user_are_refused_alike(web):
+    w = web()
+    w.add_user("ann")
+    b = w.browser()
+    for username, password in (("ann", "wrong"), ("nobody", PASSWORD)):
+        answer = b.sign_in(username, password)
+        assert answer.status == 403
+        assert "wrong username or password" in answer.body
+        assert "txm_session" not in b.cookies
+    assert b.post("/login/", {"username": "ann", "csrf_token": b.csrf("/login/")}).status == 400
+    assert w.count("sessions") == 0
+
+
+def test_sign_ins_are_throttled_after_five_failures(web):
+    w = web()
+    w.add_user("ann")
+    b = w.browser()
+    for _ in range(5):
+        assert b.sign_in("ann", "wrong").status == 403
+    throttled = b.sign_in("ann")  # even the right password
+    assert throttled.status == 429
+    assert 0 < int(throttled.header("Retry-After")) <= 900
+    assert "too many failed sign-ins" in throttled.body
+    assert w.count("sessions") == 0
+
+
+def test_next_must_stay_on_this_site(web):
+    w = web()
+    w.add_user("ann")
+    for target in ("http://evil.example/", "//evil.example/", "/\\evil.example"):
+        assert w.browser().sign_in("ann", next=target).header("Location") == "/"
+
+
+def test_inactive_users_cannot_sign_in(web):
+    w = web()
+    w.add_user("ann")
+    w.db.conn.execute("UPDATE users SET is_active = 0")
+    answer = w.browser().sign_in("ann")
+    assert answer.status == 403 and "disabled" in answer.body
+
+
+def test_legacy_sha1_hash_is_accepted_and_upgraded(web):
+    w = web()
+    legacy = "sha1$$" + hashlib.sha1(PASSWORD.encode()).hexdigest()
+    w.add_user("old", encoded=legacy)
+    assert w.browser().sign_in("old").status == 303
+    w.db.notice_others()
+    upgraded = w.user("old")["password"]
+    assert upgraded.startswith("pbkdf2_sha256$%d$" % auth.ITERATIONS)
+    assert auth.check_password(PASSWORD, upgraded)
+
+
+def test_sign_out_ends_the_session(web):
+    w = web()
+    w.add_user("ann")
+    b = w.browser()
+    b.sign_in("ann")
+    old = dict(b.cookies)
+    out = b.post("/logout/", {"csrf_token": b.csrf("/")})
+    assert (out.status, out.header("Location")) == (303, "/login/")
+    assert "txm_session" not in b.cookies and w.count("sessions") == 0
+    b.cookies = old  # a copy of the cookie is worth nothing now
+    assert b.get("/").status == 302
+
+
+# -- CSRF ---------------------------------------------------------------------
+
+def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(web):
+    w = web()
+    w.add_user("ann")
+    b = w.browser()
+    b.get("/login/")
+    for form in ({"username": "ann", "password": PASSWORD},
+                 {"username": "ann", "password": PASSWORD, "csrf_token": "forged"}):
+        refused = b.post("/login/", form)
+        assert refused.status == 403 and "CSRF" in refused.body
+    assert w.count("sessions") == 0
+    b.sign_in("ann")
+    before = w.user("ann")["password"]
+    change = {"old_password": PASSWORD, "new_password": "n3w secret",
+              "new_password2": "n3w secret"}
+    assert b.post("/password/", change).status == 403
+    assert b.post("/password/", dict(change, csrf_token="x" * 64)).status == 403
+    assert b.post("/logout/", {}).status == 403
+    w.db.notice_others()
+    assert w.user("ann")["password"] == before and w.count("sessions") == 1
+    assert b.get("/").status == 200
+
+
+def test_the_anonymous_csrf_token_is_bound_to_its_cookie(web):
+    w = web()
+    w.add_user("ann")
+    thief, victim = w.browser(), w.browser()
+    token = thief.csrf("/login/")
+    victim.get("/login/")
+    answer = victim.post("/login/", {"username": "ann", "password": PASSWORD,
+                                     "csrf_token": token})
+    assert answer.status == 403
+
+
+# -- the default password -----------------------------------------------------
+
+def test_default_password_must_be_changed_before_anything_else(web):
+    w = web()
+    w.add_user("Administrator", auth.DEFAULT_PASSWORD, must_change_password=True,
+               is_staff=True, is_superuser=True)
+    other = w.browser()
+    other.sign_in("Administrator", auth.DEFAULT_PASSWORD)
+    b = w.browser()
+    signed = b.sign_in("Administrator", auth.DEFAULT_PASSWORD, next="/views/1/")
+    assert signed.header("Location") == "/password/?next=%2Fviews%2F1%2F"
+    home = b.get("/")
+    assert (home.status, home.header("Location")) == (302, "/password/?next=%2F")
+    page = b.get("/password/")
+    assert page.status == 200 and "default password" in page.body
+    csrf = b.csrf("/password/")
+
+    def change(old, new, again=None):
+        return b.post("/password/", {"old_password": old, "new_password": new,
+                                     "new_password2": new if again is None else again,
+                                     "csrf_token": csrf, "next": "/"})
+    assert change("admin", "s3cret!", "other").status == 400
+    assert change("admin", "admin").status == 400
+    assert change("wrong", "s3cret!").status == 403
+    done = change("admin", "s3cret!")
+    assert (done.status, done.header("Location")) == (303, "/")
+    assert b.get("/").status == 200
+    w.db.notice_others()
+    admin = w.user("Administrator")
+    assert not admin["must_change_password"] and auth.check_password("s3cret!", admin["password"])
+    assert w.count("sessions") == 1  # the other browser's session ended
+    assert other.get("/").status == 302
+
+
+# -- API tokens ---------------------------------------------------------------
+
+def test_bearer_tokens_open_data_views(web):
+    w = web()
+    staff = w.add_user("ops", is_staff=True)
+    plain = w.add_user("ann")
+    staff_token = auth.create_api_token(w.db, staff["id"], "prometheus")
+    plain_token = auth.create_api_token(w.db, plain["id"], "cron")
+    w.db.commit()
+    b = w.browser()
+    anonymous = b.get("/metrics")
+    assert anonymous.status == 401
+    assert anonymous.header("WWW-Authenticate") == 'Bearer realm="texmate_ds"'
+    assert anonymous.header("Content-Type").startswith("text/plain")
+    assert b.get("/metrics", Authorization="Bearer nonsense").status == 401
+    assert b.get("/metrics", Authorization="Basic b3BzOng=").status == 401
+    assert b.get("/metrics", Authorization="Bearer " + plain_token).status == 403
+    ok = b.get("/metrics", Authorization="Bearer " + staff_token)
+    assert ok.status == 200 and ok.body == METRICS
+    assert ok.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+    w.db.notice_others()
+    assert w.db.get_api_token(auth.digest(staff_token))["last_used"] is not None
+    # Pages take sessions only: a token does not open them.
+    assert b.get("/", Authorization="Bearer " + staff_token).status == 302
+    auth.revoke_api_token(w.db, staff["id"], "prometheus")
+    w.db.commit()
+    assert b.get("/metrics", Authorization="Bearer " + staff_token).status == 401
+
+
+def test_metrics_for_a_staff_session(web):
+    w = web()
+    w.add_user("ops", is_staff=True)
+    w.add_user("ann")
+    b = w.browser()
+    b.sign_in("ann")
+    assert b.get("/metrics").status == 403
+    b.sign_in("ops")
+    assert b.get("/metrics").body == METRICS
+
+
+# -- LOGIN_REQUIRED: no -------------------------------------------------------
+
+def test_without_login_required_pages_are_open_but_accounts_are_not(web):
+    w = web(LOGIN_REQUIRED=False)
+    w.db.add_unit("A1", "k", 1, name="Pump")
+    w.db.commit()
+    b = w.browser()
+    home = b.get("/")
+    assert home.status == 200 and "Pump" in home.body and 'href="/login/"' in home.body
+    assert b.get("/password/").status == 302
+    assert b.get("/metrics").status == 401
+
+
+def test_healthz_and_static_need_no_sign_in(web):
+    w = web()
+    b = w.browser()
+    health = b.get("/healthz")
+    assert (health.status, health.body) == (200, "ok\n")
+    assert b.get("/static/style.css").status == 200
+
+
+# -- escaping -----------------------------------------------------------------
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_unit_names_labels_and_display_names_are_escaped(web):
+    w = web(LOGIN_REQUIRED=False)
+    unit = w.db.add_unit("X1", "k", 2, name=SCRIPT,
+                         field_names=['<img src=x onerror="alert(2)">', "ok"])
+    w.db.add_samples(unit, [(10**15, [1.5, 2])])
+    display_id = w.db.add_display(SCRIPT, 7, [(unit, 1), (unit, 2)])
+    w.db.commit()
+    b = w.browser()
+    for path in ("/", "/views/%d/" % display_id):
+        page = b.get(path)
+        assert page.status == 200
+        assert SCRIPT not in page.body and "<img" not in page.body
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.body
+        assert "script-src 'self'" in page.header("Content-Security-Policy")
+    shown = b.get("/views/%d/" % display_id).body
+    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in shown
+    assert "<title>&lt;script&gt;" in shown
+
+
+# -- pages --------------------------------------------------------------------
+
+def test_home_lists_units_with_counts_and_pages_them(web):
+    w = web(LOGIN_REQUIRED=False)
+    for i in range(51):
+        w.db.add_unit("U%02d" % i, "k", 1)
+    a = w.db.get_unit("U00")
+    w.db.add_samples(a, [(10**15, [1]), (10**15 + 1, [2])])
+    w.db.commit()
+    b = w.browser()
+    first = b.get("/").body
+    assert first.count('<td class="num">') == 50
+    assert "U49" in first and "U50" not in first
+    assert '<td class="num">2</td>' in first and "2001-09-09 01:46:40.000001" in first
+    assert '<a href="/units/U00/samples.csv">CSV</a>' in first
+    assert 'href="?page=2"' in first and "page 1 of 2" in first
+    second = b.get("/?page=2").body
+    assert "U50" in second and "U49" not in second and 'href="?page=1"' in second
+
+
+def test_display_shows_newest_values_and_refreshes(web):
+    w = web(LOGIN_REQUIRED=False)
+    a = w.db.add_unit("A1", "k", 3, name="Pump", field_names=["Flow"])
+    b7 = w.db.add_unit("B7", "k", 1)
+    w.db.add_samples(a, [(10**15, [1, 2, 3]), (2 * 10**15, [4.25, 5, 6])])
+    display_id = w.db.add_display("Plant", 15, [(a, 1), (a, 3), (b7, 1)])
+    w.db.commit()
+    page = w.browser().get("/views/%d/" % display_id).body
+    assert '<meta http-equiv="refresh" content="15">' in page
+    assert "<dt>Flow</dt><dd>4.25</dd><dt>L3</dt><dd>6</dd>" in page
+    assert "L2" not in page and "no samples yet" in page
+    home = w.browser().get("/").body
+    assert '<a href="/views/%d/">Plant</a>' % display_id in home
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/?page=0", 400), ("/?page=x", 400), ("/?page=2", 404), ("/?page=1&page=2", 400),
+    ("/?displays_page=-1", 400), ("/?page=%ff", 400), ("/views/999/", 404),
+    ("/views/abc/", 404), ("/nothing/", 404), ("/static/nothing.css", 404),
+    ("/static/.hidden", 404),
+])
+def test_bad_parameters_get_a_clear_answer(web, path, status):
+    w = web(LOGIN_REQUIRED=False)
+    answer = w.browser().get(path)
+    assert answer.status == status
+    assert '<p class="error">' in answer.body
+
+
+def test_bad_form_bodies_are_refused(web):
+    w = web()
+    b = w.browser()
+    b.get("/login/")
+    assert b.post("/login/", b"x=" + b"a" * app.MAX_FORM_BYTES).status == 413
+    assert b.post("/login/", b"{}", **{"Content-Type": "application/json"}).status == 415
+    assert b.post("/login/", b"username=%ff").status == 400
+    assert b.post("/healthz", {}).status == 405
+
+
+def test_a_missing_slash_redirects(web):
+    w = web()
+    answer = w.browser().get("/login?next=%2F")
+    assert (answer.status, answer.header("Location")) == (301, "/login/?next=%2F")
+
+
+def test_a_crashing_view_answers_500_without_traceback(web, caplog):
+    w = web(LOGIN_REQUIRED=False)
+    with caplog.at_level(logging.ERROR, logger="texmate_ds.web"):
+        answer = w.browser().get("/boom/%1b%0a")
+    assert answer.status == 500
+    assert "secret detail" not in answer.body and "Traceback" not in answer.body
+    assert "internal error" in answer.body
+    assert "secret detail" in caplog.text and "/boom/\\x1b\\n failed" in caplog.text
+    assert w.browser().get("/healthz").status == 200
+
+
+# -- static files -------------------------------------------------------------
+
+def test_static_files_answer_conditional_gets_and_head(web):
+    w = web()
+    b = w.browser()
+    css = b.get("/static/style.css")
+    assert css.status == 200 and css.header("Content-Type") == "text/css; charset=utf-8"
+    etag, modified = css.header("ETag"), css.header("Last-Modified")
+    assert etag and modified
+    for headers in ({"If-None-Match": etag}, {"If-None-Match": '"x", W/' + etag},
+                    {"If-Modified-Since": modified}):
+        again = b.get("/static/style.css", **headers)
+        assert again.status == 304 and again.raw == b"" and again.header("ETag") == etag
+    assert b.get("/static/style.css", **{"If-None-Match": '"other"'}).status == 200
+    assert b.get("/static/style.css", **{"If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}
+                 ).status == 200
+    head = b.request("HEAD", "/static/style.css")
+    assert head.status == 200 and head.raw == b""
+    assert head.header("Content-Length") == str(len(css.raw))

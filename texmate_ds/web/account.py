@@ -1,0 +1,113 @@
+"""The visitor's account: sign in (/login/), sign out (/logout/) and change
+the password (/password/).
+
+Signing in always starts a new session (a session made before sign-in is
+never promoted) and answers 303 to ``next`` when it is a path on this
+site, else to ``/``. A user marked "must change password" (the
+Administrator with ``admin``) is sent to /password/ first; every page
+sends them there until it is done. Changing the password ends the user's
+other sessions. Refusals re-show the form with one line saying why: 400
+for a form filled in wrongly, 403 for wrong credentials or a disabled
+account, 429 with Retry-After when sign-ins are throttled.
+"""
+
+import logging
+from urllib.parse import quote
+
+from texmate_ds import auth
+from texmate_ds.web import app, html
+
+log = logging.getLogger("texmate_ds.web")
+
+
+def _after(request):
+    return app.local_path(request.form.get("next") or request.query.get("next") or "/")
+
+
+def _login_form(request, status=200, error="", headers=()):
+    return html.render(request, "login.html", "Sign in", status=status, headers=headers,
+                       error=html.error(error), csrf=html.csrf_field(request),
+                       next=_after(request), username=request.form.get("username", ""))
+
+
+def _refusal(refused):
+    """(status, reason, headers) of a form answering a SignInRefused."""
+    if refused.retry_after:
+        return 429, refused.reason, [("Retry-After", str(refused.retry_after))]
+    return 403, refused.reason, ()
+
+
+@app.public
+def login(request):
+    if request.method == "GET":
+        return _login_form(request)
+    username = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    if not username or not password:
+        return _login_form(request, 400, "enter a username and a password")
+    try:
+        user = auth.sign_in(request.store, request.site.throttle, username, password,
+                            request.remote_addr)
+    except auth.SignInRefused as refused:
+        log.info("sign-in refused for %s from %s: %s", app.printable(username),
+                 request.remote_addr, refused.reason)
+        return _login_form(request, *_refusal(refused))
+    if request.session is not None:
+        auth.end_session(request.store, request.session)
+    days = request.settings.SESSION_DAYS
+    request.set_cookie(app.SESSION_COOKIE, auth.start_session(request.store, user["id"], days),
+                       max_age=days * 86400)
+    log.info("%s signed in from %s", app.printable(user["username"]), request.remote_addr)
+    if user["must_change_password"]:
+        return app.redirect(app.PASSWORD_PAGE + "?next=" + quote(_after(request), safe=""), 303)
+    return app.redirect(_after(request), 303)
+
+
+@app.signed_in
+def logout(request):
+    if request.session is not None:
+        auth.end_session(request.store, request.session)
+    request.set_cookie(app.SESSION_COOKIE, "", max_age=0)
+    return app.redirect("/login/", 303)
+
+
+_MUST_CHANGE = ('<p class="notice">This account still has the default password. '
+                'Choose a new one to go on.</p>')
+
+
+def _password_form(request, status=200, error="", headers=()):
+    notice = html.Markup(_MUST_CHANGE if request.user["must_change_password"] else "")
+    return html.render(request, "password.html", "Change password", status=status,
+                       headers=headers, notice=notice, error=html.error(error),
+                       csrf=html.csrf_field(request), next=_after(request))
+
+
+@app.signed_in
+def password(request):
+    if request.method == "GET":
+        return _password_form(request)
+    form = request.form
+    if form.get("new_password", "") != form.get("new_password2", ""):
+        return _password_form(request, 400, "the two new passwords differ")
+    try:
+        auth.sign_in(request.store, request.site.throttle, request.user["username"],
+                     form.get("old_password", ""), request.remote_addr)
+    except auth.SignInRefused as refused:
+        if refused.retry_after:
+            return _password_form(request, *_refusal(refused))
+        return _password_form(request, 403, "the current password is wrong")
+    try:
+        auth.change_password(request.store, request.session, form.get("new_password", ""))
+    except ValueError as exc:
+        return _password_form(request, 400, str(exc))
+    log.info("%s changed their password", app.printable(request.user["username"]))
+    return app.redirect(_after(request), 303)
+
+
+ROUTES = [
+    ("GET", "/login/", login),
+    ("POST", "/login/", login),
+    ("POST", "/logout/", logout),
+    ("GET", "/password/", password),
+    ("POST", "/password/", password),
+]
