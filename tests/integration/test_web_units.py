@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
-from texmate_ds import config, store, ttp
+from texmate_ds import auth, config, store, ttp
 from texmate_ds.web import committing, make_app
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -59,9 +59,9 @@ class Site:
         self.thread.join(10)
         self.db.close()
 
-    def get(self, path, method="GET"):
+    def get(self, path, method="GET", **headers):
         conn = http.client.HTTPConnection("127.0.0.1", self.server.server_port, timeout=30)
-        conn.request(method, path)
+        conn.request(method, path, headers=headers)
         response = conn.getresponse()
         answer = Answer(response.status, response.headers, response.read())
         conn.close()
@@ -285,14 +285,19 @@ def test_bad_parameters_are_400_with_a_reason(site, endpoint, query, reason):
     assert reason in answer.text and answer.text.count("\n") == 1
 
 
-def test_anonymous_visitors_are_refused_when_login_is_required(tmp_path):
+def test_login_required_anonymous_is_refused_and_a_token_reads(tmp_path):
     site = Site(str(tmp_path / "web.db"))
     try:
         site.unit("A1", 3, wave(5))
+        user = site.db.add_user("script", auth.hash_password("not the default"))
+        token = auth.create_api_token(site.db, user, "cron")
+        site.db.commit()
         for endpoint in ENDPOINTS:
             answer = site.get("/units/A1/" + endpoint)
             assert answer.status == 401
             assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+            assert site.get("/units/A1/" + endpoint, Authorization="Bearer " + token).status == 200
+            assert site.get("/units/A1/" + endpoint, Authorization="Bearer x" + token).status == 401
         page = site.get("/units/A1/")
         assert page.status == 302 and page.headers["Location"].startswith("/login/?next=")
     finally:
