@@ -307,36 +307,41 @@ def _axis_range(rows, first, count, frame):
 def _series(rows, series, frame, bottom, top, threshold):
     """One polyline per run of the series without a gap; dots for lone points."""
     color = PALETTE[series % len(PALETTE)]
-    lo_col = 2 + 2 * series
+    out = ['<g stroke="%s" fill="%s">' % (color, color)]
+    for run in _runs(rows, 2 + 2 * series, threshold):
+        points = [(frame.x(ts), frame.y(value, bottom, top)) for ts, value in run]
+        if len(points) == 1:
+            out.append('<circle cx="%.1f" cy="%.1f" r="1.5" stroke="none"/>' % points[0])
+        else:
+            out.append('<polyline fill="none" stroke-width="1.2" stroke-linejoin="round" '
+                       'points="%s"/>' % " ".join("%.1f,%.1f" % p for p in points))
+    out.append("</g>")
+    return out
+
+
+def _runs(rows, lo_column, threshold):
+    """The series in column `lo_column` (and its hi beside it) as lists of
+    (ts, value) without a gap: a bucket's low and high in the order that
+    continues from the point before."""
     runs, run, previous, last_value = [], [], None, None
     for row in rows:
-        lo, hi = row[lo_col], row[lo_col + 1]
-        if lo is None or (previous is not None and threshold is not None
-                          and row[0] - previous > threshold):
+        lo, hi = row[lo_column], row[lo_column + 1]
+        if lo is None or (previous is not None and row[0] - previous > threshold):
             if run:
                 runs.append(run)
             run = []
-        if lo is not None:
-            first, second = (lo, hi) if last_value is None or \
-                abs(last_value - lo) <= abs(last_value - hi) else (hi, lo)
-            run.append((frame.x(row[0]), frame.y(first, bottom, top)))
-            if row[1] != row[0] or hi != lo:
-                run.append((frame.x(row[1]), frame.y(second, bottom, top)))
-            last_value = second
-            previous = row[1]
-        else:
+        if lo is None:
             previous = None
+            continue
+        first, second = (lo, hi) if last_value is None or \
+            abs(last_value - lo) <= abs(last_value - hi) else (hi, lo)
+        run.append((row[0], first))
+        if row[1] != row[0] or hi != lo:
+            run.append((row[1], second))
+        last_value, previous = second, row[1]
     if run:
         runs.append(run)
-    out = ['<g stroke="%s" fill="%s">' % (color, color)]
-    for run in runs:
-        if len(run) == 1:
-            out.append('<circle cx="%.1f" cy="%.1f" r="1.5" stroke="none"/>' % run[0])
-        else:
-            out.append('<polyline fill="none" stroke-width="1.2" stroke-linejoin="round" '
-                       'points="%s"/>' % " ".join("%.1f,%.1f" % p for p in run))
-    out.append("</g>")
-    return out
+    return runs
 
 
 def _time_axis(frame):
