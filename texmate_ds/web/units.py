@@ -91,32 +91,39 @@ _STATS_ROW = """<tr><th scope="row">{{ name }}</th><td class="num">{{ count }}</
 <td class="num">{{ last }}</td><td>{{ last_at }}</td></tr>"""
 
 
+_DOWNLOADS = (("samples.csv", "CSV"), ("samples.json", "JSON"),
+              ("stats.json", "statistics (JSON)"), ("graph.svg", "graph (SVG)"))
+
+
 @app.page
 def unit_page(request, code):
     unit = _unit(request, code, "from", "to")
     start, end = ranges.time_range(request.query)
     fields = list(range(1, unit.fields + 1))
-    options = request.store.graph_options(unit)
-    graphs = [html.fill(_FIGURE, caption=label or ", ".join(unit.label(f - 1) for f in numbers),
-                        svg=html.Markup(_graph(request, unit, [(label, numbers)], start, end,
-                                               options["width"], options["height"], "")))
-              for label, numbers in _axes(options, fields)]
     stats = request.store.field_stats(unit, fields, start, end)
-    shown = {"from": ttp.format_timestamp(start), "to": ttp.format_timestamp(end)}
+    # The links name the range shown in absolute times: "-1h" would move.
+    shown = urlencode({"from": ttp.format_timestamp(start), "to": ttp.format_timestamp(end)})
     return html.render(
         request, "unit.html", _title(unit),
         description=unit.description,
-        shown_from=shown["from"], shown_to=shown["to"],
+        shown_from=ttp.format_timestamp(start), shown_to=ttp.format_timestamp(end),
         count=max(entry["count"] for entry in stats),
         from_text=request.query.get("from", ""), to_text=request.query.get("to", ""),
         quick=_quick_links(request, unit),
-        graphs=html.join(graphs),
+        graphs=_page_graphs(request, unit, fields, start, end),
         stats=html.join(_stats_row(unit, field, entry) for field, entry in zip(fields, stats)),
-        downloads=html.join([html.fill(_LINK, href="%s?%s" % (name, urlencode(shown)), text=text)
-                             for name, text in (("samples.csv", "CSV"),
-                                                ("samples.json", "JSON"),
-                                                ("stats.json", "statistics (JSON)"),
-                                                ("graph.svg", "graph (SVG)"))], " · "))
+        downloads=html.join([html.fill(_LINK, href="%s?%s" % (name, shown), text=text)
+                             for name, text in _DOWNLOADS], " · "))
+
+
+def _page_graphs(request, unit, fields, start, end):
+    """A figure per axis, captioned with its label (or its fields' names)."""
+    options = request.store.graph_options(unit)
+    return html.join([
+        html.fill(_FIGURE, caption=label or ", ".join(unit.label(f - 1) for f in numbers),
+                  svg=html.Markup(_graph(request, unit, [(label, numbers)], start, end,
+                                         options["width"], options["height"], "")))
+        for label, numbers in _axes(options, fields)])
 
 
 def _quick_links(request, unit):
