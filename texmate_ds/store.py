@@ -25,6 +25,7 @@ This module knows nothing of TTP or HTTP: it returns rows and raises
 ``sqlite3.Error``; callers decide what to answer.
 """
 
+import contextlib
 import hmac
 import json
 import logging
@@ -488,6 +489,22 @@ class Store:
         cursor = self.conn.execute(sql, params)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row)) for row in cursor]
+
+    @contextlib.contextmanager
+    def atomic(self):
+        """Writes inside the block are all or nothing, within the shared
+        transaction and without committing it: a failing web request
+        leaves no half of its changes behind."""
+        self._begin()
+        self.conn.execute("SAVEPOINT atomic")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO atomic")
+            self.conn.execute("RELEASE atomic")
+            self._forget_units()  # they may have been read inside the block
+            raise
+        self.conn.execute("RELEASE atomic")
 
     def record_login(self, user_id):
         self._begin()

@@ -30,6 +30,17 @@ def _boom(request, what):
     raise RuntimeError("secret detail")
 
 
+@app.page
+def _half_done(request):
+    request.store.add_unit("HALF", "k", 1)
+    if request.form.get("fail"):
+        raise app.HTTPError(400, "refused after writing")
+    raise RuntimeError("crashed after writing")
+
+
+TEST_ROUTES = [("GET", "/boom/<what>", _boom), ("POST", "/half/", _half_done)]
+
+
 class WebSite:
     """A running web UI; `db` is the test's own connection to its store."""
 
@@ -47,7 +58,7 @@ class WebSite:
         # sqlite3 connections stay in the thread that made them.
         st = store.Store(self.path)
         wsgi = committing(site.Site(st, self.settings, lambda: METRICS,
-                                    site.ROUTES + [("GET", "/boom/<what>", _boom)]), st)
+                                    site.ROUTES + TEST_ROUTES), st)
         self.server = make_server("127.0.0.1", 0, wsgi, handler_class=_QuietHandler)
         self.port = self.server.server_port
         started.set()
@@ -452,6 +463,16 @@ def test_a_crashing_view_answers_500_without_traceback(web, caplog):
     assert "internal error" in answer.body
     assert "secret detail" in caplog.text and "/boom/\\x1b\\n failed" in caplog.text
     assert w.browser().get("/healthz").status == 200
+
+
+def test_a_failing_post_changes_nothing(web):
+    w = web(LOGIN_REQUIRED=False)
+    b = w.browser()
+    token = b.csrf("/login/")
+    assert b.post("/half/", {"csrf_token": token}).status == 500
+    assert b.post("/half/", {"csrf_token": token, "fail": "1"}).status == 400
+    w.db.notice_others()
+    assert w.db.get_unit("HALF") is None
 
 
 # -- static files -------------------------------------------------------------

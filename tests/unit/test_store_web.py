@@ -100,3 +100,19 @@ def test_displays_group_channels_by_unit_in_order(st):
     with pytest.raises(ValueError):
         st.add_display("Empty", 5, [])
     assert st.count_displays() == 1
+
+
+def test_atomic_undoes_only_its_own_writes(st):
+    a = st.add_unit("A1", "k", 1)
+    st.add_samples(a, [(1, [1])])  # an upload in the shared transaction
+    with pytest.raises(RuntimeError):
+        with st.atomic():
+            st.add_unit("B7", "k", 1)
+            raise RuntimeError
+    assert st.get_unit("B7") is None
+    with st.atomic():
+        st.add_unit("C3", "k", 1)
+    assert st.dirty
+    st.commit()
+    assert [u.code for u in st.list_units()] == ["A1", "C3"]
+    assert st.count_samples(a) == 1

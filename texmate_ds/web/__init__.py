@@ -66,7 +66,8 @@ side), ``form.inline`` for a lone button; ``figure.graph`` around an
 Database writes: views call Store methods, which join the store's shared
 transaction; they never commit. In the server the group-commit turn hook
 commits before the next select(); elsewhere `committing` does it after
-each request.
+each request. A POST's view runs inside `Store.atomic()`: if it raises,
+its writes are undone and the rest of the transaction is kept.
 """
 
 from texmate_ds.web import site

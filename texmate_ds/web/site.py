@@ -11,7 +11,9 @@ application that takes each request through the same steps:
    403 and the view never runs;
 5. the view answers. An `app.HTTPError` becomes a one-line answer in the
    guard's style; any other exception is logged with its traceback and
-   answers 500 without one.
+   answers 500 without one. Either way the writes of a POST's view are
+   undone (`Store.atomic`), while the rest of the shared transaction, the
+   meters' uploads, goes on to its commit.
 
 CSRF tokens: a signed-in visitor's forms carry the session's secret. A
 visitor without a session (the sign-in form) gets a random ``txm_csrf``
@@ -83,9 +85,12 @@ class Site:
             refusal = guard.admit(request)
             if refusal is not None:
                 return refusal
-            if request.method not in ("GET", "HEAD") and not request.bearer:
+            if request.method in ("GET", "HEAD"):
+                return view(request, **args)
+            if not request.bearer:
                 self._check_csrf(request)
-            return view(request, **args)
+            with self.store.atomic():
+                return view(request, **args)
         except app.HTTPError as error:
             if view is None and error.status == 404:
                 twin = self._slash_twin(request)
