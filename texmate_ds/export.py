@@ -1,31 +1,67 @@
-"""CSV export of a unit's samples, produced page by page.
+"""CSV and JSON export of a unit's samples, produced page by page.
 
-`csv_chunks` is a generator of text chunks (header first, then a page of
-rows at a time), so ``manage export`` and the web's CSV download stream any
-number of rows in constant memory.
+`csv_chunks` and `json_chunks` are generators of text chunks: the head,
+then one page of rows at a time (then, for JSON, the tail). ``manage
+export`` and the web's ``samples.csv`` and ``samples.json`` use them, so
+any number of rows streams in constant memory. `pages` walks the range:
+each page is one query fetched whole (keyset on the timestamp), so no
+cursor stays open between chunks on a connection the TTP side shares.
+
+`fields` are 1-based field numbers in the order wanted; None is all.
 """
 
 import csv
 import io
+import json
 
 from texmate_ds import ttp
 
 PAGE = 1000
 
 
-def csv_chunks(store, unit, start=None, end=None):
+def pages(store, unit, start=None, end=None, limit=None):
+    """Lists of stored rows (id, ts, v1, ...) with start <= ts <= end,
+    oldest first, `limit` rows in all at most (None: no limit)."""
+    left = limit
+    while left is None or left > 0:
+        size = PAGE if left is None else min(PAGE, left)
+        rows = store.samples_range(unit, start, end, limit=size)
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        if left is not None:
+            left -= size
+        start = rows[-1][1] + 1
+
+
+def csv_chunks(store, unit, start=None, end=None, fields=None):
+    """Header ``id,timestamp,<field names>`` and a row per sample."""
+    fields = fields or range(1, unit.fields + 1)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["id", "timestamp"] + [unit.label(i) for i in range(unit.fields)])
-    while True:
-        yield _take(buffer)
-        rows = store.samples_range(unit, start, end, limit=PAGE)
-        if not rows:
-            return
+    writer.writerow(["id", "timestamp"] + [unit.label(f - 1) for f in fields])
+    yield _take(buffer)
+    for rows in pages(store, unit, start, end):
         for row in rows:
             writer.writerow([row[0], ttp.format_timestamp(row[1])]
-                            + [ttp.format_value(v) for v in row[2:]])
-        start = rows[-1][1] + 1
+                            + ["" if row[f + 1] is None else ttp.format_value(row[f + 1])
+                               for f in fields])
+        yield _take(buffer)
+
+
+def json_chunks(store, unit, start, end, fields, limit):
+    """``{"unit": CODE, "fields": [names], "samples": [[id, "timestamp",
+    v, ...], ...]}`` with `limit` samples at most."""
+    yield '{"unit": %s, "fields": %s, "samples": [' % (
+        json.dumps(unit.code), json.dumps([unit.label(f - 1) for f in fields]))
+    separator = ""
+    for rows in pages(store, unit, start, end, limit):
+        yield separator + ",\n".join(
+            json.dumps([row[0], ttp.format_timestamp(row[1])] + [row[f + 1] for f in fields])
+            for row in rows)
+        separator = ",\n"
+    yield "]}\n"
 
 
 def _take(buffer):

@@ -1,4 +1,4 @@
-"""The benchmark harness keeps working (bench/run.py). Figures are printed
+"""The benchmark harnesses keep working (bench/run.py, bench/web.py). Figures are printed
 and written as JSON; this test checks that the run completes and reports,
 never what the figures are."""
 
@@ -25,3 +25,15 @@ def test_bench_quick_run_reports(tmp_path):
     assert all(r["ours"] and r["baseline"] for r in rows)
     assert report["failures"] == {}
     print(result.stdout[-1500:])
+
+
+def test_web_bench_reports(tmp_path):
+    out = tmp_path / "web.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "web.py"), "--samples", "5000", "--json", str(out)],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["graph"]["samples"] == 5000 and report["graph"]["svg_bytes"] > 0
+    assert [fig["rows"] for fig in report["csv"]] == [5000]
+    assert "csv peak memory" in result.stdout

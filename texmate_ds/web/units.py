@@ -2,6 +2,224 @@
 graphs and statistics, and ``graph.svg``, ``samples.csv``,
 ``samples.json``, ``stats.json``, ``last.json`` under it (web.md, "Data
 endpoints"). Owned by the data side of the web UI; the site includes
-`ROUTES` in its routing table."""
+`ROUTES` in its routing table.
 
-ROUTES = []
+* Parameters are read by `ranges` (400 with a reason); an unknown unit is
+  a 404, a parameter an endpoint does not take a 400. Checks come first:
+  a streamed answer never starts with an error waiting in it.
+* Graph layout follows the unit's graph options (`Store.graph_options`):
+  each configured axis holds the fields it lists that were asked for, and
+  asked-for fields on no configured axis share one more, unlabeled axis
+  (with no axes configured, that is one axis with every field). The page
+  draws one graph per axis; ``graph.svg`` draws every axis in one graph.
+* The store does the heavy lifting: graph rows come decimated from SQL,
+  statistics are SQL aggregates, and CSV and JSON are generators that
+  fetch a page of rows per chunk (`export`).
+"""
+
+import json
+from urllib.parse import urlencode
+
+from texmate_ds import export, svg_graph, ttp
+from texmate_ds.store import GRAPH_PIXELS
+from texmate_ds.web import app, html, ranges
+
+JSON_TYPE = "application/json"
+LIMITS = range(1, 100001)       # samples.json's limit
+DEFAULT_LIMIT = 1000
+QUICK_RANGES = (("last hour", "-1h"), ("day", "-1d"), ("week", "-1w"),
+                ("month", "-30d"), ("year", "-1y"))
+
+
+# -- shared steps -------------------------------------------------------------
+
+def _unit(request, code, *parameters):
+    """The unit, once the query holds only `parameters`."""
+    unit = request.store.get_unit(code)
+    if unit is None:
+        raise app.HTTPError(404, "no such unit")
+    unknown = sorted(set(request.query) - set(parameters))
+    if unknown:
+        raise app.HTTPError(400, "unknown parameter %r; this address takes %s" % (
+            unknown[0][:40], ", ".join(parameters) or "none"))
+    return unit
+
+
+def _title(unit):
+    return "%s (%s)" % (unit.name, unit.code) if unit.name else unit.code
+
+
+def _axes(options, fields):
+    """[(label, field numbers)] for the asked-for `fields` (see above)."""
+    axes = [(axis["label"], [f for f in axis["fields"] if f in fields])
+            for axis in options["axes"]]
+    placed = {f for _, numbers in axes for f in numbers}
+    axes.append(("", [f for f in fields if f not in placed]))
+    return [(label, numbers) for label, numbers in axes if numbers]
+
+
+def _graph(request, unit, axes, start, end, width, height, title):
+    """The SVG text of one graph of `axes`."""
+    columns = svg_graph.columns(width, len(axes), request.settings.MAX_PLOT_POINTS)
+    fields = [f for _, numbers in axes for f in numbers]
+    rows = request.store.plot_rows(unit, fields, start, end, columns)
+    named = [(label, [unit.label(f - 1) for f in numbers]) for label, numbers in axes]
+    return svg_graph.render(rows, named, start, end, width, height, title)
+
+
+def _json(value):
+    return app.Response(200, json.dumps(value) + "\n", JSON_TYPE)
+
+
+def _encoded(chunks):
+    for chunk in chunks:
+        yield chunk.encode("utf-8")
+
+
+def _moment(ts):
+    """A sample's time for JSON: its timestamp text, None for none."""
+    return None if ts is None else ttp.format_timestamp(ts)
+
+
+# -- the page -----------------------------------------------------------------
+
+_FIGURE = '<figure class="graph">{{ svg }}<figcaption>{{ caption }}</figcaption></figure>'
+_LINK = '<a href="{{ href }}">{{ text }}</a>'
+_STATS_ROW = """<tr><th scope="row">{{ name }}</th><td class="num">{{ count }}</td>\
+<td class="num">{{ min }}</td><td class="num">{{ max }}</td><td class="num">{{ mean }}</td>\
+<td class="num">{{ stddev }}</td><td class="num">{{ first }}</td><td>{{ first_at }}</td>\
+<td class="num">{{ last }}</td><td>{{ last_at }}</td></tr>"""
+
+
+_DOWNLOADS = (("samples.csv", "CSV"), ("samples.json", "JSON"),
+              ("stats.json", "statistics (JSON)"), ("graph.svg", "graph (SVG)"))
+
+
+@app.page
+def unit_page(request, code):
+    unit = _unit(request, code, "from", "to")
+    start, end = ranges.time_range(request.query)
+    fields = list(range(1, unit.fields + 1))
+    stats = request.store.field_stats(unit, fields, start, end)
+    # The links name the range shown in absolute times: "-1h" would move.
+    shown = urlencode({"from": ttp.format_timestamp(start), "to": ttp.format_timestamp(end)})
+    return html.render(
+        request, "unit.html", _title(unit),
+        description=unit.description,
+        shown_from=ttp.format_timestamp(start), shown_to=ttp.format_timestamp(end),
+        count=max(entry["count"] for entry in stats),
+        from_text=request.query.get("from", ""), to_text=request.query.get("to", ""),
+        quick=_quick_links(request, unit),
+        graphs=_page_graphs(request, unit, fields, start, end),
+        stats=html.join(_stats_row(unit, field, entry) for field, entry in zip(fields, stats)),
+        downloads=html.join([html.fill(_LINK, href="%s?%s" % (name, shown), text=text)
+                             for name, text in _DOWNLOADS], " · "))
+
+
+def _page_graphs(request, unit, fields, start, end):
+    """A figure per axis, captioned with its label (or its fields' names)."""
+    options = request.store.graph_options(unit)
+    return html.join([
+        html.fill(_FIGURE, caption=label or ", ".join(unit.label(f - 1) for f in numbers),
+                  svg=html.Markup(_graph(request, unit, [(label, numbers)], start, end,
+                                         options["width"], options["height"], "")))
+        for label, numbers in _axes(options, fields)])
+
+
+def _quick_links(request, unit):
+    links = [("?" + urlencode({"from": relative}), text) for text, relative in QUICK_RANGES]
+    first, last = request.store.first_sample(unit), request.store.last_sample(unit)
+    if first is not None:
+        links.append(("?" + urlencode({"from": ttp.format_timestamp(first[1]),
+                                       "to": ttp.format_timestamp(last[1])}), "all"))
+    return html.join([html.fill(_LINK, href=href, text=text) for href, text in links], " · ")
+
+
+def _stats_row(unit, field, entry):
+    first, last = entry["first"] or (None, None), entry["last"] or (None, None)
+    return html.fill(_STATS_ROW, name=unit.label(field - 1), count=entry["count"],
+                     min=_number(entry["min"]), max=_number(entry["max"]),
+                     mean=_number(entry["mean"]), stddev=_number(entry["stddev"]),
+                     first=_number(first[1]), first_at=_moment(first[0]) or "",
+                     last=_number(last[1]), last_at=_moment(last[0]) or "")
+
+
+def _number(value):
+    """Ten significant digits on the page (JSON gives every digit)."""
+    return "–" if value is None else "%.10g" % value
+
+
+# -- data endpoints -----------------------------------------------------------
+
+@app.data
+def graph_svg(request, code):
+    unit = _unit(request, code, "from", "to", "fields", "width", "height")
+    start, end = ranges.time_range(request.query)
+    fields = ranges.field_numbers(request.query, unit)
+    options = request.store.graph_options(unit)
+    width = ranges.bounded_int(request.query, "width", options["width"], GRAPH_PIXELS)
+    height = ranges.bounded_int(request.query, "height", options["height"], GRAPH_PIXELS)
+    svg = _graph(request, unit, _axes(options, fields), start, end, width, height, _title(unit))
+    return app.Response(200, svg, "image/svg+xml")
+
+
+@app.data
+def samples_csv(request, code):
+    unit = _unit(request, code, "from", "to", "fields")
+    start, end = ranges.time_range(request.query)
+    fields = ranges.field_numbers(request.query, unit)
+    name = "%s_%s_%s.csv" % (unit.code, _file_time(start), _file_time(end))
+    return app.Response(200, _encoded(export.csv_chunks(request.store, unit, start, end, fields)),
+                        "text/csv; charset=utf-8",
+                        [("Content-Disposition", 'attachment; filename="%s"' % name)])
+
+
+def _file_time(ts):
+    """2024-03-10 12:00:00 as 20240310-120000, for file names."""
+    return ttp.format_timestamp(ts)[:19].replace("-", "").replace(":", "").replace(" ", "-")
+
+
+@app.data
+def samples_json(request, code):
+    unit = _unit(request, code, "from", "to", "fields", "limit")
+    start, end = ranges.time_range(request.query)
+    fields = ranges.field_numbers(request.query, unit)
+    limit = ranges.bounded_int(request.query, "limit", DEFAULT_LIMIT, LIMITS)
+    return app.Response(200, _encoded(export.json_chunks(
+        request.store, unit, start, end, fields, limit)), JSON_TYPE)
+
+
+@app.data
+def stats_json(request, code):
+    unit = _unit(request, code, "from", "to", "fields")
+    start, end = ranges.time_range(request.query)
+    fields = ranges.field_numbers(request.query, unit)
+    stats = request.store.field_stats(unit, fields, start, end)
+    return _json({"unit": unit.code, "from": _moment(start), "to": _moment(end), "fields": [
+        {"field": field, "name": unit.label(field - 1), "count": entry["count"],
+         "min": entry["min"], "max": entry["max"], "mean": entry["mean"],
+         "stddev": entry["stddev"], "first": _value_at(entry["first"]),
+         "last": _value_at(entry["last"])}
+        for field, entry in zip(fields, stats)]})
+
+
+def _value_at(edge):
+    return None if edge is None else {"timestamp": _moment(edge[0]), "value": edge[1]}
+
+
+@app.data
+def last_json(request, code):
+    unit = _unit(request, code)
+    row = request.store.last_sample(unit)
+    return _json({"unit": unit.code, "fields": [unit.label(i) for i in range(unit.fields)],
+                  "sample": None if row is None else [row[0], _moment(row[1])] + list(row[2:])})
+
+
+ROUTES = [
+    ("GET", "/units/<code>/", unit_page),
+    ("GET", "/units/<code>/graph.svg", graph_svg),
+    ("GET", "/units/<code>/samples.csv", samples_csv),
+    ("GET", "/units/<code>/samples.json", samples_json),
+    ("GET", "/units/<code>/stats.json", stats_json),
+    ("GET", "/units/<code>/last.json", last_json),
+]
