@@ -21,6 +21,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 CONF = """\
@@ -63,9 +65,9 @@ class Server:
         self.queue.put(None)  # end of output
 
     def wait_ready(self, timeout):
-        """Return the TTP port once 'ready' is printed."""
+        """Return the (TTP, HTTP) ports once 'ready' is printed."""
         deadline = time.monotonic() + timeout
-        port = None
+        port = http_port = None
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -84,10 +86,13 @@ class Server:
             m = re.match(r"TTP: listening on (\S+):(\d+)\s*$", line)
             if m:
                 port = int(m.group(2))
+            m = re.match(r"HTTP: listening on (\S+):(\d+)\s*$", line)
+            if m:
+                http_port = int(m.group(2))
             if line.strip() == "ready":
-                if port is None:
-                    raise SmokeError("'ready' without a 'TTP: listening on' line")
-                return port
+                if port is None or http_port is None:
+                    raise SmokeError("'ready' without both 'listening on' lines")
+                return port, http_port
 
     def stop(self, timeout):
         """SIGTERM; return the exit status."""
@@ -123,6 +128,20 @@ def ttp(port, request):
     return answer.decode("ascii", "replace")
 
 
+def get(port, path, token=None):
+    """GET over HTTP; (status, body text). Error statuses are answers too."""
+    request = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path))
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=SOCKET_TIMEOUT) as answer:
+            return answer.status, answer.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except OSError as e:
+        raise SmokeError("GET %s: %s" % (path, e))
+
+
 def expect(what, got, ok):
     if not ok:
         raise SmokeError("%s: unexpected answer %r" % (what, got))
@@ -151,16 +170,27 @@ def smoke(python, pyz, tmp, env):
     run(base + ["manage", "syncdb"], tmp, env, "manage syncdb")
     run(base + ["manage", "addunit", UNIT, KEY, "--fields", "2"], tmp, env,
         "manage addunit")
+    run(base + ["manage", "changepassword", "Administrator", "--noinput"], tmp,
+        dict(env, TXM_PASSWORD="smoke-password"), "manage changepassword")
+    token = run(base + ["manage", "addtoken", "Administrator"], tmp, env,
+                "manage addtoken").strip()
 
     server = Server(base + ["serve"], tmp, env)
     try:
-        port = server.wait_ready(READY_TIMEOUT)
+        port, http_port = server.wait_ready(READY_TIMEOUT)
         a = ttp(port, "TTP /up/%s/<2009-1-16 15:30:45;11;22> %s\r" % (UNIT, KEY))
         expect("upload", a, a == "OK\r")
         a = ttp(port, "TTP /dl/%s/last %s\r" % (UNIT, KEY))
         expect("dl last", a, a.startswith("OK <") and "L1=11 L2=22" in a)
         a = ttp(port, "TTP /ok/%s %s\r" % (UNIT, KEY))
         expect("ok app", a, a == "OK\r")
+        # The web UI's templates and static files come out of the zip.
+        a = get(http_port, "/login/")
+        expect("sign-in page", a, a[0] == 200 and 'name="password"' in a[1])
+        a = get(http_port, "/static/style.css")
+        expect("style sheet", a, a[0] == 200 and "{" in a[1])
+        a = get(http_port, "/units/%s/graph.svg?from=2009-01-16&to=2009-01-17" % UNIT, token)
+        expect("graph.svg", a, a[0] == 200 and a[1].startswith("<svg"))
         status = server.stop(STOP_TIMEOUT)
         if status != 0:
             raise SmokeError("server exited with status %s after SIGTERM" % status)
