@@ -22,6 +22,14 @@ the server would send):
   ``tracemalloc`` peak of a second run, and the process's RSS before and
   after. Constant memory shows as the same peak for both sizes.
 
+* **export under load**: the real server (a subprocess) on a copy of the
+  store, 50 durable meters uploading (``bench/load.py``, as ``up1`` in
+  bench/run.py) for ``--seconds`` with nothing else going on, then again
+  while this process downloads ``samples.csv`` over HTTP with all N rows,
+  over and over for the whole window: the meters' median and p99 answer
+  time both ways, and the download's rows/s. Target: the median during the
+  export within 2x of the idle one.
+
 The table lists each figure with its target (the issue's: graph under 1 s
 and 200 kB; CSV memory not growing with the row count); nothing asserts
 them. The JSON (default ``bench/results/web.json``) holds every figure and
@@ -38,8 +46,11 @@ import random
 import shutil
 import statistics
 import sys
+import re
 import tempfile
+import threading
 import time
+import urllib.request
 import tracemalloc
 import xml.etree.ElementTree as ET
 from wsgiref.util import setup_testing_defaults
@@ -61,6 +72,7 @@ SPIKES = 50
 GRAPH_WIDTH = 1000
 GRAPH_RUNS = 3
 BATCH = 10000
+METERS = 50
 
 
 def build(path, count):
@@ -161,7 +173,59 @@ def bench_csv(site, count):
             "rss_before_kib": rss_before, "rss_after_kib": rss_after}
 
 
-def table(graph, csvs):
+def download(port, path, query):
+    """GET over HTTP, reading to the end in 64 KiB pieces; (rows, seconds)."""
+    started = time.perf_counter()
+    with urllib.request.urlopen("http://127.0.0.1:%d%s?%s" % (port, path, query),
+                                timeout=120) as answer:
+        rows = 0
+        while True:
+            chunk = answer.read(65536)
+            if not chunk:
+                break
+            rows += chunk.count(b"\n")
+    return rows - 1, time.perf_counter() - started
+
+
+def bench_export_under_load(work, path, count, seconds):
+    """Meters' answer times with the server idle, then during big exports."""
+    def setup(conf):
+        os.makedirs(os.path.join(os.path.dirname(conf), "db"))
+        shutil.copy(path, os.path.join(os.path.dirname(conf), "db", "bench.db"))
+        harness.make_units(harness.units("U", METERS))(conf)
+
+    server = harness.start_ours(os.path.join(work, "export"), "export",
+                                {"LOGIN_REQUIRED": "no"}, setup)
+    try:
+        http_port = int(re.search(r"^HTTP: listening on .*:(\d+)$",
+                                  harness._read(server.out_path), re.M).group(1))
+        load = ("--meters", METERS, "--samples", 1, "--interval", 0)
+        idle = harness.run_load(server, server.folder, "up", seconds, 1, *load)
+        exports = []
+        stop = threading.Event()
+
+        def export_forever():
+            while not stop.is_set():
+                exports.append(download(http_port, "/units/B1/samples.csv", until(count)))
+
+        exporter = threading.Thread(target=export_forever, daemon=True)
+        exporter.start()
+        try:
+            busy = harness.run_load(server, server.folder, "up", seconds, 1, *load)
+        finally:
+            stop.set()
+            exporter.join()
+    finally:
+        server.stop()
+    rows = sum(r for r, _ in exports)
+    return {"meters": METERS, "seconds": seconds, "idle_median_ms": idle["median_ms"],
+            "idle_p99_ms": idle["p99_ms"], "export_median_ms": busy["median_ms"],
+            "export_p99_ms": busy["p99_ms"], "idle_requests_per_s": idle["requests_per_s"],
+            "export_requests_per_s": busy["requests_per_s"], "exports": len(exports),
+            "export_rows_per_s": rows / sum(t for _, t in exports)}
+
+
+def table(graph, csvs, loaded):
     big, small = csvs[-1], csvs[0]
     growth = big["tracemalloc_peak_kib"] / small["tracemalloc_peak_kib"]
     lines = [
@@ -187,6 +251,20 @@ def table(graph, csvs):
     lines.append(("csv peak memory, %s rows / %s rows" % (
         format(big["rows"], ","), format(small["rows"], ",")),
         "%.2f x" % growth, "flat (< 1.5 x)", growth < 1.5))
+    slowdown = loaded["export_median_ms"] / loaded["idle_median_ms"]
+    lines += [
+        ("%d meters, server otherwise idle: median / p99" % loaded["meters"],
+         "%.2f / %.2f ms (%s req/s)" % (loaded["idle_median_ms"], loaded["idle_p99_ms"],
+                                       format(round(loaded["idle_requests_per_s"]), ",")),
+         "", None),
+        ("  while CSV exports download: median / p99",
+         "%.2f / %.2f ms (%s req/s)" % (loaded["export_median_ms"], loaded["export_p99_ms"],
+                                       format(round(loaded["export_requests_per_s"]), ",")),
+         "", None),
+        ("  median during exports / idle", "%.2f x" % slowdown, "<= 2 x", slowdown <= 2),
+        ("  the exports over HTTP meanwhile", "%d, %s rows/s" % (
+            loaded["exports"], format(round(loaded["export_rows_per_s"]), ",")), "", None),
+    ]
     shown = [("metric", "value", "target", "met")] + [
         (name, value, target, "" if met is None else "yes" if met else "NO")
         for name, value, target, met in lines]
@@ -201,6 +279,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description="Benchmark the graph and CSV endpoints.")
     parser.add_argument("--samples", type=int, default=1000000,
                         help="samples in the store (default %(default)s)")
+    parser.add_argument("--seconds", type=float, default=10,
+                        help="seconds each meters' run lasts (default %(default)s)")
     parser.add_argument("--json", default=os.path.join(BENCH, "results", "web.json"),
                         help="where to write the results (default %(default)s)")
     args = parser.parse_args(argv)
@@ -229,16 +309,19 @@ def main(argv=None):
         csvs = [bench_csv(site, count) for count in sorted({min(100000, args.samples),
                                                              args.samples})]
         st.close()
+        print("50 meters idle, then during exports (2 x %g s)..." % args.seconds, flush=True)
+        loaded = bench_export_under_load(work, path, args.samples, args.seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text, rows = table(graph, csvs)
+    text, rows = table(graph, csvs, loaded)
     print()
     print(text)
     print("\ntargets are reported, not asserted")
     document = {"when": datetime.datetime.now().isoformat(timespec="seconds"),
                 "command": " ".join(["python3", "bench/web.py"] + (
                     sys.argv[1:] if argv is None else list(argv))),
-                "environment": env, "table": rows, "graph": graph, "csv": csvs}
+                "environment": env, "table": rows, "graph": graph, "csv": csvs,
+                "export_under_load": loaded}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(document, f, indent=2)

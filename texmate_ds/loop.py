@@ -58,6 +58,9 @@ OUTPUT_CAP = 256 * 1024
 QUEUE_CAP = 64
 # Bytes read from a socket at a time.
 RECV_SIZE = 65536
+# Bytes a write event takes from a channel's producers, about: a long
+# answer (a CSV export) goes out a piece per turn, between everyone else's.
+FILL_SIZE = 8192
 # Seconds between two log lines about connections refused at MAX_CONNECTIONS.
 REFUSAL_LOG_SECONDS = 10
 # Seconds a graceful stop waits for in-flight answers to drain.
@@ -443,7 +446,7 @@ class Channel:
 
     def _refill(self):
         producers = self.producers
-        while producers and not self._barrier and len(self.out) < RECV_SIZE:
+        while producers and not self._barrier and len(self.out) < FILL_SIZE:
             producer = producers[0]
             if not getattr(producer, "ready", True):
                 break

@@ -30,10 +30,13 @@ def test_bench_quick_run_reports(tmp_path):
 def test_web_bench_reports(tmp_path):
     out = tmp_path / "web.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "web.py"), "--samples", "5000", "--json", str(out)],
+        [sys.executable, str(ROOT / "bench" / "web.py"), "--samples", "5000", "--seconds", "1",
+         "--json", str(out)],
         cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert report["graph"]["samples"] == 5000 and report["graph"]["svg_bytes"] > 0
     assert [fig["rows"] for fig in report["csv"]] == [5000]
     assert "csv peak memory" in result.stdout
+    loaded = report["export_under_load"]
+    assert loaded["exports"] >= 1 and loaded["idle_median_ms"] > 0

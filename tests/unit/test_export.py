@@ -38,14 +38,14 @@ def test_pages_walk_the_range_once_in_order(filled, limit, start, expected):
 
 def test_csv_chunks_are_a_header_then_a_page_each(filled):
     st, unit = filled
-    chunks = list(export.csv_chunks(st, unit, 5, 1005, [2, 1]))
+    chunks = list(export.csv_chunks(st, unit, 5, PAGE + 5, [2, 1]))
     assert len(chunks) == 3
     rows = list(csv.reader(io.StringIO("".join(chunks))))
     assert rows[0] == ["id", "timestamp", 'b "q"', "a"]
     assert rows[1:4] == [["6", "1970-01-01 00:00:00.000005", "", "5"],
                          ["7", "1970-01-01 00:00:00.000006", "", "6"],
                          ["8", "1970-01-01 00:00:00.000007", "-1.5", "7"]]
-    assert len(rows) == 1 + 1001
+    assert len(rows) == 1 + PAGE + 1
 
 
 def test_json_chunks_make_one_document(filled):

@@ -46,7 +46,7 @@ def _unit(request, code, *parameters):
 
 
 def _title(unit):
-    return "%s (%s)" % (unit.name, unit.code) if unit.name else unit.code
+    return "%s (%s)" % (unit.name, unit.code) if unit.name not in ("", unit.code) else unit.code
 
 
 def _axes(options, fields):
