@@ -36,6 +36,7 @@ logged.
 
 import collections
 import email.utils
+import functools
 import io
 import logging
 import re
@@ -67,6 +68,9 @@ PHRASES = {
     505: "HTTP Version Not Supported",
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The environ key of the server's offer to work an answer out off the loop
+# (see Offloaded); WSGI servers other than ours leave it out.
+OFFLOAD = "texmate.offload"
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
            b"Content-Length: 30\r\nConnection: close\r\n\r\n"
            b"too many connections; retry.\r\n")
@@ -441,6 +445,11 @@ class WSGIResponse:
 
     # -- the channel's side ---------------------------------------------------
 
+    @property
+    def ready(self):
+        """False while the app's answer is being worked out on the pool."""
+        return getattr(self._result, "ready", True)
+
     def more(self):
         if self._done:
             return b""
@@ -448,6 +457,8 @@ class WSGIResponse:
             if self._chunks is None:
                 self._result = self.channel.server.app(self.environ, self.start_response)
                 self._chunks = self._chunks_of(self._result)
+                if not self.ready:
+                    return b""  # worked out on the pool; not done (see loop._refill)
             chunk = next(self._chunks, None)
             if not self._started:
                 return self._start(chunk)
@@ -554,6 +565,46 @@ class WSGIResponse:
                                   loop._peer(self.channel.addr))
 
 
+class Offloaded:
+    """What ``environ["texmate.offload"](work, finish)`` returns to an app:
+    a WSGI iterable whose answer is worked out on the server's `loop.Pool`.
+
+    ``work(context)`` runs on a worker thread with that thread's context
+    (the web's read-only store); meanwhile the iterable is not `ready`, so
+    the channel waits and the loop serves everyone else. Back on the loop
+    thread, the first ``next()`` calls ``finish(result)``, which may call
+    ``start_response`` (PEP 3333 allows it until the first body bytes) and
+    returns the body iterable, yielded from then on. An exception in
+    `work` is raised there, so it answers 500 like any app failure.
+    """
+
+    def __init__(self, pool, channel, work, finish):
+        self.ready = False
+        self._channel = channel
+        self._finish = finish
+        self._future = None
+        self._body = None
+        pool.submit(work, self._done)
+
+    def _done(self, future):
+        self._future = future
+        self.ready = True
+        self._channel.loop.to_flush.add(self._channel)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._body is None:
+            self._body = iter(self._finish(self._future.result()))
+        return next(self._body)
+
+    def close(self):
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+
+
 # -- 3. server and channel ----------------------------------------------------
 
 class HTTPServer:
@@ -562,10 +613,11 @@ class HTTPServer:
     the socket, as ttp.TTPServer counts them) and ``requests_by_status``
     (answers by status code, protocol errors included)."""
 
-    def __init__(self, settings, app, loop_):
+    def __init__(self, settings, app, loop_, pool=None):
         self.settings = settings
         self.app = app
         self.loop = loop_
+        self.pool = pool
         self.errors = ErrorStream()
         self.bytes_received = Counter()
         self.bytes_sent = Counter()
@@ -657,6 +709,8 @@ class HTTPChannel(loop.Channel):
         head, body = self._head, bytes(self._body)
         self._head = self._body = None
         environ = build_environ(head, body, self.local, self.addr, self.server.errors)
+        if self.server.pool is not None:
+            environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self)
         self._response = WSGIResponse(self, head, environ)
         self.push(self._response)
 

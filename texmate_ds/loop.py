@@ -29,6 +29,10 @@ needs:
   there.
 * *Services* have ``start()`` and ``stop()``; they start in order and stop in
   reverse, after the listeners are closed and in-flight answers are flushed.
+* A `Pool` of threads takes work that would hold the loop up (a graph's
+  query over a million samples); its results come back to the loop thread
+  through `call_soon_threadsafe`, and a producer waiting for one is simply
+  not ``ready`` meanwhile.
 
 One failure, one channel: an exception raised while serving a channel is
 logged with its traceback and closes that channel only. KeyboardInterrupt and
@@ -42,8 +46,10 @@ import logging
 import selectors
 import signal
 import socket
+import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 try:
     import resource
@@ -125,7 +131,10 @@ class Loop:
         self._seq = itertools.count()
         self._stopping = False
         self._signals = False
-        # A socket pair lets a signal handler interrupt select() at once.
+        # Calls other threads asked for (call_soon_threadsafe).
+        self._from_threads = deque()
+        # A socket pair lets a signal handler, or another thread, interrupt
+        # select() at once.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -203,6 +212,15 @@ class Loop:
     def stop(self):
         """Ask the loop to stop; safe to call from a signal handler."""
         self._stopping = True
+        self.wake()
+
+    def call_soon_threadsafe(self, fn):
+        """Run `fn` on the loop thread soon; safe to call from any thread."""
+        self._from_threads.append(fn)
+        self.wake()
+
+    def wake(self):
+        """Interrupt select(); safe to call from any thread."""
         try:
             self._wake_w.send(b"x")
         except OSError:
@@ -224,6 +242,15 @@ class Loop:
                 pass
         except BlockingIOError:
             pass
+        calls = self._from_threads
+        while calls:
+            fn = calls.popleft()
+            try:
+                fn()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:
+                log.exception("a call from another thread failed")
 
     def _turn(self, timeout=None):
         for hook in self.turn_hooks:
@@ -457,6 +484,8 @@ class Channel:
                 self.out += chunk
                 self._queued += len(chunk)
                 continue
+            if not getattr(producer, "ready", True):
+                break  # it waits for a result (a Pool's), it is not done
             producers.popleft()
             flushed = getattr(producer, "flushed", None)
             if flushed is not None:
@@ -508,6 +537,42 @@ class Channel:
 
     def closed_hook(self):
         """Hook: the channel was closed."""
+
+
+class Pool:
+    """Worker threads for work that would hold the loop up, as a service.
+
+    Each thread makes its own context once with `make_context()` (its own
+    database connection: sqlite3 connections stay with their thread); it
+    goes with its thread when the pool stops. `submit(work, done)`
+    runs ``work(context)`` on a thread and then ``done(future)`` on the
+    loop thread. Work that spends its time in C code that releases the GIL
+    (SQLite, hashing) runs truly beside the loop.
+    """
+
+    def __init__(self, loop, threads, make_context):
+        self.loop = loop
+        self.threads = threads
+        self.make_context = make_context
+        self._local = threading.local()
+        self._executor = None
+
+    def start(self):
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="txm-worker")
+
+    def stop(self):
+        self._executor.shutdown(wait=True)
+
+    def submit(self, work, done):
+        future = self._executor.submit(self._run, work)
+        future.add_done_callback(
+            lambda finished: self.loop.call_soon_threadsafe(lambda: done(finished)))
+
+    def _run(self, work):
+        context = getattr(self._local, "context", None)
+        if context is None:
+            context = self._local.context = self.make_context()
+        return work(context)
 
 
 def _peer(addr):

@@ -47,6 +47,9 @@ def default_password_in_force(st):
     return bool(admin and admin["must_change_password"])
 
 
+# Worker threads for the web's slow reads (loop.Pool).
+WEB_WORKERS = 2
+
 # Descriptors beyond MAX_CONNECTIONS: listeners, the database, logs.
 SPARE_DESCRIPTORS = 64
 
@@ -77,7 +80,11 @@ def serve(settings, out=sys.stdout):
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
     # The web UI is a WSGI app on the same store; /metrics reads the
     # servers' counters through `metrics`, made once both servers exist.
-    site = http.HTTPServer(settings, None, the_loop)
+    # Slow reads of the web (a graph over a year) run on worker threads,
+    # each with its own connection, beside the loop.
+    readers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Store(settings.DATABASE_NAME))
+    the_loop.add_service(readers)
+    site = http.HTTPServer(settings, None, the_loop, readers)
     site.app = web.make_app(st, settings, metrics.Metrics(the_loop, server, site, st, commits))
     try:
         ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept,

@@ -38,5 +38,6 @@ def test_web_bench_reports(tmp_path):
     assert report["graph"]["samples"] == 5000 and report["graph"]["svg_bytes"] > 0
     assert [fig["rows"] for fig in report["csv"]] == [5000]
     assert "csv peak memory" in result.stdout
-    loaded = report["export_under_load"]
-    assert loaded["exports"] >= 1 and loaded["idle_median_ms"] > 0
+    loaded = report["meters_under_load"]
+    assert loaded["export_fetches"] >= 1 and loaded["graph_fetches"] >= 1
+    assert loaded["idle_median_ms"] > 0

@@ -224,11 +224,17 @@ def test_slow_head_gets_408_and_idle_connections_close(server_factory):
 # -- (b) the WSGI bridge, on a loop in this process -------------------------
 
 @contextlib.contextmanager
-def serving(app):
+def serving(app, make_context=None):
     """`app` served on 127.0.0.1 by a real loop in a thread; yields the
-    HTTPServer (its `port` set). Its counters are final once this exits."""
+    HTTPServer (its `port` set). Its counters are final once this exits.
+    With `make_context`, the server has a one-thread `loop.Pool` whose
+    workers get that context (``environ[http.OFFLOAD]``)."""
     the_loop = loop.Loop(100)
-    server = http.HTTPServer(config.Settings(HTTP_HEADER_TIMEOUT=5), app, the_loop)
+    pool = None
+    if make_context is not None:
+        pool = loop.Pool(the_loop, 1, make_context)
+        the_loop.add_service(pool)
+    server = http.HTTPServer(config.Settings(HTTP_HEADER_TIMEOUT=5), app, the_loop, pool)
     server.port = the_loop.listen("127.0.0.1", 0, server.accept, http.REFUSAL)[1]
     thread = threading.Thread(target=the_loop.run, daemon=True)
     thread.start()
@@ -530,3 +536,52 @@ def test_wsgi_errors_reach_the_log(caplog):
             assert client.response().status == 200
             client.close()
     assert "web app: trouble with /\\x1b[2J" in caplog.text
+
+
+# -- answers worked out on the pool (environ["texmate.offload"]) ---------------
+
+def offloading_app(environ, start_response):
+    """/quick answers at once; /slow is worked out on the pool once the
+    context's `release` is set; /fail's work raises."""
+    path = environ["PATH_INFO"]
+    if path == "/quick":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"quick\n"]
+
+    def work(context):
+        if path == "/fail":
+            raise RuntimeError("the slow part failed")
+        assert context["release"].wait(10)
+        return b"slow\n"
+
+    def finish(body):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+    return environ[http.OFFLOAD](work, finish)
+
+
+def test_an_offloaded_answer_leaves_the_loop_free_for_others():
+    release = threading.Event()
+    with serving(offloading_app, lambda: {"release": release}) as server:
+        slow = Client(server.port)
+        slow.send(request("/slow") + request("/quick"))
+        quick = Client(server.port)
+        quick.send(request("/quick"))
+        # Answered while /slow's work still waits on its worker thread.
+        assert quick.response().body == b"quick\n"
+        release.set()
+        assert slow.response().body == b"slow\n"
+        assert slow.response().body == b"quick\n"   # pipelined, in order
+        slow.close()
+        quick.close()
+
+
+def test_offloaded_work_that_fails_answers_500_and_is_logged(caplog):
+    with serving(offloading_app, dict) as server:
+        client = Client(server.port)
+        client.send(request("/fail") + request("/quick"))
+        answer = client.response()
+        assert answer.status == 500 and b"Traceback" not in answer.body
+        assert client.response().body == b"quick\n"
+        client.close()
+    assert "the slow part failed" in caplog.text

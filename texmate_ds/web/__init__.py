@@ -63,6 +63,13 @@ side), ``form.inline`` for a lone button; ``figure.graph`` around an
 ``<img>``/``<svg>`` with ``figcaption``; ``.cards`` of ``section.card``
 (with a ``dl``) for displays; ``p.error``, ``p.notice``, ``.muted``.
 
+Slow reads: a view whose answer needs a read over a range of any size
+(a graph, statistics) returns ``app.Later(compute)``, where
+``compute(store)`` builds the Response from that store only. texmate_ds's
+server runs it on a worker thread with a read-only connection of its own
+(``environ["texmate.offload"]``), so meters are served meanwhile; any other
+WSGI server runs it at once on the site's store.
+
 Database writes: views call Store methods, which join the store's shared
 transaction; they never commit. In the server the group-commit turn hook
 commits before the next select(); elsewhere `committing` does it after

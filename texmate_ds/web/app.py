@@ -68,6 +68,19 @@ class Response:
         return status_line(self.status)
 
 
+class Later:
+    """A view's answer that takes a slow read (a graph over a million
+    samples, statistics over a year): ``compute(store)`` returns the
+    `Response`. Under texmate_ds's own server it runs on a worker thread
+    with that thread's read-only store, so the loop serves meters
+    meanwhile; under any other WSGI server it runs at once on the site's
+    store. `compute` reads only (its store sees committed data) and must
+    not use the request's store."""
+
+    def __init__(self, compute):
+        self.compute = compute
+
+
 def status_line(status):
     """``404 Not Found`` for 404."""
     return "%d %s" % (status, http.HTTPStatus(status).phrase)
@@ -150,6 +163,8 @@ class Request:
         self.remote_addr = environ.get("REMOTE_ADDR", "")
         self.user = None
         self.bearer = False
+        # The guard whose style errors take (set by the site as it routes).
+        self.guard = None
         self.session = None  # auth.Session when signed in by cookie
         self.set_cookies = []  # Set-Cookie header values for the answer
         self._form = None

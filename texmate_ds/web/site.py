@@ -28,6 +28,8 @@ import secrets
 import time
 
 from texmate_ds import auth
+# The environ key under which our own HTTP server offers its worker pool.
+from texmate_ds.http import OFFLOAD
 from texmate_ds.web import account, app, html, ops, pages, static, units
 
 log = logging.getLogger("texmate_ds.web")
@@ -60,6 +62,16 @@ class Site:
     def __call__(self, environ, start_response):
         request = app.Request(environ, self)
         response = self.respond(request)
+        if isinstance(response, app.Later):
+            compute = response.compute
+            offload = environ.get(OFFLOAD)
+            if offload is not None:
+                return offload(lambda store: self._failures(request, lambda: compute(store)),
+                               lambda done: self._answer(request, done, start_response))
+            response = self._failures(request, lambda: compute(self.store))
+        return self._answer(request, response, start_response)
+
+    def _answer(self, request, response, start_response):
         headers = response.headers + SECURITY_HEADERS
         headers += [("Set-Cookie", cookie) for cookie in request.set_cookies]
         body = response.body
@@ -74,32 +86,42 @@ class Site:
         return body
 
     def respond(self, request):
-        guard = app.page  # errors before routing look like pages
-        view = None
+        """The view's answer: a Response, or an `app.Later` to compute."""
+        request.guard = app.page  # errors before routing look like pages
+        return self._failures(request, lambda: self._run_view(request))
+
+    def _run_view(self, request):
+        self._sign_in_by_cookie(request)
         try:
-            self._sign_in_by_cookie(request)
             view, args = self.router.match(request.method, request.path)
-            guard = view.guard
-            if guard.bearer:
-                self._sign_in_by_token(request)
-            refusal = guard.admit(request)
-            if refusal is not None:
-                return refusal
-            if request.method in ("GET", "HEAD"):
-                return view(request, **args)
-            if not request.bearer:
-                self._check_csrf(request)
-            with self.store.atomic():
-                return view(request, **args)
         except app.HTTPError as error:
-            if view is None and error.status == 404:
-                twin = self._slash_twin(request)
-                if twin is not None:
-                    return twin
-            return self._error(request, guard, error)
+            twin = self._slash_twin(request) if error.status == 404 else None
+            if twin is None:
+                raise
+            return twin
+        request.guard = guard = view.guard
+        if guard.bearer:
+            self._sign_in_by_token(request)
+        refusal = guard.admit(request)
+        if refusal is not None:
+            return refusal
+        if request.method in ("GET", "HEAD"):
+            return view(request, **args)
+        if not request.bearer:
+            self._check_csrf(request)
+        with self.store.atomic():
+            return view(request, **args)
+
+    def _failures(self, request, answer):
+        """`answer()`, with an `app.HTTPError` answered in the guard's style
+        and any other exception logged and answered 500 without details."""
+        try:
+            return answer()
+        except app.HTTPError as error:
+            return self._error(request, request.guard, error)
         except Exception:
             log.exception("%s %s failed", request.method, app.printable(request.full_path))
-            return self._error(request, guard, app.HTTPError(
+            return self._error(request, request.guard, app.HTTPError(
                 500, "internal error; it has been logged"))
 
     def _sign_in_by_token(self, request):

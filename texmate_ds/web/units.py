@@ -14,7 +14,10 @@ endpoints"). Owned by the data side of the web UI; the site includes
   draws one graph per axis; ``graph.svg`` draws every axis in one graph.
 * The store does the heavy lifting: graph rows come decimated from SQL,
   statistics are SQL aggregates, and CSV and JSON are generators that
-  fetch a page of rows per chunk (`export`).
+  fetch a page of rows per chunk (`export`), a chunk per loop turn. The
+  page, graph.svg and stats.json read ranges of any size in one go, so
+  they answer with an `app.Later`: on the server that read runs on a
+  worker thread and the loop goes on serving meters.
 """
 
 import json
@@ -58,11 +61,11 @@ def _axes(options, fields):
     return [(label, numbers) for label, numbers in axes if numbers]
 
 
-def _graph(request, unit, axes, start, end, width, height, title):
+def _graph(request, store, unit, axes, start, end, width, height, title):
     """The SVG text of one graph of `axes`."""
     columns = svg_graph.columns(width, len(axes), request.settings.MAX_PLOT_POINTS)
     fields = [f for _, numbers in axes for f in numbers]
-    rows = request.store.plot_rows(unit, fields, start, end, columns)
+    rows = store.plot_rows(unit, fields, start, end, columns)
     named = [(label, [unit.label(f - 1) for f in numbers]) for label, numbers in axes]
     return svg_graph.render(rows, named, start, end, width, height, title)
 
@@ -99,8 +102,12 @@ _DOWNLOADS = (("samples.csv", "CSV"), ("samples.json", "JSON"),
 def unit_page(request, code):
     unit = _unit(request, code, "from", "to")
     start, end = ranges.time_range(request.query)
+    return app.Later(lambda store: _unit_page(request, store, unit, start, end))
+
+
+def _unit_page(request, store, unit, start, end):
     fields = list(range(1, unit.fields + 1))
-    stats = request.store.field_stats(unit, fields, start, end)
+    stats = store.field_stats(unit, fields, start, end)
     # The links name the range shown in absolute times: "-1h" would move.
     shown = urlencode({"from": ttp.format_timestamp(start), "to": ttp.format_timestamp(end)})
     return html.render(
@@ -109,26 +116,26 @@ def unit_page(request, code):
         shown_from=ttp.format_timestamp(start), shown_to=ttp.format_timestamp(end),
         count=max(entry["count"] for entry in stats),
         from_text=request.query.get("from", ""), to_text=request.query.get("to", ""),
-        quick=_quick_links(request, unit),
-        graphs=_page_graphs(request, unit, fields, start, end),
+        quick=_quick_links(store, unit),
+        graphs=_page_graphs(request, store, unit, fields, start, end),
         stats=html.join(_stats_row(unit, field, entry) for field, entry in zip(fields, stats)),
         downloads=html.join([html.fill(_LINK, href="%s?%s" % (name, shown), text=text)
                              for name, text in _DOWNLOADS], " · "))
 
 
-def _page_graphs(request, unit, fields, start, end):
+def _page_graphs(request, store, unit, fields, start, end):
     """A figure per axis, captioned with its label (or its fields' names)."""
-    options = request.store.graph_options(unit)
+    options = store.graph_options(unit)
     return html.join([
         html.fill(_FIGURE, caption=label or ", ".join(unit.label(f - 1) for f in numbers),
-                  svg=html.Markup(_graph(request, unit, [(label, numbers)], start, end,
+                  svg=html.Markup(_graph(request, store, unit, [(label, numbers)], start, end,
                                          options["width"], options["height"], "")))
         for label, numbers in _axes(options, fields)])
 
 
-def _quick_links(request, unit):
+def _quick_links(store, unit):
     links = [("?" + urlencode({"from": relative}), text) for text, relative in QUICK_RANGES]
-    first, last = request.store.first_sample(unit), request.store.last_sample(unit)
+    first, last = store.first_sample(unit), store.last_sample(unit)
     if first is not None:
         links.append(("?" + urlencode({"from": ttp.format_timestamp(first[1]),
                                        "to": ttp.format_timestamp(last[1])}), "all"))
@@ -159,8 +166,9 @@ def graph_svg(request, code):
     options = request.store.graph_options(unit)
     width = ranges.bounded_int(request.query, "width", options["width"], GRAPH_PIXELS)
     height = ranges.bounded_int(request.query, "height", options["height"], GRAPH_PIXELS)
-    svg = _graph(request, unit, _axes(options, fields), start, end, width, height, _title(unit))
-    return app.Response(200, svg, "image/svg+xml")
+    return app.Later(lambda store: app.Response(200, _graph(
+        request, store, unit, _axes(options, fields), start, end, width, height, _title(unit)),
+        "image/svg+xml"))
 
 
 @app.data
@@ -194,7 +202,11 @@ def stats_json(request, code):
     unit = _unit(request, code, "from", "to", "fields")
     start, end = ranges.time_range(request.query)
     fields = ranges.field_numbers(request.query, unit)
-    stats = request.store.field_stats(unit, fields, start, end)
+    return app.Later(lambda store: _stats_json(store, unit, fields, start, end))
+
+
+def _stats_json(store, unit, fields, start, end):
+    stats = store.field_stats(unit, fields, start, end)
     return _json({"unit": unit.code, "from": _moment(start), "to": _moment(end), "fields": [
         {"field": field, "name": unit.label(field - 1), "count": entry["count"],
          "min": entry["min"], "max": entry["max"], "mean": entry["mean"],
