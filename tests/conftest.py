@@ -15,8 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
@@ -202,3 +204,46 @@ def server(tmp_path_factory):
     srv.add_unit("B7", "k7", 2)
     yield srv.start()
     srv.kill()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class WSGISite:
+    """The web UI on wsgiref (127.0.0.1, a port the OS picks) in a thread,
+    over a Store on the file `path`: the WSGI app as any WSGI server would
+    run it. `db` is the test's own connection to the same file, as
+    ``manage`` would have; `stop()` ends both."""
+
+    def __init__(self, path, routes=None, metrics=None, **settings):
+        from texmate_ds import config, store
+        self.path = str(path)
+        self.db = store.Store(self.path)
+        self.db.syncdb()
+        self.settings = config.Settings(**settings)
+        self._routes = routes
+        self._metrics = metrics
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait(10)
+
+    def _serve(self, started):
+        from texmate_ds import store
+        from texmate_ds.web import committing, site
+        st = store.Store(self.path)     # sqlite3 connections stay in their thread
+        ui = site.Site(st, self.settings, self._metrics, self._routes or site.ROUTES)
+        self.server = make_server("127.0.0.1", 0, committing(ui, st),
+                                  handler_class=_QuietHandler)
+        self.port = self.server.server_port
+        started.set()
+        self.server.serve_forever(poll_interval=0.05)
+        self.server.server_close()
+        st.close()
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(10)
+        self.db.close()

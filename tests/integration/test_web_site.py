@@ -7,22 +7,17 @@ import hashlib
 import http.client
 import logging
 import re
-import threading
 from urllib.parse import urlencode
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
-from texmate_ds import auth, config, store
-from texmate_ds.web import app, committing, site
+from texmate_ds import auth
+from texmate_ds.web import app, site
+
+from conftest import WSGISite
 
 PASSWORD = "correct horse"
 METRICS = "# TYPE texmate_requests_total counter\ntexmate_requests_total 3\n"
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @app.page
@@ -41,35 +36,13 @@ def _half_done(request):
 TEST_ROUTES = [("GET", "/boom/<what>", _boom), ("POST", "/half/", _half_done)]
 
 
-class WebSite:
-    """A running web UI; `db` is the test's own connection to its store."""
+class WebSite(WSGISite):
+    """A running web UI with the test routes; `db` is the test's own
+    connection to its store."""
 
     def __init__(self, folder, **settings):
-        self.path = str(folder / "web.db")
-        self.db = store.Store(self.path)
-        self.db.syncdb()
-        self.settings = config.Settings(**settings)
-        started = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
-        self.thread.start()
-        started.wait(10)
-
-    def _serve(self, started):
-        # sqlite3 connections stay in the thread that made them.
-        st = store.Store(self.path)
-        wsgi = committing(site.Site(st, self.settings, lambda: METRICS,
-                                    site.ROUTES + TEST_ROUTES), st)
-        self.server = make_server("127.0.0.1", 0, wsgi, handler_class=_QuietHandler)
-        self.port = self.server.server_port
-        started.set()
-        self.server.serve_forever()
-        self.server.server_close()
-        st.close()
-
-    def stop(self):
-        self.server.shutdown()
-        self.thread.join(10)
-        self.db.close()
+        super().__init__(folder / "web.db", site.ROUTES + TEST_ROUTES, lambda: METRICS,
+                         **settings)
 
     def browser(self):
         return Browser(self.port)

@@ -10,15 +10,14 @@ import json
 import math
 import re
 import statistics
-import threading
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlencode
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
-from texmate_ds import auth, config, store, ttp
-from texmate_ds.web import committing, make_app
+from texmate_ds import auth, ttp
+
+from conftest import WSGISite
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = ttp.parse_timestamp("2024-01-01 00:00:00")
@@ -27,40 +26,11 @@ HOSTILE = '<script>alert("x")</script>'
 ENDPOINTS = ("graph.svg", "samples.csv", "samples.json", "stats.json", "last.json")
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class Site:
+class Site(WSGISite):
     """A running web UI on `path`; `db` is the test's own connection."""
 
-    def __init__(self, path, **settings):
-        self.path = path
-        self.db = store.Store(path)
-        self.db.syncdb()
-        self.settings = config.Settings(**settings)
-        started = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
-        self.thread.start()
-        started.wait(10)
-
-    def _serve(self, started):
-        st = store.Store(self.path)     # sqlite3 connections stay in their thread
-        self.server = make_server("127.0.0.1", 0, committing(make_app(st, self.settings), st),
-                                  handler_class=_Quiet)
-        started.set()
-        self.server.serve_forever(poll_interval=0.05)
-        self.server.server_close()
-        st.close()
-
-    def stop(self):
-        self.server.shutdown()
-        self.thread.join(10)
-        self.db.close()
-
     def get(self, path, method="GET", **headers):
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.server_port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         conn.request(method, path, headers=headers)
         response = conn.getresponse()
         answer = Answer(response.status, response.headers, response.read())
