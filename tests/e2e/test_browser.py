@@ -64,6 +64,12 @@ def test_unit_page_renders_the_graph_in_chromium(site, tmp_path):
     assert "Flow" in svg and "Pressure" in svg
 
 
+def test_home_lists_the_unit_in_chromium(site, tmp_path):
+    dom = chromium(tmp_path, "--dump-dom", "http://127.0.0.1:%d/" % site.http_port)
+    assert '<a href="/units/P1/">Pump &lt;1&gt;</a>' in dom
+    assert ">60<" in dom     # its sample count
+
+
 @pytest.mark.parametrize("size", ["1280,900", "390,844"])
 def test_unit_page_screenshot_at_desktop_and_phone_size(site, tmp_path, size):
     shot = tmp_path / "unit.png"

@@ -42,9 +42,13 @@ def _rows(items, row, empty):
 
 @app.page
 def home(request):
-    store = request.store
-    units = html.Pager(request, store.count_units())
-    displays = html.Pager(request, store.count_displays(), "displays_page")
+    units = html.Pager(request, request.store.count_units())
+    displays = html.Pager(request, request.store.count_displays(), "displays_page")
+    # Counting a million samples per unit takes a while: off the loop.
+    return app.Later(lambda store: _home(request, store, units, displays))
+
+
+def _home(request, store, units, displays):
     unit_rows = [
         dict(_unit_names(unit), last=ttp.format_timestamp(newest) if newest is not None else "—",
              count="{:,}".format(count))
