@@ -9,6 +9,7 @@ Slow tests (``@pytest.mark.slow``) run when TXM_SLOW=1 (CI sets it through
 scripts/test.py); otherwise they are skipped with that reason printed.
 """
 
+import http.client
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
@@ -247,3 +249,56 @@ class WSGISite:
         self.server.shutdown()
         self.thread.join(10)
         self.db.close()
+
+
+class Answer:
+    def __init__(self, response):
+        self.status = response.status
+        self.headers = response.headers
+        self.raw = response.read()
+        self.body = self.raw.decode("utf-8")
+
+    def header(self, name):
+        return self.headers.get(name)
+
+
+class Browser:
+    """An HTTP client that keeps cookies like a browser and never follows
+    redirects; `sign_in` fills the sign-in form as a person would."""
+
+    def __init__(self, port):
+        self.port = port
+        self.cookies = {}
+
+    def request(self, method, path, form=None, headers=()):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        sent = dict(headers)
+        if self.cookies:
+            sent["Cookie"] = "; ".join("%s=%s" % c for c in self.cookies.items())
+        body = None
+        if form is not None:
+            body = form if isinstance(form, bytes) else urlencode(form).encode()
+            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        conn.request(method, path, body, sent)
+        answer = Answer(conn.getresponse())
+        conn.close()
+        for cookie in answer.headers.get_all("Set-Cookie") or []:
+            name, _, value = cookie.split(";")[0].partition("=")
+            if "Max-Age=0" in cookie:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return answer
+
+    def get(self, path, **headers):
+        return self.request("GET", path, headers=headers)
+
+    def post(self, path, form, **headers):
+        return self.request("POST", path, form, headers)
+
+    def csrf(self, path):
+        return re.search(r'name="csrf_token" value="([^"]+)"', self.get(path).body).group(1)
+
+    def sign_in(self, username, password, next="/"):
+        return self.post("/login/", {"username": username, "password": password, "next": next,
+                                     "csrf_token": self.csrf("/login/")})

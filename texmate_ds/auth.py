@@ -132,24 +132,45 @@ class Throttle:
 
 def sign_in(store, throttle, username, password, address):
     """The user dict for a right, active username and password; else
-    raises SignInRefused. Upgrades a legacy or weaker hash on success."""
-    user_key = "user:" + username.lower()  # usernames compare without case
-    keys = (user_key, "address:" + address)
+    raises SignInRefused. Upgrades a legacy or weaker hash on success.
+    The three steps below, at once; the web runs `verify`, the slow one,
+    off the loop."""
+    keys = admit(throttle, username, address)
+    user = store.get_user(username=username)
+    return settle(store, throttle, keys, user, verify(password, user))
+
+
+def admit(throttle, username, address):
+    """The throttle's keys for this sign-in; SignInRefused if throttled."""
+    keys = ("user:" + username.lower(), "address:" + address)  # usernames compare without case
     wait = throttle.retry_after(keys)
     if wait:
         raise SignInRefused("too many failed sign-ins: try again in %d minute(s)"
                             % -(-wait // 60), retry_after=wait)
-    user = store.get_user(username=username)
+    return keys
+
+
+def verify(password, user):
+    """The slow part (PBKDF2, about 0.2 s; no database): (does `password`
+    match `user`'s hash, the new hash when it does and the stored one is
+    outdated). An unknown user (None) takes as long and matches nothing."""
     matches = check_password(password, user["password"] if user else _NOBODY)
-    if user is None or not matches:
+    upgrade = matches and user is not None and needs_upgrade(user["password"])
+    return matches and user is not None, hash_password(password) if upgrade else None
+
+
+def settle(store, throttle, keys, user, verified):
+    """After `verify`: the user, else SignInRefused; counts the failure or
+    forgets earlier ones, and stores the upgraded hash."""
+    matches, new_hash = verified
+    if not matches:
         throttle.failed(keys)
         raise SignInRefused("wrong username or password")
     if not user["is_active"]:
         raise SignInRefused("this account is disabled")
-    throttle.forget(user_key)
-    if needs_upgrade(user["password"]):
-        store.set_password(user["id"], hash_password(password),
-                           must_change=bool(user["must_change_password"]))
+    throttle.forget(keys[0])
+    if new_hash is not None:
+        store.set_password(user["id"], new_hash, must_change=bool(user["must_change_password"]))
     return user
 
 
@@ -187,15 +208,19 @@ def end_session(store, session):
     store.delete_session(session.key_hash)
 
 
-def change_password(store, session, password):
-    """Set the session user's password; their other sessions end.
-    ValueError for an empty password or the default one."""
+def check_new_password(password):
+    """ValueError for an empty password or the default one."""
     if not password:
         raise ValueError("the new password is empty")
     if password == DEFAULT_PASSWORD:
         raise ValueError("choose a password other than the default one")
+
+
+def change_password(store, session, password_hash):
+    """Set the session user's password to a `hash_password` of one that
+    `check_new_password` accepted; their other sessions end."""
     user_id = session.user["id"]
-    store.set_password(user_id, hash_password(password))
+    store.set_password(user_id, password_hash)
     store.delete_user_sessions(user_id, keep=session.key_hash)
 
 

@@ -4,16 +4,14 @@ its own connection to the same file, as ``manage`` would, to set things up
 and to check what changed."""
 
 import hashlib
-import http.client
 import logging
-import re
-from urllib.parse import urlencode
 
 import pytest
 
 from texmate_ds import auth
 from texmate_ds.web import app, site
 
+import conftest
 from conftest import WSGISite
 
 PASSWORD = "correct horse"
@@ -59,56 +57,9 @@ class WebSite(WSGISite):
         return self.db.conn.execute("SELECT count(*) FROM %s" % table).fetchone()[0]
 
 
-class Answer:
-    def __init__(self, response):
-        self.status = response.status
-        self.headers = response.headers
-        self.raw = response.read()
-        self.body = self.raw.decode("utf-8")
-
-    def header(self, name):
-        return self.headers.get(name)
-
-
-class Browser:
-    """Keeps cookies like a browser; never follows redirects."""
-
-    def __init__(self, port):
-        self.port = port
-        self.cookies = {}
-
-    def request(self, method, path, form=None, headers=()):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        sent = dict(headers)
-        if self.cookies:
-            sent["Cookie"] = "; ".join("%s=%s" % c for c in self.cookies.items())
-        body = None
-        if form is not None:
-            body = form if isinstance(form, bytes) else urlencode(form).encode()
-            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        conn.request(method, path, body, sent)
-        answer = Answer(conn.getresponse())
-        conn.close()
-        for cookie in answer.headers.get_all("Set-Cookie") or []:
-            name, _, value = cookie.split(";")[0].partition("=")
-            if "Max-Age=0" in cookie:
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = value
-        return answer
-
-    def get(self, path, **headers):
-        return self.request("GET", path, headers=headers)
-
-    def post(self, path, form, **headers):
-        return self.request("POST", path, form, headers)
-
-    def csrf(self, path):
-        return re.search(r'name="csrf_token" value="([^"]+)"', self.get(path).body).group(1)
-
+class Browser(conftest.Browser):
     def sign_in(self, username, password=PASSWORD, next="/"):
-        return self.post("/login/", {"username": username, "password": password, "next": next,
-                                     "csrf_token": self.csrf("/login/")})
+        return super().sign_in(username, password, next)
 
 
 @pytest.fixture

@@ -69,16 +69,20 @@ class Response:
 
 
 class Later:
-    """A view's answer that takes a slow read (a graph over a million
-    samples, statistics over a year): ``compute(store)`` returns the
-    `Response`. Under texmate_ds's own server it runs on a worker thread
-    with that thread's read-only store, so the loop serves meters
-    meanwhile; under any other WSGI server it runs at once on the site's
-    store. `compute` reads only (its store sees committed data) and must
-    not use the request's store."""
+    """A view's answer that takes long to work out (a graph over a million
+    samples, statistics over a year, a password hash): ``compute(store)``
+    returns a value and ``finish(value)`` the `Response` (no `finish`: the
+    value is the Response). Under texmate_ds's own server `compute` runs on
+    a worker thread with that thread's store, so the loop serves meters
+    meanwhile, and `finish` back on the loop thread; under any other WSGI
+    server both run at once on the site's store. `compute` only reads (its
+    store sees committed data) and never uses the request's store; writes
+    belong in `finish`, which runs as the view would have (a POST's in
+    its savepoint)."""
 
-    def __init__(self, compute):
+    def __init__(self, compute, finish=None):
         self.compute = compute
+        self.finish = finish
 
 
 def status_line(status):

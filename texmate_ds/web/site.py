@@ -63,13 +63,30 @@ class Site:
         request = app.Request(environ, self)
         response = self.respond(request)
         if isinstance(response, app.Later):
-            compute = response.compute
+            later = response
             offload = environ.get(OFFLOAD)
             if offload is not None:
-                return offload(lambda store: self._failures(request, lambda: compute(store)),
-                               lambda done: self._answer(request, done, start_response))
-            response = self._failures(request, lambda: compute(self.store))
+                return offload(lambda store: self._failures(request, lambda: later.compute(store)),
+                               lambda value: self._answer(
+                                   request, self._finish(request, later, value), start_response))
+            value = self._failures(request, lambda: later.compute(self.store))
+            response = self._finish(request, later, value)
         return self._answer(request, response, start_response)
+
+    def _finish(self, request, later, value):
+        """A `Later`'s Response from its computed value (which is already
+        an error answer when `compute` failed)."""
+        if later.finish is None or isinstance(value, app.Response):
+            return value
+        return self._failures(request, lambda: self._saving(request, lambda: later.finish(value)))
+
+    def _saving(self, request, answer):
+        """`answer()`; a POST's inside its savepoint, so that it leaves no
+        writes behind when it fails (`Store.atomic`)."""
+        if request.method in ("GET", "HEAD"):
+            return answer()
+        with self.store.atomic():
+            return answer()
 
     def _answer(self, request, response, start_response):
         headers = response.headers + SECURITY_HEADERS
@@ -105,12 +122,9 @@ class Site:
         refusal = guard.admit(request)
         if refusal is not None:
             return refusal
-        if request.method in ("GET", "HEAD"):
-            return view(request, **args)
-        if not request.bearer:
+        if request.method not in ("GET", "HEAD") and not request.bearer:
             self._check_csrf(request)
-        with self.store.atomic():
-            return view(request, **args)
+        return self._saving(request, lambda: view(request, **args))
 
     def _failures(self, request, answer):
         """`answer()`, with an `app.HTTPError` answered in the guard's style

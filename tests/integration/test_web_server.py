@@ -1,0 +1,61 @@
+"""The web UI served by texmate_ds itself (http.py on the loop, slow work
+on its worker pool), walked through as a newcomer would: sign in as
+Administrator, change the default password when asked, open a unit's
+page for the last hour, download its CSV; and meters keep uploading
+meanwhile. The site's own behaviour is tested in detail over wsgiref
+(test_web_site.py, test_web_units.py); this checks that the server runs
+it the same way, the Later answers (password hashes, graphs, statistics)
+included."""
+
+import csv
+import datetime
+import io
+import re
+
+from conftest import Browser
+
+NEW_PASSWORD = "pump-station-7"
+
+
+def test_a_newcomer_signs_in_changes_the_password_and_reads_a_unit(server):
+    now = datetime.datetime.now().replace(microsecond=0)
+    samples = "".join("<%s;%d;%d;%d;%d>" % (
+        (now - datetime.timedelta(minutes=m)).strftime("%Y-%m-%d %H:%M:%S"), m, 2 * m, 3, 4)
+        for m in range(1, 31))
+    assert server.ask("TTP /up/A1/%s k1" % samples) == "OK"
+
+    browser = Browser(server.http_port)
+    assert browser.get("/").header("Location") == "/login/?next=%2F"
+    signed = browser.sign_in("Administrator", "admin")
+    assert (signed.status, signed.header("Location")) == (303, "/password/?next=%2F")
+    assert browser.get("/units/A1/").header("Location").startswith("/password/")
+
+    form = browser.get("/password/?next=%2F")
+    assert "default password" in form.body
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.body).group(1)
+    wrong = browser.post("/password/", {"csrf_token": token, "old_password": "nope",
+                                        "new_password": NEW_PASSWORD,
+                                        "new_password2": NEW_PASSWORD, "next": "/"})
+    assert wrong.status == 403
+    changed = browser.post("/password/", {"csrf_token": token, "old_password": "admin",
+                                          "new_password": NEW_PASSWORD,
+                                          "new_password2": NEW_PASSWORD, "next": "/"})
+    assert (changed.status, changed.header("Location")) == (303, "/")
+
+    home = browser.get("/")
+    assert home.status == 200 and '<a href="/units/A1/">' in home.body
+    page = browser.get("/units/A1/?from=-1h")
+    assert page.status == 200
+    assert page.body.count("<svg") == 1 and "Statistics" in page.body
+    csv_link = re.search(r'href="(samples\.csv\?[^"]+)"', page.body).group(1)
+    download = browser.get("/units/A1/" + csv_link.replace("&amp;", "&"))
+    assert download.status == 200
+    assert download.header("Content-Disposition").startswith('attachment; filename="A1_')
+    rows = list(csv.reader(io.StringIO(download.body)))
+    assert rows[0] == ["id", "timestamp", "L1", "L2", "L3", "L4"]
+    assert len(rows) - 1 >= 30 and rows[-1][2:4] == ["1", "2"]
+
+    # The new password works from a fresh browser; the old one no longer does.
+    assert Browser(server.http_port).sign_in("Administrator", "admin").status == 403
+    assert Browser(server.http_port).sign_in("Administrator", NEW_PASSWORD).status == 303
+    assert server.ask("TTP /ok/A1 k1") == "OK"
