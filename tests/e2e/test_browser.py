@@ -1,12 +1,13 @@
 """End to end in a real browser: Debian's headless Chromium loads pages from
 the real server and we read what it rendered.
 
-Chromium is driven from the command line only (``--dump-dom`` prints the
-DOM after scripts ran, ``--screenshot`` writes a PNG), so these tests need
-no driver package. Chromium cannot be given a session cookie that way, so
-the server runs with ``LOGIN_REQUIRED: no``; sign-in itself is tested over
-HTTP in tests/integration. Without Chromium (``.ci/run`` installs it) the
-tests skip and say so.
+Two ways of driving it, neither needing a driver package: the command line
+(``--dump-dom`` prints the DOM after scripts ran, ``--screenshot`` writes a
+PNG) against a server with ``LOGIN_REQUIRED: no``, and the DevTools
+protocol over a pipe (tests/e2e/cdp.py) for the newcomer's whole walk:
+sign in, change the default password, read a unit, download its CSV, and
+the same page on a phone-sized screen. Without Chromium (``.ci/run``
+installs it) the tests skip and say so.
 """
 
 import datetime
@@ -17,6 +18,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from cdp import Chromium
 from conftest import BASE_CONF, Server
 
 CHROMIUM = shutil.which("chromium")
@@ -37,17 +39,23 @@ def chromium(tmp_path, *args, timeout=90):
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("e2e"), BASE_CONF + "LOGIN_REQUIRED: no\n")
+def start_site(folder, extra=""):
+    """A server with unit P1 holding an hour of samples, one a minute,
+    ending now (so "last hour" shows them)."""
+    srv = Server(folder, BASE_CONF + extra)
     srv.add_unit("P1", "k1", 2, "--name", "Pump <1>", "--field-names", "Flow,Pressure")
     srv.start()
-    # An hour of samples, one a minute, ending now: "last hour" shows them.
     now = datetime.datetime.now().replace(microsecond=0)
     samples = ["%s;%d;%d" % ((now - datetime.timedelta(minutes=m)).strftime("%Y-%m-%d %H:%M:%S"),
                              50 + m % 7, 3 + m % 3) for m in range(60)]
     answer = srv.ask("TTP /up/P1/%s k1" % "".join("<%s>" % s for s in samples))
     assert answer == "OK"
+    return srv
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    srv = start_site(tmp_path_factory.mktemp("e2e"), "LOGIN_REQUIRED: no\n")
     yield srv
     srv.stop()
 
@@ -79,3 +87,50 @@ def test_unit_page_screenshot_at_desktop_and_phone_size(site, tmp_path, size):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == tuple(int(n) for n in size.split(","))
+
+
+def test_a_newcomer_walks_through_in_chromium(tmp_path):
+    srv = start_site(tmp_path / "srv")
+    browser = Chromium(CHROMIUM, FLAGS, tmp_path / "profile")
+    try:
+        base = "http://127.0.0.1:%d" % srv.http_port
+        browser.open(base + "/units/P1/?from=-1h")
+        assert browser.run("location.pathname") == "/login/"
+
+        browser.run("""
+            document.querySelector('input[name=username]').value = 'Administrator';
+            const password = document.querySelector('input[name=password]');
+            password.value = 'admin';
+            password.form.submit();""", wait_for_load=True)
+        assert browser.run("location.pathname") == "/password/"
+        assert "default password" in browser.run("document.body.innerText")
+
+        browser.run("""
+            for (const name of ['new_password', 'new_password2'])
+                document.querySelector('input[name=' + name + ']').value = 'pump-station-7';
+            const old = document.querySelector('input[name=old_password]');
+            old.value = 'admin';
+            old.form.submit();""", wait_for_load=True)
+        # Back where the newcomer was going: the unit's last hour.
+        assert browser.run("location.pathname + location.search") == "/units/P1/?from=-1h"
+        assert browser.run("document.querySelectorAll('figure.graph svg').length") == 1
+        assert "Pressure" in browser.run("document.querySelector('table').innerText")
+
+        csv_text = browser.run(
+            "fetch(document.querySelector('a[href^=\"samples.csv\"]').href)"
+            ".then(answer => answer.text())")
+        lines = csv_text.splitlines()
+        assert lines[0] == "id,timestamp,Flow,Pressure" and len(lines) >= 60
+
+        # A phone: the page fits its width; wide tables scroll inside.
+        browser.size(390, 844, mobile=True)
+        browser.open(base + "/units/P1/?from=-1h")
+        assert browser.run("document.documentElement.scrollWidth") <= 390
+        assert browser.run(
+            "document.querySelector('figure.graph svg').getBoundingClientRect().right") <= 390
+        shot = browser.screenshot()
+        assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">I", shot[16:20])[0] == 390
+    finally:
+        browser.close()
+        srv.stop()
