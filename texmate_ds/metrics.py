@@ -9,9 +9,6 @@ connections and no database query.
 
 from texmate_ds import http, ttp
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
 def _label(value):
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
