@@ -27,6 +27,10 @@ Three layers, each usable without the next, as in ttp.py:
    answers 408 to a request head that takes longer. `HTTPServer` holds the
    app, the settings and the counters.
 
+4. `site_apps` imports the site's own WSGI apps (``[httpapps]``, from
+   HTTP_APPS_DIR) and `Mounted` sends each request under an app's URL
+   prefix to it, everything else to the web UI.
+
 A failure stays in its request: an app that raises before its head went out
 answers 500 (logged with the traceback, which never reaches the browser);
 after that the connection is reset, so a browser never takes a truncated
@@ -44,7 +48,8 @@ import socket
 import struct
 import urllib.parse
 
-from texmate_ds import __version__, loop
+from texmate_ds import __version__, loop, siteapps
+from texmate_ds.siteapps import AppError
 from texmate_ds.ttp import Counter
 
 log = logging.getLogger("texmate_ds.http")
@@ -772,3 +777,54 @@ class HTTPChannel(loop.Channel):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+# -- 4. the site's HTTP apps ----------------------------------------------------
+
+def site_apps(settings):
+    """[(prefix, application)] of the ``[httpapps]`` turned on: each a
+    module (or package) in HTTP_APPS_DIR with a WSGI callable named
+    ``application``, mounted at its ``name.url``. Anything amiss is an
+    `AppError` that stops the server at start."""
+    found = siteapps.find(settings.HTTP_APPS_DIR, "httpapp")
+    mounted = []
+    for name, conf in sorted(settings.httpapps.items()):
+        if not conf["on"]:
+            continue
+        if conf["url"] is None:
+            raise AppError("[httpapps] turns on %s but gives no %s.url to mount it at"
+                           % (name, name))
+        if name.lower() not in found:
+            raise AppError("[httpapps] turns on %s, but there is no %s.py or %s/ in %s"
+                           % (name, name, name, settings.HTTP_APPS_DIR))
+        spec = found[name.lower()][1]
+        try:
+            application = getattr(siteapps.load(spec), "application", None)
+        except Exception as exc:
+            raise AppError("HTTP app %s (%s) failed to import: %s: %s"
+                           % (name, spec.origin, type(exc).__name__, exc)) from exc
+        if not callable(application):
+            raise AppError("HTTP app %s (%s) must define a WSGI callable named application"
+                           % (name, spec.origin))
+        log.info("HTTP app %s: %s (%s)", name, conf["url"], spec.origin)
+        mounted.append((conf["url"], application))
+    return mounted
+
+
+class Mounted:
+    """A WSGI app sending each request under a mounted prefix to that app
+    (the longest prefix wins; SCRIPT_NAME becomes the prefix, PATH_INFO the
+    rest, as PEP 3333 has it) and every other request to `root`."""
+
+    def __init__(self, root, mounts):
+        self.root = root
+        self.mounts = sorted(mounts, key=lambda mount: -len(mount[0]))
+
+    def __call__(self, environ, start_response):
+        path = environ["PATH_INFO"]
+        for prefix, application in self.mounts:
+            if path.startswith(prefix) or path == prefix[:-1]:
+                environ["SCRIPT_NAME"] = prefix[:-1]
+                environ["PATH_INFO"] = path[len(prefix) - 1:]
+                return application(environ, start_response)
+        return self.root(environ, start_response)

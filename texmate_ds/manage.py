@@ -14,7 +14,7 @@ import re
 import sqlite3
 import sys
 
-from texmate_ds import auth, export, server, store, ttp
+from texmate_ds import auth, export, http, server, store, ttp
 
 
 class CommandError(Exception):
@@ -293,6 +293,9 @@ def cmd_check(args, settings):
     extensions = ttp.load_extensions(settings)
     print("TTP apps: " + ", ".join("/%s/ (%s)" % (code, ext.app.name)
                                    for code, ext in sorted(extensions.items())))
+    mounted = http.site_apps(settings)
+    if mounted:
+        print("HTTP apps: " + ", ".join(prefix for prefix, _ in mounted))
     print("would listen: TTP %s:%d, HTTP %s:%d; web at %s" % (
         settings.DS_BIND, settings.DS_PORT, settings.HTTP_BIND, settings.HTTP_PORT,
         server.web_address(settings.HTTP_BIND, settings.HTTP_PORT)))

@@ -65,6 +65,7 @@ def web_address(host, port):
 def serve(settings, out=sys.stdout):
     try:
         extensions = ttp.load_extensions(settings)
+        mounted = http.site_apps(settings)
         st = open_store(settings)
     except (ttp.AppError, OSError) as exc:
         raise StartupError(str(exc)) from None
@@ -85,7 +86,8 @@ def serve(settings, out=sys.stdout):
     readers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Store(settings.DATABASE_NAME))
     the_loop.add_service(readers)
     site = http.HTTPServer(settings, None, the_loop, readers)
-    site.app = web.make_app(st, settings, metrics.Metrics(the_loop, server, site, st, commits))
+    site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
+        the_loop, server, site, st, commits)), mounted)
     try:
         ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept,
                                              ttp.error_text(502).encode())

@@ -28,14 +28,13 @@ import importlib
 import importlib.util
 import logging
 import math
-import os
 import pkgutil
 import re
 import socket
-import sys
 
-from texmate_ds import loop
+from texmate_ds import loop, siteapps
 from texmate_ds.loop import Answer  # noqa: F401  (apps build answers with ttp.Answer)
+from texmate_ds.siteapps import AppError
 
 log = logging.getLogger("texmate_ds.ttp")
 
@@ -265,10 +264,6 @@ def format_sample(row):
 
 # -- 2. apps ------------------------------------------------------------------
 
-class AppError(Exception):
-    """A TTP app that cannot be loaded; stops the server at start."""
-
-
 class AppInfo:
     """An app found on disk, before (or without) importing it."""
 
@@ -304,16 +299,8 @@ def find_apps(settings):
         found[info.name.lower()] = AppInfo(info.name, True, spec,
                                    settings.ttpapps.get(info.name.lower(), True))
     site_dir = settings.TTP_APPS_DIR
-    if os.path.isdir(site_dir):
-        for info in pkgutil.iter_modules([site_dir]):
-            origin = info.module_finder.find_spec(info.name).origin
-            # A private module name, so a site app never shadows a real
-            # module (an app called "json" must not replace json).
-            spec = importlib.util.spec_from_file_location(
-                "_txm_ttpapp_" + info.name, origin,
-                submodule_search_locations=[os.path.dirname(origin)] if info.ispkg else None)
-            found[info.name.lower()] = AppInfo(info.name, False, spec,
-                                       settings.ttpapps.get(info.name.lower(), False))
+    for key, (name, spec) in siteapps.find(site_dir, "ttpapp").items():
+        found[key] = AppInfo(name, False, spec, settings.ttpapps.get(key, False))
     missing = sorted(n for n, on in settings.ttpapps.items() if on and n not in found)
     if missing:
         raise AppError("[ttpapps] turns on %s, but no such app is bundled or in %s"
@@ -335,10 +322,7 @@ def _import(app):
         # By name, through the import system: inside the .pyz on Python 3.9
         # the zip importer has no exec_module().
         return importlib.import_module(app.spec.name)
-    module = importlib.util.module_from_spec(app.spec)
-    sys.modules[app.spec.name] = module
-    app.spec.loader.exec_module(module)
-    return module
+    return siteapps.load(app.spec)
 
 
 def load_extensions(settings):

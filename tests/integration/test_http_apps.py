@@ -1,0 +1,69 @@
+"""The site's own WSGI apps ([httpapps], from HTTP_APPS_DIR), mounted by
+the real server at their URL prefixes beside the web UI; and every way a
+configuration of them can be wrong stops the start with a clear message."""
+
+import http.client
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BASE_CONF, ROOT, child_env
+
+HELLO = '''"""hello: says where it was mounted."""
+import json
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps([environ["SCRIPT_NAME"], environ["PATH_INFO"]]).encode()]
+'''
+
+
+def get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    answer = conn.getresponse()
+    result = answer.status, answer.read()
+    conn.close()
+    return result
+
+
+def test_an_http_app_is_mounted_at_its_prefix(server_factory, tmp_path):
+    apps = tmp_path / "HTTPApps"
+    apps.mkdir()
+    (apps / "hello.py").write_text(HELLO)
+    srv = server_factory("HTTP_APPS_DIR: %s\n[httpapps]\nhello: on\nhello.url: tools/hello/\n"
+                         % apps)
+    for path, mounted in (("/tools/hello/x/y?z=1", ["/tools/hello", "/x/y"]),
+                          ("/tools/hello", ["/tools/hello", ""])):
+        status, body = get(srv.http_port, path)
+        assert (status, json.loads(body)) == (200, mounted)
+    assert get(srv.http_port, "/tools/hellox")[0] == 404   # not the app: the UI's 404
+    assert get(srv.http_port, "/healthz") == (200, b"ok\n")
+    assert "HTTP app hello: /tools/hello/" in srv.errors()
+
+
+@pytest.mark.parametrize("conf, files, message", [
+    ("[httpapps]\nhello: on\n", {"hello.py": HELLO}, "gives no hello.url"),
+    ("[httpapps]\nhello: on\nhello.url: h/\n", {}, "there is no hello.py or hello/"),
+    ("[httpapps]\nhello: on\nhello.url: h/\n", {"hello.py": "x = 1\n"},
+     "must define a WSGI callable named application"),
+    ("[httpapps]\nhello: on\nhello.url: h/\n", {"hello.py": "import nothing_at_all\n"},
+     "failed to import: ModuleNotFoundError"),
+])
+def test_a_wrong_http_app_stops_the_start(tmp_path, conf, files, message):
+    apps = tmp_path / "HTTPApps"
+    apps.mkdir()
+    for name, text in files.items():
+        (apps / name).write_text(text)
+    (tmp_path / "txm.conf").write_text(BASE_CONF + "HTTP_APPS_DIR: %s\n" % apps + conf)
+    for command in (["serve"], ["manage", "check"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "texmate_ds", "--config", str(tmp_path / "txm.conf")]
+            + command, cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+            timeout=60)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert message in result.stderr, (command, result.stderr)
+    assert not (tmp_path / "db").exists()   # stopped before the database was touched
