@@ -50,7 +50,6 @@ import urllib.parse
 
 from texmate_ds import __version__, loop, siteapps
 from texmate_ds.siteapps import AppError
-from texmate_ds.ttp import Counter
 
 log = logging.getLogger("texmate_ds.http")
 
@@ -624,8 +623,8 @@ class HTTPServer:
         self.loop = loop_
         self.pool = pool
         self.errors = ErrorStream()
-        self.bytes_received = Counter()
-        self.bytes_sent = Counter()
+        self.bytes_received = loop.Counter()
+        self.bytes_sent = loop.Counter()
         self.requests_by_status = collections.Counter()
 
     def accept(self, loop_, sock, addr):

@@ -105,6 +105,17 @@ class Timer:
         self.cancelled = True
 
 
+class Counter:
+    """A number the servers count into and /metrics reads (``value``);
+    vendor TTP apps call ``server.bytes_out.increment(n)``."""
+
+    def __init__(self):
+        self.value = 0
+
+    def increment(self, n=1):
+        self.value += n
+
+
 class Answer:
     """A producer of one ready-made chunk (str or bytes)."""
 

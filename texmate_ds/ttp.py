@@ -33,7 +33,7 @@ import re
 import socket
 
 from texmate_ds import loop, siteapps
-from texmate_ds.loop import Answer  # noqa: F401  (apps build answers with ttp.Answer)
+from texmate_ds.loop import Answer, Counter  # noqa: F401  (apps use ttp.Answer)
 from texmate_ds.siteapps import AppError
 
 log = logging.getLogger("texmate_ds.ttp")
@@ -352,14 +352,6 @@ def load_extensions(settings):
 
 
 # -- 3. server and channel ----------------------------------------------------
-
-class Counter:
-    def __init__(self):
-        self.value = 0
-
-    def increment(self, n=1):
-        self.value += n
-
 
 class TTPServer:
     """What TTP apps see as ``server``: the answer texts, the store, the
