@@ -32,7 +32,8 @@ needs:
 * A `Pool` of threads takes work that would hold the loop up (a graph's
   query over a million samples); its results come back to the loop thread
   through `call_soon_threadsafe`, and a producer waiting for one is simply
-  not ``ready`` meanwhile.
+  not ``ready`` meanwhile (an empty chunk from a producer that is not
+  ready means "not yet", never "done").
 
 One failure, one channel: an exception raised while serving a channel is
 logged with its traceback and closes that channel only. KeyboardInterrupt and

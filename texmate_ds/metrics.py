@@ -9,6 +9,7 @@ connections and no database query.
 
 from texmate_ds import http, ttp
 
+
 def _label(value):
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 

@@ -47,7 +47,7 @@ def default_password_in_force(st):
     return bool(admin and admin["must_change_password"])
 
 
-# Worker threads for the web's slow reads (loop.Pool).
+# Worker threads for the web's slow work (loop.Pool).
 WEB_WORKERS = 2
 
 # Descriptors beyond MAX_CONNECTIONS: listeners, the database, logs.
@@ -81,11 +81,11 @@ def serve(settings, out=sys.stdout):
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
     # The web UI is a WSGI app on the same store; /metrics reads the
     # servers' counters through `metrics`, made once both servers exist.
-    # Slow reads of the web (a graph over a year) run on worker threads,
-    # each with its own connection, beside the loop.
-    readers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Store(settings.DATABASE_NAME))
-    the_loop.add_service(readers)
-    site = http.HTTPServer(settings, None, the_loop, readers)
+    # The web's slow work (a graph over a year, a password hash) runs on
+    # worker threads, each with its own connection, beside the loop.
+    workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Store(settings.DATABASE_NAME))
+    the_loop.add_service(workers)
+    site = http.HTTPServer(settings, None, the_loop, workers)
     site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
         the_loop, server, site, st, commits)), mounted)
     try:
