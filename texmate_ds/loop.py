@@ -520,7 +520,11 @@ class Channel:
         if not (self.closing or self.peer_closed
                 or len(out) >= OUTPUT_CAP or len(producers) > QUEUE_CAP):
             mask = selectors.EVENT_READ
-        if out or (producers and not self._barrier and getattr(producers[0], "ready", True)):
+        # A channel waiting for the turn's flush is written before select()
+        # anyway: asking for write readiness now would cost two epoll
+        # changes per request (on now, off again once the flush sent all).
+        if (out or (producers and not self._barrier and getattr(producers[0], "ready", True))) \
+                and self not in self.loop.to_flush:
             mask |= selectors.EVENT_WRITE
         if mask == self._mask:
             return
