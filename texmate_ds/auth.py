@@ -130,15 +130,9 @@ class Throttle:
         self._failures.pop(key, None)
 
 
-def sign_in(store, throttle, username, password, address):
-    """The user dict for a right, active username and password; else
-    raises SignInRefused. Upgrades a legacy or weaker hash on success.
-    The three steps below, at once; the web runs `verify`, the slow one,
-    off the loop."""
-    keys = admit(throttle, username, address)
-    user = store.get_user(username=username)
-    return settle(store, throttle, keys, user, verify(password, user))
-
+# Signing in takes three steps, so that the slow one can run off the loop:
+# `admit` (the throttle), `verify` (the hash, anywhere), `settle` (the
+# throttle's bookkeeping and the hash upgrade, where the store is written).
 
 def admit(throttle, username, address):
     """The throttle's keys for this sign-in; SignInRefused if throttled."""

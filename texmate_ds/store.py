@@ -561,10 +561,6 @@ class Store:
                            " WHERE token_hash = ?", (token_hash,))
         return rows[0] if rows else None
 
-    def list_api_tokens(self, user_id):
-        return self._dicts("SELECT id, user_id, name, created, last_used FROM api_tokens"
-                           " WHERE user_id = ? ORDER BY name", (user_id,))
-
     def touch_api_token(self, token_id):
         self._begin()
         self.conn.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?",

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import BASE_CONF, ROOT, child_env
+from conftest import BASE_CONF, child_env
 
 HELLO = '''"""hello: says where it was mounted."""
 import json
