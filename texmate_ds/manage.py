@@ -15,6 +15,7 @@ import sqlite3
 import sys
 
 from texmate_ds import auth, export, http, server, store, ttp
+from texmate_ds.web import ranges
 
 
 class CommandError(Exception):
@@ -48,17 +49,17 @@ def _password(args, prompt_user):
         print("The passwords were empty or did not match; try again.", file=sys.stderr)
 
 
-def _timestamp(text, end=False):
-    """A TTP timestamp. A date alone means the start of that day, or with
-    `end` its last microsecond, so ``--to 2010-1-2`` includes the 2nd."""
+def _timestamp(option, text, end=False):
+    """A time as the web's ``from``/``to`` read it (web/ranges.py): a date
+    alone is the start of that day, or with `end` its last microsecond, so
+    ``--to 2010-1-2`` includes the 2nd; ``-7d`` and the like count back
+    from now."""
     if text is None:
         return None
     try:
-        if " " in text:
-            return ttp.parse_timestamp(text)
-        return ttp.parse_timestamp(text + " 0:0:0") + (86400000000 - 1 if end else 0)
-    except ttp.TTPError:
-        raise CommandError("bad timestamp %r: expected Y-M-D[ H:M:S[.F]]" % text) from None
+        return ranges.parse_time(option, text, store.now_us(), day_end=end)
+    except ranges.BadTime as exc:
+        raise CommandError("bad timestamp: %s" % exc) from None
 
 
 def _numbered(text, option):
@@ -244,7 +245,7 @@ def cmd_listunits(args, settings):
 
 def cmd_export(args, settings):
     """write a unit's samples as CSV (stdout or -o FILE)"""
-    start, end = _timestamp(args.from_), _timestamp(args.to, end=True)
+    start, end = _timestamp("--from", args.from_), _timestamp("--to", args.to, end=True)
     st = _store(settings)
     unit = _unit(st, args.unit)
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout

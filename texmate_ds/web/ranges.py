@@ -14,7 +14,8 @@ value or refused with `app.HTTPError` 400 and a one-line reason.
 
 A parameter sent empty counts as not sent: a browser sends ``to=`` for a
 form field left blank. Times are the meters' naive clock in microseconds,
-as ttp.py parses and formats them.
+as ttp.py parses and formats them. `parse_time` raises `BadTime` rather
+than an HTTP error, so ``manage export --from/--to`` reads the same forms.
 """
 
 import re
@@ -34,6 +35,10 @@ _FORMS = "YYYY-MM-DD[ HH:MM[:SS[.f]]] or -15min, -6h, -7d, -4w, -1y"
 FIRST_DAY = ttp.parse_timestamp("0001-01-01 00:00:00")
 
 
+class BadTime(ValueError):
+    """A ``from``/``to`` value that is no time; the message says why."""
+
+
 def _shown(text):
     """A value for a reason line: quoted, and cut short if long."""
     return repr(text if len(text) <= 40 else text[:40] + "...")
@@ -48,9 +53,12 @@ def time_range(query, now=None):
     if now is None:
         # Rounded up to a whole second, so shown ranges and links read cleanly.
         now = -(-store.now_us() // 1000000) * 1000000
-    end = parse_time("to", _given(query, "to"), now, day_end=True)
-    text = _given(query, "from")
-    start = end - 24 * HOUR if text is None else parse_time("from", text, now)
+    try:
+        end = parse_time("to", _given(query, "to"), now, day_end=True)
+        text = _given(query, "from")
+        start = end - 24 * HOUR if text is None else parse_time("from", text, now)
+    except BadTime as exc:
+        raise app.HTTPError(400, str(exc)) from None
     if start > end:
         raise app.HTTPError(400, "from (%s) is after to (%s)" % (
             ttp.format_timestamp(start), ttp.format_timestamp(end)))
@@ -58,14 +66,14 @@ def time_range(query, now=None):
 
 
 def parse_time(name, text, now, day_end=False):
-    """One ``from``/``to`` value (None: now)."""
+    """One ``from``/``to`` value (None: now), named `name` in a `BadTime`."""
     if text is None:
         return now
     relative = _RELATIVE.match(text)
     if relative:
         moment = now - int(relative.group(1)) * _UNITS[relative.group(2)]
         if moment < FIRST_DAY:
-            raise app.HTTPError(400, "%s: %s reaches before the year 1" % (name, _shown(text)))
+            raise BadTime("%s: %s reaches before the year 1" % (name, _shown(text)))
         return moment
     if _DATE.match(text):
         return _timestamp(name, text, text + " 00:00:00") + (
@@ -74,15 +82,14 @@ def parse_time(name, text, now, day_end=False):
     if parts:
         date, hours_minutes, seconds = parts.groups()
         return _timestamp(name, text, "%s %s%s" % (date, hours_minutes, seconds or ":00"))
-    raise app.HTTPError(400, "%s: %s is not a time; use %s" % (name, _shown(text), _FORMS))
+    raise BadTime("%s: %s is not a time; use %s" % (name, _shown(text), _FORMS))
 
 
 def _timestamp(name, text, normalized):
     try:
         return ttp.parse_timestamp(normalized)
     except ttp.TTPError:
-        raise app.HTTPError(400, "%s: %s is not a real date and time" % (
-            name, _shown(text))) from None
+        raise BadTime("%s: %s is not a real date and time" % (name, _shown(text))) from None
 
 
 def field_numbers(query, unit):
