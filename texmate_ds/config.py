@@ -22,6 +22,7 @@ silently ignored.
 import collections
 import configparser
 import difflib
+import ipaddress
 import os
 import re
 
@@ -80,6 +81,31 @@ def _path(text):
     return _nonempty(text).replace('\\', '/')
 
 
+def _optional_path(text):
+    # Empty means "not set" (HTTPS off); anything else is a path.
+    return text.replace('\\', '/')
+
+
+def _addresses(text):
+    """Comma-separated IP addresses or networks (``10.0.0.0/8``), kept as
+    text in one normalised spelling; `networks` reads it back."""
+    try:
+        found = networks(text)
+    except ValueError:
+        raise ValueError(_got('IP addresses or networks separated by commas',
+                              text)) from None
+    if not found:
+        raise ValueError(_got('at least one IP address', text))
+    return ', '.join(str(n) if n.num_addresses > 1 else str(n.network_address)
+                     for n in found)
+
+
+def networks(text):
+    """The networks of a PROXY_ADDRESSES value (ValueError if malformed)."""
+    return [ipaddress.ip_network(part.strip(), strict=False)
+            for part in text.split(',') if part.strip()]
+
+
 def _log_level(text):
     if text.lower() not in ('debug', 'info', 'warning', 'error'):
         raise ValueError(_got('one of debug, info, warning, error', text))
@@ -111,11 +137,23 @@ DEFAULTS = (
         'seconds before a busy or idle channel is dead', _POSITIVE),
     Key('main', 'HTTP_HEADER_TIMEOUT', 10,
         'seconds a web client has to send a request head, and may stay idle '
-        'between requests', _POSITIVE),
+        'between requests; a body must then keep arriving at 500 bytes/s',
+        _POSITIVE),
     Key('main', 'SOCKET_OPEN', True,
         'keep TTP connections open between requests', _boolean),
     Key('main', 'MAX_CONNECTIONS', 10000,
-        'open TTP + HTTP connections at most', _POSITIVE),
+        'open TTP connections at most', _POSITIVE),
+    Key('main', 'MAX_HTTP_CONNECTIONS', 1000,
+        'open web connections at most, counted apart from TTP\'s', _POSITIVE),
+    Key('main', 'HTTPS_CERT_FILE', '',
+        'PEM certificate (chain): the web port speaks HTTPS', _optional_path),
+    Key('main', 'HTTPS_KEY_FILE', '',
+        'PEM private key of HTTPS_CERT_FILE', _optional_path),
+    Key('main', 'BEHIND_HTTPS_PROXY', False,
+        'the web is reached through a TLS-terminating reverse proxy',
+        _boolean),
+    Key('main', 'PROXY_ADDRESSES', '127.0.0.1',
+        'addresses of trusted reverse proxies', _addresses),
     Key('main', 'MAX_REQUEST_BYTES', 65536, 'longest TTP request line',
         _integer(256)),
     Key('main', 'DL_MAX_SAMPLES', 1000,
@@ -157,10 +195,13 @@ for _key in DEFAULTS:
     _SECTIONS.setdefault(_key.section, {})[_key.name] = _key
 del _key
 APP_SECTIONS = ('ttpapps', 'httpapps')
-_PATH_KEYS = tuple(key.name for key in DEFAULTS if key.convert is _path)
+_PATH_KEYS = tuple(key.name for key in DEFAULTS
+                   if key.convert in (_path, _optional_path))
 
 
 def _resolve(value, base_dir):
+    if not value:
+        return value    # an optional path left empty
     path = os.path.expanduser(os.fspath(value))
     return os.path.normpath(os.path.join(base_dir, path))
 
@@ -452,6 +493,13 @@ def _build(path, entries):
         raise fail('email', later, lines[('email', later)],
                    'EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be yes '
                    '(STARTTLS or SMTP over TLS: choose one)')
+
+    given = [k for k in ('HTTPS_CERT_FILE', 'HTTPS_KEY_FILE') if values.get(k)]
+    if len(given) == 1:
+        missing = ({'HTTPS_CERT_FILE', 'HTTPS_KEY_FILE'} - set(given)).pop()
+        raise fail('main', given[0], lines[('main', given[0])],
+                   'HTTPS needs both HTTPS_CERT_FILE and HTTPS_KEY_FILE; '
+                   '%s is not set' % missing)
 
     settings = Settings(base_dir=os.path.dirname(path), config_path=path,
                         ttpapps={n: a['on'] for n, a in

@@ -177,6 +177,11 @@ CHANNEL_TIMEOUT: 3
 HTTP_HEADER_TIMEOUT: 6
 SOCKET_OPEN: no
 MAX_CONNECTIONS: 4
+MAX_HTTP_CONNECTIONS: 3
+HTTPS_CERT_FILE: tls/cert.pem
+HTTPS_KEY_FILE: /etc/tls/key.pem
+BEHIND_HTTPS_PROXY: yes
+PROXY_ADDRESSES: 10.1.2.3 , 192.168.0.0/16,::1
 MAX_REQUEST_BYTES: 256
 DL_MAX_SAMPLES: 5
 TTP_APPS_DIR: apps/ttp
@@ -207,7 +212,10 @@ ALLOW_ALARM_DELETION: FALSE
 EXPECTED = {
     'DS_PORT': 1, 'HTTP_PORT': 0, 'DS_BIND': '127.0.0.1', 'HTTP_BIND': '::1',
     'MAINTENANCE_INTERVAL': 2, 'CHANNEL_TIMEOUT': 3, 'HTTP_HEADER_TIMEOUT': 6,
-    'SOCKET_OPEN': False, 'MAX_CONNECTIONS': 4, 'MAX_REQUEST_BYTES': 256,
+    'SOCKET_OPEN': False, 'MAX_CONNECTIONS': 4, 'MAX_HTTP_CONNECTIONS': 3,
+    'HTTPS_CERT_FILE': '/site/tls/cert.pem', 'HTTPS_KEY_FILE': '/etc/tls/key.pem',
+    'BEHIND_HTTPS_PROXY': True, 'PROXY_ADDRESSES': '10.1.2.3, 192.168.0.0/16, ::1',
+    'MAX_REQUEST_BYTES': 256,
     'DL_MAX_SAMPLES': 5,
     'TTP_APPS_DIR': '/site/apps/ttp', 'HTTP_APPS_DIR': '/srv/http',
     'LOGIN_REQUIRED': False, 'SESSION_DAYS': 2, 'LOG_LEVEL': 'debug',
@@ -436,3 +444,19 @@ def test_example_txm_conf_documents_every_key():
     settings = parse(os.path.join(ROOT, 'txm.conf'))
     for (section, name), line in settings.lines.items():
         assert lines[line - 2].startswith('# '), name
+
+
+def test_https_needs_both_files():
+    with pytest.raises(config.ConfigError) as caught:
+        parse(CONF, 'HTTP_PORT: 1\nHTTPS_CERT_FILE: cert.pem\n')
+    assert str(caught.value) == (
+        '/site/txm.conf:2: [main] HTTPS_CERT_FILE: HTTPS needs both HTTPS_CERT_FILE and '
+        'HTTPS_KEY_FILE; HTTPS_KEY_FILE is not set')
+    assert parse(CONF, 'HTTPS_CERT_FILE:\n').HTTPS_CERT_FILE == ''
+
+
+@pytest.mark.parametrize('text', ['', 'localhost', '10.0.0.300', '1.2.3.4;5.6.7.8'])
+def test_proxy_addresses_must_be_addresses(text):
+    with pytest.raises(config.ConfigError) as caught:
+        parse(CONF, 'PROXY_ADDRESSES: %s\n' % text)
+    assert 'PROXY_ADDRESSES: expected' in str(caught.value)
