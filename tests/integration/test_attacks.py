@@ -1,0 +1,82 @@
+"""The attacks of the hardening review, replayed over real sockets.
+
+Each test sends what the attacker sent, against the real server on
+loopback, and checks that the server kept answering meters and other
+clients. None of them times the server: where an attack used to hold the
+loop for seconds or minutes, a socket timeout far above a healthy answer
+time is the bound, and the figures before and after live in the issue
+note, measured apart.
+
+Clients that must look like different machines bind to their own loopback
+address (127.0.0.2, 127.0.0.3, ...): Linux routes all of 127.0.0.0/8 to
+``lo``, so the server sees distinct peers.
+"""
+
+import socket
+import threading
+
+from conftest import read_answers
+
+# A healthy answer takes milliseconds; the attacks took 19 s to minutes.
+BOUND = 10
+
+
+def http_get(port, path, source="127.0.0.1", timeout=BOUND, headers=""):
+    """One GET on a new connection; (status, body bytes)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                    source_address=(source, 0))
+    with sock:
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n"
+                      % (path, headers)).encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+# -- 1. a line of digits froze the whole server ---------------------------------
+
+def test_the_longest_line_of_digits_is_refused_while_the_web_answers(server):
+    prefix = b"TTP /up/A1/<2009-1-1 0:0:0;1;1;1;"
+    suffix = b"x> k1"
+    digits = 65536 - len(prefix) - len(suffix)   # MAX_REQUEST_BYTES exactly
+    line = prefix + b"1" * digits + suffix + b"\r"
+    sock = server.connect(timeout=BOUND)
+    with sock:
+        # Three of them pipelined: the attack that made the freeze unbounded.
+        sock.sendall(line * 3)
+        status, body = http_get(server.http_port, "/healthz")
+        assert (status, body) == (200, b"ok\n")
+        assert read_answers(sock, 3) == ["400 Bad request"] * 3
+    assert server.ask("TTP /up/A1/<2009-1-1 0:0:1;1;2;3;4> k1") == "OK"
+
+
+def test_a_line_dribbled_a_byte_at_a_time_is_parsed_once(server):
+    sock = server.connect(timeout=BOUND)
+    with sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request = b"TTP /up/A1/<2009-1-1 0:0:2;0." + b"1" * 3000 + b";2;3;4> k1\r"
+        for i in range(0, len(request), 7):
+            sock.send(request[i:i + 7])
+        assert read_answers(sock, 1) == ["OK"]
+
+
+def test_other_meters_are_answered_during_a_digit_flood(server):
+    line = b"TTP /up/A1/<2009-1-1 0:0:3;" + b"9" * 65000 + b"x> k1\r"
+    floods = [server.connect(timeout=BOUND) for _ in range(4)]
+    senders = [threading.Thread(target=s.sendall, args=(line * 4,)) for s in floods]
+    for t in senders:
+        t.start()
+    try:
+        assert server.ask("TTP /ok/B7 k7") == "OK"
+        for t in senders:
+            t.join(BOUND)
+        for s in floods:
+            assert read_answers(s, 4) == ["400 Bad request"] * 4
+    finally:
+        for s in floods:
+            s.close()
