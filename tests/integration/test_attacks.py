@@ -80,3 +80,46 @@ def test_other_meters_are_answered_during_a_digit_flood(server):
     finally:
         for s in floods:
             s.close()
+
+
+# -- 5. the static-file cache kept every miss ------------------------------------
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def pipelined_gets(port, paths, batch=200):
+    """GET every path on one keep-alive connection, `batch` in flight;
+    the status of each answer (answers must carry a Content-Length)."""
+    statuses = []
+    sock = socket.create_connection(("127.0.0.1", port), timeout=BOUND)
+    with sock:
+        buf = b""
+        for at in range(0, len(paths), batch):
+            part = paths[at:at + batch]
+            sock.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p.encode()
+                                  for p in part))
+            for _ in part:
+                while b"\r\n\r\n" not in buf:
+                    buf += sock.recv(65536)
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(buf) < length:
+                    buf += sock.recv(65536)
+                buf = buf[length:]
+                statuses.append(int(head.split(b" ", 2)[1]))
+    return statuses
+
+
+def test_unknown_static_names_are_not_cached(server):
+    # Names near the request line's 8 KiB cap, as the attacker sent them.
+    names = ["/static/%s-%d.css" % ("x" * 6000, i) for i in range(10000)]
+    pipelined_gets(server.http_port, names[:500], batch=50)   # warm up what is cached lawfully
+    before = rss_kib(server.proc.pid)
+    statuses = pipelined_gets(server.http_port, names, batch=50)
+    grown = rss_kib(server.proc.pid) - before
+    assert set(statuses) == {404}
+    # Caching the misses grows RSS by about 60 MB here; 16 MB is noise.
+    assert grown < 16 * 1024, "RSS grew by %d KiB" % grown
+    assert http_get(server.http_port, "/static/style.css")[0] == 200
