@@ -630,7 +630,7 @@ class HTTPServer:
     def accept(self, loop_, sock, addr):
         """Listener factory: one HTTPChannel per connection."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        HTTPChannel(self, sock, addr)
+        return HTTPChannel(self, sock, addr)
 
 
 class HTTPChannel(loop.Channel):

@@ -68,7 +68,7 @@ RECV_SIZE = 65536
 # Bytes a write event takes from a channel's producers, about: a long
 # answer (a CSV export) goes out a piece per turn, between everyone else's.
 FILL_SIZE = 8192
-# Seconds between two log lines about connections refused at MAX_CONNECTIONS.
+# Seconds between two log lines about connections refused at a listener's limit.
 REFUSAL_LOG_SECONDS = 10
 # Seconds a graceful stop waits for in-flight answers to drain.
 DRAIN_SECONDS = 10.0
@@ -129,9 +129,7 @@ class Answer:
 
 
 class Loop:
-    def __init__(self, max_channels):
-        # Open connections at most (MAX_CONNECTIONS), over all listeners.
-        self.max_channels = max_channels
+    def __init__(self):
         self.selector = selectors.DefaultSelector()
         self.channels = set()
         self.listeners = []
@@ -187,12 +185,14 @@ class Loop:
 
     # -- listeners, channels, services --------------------------------------
 
-    def listen(self, host, port, factory, refusal, backlog=1024):
-        """Bind a listening socket; `factory(loop, sock, addr)` builds a
-        channel for each accepted connection, and a connection beyond
-        `max_channels` gets the bytes `refusal` and is closed. Returns the
-        bound address."""
-        listener = Listener(self, host, port, factory, refusal, backlog)
+    def listen(self, host, port, factory, limit, refusal, backlog=1024):
+        """Bind a listening socket; `factory(loop, sock, addr)` builds and
+        returns a channel for each accepted connection. `limit` is
+        (setting name, connections at most) for this listener alone, so
+        one port's clients never take another's room; a connection beyond
+        it gets the bytes `refusal` and is closed. Returns the bound
+        address."""
+        listener = Listener(self, host, port, factory, limit, refusal, backlog)
         self.listeners.append(listener)
         return listener.address
 
@@ -298,10 +298,13 @@ class Loop:
 
 
 class Listener:
-    def __init__(self, loop, host, port, factory, refusal, backlog):
+    def __init__(self, loop, host, port, factory, limit, refusal, backlog):
         self.loop = loop
         self.factory = factory
+        self.limit_name, self.limit = limit
         self.refusal = refusal
+        # This listener's open channels (each removes itself as it closes).
+        self.open = set()
         self._refused = 0
         self._refusal_logged = -REFUSAL_LOG_SECONDS
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -326,11 +329,14 @@ class Listener:
                 # and is retried next turn.
                 log.warning("accept failed: %s", exc)
                 return
-            if len(self.loop.channels) >= self.loop.max_channels:
+            if len(self.open) >= self.limit:
                 self._refuse(sock, addr)
                 continue
             try:
-                self.factory(self.loop, sock, addr)
+                channel = self.factory(self.loop, sock, addr)
+                if not channel.closed:
+                    channel.siblings = self.open
+                    self.open.add(channel)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception:
@@ -343,8 +349,8 @@ class Listener:
         self._refused += 1
         now = time.monotonic()
         if now - self._refusal_logged >= REFUSAL_LOG_SECONDS:
-            log.warning("MAX_CONNECTIONS (%d) reached: refused %d connection(s), latest %s",
-                        self.loop.max_channels, self._refused, _peer(addr))
+            log.warning("%s (%d) reached: refused %d connection(s), latest %s",
+                        self.limit_name, self.limit, self._refused, _peer(addr))
             self._refused = 0
             self._refusal_logged = now
         try:
@@ -385,6 +391,8 @@ class Channel:
         self.closed = False
         self.peer_closed = False
         self.last_activity = time.monotonic()
+        # The set of channels this one counts in (its listener's), if any.
+        self.siblings = None
         loop.channels.add(self)
         self._update_interest()
 
@@ -545,6 +553,8 @@ class Channel:
             self.loop.selector.unregister(self.sock)
             self._mask = 0
         self.loop.channels.discard(self)
+        if self.siblings is not None:
+            self.siblings.discard(self)
         try:
             self.sock.close()
         except OSError:

@@ -50,7 +50,7 @@ def default_password_in_force(st):
 # Worker threads for the web's slow work (loop.Pool).
 WEB_WORKERS = 2
 
-# Descriptors beyond MAX_CONNECTIONS: listeners, the database, logs.
+# Descriptors beyond the connections: listeners, the database, logs.
 SPARE_DESCRIPTORS = 64
 
 
@@ -69,12 +69,14 @@ def serve(settings, out=sys.stdout):
         st = open_store(settings)
     except (ttp.AppError, OSError) as exc:
         raise StartupError(str(exc)) from None
-    limit = loop.raise_open_files(settings.MAX_CONNECTIONS + SPARE_DESCRIPTORS)
-    if limit is not None and limit < settings.MAX_CONNECTIONS + SPARE_DESCRIPTORS:
-        log.warning("open files are limited to %d: fewer than MAX_CONNECTIONS (%d) "
-                    "connections will fit", limit, settings.MAX_CONNECTIONS)
+    needed = settings.MAX_CONNECTIONS + settings.MAX_HTTP_CONNECTIONS + SPARE_DESCRIPTORS
+    limit = loop.raise_open_files(needed)
+    if limit is not None and limit < needed:
+        log.warning("open files are limited to %d: fewer than MAX_CONNECTIONS (%d) + "
+                    "MAX_HTTP_CONNECTIONS (%d) connections will fit", limit,
+                    settings.MAX_CONNECTIONS, settings.MAX_HTTP_CONNECTIONS)
     models.bind(st)
-    the_loop = loop.Loop(settings.MAX_CONNECTIONS)
+    the_loop = loop.Loop()
     commits = store.GroupCommit(st, the_loop, settings.COMMIT_INTERVAL, settings.COMMIT_DELAY)
     the_loop.add_service(commits)
     the_loop.turn_hooks.append(st.notice_others)
@@ -89,10 +91,14 @@ def serve(settings, out=sys.stdout):
     site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
         the_loop, server, site, st, commits)), mounted)
     try:
-        ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept,
-                                             ttp.error_text(502).encode())
-        http_host, http_port = the_loop.listen(settings.HTTP_BIND, settings.HTTP_PORT,
-                                               site.accept, http.REFUSAL)
+        # Each port has its own budget: nothing on the web port can ever
+        # take a meter's room, nor the other way round.
+        ttp_host, ttp_port = the_loop.listen(
+            settings.DS_BIND, settings.DS_PORT, server.accept,
+            ("MAX_CONNECTIONS", settings.MAX_CONNECTIONS), ttp.error_text(502).encode())
+        http_host, http_port = the_loop.listen(
+            settings.HTTP_BIND, settings.HTTP_PORT, site.accept,
+            ("MAX_HTTP_CONNECTIONS", settings.MAX_HTTP_CONNECTIONS), http.REFUSAL)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)

@@ -406,7 +406,7 @@ class TTPServer:
         # on a fast link): a meter that stops reading stops taking answers
         # soon, and the server stops producing them for it.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-        TTPChannel(self, loop_, sock, addr)
+        return TTPChannel(self, loop_, sock, addr)
 
     def sweep(self):
         """Close dead channels; the channels call it every

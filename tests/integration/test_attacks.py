@@ -123,3 +123,31 @@ def test_unknown_static_names_are_not_cached(server):
     # Caching the misses grows RSS by about 60 MB here; 16 MB is noise.
     assert grown < 16 * 1024, "RSS grew by %d KiB" % grown
     assert http_get(server.http_port, "/static/style.css")[0] == 200
+
+
+# -- 7. slow web clients crowded meters out --------------------------------------
+
+def test_web_connections_never_take_a_meters_room(server_factory):
+    srv = server_factory("MAX_CONNECTIONS: 30\nMAX_HTTP_CONNECTIONS: 20\n", start=False)
+    srv.add_unit("A1", "k1", 1)
+    srv.start()
+    # Thirty web connections, each dribbling a body, as the attacker held them.
+    web = []
+    for _ in range(30):
+        sock = socket.create_connection(("127.0.0.1", srv.http_port), timeout=BOUND)
+        sock.sendall(b"POST /login/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n\r\nuser")
+        web.append(sock)
+    try:
+        refused = [s for s in web[20:] if s.recv(100).startswith(b"HTTP/1.1 503")]
+        assert len(refused) == 10
+        meters = [srv.connect(timeout=BOUND) for _ in range(30)]
+        for m in meters:
+            m.sendall(b"TTP /ok/A1 k1\r")
+        assert [read_answers(m, 1)[0] for m in meters] == ["OK"] * 30
+        for m in meters:
+            m.close()
+    finally:
+        for s in web:
+            s.close()
+    assert "MAX_HTTP_CONNECTIONS (20) reached" in srv.errors()

@@ -229,13 +229,14 @@ def serving(app, make_context=None):
     HTTPServer (its `port` set). Its counters are final once this exits.
     With `make_context`, the server has a one-thread `loop.Pool` whose
     workers get that context (``environ[http.OFFLOAD]``)."""
-    the_loop = loop.Loop(100)
+    the_loop = loop.Loop()
     pool = None
     if make_context is not None:
         pool = loop.Pool(the_loop, 1, make_context)
         the_loop.add_service(pool)
     server = http.HTTPServer(config.Settings(HTTP_HEADER_TIMEOUT=5), app, the_loop, pool)
-    server.port = the_loop.listen("127.0.0.1", 0, server.accept, http.REFUSAL)[1]
+    server.port = the_loop.listen("127.0.0.1", 0, server.accept, ("MAX_HTTP_CONNECTIONS", 100),
+                                  http.REFUSAL)[1]
     thread = threading.Thread(target=the_loop.run, daemon=True)
     thread.start()
     try:
