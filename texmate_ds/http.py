@@ -46,6 +46,8 @@ import logging
 import re
 import socket
 import struct
+import tempfile
+import time
 import urllib.parse
 
 from texmate_ds import __version__, loop, siteapps
@@ -57,8 +59,17 @@ log = logging.getLogger("texmate_ds.http")
 # that ends them (a CR before it counts). RFC 9112 asks for at least 8000.
 MAX_LINE = 8192
 MAX_HEAD = 16384
-# Largest request body; an app reads it whole from wsgi.input.
+# Largest request body at all; each request's own limit comes from the app
+# (`body_limit`), and a longer Content-Length is a 413 before any of the
+# body is read.
 MAX_BODY = 1024 * 1024
+# Bodies longer than this wait for their app in a temporary file, not in
+# memory: a thousand connections each holding a body cost no more than
+# their heads.
+SPOOL_BYTES = 16384
+# Bytes a second a request body must keep arriving at, once its head is in
+# and HTTP_HEADER_TIMEOUT has passed (Apache mod_reqtimeout's MinRate).
+BODY_MIN_RATE = 500
 # Bytes of pipelined requests a client may send ahead while an answer is
 # being written: one whole request. Past that it is cut off, so a client
 # that sends without reading cannot make the server buffer without bound.
@@ -286,10 +297,15 @@ class ErrorStream:
             self.write("\n")
 
 
+def request_path(head):
+    """The decoded path of a request (PATH_INFO, latin-1 as PEP 3333 has it)."""
+    return urllib.parse.unquote_to_bytes(split_target(head.target)[1]).decode("latin-1")
+
+
 def build_environ(head, body, local, remote, errors):
     """The PEP 3333 environ of a request: `head` (a `RequestHead`), its
-    `body` (bytes), the server's and the client's (host, port), and the
-    ``wsgi.errors`` stream.
+    `body` (a file at its start), the server's and the client's (host,
+    port), and the ``wsgi.errors`` stream.
 
     Header fields whose names hold ``_`` are left out: as ``HTTP_X_USER``
     they would pass for ``X-User``, which a proxy in front may have set."""
@@ -305,7 +321,7 @@ def build_environ(head, body, local, remote, errors):
         "REMOTE_ADDR": remote[0],
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
+        "wsgi.input": body,
         "wsgi.errors": errors,
         "wsgi.multithread": False,
         "wsgi.multiprocess": False,
@@ -569,9 +585,16 @@ class WSGIResponse:
                                   loop._peer(self.channel.addr))
 
 
+# Raised by ``environ["texmate.offload"]`` when the client already has as
+# much slow work queued or running as it may (the app answers 503).
+Busy = loop.Busy
+
+
 class Offloaded:
     """What ``environ["texmate.offload"](work, finish)`` returns to an app:
-    a WSGI iterable whose answer is worked out on the server's `loop.Pool`.
+    a WSGI iterable whose answer is worked out on the server's `loop.Pool`,
+    in the queue of the request's client (its REMOTE_ADDR), so one client
+    can only delay itself; `Busy` when that queue is full.
 
     ``work(context)`` runs on a worker thread with that thread's context
     (the web's read-only store); meanwhile the iterable is not `ready`, so
@@ -580,15 +603,16 @@ class Offloaded:
     ``start_response`` (PEP 3333 allows it until the first body bytes) and
     returns the body iterable, yielded from then on. An exception in
     `work` is raised there, so it answers 500 like any app failure.
+    Closing it (the connection went away) drops work not yet started.
     """
 
-    def __init__(self, pool, channel, work, finish):
+    def __init__(self, pool, channel, client, work, finish):
         self.ready = False
         self._channel = channel
         self._finish = finish
         self._future = None
         self._body = None
-        pool.submit(work, self._done)
+        self._job = pool.submit(work, self._done, client)
 
     def _done(self, future):
         self._future = future
@@ -604,6 +628,7 @@ class Offloaded:
         return next(self._body)
 
     def close(self):
+        self._job.cancel()
         close = getattr(self._body, "close", None)
         if close is not None:
             close()
@@ -627,6 +652,15 @@ class HTTPServer:
         self.bytes_sent = loop.Counter()
         self.requests_by_status = collections.Counter()
 
+    def body_limit(self, head):
+        """The longest body `head`'s request may carry: what the app says
+        (a WSGI app may have ``body_limit(method, path)``), else MAX_BODY;
+        never more than MAX_BODY."""
+        ask = getattr(self.app, "body_limit", None)
+        if ask is None:
+            return MAX_BODY
+        return min(MAX_BODY, ask(head.method, request_path(head)))
+
     def accept(self, loop_, sock, addr):
         """Listener factory: one HTTPChannel per connection."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -645,7 +679,9 @@ class HTTPChannel(loop.Channel):
         self.parser = RequestParser()
         self.local = sock.getsockname()[:2]
         self._head = None       # the request whose body is being read
-        self._body = None
+        self._body = None       # its bytes so far: a bytearray, or a file if long
+        self._body_got = 0
+        self._body_started = None
         self._response = None   # the answer being written
         self._accepting = True
         self._timer = None
@@ -665,6 +701,13 @@ class HTTPChannel(loop.Channel):
         self.process()
 
     def eof(self):
+        response = self._response
+        if response is not None and not response.ready:
+            # The client left while its answer waits for a worker (a graph,
+            # a password hash): taken as gone, as nginx does, so the work is
+            # dropped before it starts rather than done for nobody.
+            self.close()
+            return
         self.process()
 
     def sent(self, nbytes):
@@ -672,6 +715,8 @@ class HTTPChannel(loop.Channel):
 
     def closed_hook(self):
         self._cancel_timer()
+        if self._body is not None and not isinstance(self._body, bytearray):
+            self._body.close()
         if self._response is not None:
             self._response.abandon()
 
@@ -685,7 +730,11 @@ class HTTPChannel(loop.Channel):
                 return
             kind = type(event)
             if kind is Data:
-                self._body += event.data
+                self._body_got += len(event.data)
+                if isinstance(self._body, bytearray):
+                    self._body += event.data
+                else:
+                    self._body.write(event.data)
             elif kind is RequestHead:
                 self._begin(event)
             elif kind is EndOfRequest:
@@ -704,17 +753,33 @@ class HTTPChannel(loop.Channel):
 
     def _begin(self, head):
         self._cancel_timer()
+        limit = self.server.body_limit(head)
+        if head.content_length > limit:
+            self._refuse(ProtocolError(413, "a request to %s takes a body of %d bytes at most"
+                                       % (_escaped(head.target[:200]), limit)))
+            return
         self._head = head
-        self._body = bytearray()
+        self._body_got = 0
+        self._body = (bytearray() if head.content_length <= SPOOL_BYTES
+                      else tempfile.TemporaryFile())
+        if head.content_length:
+            self._body_started = time.monotonic()
+            self._watch_body()
         if head.expect_continue:
             self.push(loop.Answer(CONTINUE))
 
     def _dispatch(self):
-        head, body = self._head, bytes(self._body)
+        self._cancel_timer()
+        head, body = self._head, self._body
         self._head = self._body = None
+        if isinstance(body, bytearray):
+            body = io.BytesIO(bytes(body))
+        else:
+            body.seek(0)
         environ = build_environ(head, body, self.local, self.addr, self.server.errors)
         if self.server.pool is not None:
-            environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self)
+            environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self,
+                                                 environ["REMOTE_ADDR"])
         self._response = WSGIResponse(self, head, environ)
         self.push(self._response)
 
@@ -729,6 +794,10 @@ class HTTPChannel(loop.Channel):
     def _refuse(self, error):
         log.info("%s: %d %s", loop._peer(self.addr), error.status, error.reason)
         self.server.requests_by_status[error.status] += 1
+        # The client may still be sending (a body refused with 413): what
+        # it sends is read and dropped for a moment after the answer, so
+        # the answer is not lost to a reset.
+        self.linger = True
         self._stop(error_answer(error.status, error.reason))
 
     def _stop(self, answer=None):
@@ -771,6 +840,24 @@ class HTTPChannel(loop.Channel):
                                        % self.server.settings.HTTP_HEADER_TIMEOUT))
         else:
             self._stop()
+
+    def _body_due(self):
+        """When the body read so far must be in by: HTTP_HEADER_TIMEOUT after
+        the head, plus a second for every BODY_MIN_RATE bytes received."""
+        return (self._body_started + self.server.settings.HTTP_HEADER_TIMEOUT
+                + self._body_got / BODY_MIN_RATE)
+
+    def _watch_body(self):
+        self._timer = self.loop.call_later(max(0.0, self._body_due() - time.monotonic()),
+                                           lambda: self.guarded(self._body_timed_out))
+
+    def _body_timed_out(self):
+        self._timer = None
+        if time.monotonic() < self._body_due():
+            self._watch_body()  # more arrived meanwhile
+            return
+        self._refuse(ProtocolError(408, "the request body arrived slower than %d bytes/s"
+                                   % BODY_MIN_RATE))
 
     def _cancel_timer(self):
         if self._timer is not None:
@@ -819,11 +906,20 @@ class Mounted:
         self.root = root
         self.mounts = sorted(mounts, key=lambda mount: -len(mount[0]))
 
-    def __call__(self, environ, start_response):
-        path = environ["PATH_INFO"]
+    def _route(self, path):
+        """(app, SCRIPT_NAME, PATH_INFO) for a request on `path`."""
         for prefix, application in self.mounts:
             if path.startswith(prefix) or path == prefix[:-1]:
-                environ["SCRIPT_NAME"] = prefix[:-1]
-                environ["PATH_INFO"] = path[len(prefix) - 1:]
-                return application(environ, start_response)
-        return self.root(environ, start_response)
+                return application, prefix[:-1], path[len(prefix) - 1:]
+        return self.root, "", path
+
+    def __call__(self, environ, start_response):
+        application, environ["SCRIPT_NAME"], environ["PATH_INFO"] = self._route(
+            environ["PATH_INFO"])
+        return application(environ, start_response)
+
+    def body_limit(self, method, path):
+        """The mounted app's `body_limit` if it has one, else MAX_BODY."""
+        application, _, rest = self._route(path)
+        ask = getattr(application, "body_limit", None)
+        return MAX_BODY if ask is None else ask(method, rest)

@@ -30,10 +30,11 @@ needs:
 * *Services* have ``start()`` and ``stop()``; they start in order and stop in
   reverse, after the listeners are closed and in-flight answers are flushed.
 * A `Pool` of threads takes work that would hold the loop up (a graph's
-  query over a million samples); its results come back to the loop thread
-  through `call_soon_threadsafe`, and a producer waiting for one is simply
-  not ``ready`` meanwhile (an empty chunk from a producer that is not
-  ready means "not yet", never "done").
+  query over a million samples), fairly: each client waits in its own
+  queue and the workers serve the clients in turn. Results come back to
+  the loop thread through `call_soon_threadsafe`, and a producer waiting
+  for one is simply not ``ready`` meanwhile (an empty chunk from a
+  producer that is not ready means "not yet", never "done").
 
 One failure, one channel: an exception raised while serving a channel is
 logged with its traceback and closes that channel only. KeyboardInterrupt and
@@ -49,8 +50,8 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict, deque
+from concurrent.futures import Future
 
 try:
     import resource
@@ -72,6 +73,13 @@ FILL_SIZE = 8192
 REFUSAL_LOG_SECONDS = 10
 # Seconds a graceful stop waits for in-flight answers to drain.
 DRAIN_SECONDS = 10.0
+# A lingering close (Apache's, nginx's): after an answer refusing a request
+# that may still be coming in (a body refused with 413), the channel reads
+# and drops up to this many seconds and bytes before it closes. Closing with
+# unread data would send a reset, which can destroy the answer before the
+# peer has read it.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 256 * 1024
 
 _DISCONNECTED = frozenset(
     (errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED,
@@ -173,8 +181,15 @@ class Loop:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)[2]
-            if not timer.cancelled:
+            if timer.cancelled:
+                continue
+            try:
                 timer.fn()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:
+                # One failure, one timer: the loop goes on.
+                log.exception("a timer failed")
 
     def _timeout(self):
         while self._timers and self._timers[0][2].cancelled:
@@ -390,6 +405,9 @@ class Channel:
         self.closing = False
         self.closed = False
         self.peer_closed = False
+        # Close with a lingering close (see LINGER_SECONDS) once finished.
+        self.linger = False
+        self._linger_left = None  # bytes still to drop while lingering
         self.last_activity = time.monotonic()
         # The set of channels this one counts in (its listener's), if any.
         self.siblings = None
@@ -451,6 +469,11 @@ class Channel:
                 return
             raise
         self.last_activity = time.monotonic()
+        if self._linger_left is not None:
+            self._linger_left -= len(data)
+            if not data or self._linger_left <= 0:
+                self.close()
+            return
         if data:
             self.received(data)
         else:
@@ -484,12 +507,25 @@ class Channel:
         # One chunk per call: what is left waits for the next write event,
         # so every ready connection gets its turn.
         if self.closing and not self.out and not self.producers:
-            self.close()
-            return
+            if not self.linger or self.peer_closed:
+                self.close()
+                return
+            self._start_lingering()
         self._update_interest()
 
     def sent(self, nbytes):
         """Hook: `nbytes` more were written to the socket."""
+
+    def _start_lingering(self):
+        if self._linger_left is not None:
+            return
+        self._linger_left = LINGER_BYTES
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.loop.call_later(LINGER_SECONDS, self.close)
 
     def _refill(self):
         producers = self.producers
@@ -525,8 +561,10 @@ class Channel:
             return
         out, producers = self.out, self.producers
         mask = 0
-        if not (self.closing or self.peer_closed
-                or len(out) >= OUTPUT_CAP or len(producers) > QUEUE_CAP):
+        if self._linger_left is not None:
+            mask = selectors.EVENT_READ  # only to drop what still comes
+        elif not (self.closing or self.peer_closed
+                  or len(out) >= OUTPUT_CAP or len(producers) > QUEUE_CAP):
             mask = selectors.EVENT_READ
         # A channel waiting for the turn's flush is written before select()
         # anyway: asking for write readiness now would cost two epoll
@@ -565,40 +603,153 @@ class Channel:
         """Hook: the channel was closed."""
 
 
+class Busy(Exception):
+    """A client already has as much work queued or running on a `Pool` as
+    it may."""
+
+
+class Job:
+    """A piece of work submitted to a `Pool`: `cancel()` drops it if no
+    worker has started it yet."""
+
+    __slots__ = ("pool", "client", "work", "future", "started", "cancelled")
+
+    def __init__(self, pool, client, work):
+        self.pool = pool
+        self.client = client
+        self.work = work
+        self.future = Future()
+        self.started = False
+        self.cancelled = False
+
+    def cancel(self):
+        self.pool._cancel(self)
+
+
 class Pool:
     """Worker threads for work that would hold the loop up, as a service.
 
     Each thread makes its own context once with `make_context()` (its own
-    database connection: sqlite3 connections stay with their thread); it
-    goes with its thread when the pool stops. `submit(work, done)`
-    runs ``work(context)`` on a thread and then ``done(future)`` on the
-    loop thread. Work that spends its time in C code that releases the GIL
+    database connection: sqlite3 connections stay with their thread) and
+    closes it when the pool stops. `submit(work, done, client)` runs
+    ``work(context)`` on a thread and then ``done(future)`` on the loop
+    thread. Work that spends its time in C code that releases the GIL
     (SQLite, hashing) runs truly beside the loop.
+
+    The pool is fair, so one client can only slow itself down: work waits
+    in one queue per client (its address), and a free worker takes the
+    next piece from the next client in turn. A client with sixty graphs
+    queued delays another's one graph by at most the work already running.
+    A client has at most `per_client` pieces queued or running (more raise
+    `Busy`), and a piece whose client has gone is cancelled before it
+    starts. ``done``, ``dropped`` and ``refused`` count outcomes.
     """
 
-    def __init__(self, loop, threads, make_context):
+    def __init__(self, loop, threads, make_context, per_client):
         self.loop = loop
         self.threads = threads
         self.make_context = make_context
-        self._local = threading.local()
-        self._executor = None
+        self.per_client = per_client
+        self.done = self.dropped = self.refused = 0
+        self._lock = threading.Condition()
+        # client -> deque of queued Jobs; the first client is served next.
+        self._queues = OrderedDict()
+        # client -> Jobs queued or running.
+        self._load = {}
+        self._stopping = False
+        self._workers = []
 
     def start(self):
-        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="txm-worker")
+        self._stopping = False
+        for n in range(self.threads):
+            worker = threading.Thread(target=self._serve, name="txm-worker-%d" % n, daemon=True)
+            worker.start()
+            self._workers.append(worker)
 
     def stop(self):
-        self._executor.shutdown(wait=True)
+        """Finish what is queued, then end the threads."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        for worker in self._workers:
+            worker.join()
+        self._workers = []
 
-    def submit(self, work, done):
-        future = self._executor.submit(self._run, work)
-        future.add_done_callback(
+    def submit(self, work, done, client):
+        """Queue ``work(context)`` for `client`; ``done(future)`` follows on
+        the loop thread. Returns the `Job`; raises `Busy` when the client
+        already has `per_client` pieces queued or running."""
+        with self._lock:
+            load = self._load.get(client, 0)
+            if load >= self.per_client:
+                self.refused += 1
+                raise Busy(client)
+            job = Job(self, client, work)
+            self._load[client] = load + 1
+            self._queues.setdefault(client, deque()).append(job)
+            self._lock.notify()
+        job.future.add_done_callback(
             lambda finished: self.loop.call_soon_threadsafe(lambda: done(finished)))
+        return job
 
-    def _run(self, work):
-        context = getattr(self._local, "context", None)
-        if context is None:
-            context = self._local.context = self.make_context()
-        return work(context)
+    def _cancel(self, job):
+        with self._lock:
+            if job.started or job.cancelled:
+                return
+            job.cancelled = True
+            queue = self._queues[job.client]
+            queue.remove(job)
+            if not queue:
+                del self._queues[job.client]
+            self._unload(job.client)
+            self.dropped += 1
+
+    def _unload(self, client):
+        left = self._load[client] - 1
+        if left:
+            self._load[client] = left
+        else:
+            del self._load[client]
+
+    def _next(self):
+        """The next Job, taking clients in turn; None once stopping and idle."""
+        with self._lock:
+            while not self._queues:
+                if self._stopping:
+                    return None
+                self._lock.wait()
+            client, queue = self._queues.popitem(last=False)
+            job = queue.popleft()
+            if queue:
+                self._queues[client] = queue  # to the back of the line
+            job.started = True
+            return job
+
+    def _serve(self):
+        context = self.make_context()
+        try:
+            while True:
+                job = self._next()
+                if job is None:
+                    return
+                failure = None
+                try:
+                    result = job.work(context)
+                except Exception as exc:
+                    failure = exc
+                # Unloaded before the result is out: a client whose answer
+                # is back may at once ask for the next.
+                with self._lock:
+                    self._unload(job.client)
+                    self.done += 1
+                if failure is None:
+                    job.future.set_result(result)
+                else:
+                    job.future.set_exception(failure)
+        finally:
+            close = getattr(context, "close", None)
+            if close is not None:
+                close()
 
 
 def _peer(addr):

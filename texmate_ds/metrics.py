@@ -59,6 +59,13 @@ class Metrics:
                         "Time spent committing the group transaction.",
                         [("_sum", {}, self.commits.commit_seconds),
                          ("_count", {}, self.commits.commits)])
+        pool = self.http.pool
+        lines += family("texmate_web_work_total", "counter",
+                        "Slow web work (graphs, statistics, password hashes) by outcome: done, "
+                        "dropped (its client left first), refused (its client had too much "
+                        "queued).",
+                        [({"outcome": "done"}, pool.done), ({"outcome": "dropped"}, pool.dropped),
+                         ({"outcome": "refused"}, pool.refused)])
         lines += family("texmate_bytes_received_total", "counter", "Bytes read from clients.",
                         [({"protocol": "ttp"}, self.ttp.bytes_received.value),
                          ({"protocol": "http"}, self.http.bytes_received.value)])

@@ -47,8 +47,11 @@ def default_password_in_force(st):
     return bool(admin and admin["must_change_password"])
 
 
-# Worker threads for the web's slow work (loop.Pool).
+# Worker threads for the web's slow work (loop.Pool), and how many pieces
+# of it one client address may have queued or running (browsers open six
+# connections to a site at most; beyond it the answer is 503).
 WEB_WORKERS = 2
+WEB_WORK_PER_CLIENT = 8
 
 # Descriptors beyond the connections: listeners, the database, logs.
 SPARE_DESCRIPTORS = 64
@@ -85,7 +88,8 @@ def serve(settings, out=sys.stdout):
     # servers' counters through `metrics`, made once both servers exist.
     # The web's slow work (a graph over a year, a password hash) runs on
     # worker threads, each with its own connection, beside the loop.
-    workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Store(settings.DATABASE_NAME))
+    workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Store(settings.DATABASE_NAME),
+                        WEB_WORK_PER_CLIENT)
     the_loop.add_service(workers)
     site = http.HTTPServer(settings, None, the_loop, workers)
     site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(

@@ -12,6 +12,7 @@ address (127.0.0.2, 127.0.0.3, ...): Linux routes all of 127.0.0.0/8 to
 ``lo``, so the server sees distinct peers.
 """
 
+import datetime
 import socket
 import threading
 
@@ -151,3 +152,209 @@ def test_web_connections_never_take_a_meters_room(server_factory):
         for s in web:
             s.close()
     assert "MAX_HTTP_CONNECTIONS (20) reached" in srv.errors()
+
+
+# -- 4. slow work starved everyone ------------------------------------------------
+
+def staffed_server(server_factory, extra=""):
+    """A server whose Administrator has a real password and an API token,
+    with unit G1 holding 100,000 samples (a graph of them is real work)."""
+    srv = server_factory(extra, start=False)
+    srv.add_unit("G1", "kg", 2)
+    srv.manage("changepassword", "Administrator", "--noinput",
+               env=dict(srv.env, TXM_PASSWORD="pump-station-7"))
+    srv.token = srv.manage("addtoken", "Administrator", "--name", "t").stdout.strip()
+    srv.start()
+    sock = srv.connect(timeout=60)
+    with sock:
+        start = datetime.datetime(2020, 1, 1)
+        lines = []
+        for line in range(100):
+            lines.append("TTP /up/G1/%s kg\r" % "".join(
+                "<%s;%d;%d>" % ((start + datetime.timedelta(seconds=0.8 * n)).strftime(
+                    "%Y-%m-%d %H:%M:%S.%f"), n % 997, n % 13)
+                for n in range(line * 1000, line * 1000 + 1000)))
+        sock.sendall("".join(lines).encode())
+        assert read_answers(sock, 100) == ["OK"] * 100
+    return srv
+
+
+GRAPH = "/units/G1/graph.svg?from=2020-01-01&to=2020-01-02&width=2000"
+
+
+def graph_request(srv):
+    return ("GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n"
+            % (GRAPH, srv.token)).encode()
+
+
+def metric(srv, name):
+    status, body = http_get(srv.http_port, "/metrics",
+                            headers="Authorization: Bearer %s\r\n" % srv.token)
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def test_one_client_with_many_graphs_only_slows_itself(server_factory):
+    srv = staffed_server(server_factory)
+    finished = []
+
+    def ask(source, who):
+        status, body = http_get(srv.http_port, GRAPH, source=source, timeout=60,
+                                headers="Authorization: Bearer %s\r\n" % srv.token)
+        finished.append((who, status))
+
+    # Eight graphs at once from one address (its share of the pool), then
+    # one from another user: that one is served next but one, not last.
+    greedy = [threading.Thread(target=ask, args=("127.0.0.2", "greedy")) for _ in range(8)]
+    for t in greedy:
+        t.start()
+    http_get(srv.http_port, "/healthz")   # the eight are in by now
+    other = threading.Thread(target=ask, args=("127.0.0.3", "other"))
+    other.start()
+    for t in greedy + [other]:
+        t.join(60)
+    order = [who for who, _ in finished]
+    assert set(status for _, status in finished) == {200}
+    assert order.index("other") <= 4, order
+
+
+def test_a_client_past_its_share_of_slow_work_gets_503(server_factory):
+    srv = staffed_server(server_factory)
+    socks = []
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", srv.http_port), timeout=60,
+                                        source_address=("127.0.0.2", 0))
+        sock.sendall(graph_request(srv))
+        socks.append(sock)
+    answers = []
+    for sock in socks:
+        with sock:
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(data.split(b"\r\n", 1)[0])
+    assert answers.count(b"HTTP/1.1 200 OK") >= 8
+    busy = [a for a in answers if a != b"HTTP/1.1 200 OK"]
+    assert busy and set(busy) == {b"HTTP/1.1 503 Service Unavailable"}
+    assert metric(srv, 'texmate_web_work_total{outcome="refused"}') == len(busy)
+
+
+def test_work_for_a_client_that_left_is_dropped(server_factory):
+    srv = staffed_server(server_factory)
+    for _ in range(8):
+        sock = socket.create_connection(("127.0.0.1", srv.http_port), timeout=BOUND,
+                                        source_address=("127.0.0.2", 0))
+        sock.sendall(graph_request(srv))
+        sock.close()
+    status, _ = http_get(srv.http_port, GRAPH, source="127.0.0.3",
+                         headers="Authorization: Bearer %s\r\n" % srv.token)
+    assert status == 200
+    # Two workers may have started two of the eight before the closes came.
+    assert metric(srv, 'texmate_web_work_total{outcome="dropped"}') >= 4
+
+
+# -- 6. request bodies held memory for ten minutes --------------------------------
+
+def read_all(sock):
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
+def test_a_body_over_the_routes_limit_is_refused_before_it_is_read(server):
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=BOUND)
+    with sock:
+        sock.sendall(b"POST /login/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+        answer = read_all(sock)   # no body sent: the answer comes all the same
+    assert answer.startswith(b"HTTP/1.1 413 Content Too Large\r\n")
+    assert answer.endswith(b"a request to /login/ takes a body of 65536 bytes at most\n")
+    # A GET takes no body at all.
+    status, body = http_get(server.http_port, "/healthz", headers="Content-Length: 10\r\n")
+    assert status == 413 and b"0 bytes at most" in body
+
+
+def test_many_clients_holding_big_bodies_cost_no_memory(server):
+    before = rss_kib(server.proc.pid)
+    length = 1048576
+    sent, answers = threading.Barrier(101, timeout=60), []
+
+    def attack():
+        # A whole body but its last byte, then wait, as the attacker did.
+        sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=BOUND)
+        with sock:
+            try:
+                sock.sendall(b"POST /login/ HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                             b"Content-Type: application/x-www-form-urlencoded\r\n\r\n%s"
+                             % (length, b"x" * (length - 1)))
+            except OSError:
+                pass   # refused while still sending: the answer is read below
+            sent.wait()
+            answers.append(read_all(sock).split(b"\r\n", 1)[0])
+    threads = [threading.Thread(target=attack) for _ in range(100)]
+    for t in threads:
+        t.start()
+    sent.wait()
+    grown = rss_kib(server.proc.pid) - before
+    for t in threads:
+        t.join(60)
+    assert answers.count(b"HTTP/1.1 413 Content Too Large") >= 90, set(answers)
+    # Holding the bodies took 100 MB here; 16 MB is noise.
+    assert grown < 16 * 1024, "RSS grew by %d KiB" % grown
+
+
+def test_a_body_must_keep_arriving(server_factory):
+    srv = server_factory("HTTP_HEADER_TIMEOUT: 1\n")
+    head = (b"POST /login/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+    slow = socket.create_connection(("127.0.0.1", srv.http_port), timeout=BOUND)
+    with slow:
+        slow.sendall(head + b"username=x&")
+        answer = read_all(slow)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert answer.endswith(b"the request body arrived slower than 500 bytes/s\n")
+    # 1,000 bytes a second is fast enough: the form is read (and refused
+    # for its missing CSRF token, which is the site's business).
+    steady = socket.create_connection(("127.0.0.1", srv.http_port), timeout=BOUND)
+    with steady:
+        steady.sendall(head)
+        for _ in range(12):
+            steady.sendall(b"a" * 250)
+            threading.Event().wait(0.25)
+        answer = read_all(steady)
+    assert answer.split(b"\r\n", 1)[0] != b"HTTP/1.1 408 Request Timeout"
+    assert "408 the request body arrived slower" in srv.errors()
+
+
+# -- also: methods are case-sensitive, SVG has a CSP ---------------------------
+
+def test_a_lower_case_method_is_not_get(server):
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=BOUND)
+    with sock:
+        sock.sendall(b"get /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 501 Not Implemented\r\n")
+    assert http_get(server.http_port, "/healthz")[0] == 200
+
+
+def test_graph_svg_carries_a_content_security_policy(server_factory):
+    srv = staffed_server(server_factory)
+    sock = socket.create_connection(("127.0.0.1", srv.http_port), timeout=BOUND)
+    with sock:
+        sock.sendall(graph_request(srv))
+        head = read_all(sock).split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 200 OK")
+    assert ("Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
+            "frame-ancestors 'none'") in head.split("\r\n")

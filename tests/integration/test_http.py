@@ -232,7 +232,7 @@ def serving(app, make_context=None):
     the_loop = loop.Loop()
     pool = None
     if make_context is not None:
-        pool = loop.Pool(the_loop, 1, make_context)
+        pool = loop.Pool(the_loop, 1, make_context, 8)
         the_loop.add_service(pool)
     server = http.HTTPServer(config.Settings(HTTP_HEADER_TIMEOUT=5), app, the_loop, pool)
     server.port = the_loop.listen("127.0.0.1", 0, server.accept, ("MAX_HTTP_CONNECTIONS", 100),

@@ -6,6 +6,7 @@ must give the same events each way (a body may come in more `Data` pieces;
 adjacent ones are joined before comparing).
 """
 
+import io
 import random
 import wsgiref.validate
 
@@ -303,7 +304,7 @@ def test_environ():
     request = head("POST", "/a%20b/%2Fc%e9?x=%20", headers=[
         ("Host", "example.com"), ("Content-Type", "text/csv"), ("Content-Length", "04"),
         ("X-Many", "1"), ("x-many", "2"), ("X_Spoofed", "yes")], content_length=4)
-    environ = build_environ(request, b"body", ("127.0.0.1", 8080), ("10.0.0.9", 5555),
+    environ = build_environ(request, io.BytesIO(b"body"), ("127.0.0.1", 8080), ("10.0.0.9", 5555),
                             ErrorStream())
     wsgiref.validate.check_environ(environ)
     assert environ["wsgi.input"].read() == b"body"
@@ -321,7 +322,7 @@ def test_environ():
 
 
 def test_environ_of_an_absolute_target_takes_its_host():
-    environ = build_environ(head(target="http://other:81/p"), b"", ("::1", 80),
+    environ = build_environ(head(target="http://other:81/p"), io.BytesIO(), ("::1", 80),
                             ("::1", 1), ErrorStream())
     assert (environ["HTTP_HOST"], environ["PATH_INFO"]) == ("other:81", "/p")
 

@@ -158,7 +158,8 @@ class Request:
         self.site = site
         self.store = site.store
         self.settings = site.settings
-        self.method = environ["REQUEST_METHOD"].upper()
+        # Methods are case-sensitive (RFC 9110 9.1): "get" is not GET.
+        self.method = environ["REQUEST_METHOD"]
         # WSGI hands the path over as latin-1 text; the browser sent UTF-8.
         self.path = environ.get("PATH_INFO", "").encode("latin-1").decode(
             "utf-8", "replace") or "/"
@@ -329,9 +330,13 @@ class Router:
                                 "data)" % (view.__name__, pattern))
             regex, ints = _compile(pattern)
             self.routes.append((method, regex, ints, view))
+        self.methods = {route[0] for route in self.routes} | {"HEAD"}
 
     def match(self, method, path):
-        """``(view, kwargs)`` for `method` on `path`; HTTPError 404 or 405."""
+        """``(view, kwargs)`` for `method` on `path`; HTTPError 404 or 405,
+        or 501 for a method no route has (RFC 9110 15.6.2)."""
+        if method not in self.methods:
+            raise HTTPError(501, "the method %s is not implemented here" % printable(method))
         allowed = []
         for route_method, regex, ints, view in self.routes:
             found = regex.fullmatch(path)

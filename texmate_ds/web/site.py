@@ -28,8 +28,9 @@ import secrets
 import time
 
 from texmate_ds import auth
-# The environ key under which our own HTTP server offers its worker pool.
-from texmate_ds.http import OFFLOAD
+# The environ key under which our own HTTP server offers its worker pool,
+# and what it raises when this client has its share of it in use already.
+from texmate_ds.http import OFFLOAD, Busy
 from texmate_ds.web import account, app, html, ops, pages, static, units
 
 log = logging.getLogger("texmate_ds.web")
@@ -65,13 +66,27 @@ class Site:
         if isinstance(response, app.Later):
             later = response
             offload = environ.get(OFFLOAD)
-            if offload is not None:
-                return offload(lambda store: self._failures(request, lambda: later.compute(store)),
-                               lambda value: self._answer(
-                                   request, self._finish(request, later, value), start_response))
-            value = self._failures(request, lambda: later.compute(self.store))
-            response = self._finish(request, later, value)
+            if offload is None:
+                value = self._failures(request, lambda: later.compute(self.store))
+                response = self._finish(request, later, value)
+            else:
+                try:
+                    return offload(
+                        lambda store: self._failures(request, lambda: later.compute(store)),
+                        lambda value: self._answer(
+                            request, self._finish(request, later, value), start_response))
+                except Busy:
+                    response = self._error(request, request.guard, app.HTTPError(
+                        503, "too many slow requests from your address at once; retry in a "
+                             "moment", [("Retry-After", "1")]))
         return self._answer(request, response, start_response)
+
+    @staticmethod
+    def body_limit(method, path):
+        """The longest request body the server reads for `method` on `path`
+        (http.HTTPServer asks before reading any, and answers 413 beyond
+        it): none for GET and HEAD, a form's MAX_FORM_BYTES otherwise."""
+        return 0 if method in ("GET", "HEAD") else app.MAX_FORM_BYTES
 
     def _finish(self, request, later, value):
         """A `Later`'s Response from its computed value (which is already
