@@ -136,8 +136,8 @@ class RequestParser:
 
     ``next_event()`` returns the next `RequestHead`, `Data`, `END` or
     `ProtocolError`, or None when it needs more bytes. After a
-    `ProtocolError` it returns None for good: the connection is answered
-    and closed. Lines end with CRLF or a bare LF; empty lines before a
+    `ProtocolError`, or `close()`, it returns None for good and holds no
+    bytes: the connection is answered and closed. Lines end with CRLF or a bare LF; empty lines before a
     request line are skipped (RFC 9112 section 2.2). However the bytes are
     split, the events are the same (apart from how a body is cut into
     `Data`).
@@ -152,7 +152,14 @@ class RequestParser:
         self._failed = False
 
     def feed(self, data):
-        self._buf += data
+        if not self._failed:
+            self._buf += data
+
+    def close(self):
+        """No more requests on this connection: drop what is buffered, and
+        whatever is fed from now on."""
+        self._failed = True
+        self._buf.clear()
 
     def pending(self):
         """Bytes received but not yet returned in an event."""
@@ -802,6 +809,7 @@ class HTTPChannel(loop.Channel):
 
     def _stop(self, answer=None):
         self._accepting = False
+        self.parser.close()
         self._cancel_timer()
         if answer:
             self.push(loop.Answer(answer))

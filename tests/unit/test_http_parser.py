@@ -361,3 +361,11 @@ def test_check_response_takes(status, headers, length):
 def test_check_response_refuses(status, headers):
     with pytest.raises(ValueError):
         check_response(status, headers)
+
+
+def test_a_closed_parser_holds_nothing():
+    parser = RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc")
+    parser.close()
+    parser.feed(b"defghi" * 1000)
+    assert (parser.pending(), parser.next_event()) == (0, None)
