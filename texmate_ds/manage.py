@@ -330,7 +330,8 @@ def build_parser():
     p = parsers["changepassword"]
     p.add_argument("user")
     p.add_argument("--noinput", action="store_true", help="password from TXM_PASSWORD")
-    parsers["unlock"].add_argument("user", nargs="?", help="a username (none: every throttle)")
+    parsers["unlock"].add_argument("user", nargs="?", metavar="USER",
+                                   help="a username (none: every throttle)")
     p = parsers["addunit"]
     p.add_argument("code")
     p.add_argument("key")
