@@ -54,9 +54,10 @@ def test_checks_in_flight_count_and_a_refusal_writes_nothing(throttled):
     for _ in range(5):
         throttle.admit(st, "Ann", "10.0.0.1")  # none settled yet
     clock.now += 100
+    changes = st.changes
     refused = refusal(throttle, st, "ann", "10.0.0.1")  # usernames compare without case
     assert refused.retry_after == 800 and "try again in 14 minute(s)" in refused.reason
-    assert rows(st) == 5
+    assert st.changes == changes and rows(st) == 5
     # The same user elsewhere, and another user here, go on.
     throttle.admit(st, "ann", "10.0.0.2")
     throttle.admit(st, "bob", "10.0.0.1")
