@@ -264,14 +264,21 @@ class Answer:
 
 class Browser:
     """An HTTP client that keeps cookies like a browser and never follows
-    redirects; `sign_in` fills the sign-in form as a person would."""
+    redirects; `sign_in` fills the sign-in form as a person would.
 
-    def __init__(self, port):
+    `source` is the loopback address its connections come from (Linux
+    routes all of 127.0.0.0/8 to lo), so one test can play clients at
+    several addresses."""
+
+    def __init__(self, port, source=None):
         self.port = port
+        self.source = source
         self.cookies = {}
 
     def request(self, method, path, form=None, headers=()):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=10,
+            source_address=(self.source, 0) if self.source else None)
         sent = dict(headers)
         if self.cookies:
             sent["Cookie"] = "; ".join("%s=%s" % c for c in self.cookies.items())

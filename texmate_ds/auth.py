@@ -9,8 +9,16 @@ API tokens.
   characters). The browser or the script holds the secret; the store keeps
   only its SHA-256, so a copy of the database signs nobody in. Each session
   carries its own CSRF secret, which its forms must echo.
-* Throttling lives in memory (a restart forgives): `Throttle` counts failed
-  sign-ins per username and per client address over a sliding window.
+* Throttling counts password checks, not failures: an attempt is written
+  to the store when it is admitted, before its hash is worked out, so
+  checks in flight count and no burst of concurrent guesses gets past the
+  limit. A check whose password matched gives its slot back; a failed one
+  stays counted for the window. `Throttle.LIMITS` are sliding windows per
+  (username, address), per address and, much higher, per username: a
+  flood from one address locks the user out at that address only, while
+  guessing spread over many addresses still meets the per-username
+  ceiling. The attempts live in the database, so ``manage unlock`` (another
+  process) can clear them, and a restart forgives nothing.
 
 Nothing here knows HTTP: the web turns `SignInRefused` into an answer and
 the session secret into a cookie.
@@ -79,70 +87,92 @@ def digest(secret):
 # -- sign-in ------------------------------------------------------------------
 
 class SignInRefused(Exception):
-    """`reason` for the visitor; `retry_after` seconds when throttled."""
+    """`reason` for the visitor; `retry_after` seconds when throttled, and
+    then `news`: a line for the log about each limit this refusal found
+    newly reached (each throttling is told once per process)."""
 
-    def __init__(self, reason, retry_after=None):
+    def __init__(self, reason, retry_after=None, news=()):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.news = list(news)
+
+
+# At most `checks` password checks in `seconds` per key; `by` names the
+# attempt's parts that make the key, `scope` says in the log whom it hit.
+Limit = collections.namedtuple("Limit", "checks seconds by scope")
+
+
+def _us(seconds):
+    return int(seconds * 1_000_000)
 
 
 class Throttle:
-    """At most `limit` failed sign-ins per key (a username, an address) in
-    `window` seconds; then `retry_after` says how long to wait."""
+    """Admits a password check (`admit`) unless a limit is reached.
 
-    # Keys remembered at most; beyond it the stale ones are dropped.
-    MAX_KEYS = 10000
+    Per (username, address): a person mistyping, or one address guessing
+    one account. Per address: one address trying many usernames. Per
+    username, much higher: many addresses guessing one account; reaching
+    it locks that user out everywhere until the window passes or ``manage
+    unlock USER``. The store keeps the attempts; this object keeps only the
+    limits and which throttlings it has already logged."""
 
-    def __init__(self, limit=5, window=15 * 60, clock=time.monotonic):
-        self.limit = limit
-        self.window = window
+    LIMITS = (
+        Limit(5, 15 * 60, ("username", "address"), "{username} from {address}"),
+        Limit(20, 15 * 60, ("address",), "any username from {address} (now {username})"),
+        Limit(100, 60 * 60, ("username",), "{username} from any address (now from {address})"),
+    )
+    # Throttlings remembered as logged; past this many, ended ones are dropped.
+    MAX_LOGGED = 10000
+
+    def __init__(self, clock=time.time):
+        # Wall-clock time: the attempts outlive the process.
         self.clock = clock
-        self._failures = collections.defaultdict(collections.deque)
+        # (limit, key) -> (the attempt that reached the limit, when it ends).
+        self._logged = {}
 
-    def _recent(self, key, now):
-        failures = self._failures.get(key)
-        if failures is None:
-            return ()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]
-        return failures
-
-    def retry_after(self, keys):
-        """Seconds until every key is under the limit again (0: now)."""
+    def admit(self, store, username, address):
+        """Count a password check about to run and return its attempt id
+        (for `settle`), or raise SignInRefused, writing nothing."""
         now = self.clock()
-        waits = [failures[-self.limit] + self.window - now
-                 for failures in (self._recent(k, now) for k in keys)
-                 if len(failures) >= self.limit]
-        return max(1, math.ceil(max(waits))) if waits else 0
+        parts = {"username": username.lower(), "address": address}  # usernames compare without case
+        waits, news = [], []
+        for limit in self.LIMITS:
+            key = {name: parts[name] for name in limit.by}
+            reached = store.nth_sign_in_attempt(limit.checks, _us(now - limit.seconds), **key)
+            if reached is None:
+                continue
+            wait = reached / 1_000_000 + limit.seconds - now
+            waits.append(wait)
+            if self._first(limit, key, reached, now + wait):
+                news.append("sign-ins throttled for %d s: %d password checks in %d minutes "
+                            "for %s (manage unlock clears it)" % (
+                                math.ceil(wait), limit.checks, limit.seconds // 60,
+                                limit.scope.format(username=username, address=address)))
+        if waits:
+            wait = max(1, math.ceil(max(waits)))
+            raise SignInRefused("too many failed sign-ins: try again in %d minute(s)"
+                                % -(-wait // 60), retry_after=wait, news=news)
+        longest = max(limit.seconds for limit in self.LIMITS)
+        store.delete_sign_in_attempts(before=_us(now - longest))
+        return store.add_sign_in_attempt(parts["username"], address, _us(now))
 
-    def failed(self, keys):
-        now = self.clock()
-        if len(self._failures) >= self.MAX_KEYS:
-            for key in list(self._failures):
-                self._recent(key, now)
-        for key in keys:
-            self._failures[key].append(now)
-
-    def forget(self, key):
-        self._failures.pop(key, None)
+    def _first(self, limit, key, reached, ends):
+        """Is this the first refusal of this throttling (a limit reached by
+        the attempt at `reached`) seen here? Remembers it."""
+        name = (limit, tuple(key.values()))
+        if self._logged.get(name, (None,))[0] == reached:
+            return False
+        if len(self._logged) >= self.MAX_LOGGED:
+            now = self.clock()
+            self._logged = {n: v for n, v in self._logged.items() if v[1] > now}
+        self._logged[name] = (reached, ends)
+        return True
 
 
 # Signing in takes three steps, so that the slow one can run off the loop:
-# `admit` (the throttle), `verify` (the hash, anywhere), `settle` (the
-# throttle's bookkeeping and the hash upgrade, where the store is written).
-
-def admit(throttle, username, address):
-    """The throttle's keys for this sign-in; SignInRefused if throttled."""
-    keys = ("user:" + username.lower(), "address:" + address)  # usernames compare without case
-    wait = throttle.retry_after(keys)
-    if wait:
-        raise SignInRefused("too many failed sign-ins: try again in %d minute(s)"
-                            % -(-wait // 60), retry_after=wait)
-    return keys
-
+# `Throttle.admit` (counts the attempt), `verify` (the hash, anywhere),
+# `settle` (gives a good password's slot back, stores the upgraded hash).
 
 def verify(password, user):
     """The slow part (PBKDF2, about 0.2 s; no database): (does `password`
@@ -153,19 +183,26 @@ def verify(password, user):
     return matches and user is not None, hash_password(password) if upgrade else None
 
 
-def settle(store, throttle, keys, user, verified):
-    """After `verify`: the user, else SignInRefused; counts the failure or
-    forgets earlier ones, and stores the upgraded hash."""
+def settle(store, attempt, user, verified):
+    """After `verify`: the user, else SignInRefused. A wrong password's
+    attempt stays counted; a right one's is deleted, so someone who signs
+    in often never runs into the limit."""
     matches, new_hash = verified
     if not matches:
-        throttle.failed(keys)
         raise SignInRefused("wrong username or password")
+    store.delete_sign_in_attempt(attempt)
     if not user["is_active"]:
         raise SignInRefused("this account is disabled")
-    throttle.forget(keys[0])
     if new_hash is not None:
         store.set_password(user["id"], new_hash, must_change=bool(user["must_change_password"]))
     return user
+
+
+def unlock(store, username=None):
+    """Clear sign-in throttles: every one, or `username`'s at any address;
+    returns how many counted attempts were forgotten."""
+    return store.delete_sign_in_attempts(
+        username=None if username is None else username.lower())
 
 
 # -- sessions -----------------------------------------------------------------

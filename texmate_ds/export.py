@@ -8,6 +8,15 @@ each page is one query fetched whole (keyset on the timestamp), so no
 cursor stays open between chunks on a connection the TTP side shares.
 
 `fields` are 1-based field numbers in the order wanted; None is all.
+
+A spreadsheet opening the CSV runs a cell that starts with ``=``, ``+``,
+``-``, ``@``, a tab or a CR as a formula, so a field named
+``=cmd|' /C calc'!A0`` would run a command on the reader's machine (CSV
+injection, OWASP). `text_cell` prefixes such text with ``'``, which the
+spreadsheet shows as text. It is applied to every text cell the server
+writes (the header's names); the value cells are numbers as
+`ttp.format_value` writes them and are never touched, so ``-5`` stays a
+number, and timestamps start with a digit.
 """
 
 import csv
@@ -19,6 +28,14 @@ from texmate_ds import ttp
 # Rows a page, and so a chunk: about 10 kB of CSV and half a millisecond of
 # work, which is what one loop turn gives an export on the server.
 PAGE = 200
+# What makes a spreadsheet read a cell as a formula.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text_cell(text):
+    """`text` for a CSV cell, with a ``'`` in front when a spreadsheet
+    would take it for a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def pages(store, unit, start=None, end=None, limit=None):
@@ -42,7 +59,7 @@ def csv_chunks(store, unit, start=None, end=None, fields=None):
     fields = fields or range(1, unit.fields + 1)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["id", "timestamp"] + [unit.label(f - 1) for f in fields])
+    writer.writerow(["id", "timestamp"] + [text_cell(unit.label(f - 1)) for f in fields])
     yield _take(buffer)
     for rows in pages(store, unit, start, end):
         for row in rows:

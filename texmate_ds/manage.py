@@ -147,6 +147,15 @@ def cmd_reset_admin_password(args, settings):
           % (user["username"], auth.DEFAULT_PASSWORD))
 
 
+def cmd_unlock(args, settings):
+    """clear sign-in throttles: every one, or USER's at any address"""
+    st = _store(settings)
+    forgotten = auth.unlock(st, args.user)
+    st.close()
+    whose = "every sign-in throttle" if args.user is None else "sign-in throttles of %s" % args.user
+    print("%s cleared (%d counted attempt(s) forgotten)" % (whose, forgotten))
+
+
 def cmd_addunit(args, settings):
     """add a unit (meter)"""
     try:
@@ -321,6 +330,8 @@ def build_parser():
     p = parsers["changepassword"]
     p.add_argument("user")
     p.add_argument("--noinput", action="store_true", help="password from TXM_PASSWORD")
+    parsers["unlock"].add_argument("user", nargs="?", metavar="USER",
+                                   help="a username (none: every throttle)")
     p = parsers["addunit"]
     p.add_argument("code")
     p.add_argument("key")

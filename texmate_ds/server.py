@@ -106,6 +106,7 @@ def serve(settings, out=sys.stdout):
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)
+    the_loop.every(ttp.REFUSAL_LOG_SECONDS, server.refusals.flush)
     the_loop.install_signal_handlers()
     # `kill -USR1 PID` writes every thread's stack to stderr: where a
     # server that seems stuck is stuck.
@@ -127,5 +128,6 @@ def serve(settings, out=sys.stdout):
     try:
         the_loop.run()
     finally:
+        server.refusals.flush()  # what the last minute counted
         st.close()
     say("stopped after %d TTP requests" % server.requests.value)

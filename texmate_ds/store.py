@@ -132,6 +132,21 @@ MIGRATIONS = [
     ALTER TABLE units ADD COLUMN graph_height INTEGER NOT NULL DEFAULT 300;
     ALTER TABLE units ADD COLUMN graph_axes TEXT NOT NULL DEFAULT '[]';
     """,
+    # 3: sign-in throttling (auth.Throttle): a row per password check that
+    # failed or is still running, kept no longer than the longest window
+    # (each admitted check deletes the older ones through the index on at).
+    # In the database, so that `manage unlock` reaches the running server.
+    """
+    CREATE TABLE sign_in_attempts (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL,
+        address TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX sign_in_attempts_username ON sign_in_attempts (username, at);
+    CREATE INDEX sign_in_attempts_address ON sign_in_attempts (address, at);
+    CREATE INDEX sign_in_attempts_at ON sign_in_attempts (at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -546,6 +561,50 @@ class Store:
     def _delete_sessions(self, where, params):
         self._begin()
         self.conn.execute("DELETE FROM sessions WHERE " + where, params)
+
+    # -- sign-in attempts (auth.Throttle decides; these count and keep them).
+    # Usernames arrive as auth folds them; times are microseconds.
+
+    def add_sign_in_attempt(self, username, address, at):
+        """A password check about to run; returns its id."""
+        self._begin()
+        return self.conn.execute(
+            "INSERT INTO sign_in_attempts (username, address, at) VALUES (?, ?, ?)",
+            (username, address, at)).lastrowid
+
+    def nth_sign_in_attempt(self, n, since, username=None, address=None):
+        """When the n-th newest attempt after `since` was made, counting
+        only those of `username` and from `address` (None: any); None
+        when there are fewer than n."""
+        where, params = "at > ?", [since]
+        if username is not None:
+            where += " AND username = ?"
+            params.append(username)
+        if address is not None:
+            where += " AND address = ?"
+            params.append(address)
+        row = self.conn.execute(
+            "SELECT at FROM sign_in_attempts WHERE %s ORDER BY at DESC LIMIT 1 OFFSET ?"
+            % where, params + [n - 1]).fetchone()
+        return row[0] if row else None
+
+    def delete_sign_in_attempt(self, attempt_id):
+        self._begin()
+        self.conn.execute("DELETE FROM sign_in_attempts WHERE id = ?", (attempt_id,))
+
+    def delete_sign_in_attempts(self, before=None, username=None):
+        """Attempts made before `before`, or of `username`, or (neither)
+        every one; returns how many went."""
+        where, params = "1", []
+        if before is not None:
+            where += " AND at < ?"
+            params.append(before)
+        if username is not None:
+            where += " AND username = ?"
+            params.append(username)
+        self._begin()
+        return self.conn.execute("DELETE FROM sign_in_attempts WHERE " + where,
+                                 params).rowcount
 
     # -- API tokens
 

@@ -18,6 +18,11 @@ Three layers, each usable without the next:
    ``COMMIT_INTERVAL`` is 1 (see ``store.GroupCommit``).
 
 A key is never logged; anything a meter sent is escaped before logging.
+
+What meters got wrong reaches the log through `RefusalLog`: an answer
+402, 403, 405 or 501 (wrong key, disabled unit, unknown unit, unknown app)
+is logged once per unit and code at once, then counted, a line per unit
+and code each minute, in bounded memory however many unit codes are sent.
 """
 
 import ast
@@ -31,6 +36,7 @@ import math
 import pkgutil
 import re
 import socket
+import time
 
 from texmate_ds import loop, siteapps
 from texmate_ds.loop import Answer, Counter  # noqa: F401  (apps use ttp.Answer)
@@ -362,6 +368,69 @@ def load_extensions(settings):
 
 # -- 3. server and channel ----------------------------------------------------
 
+# Answers that mean a meter is misconfigured (wrong key, disabled, unknown
+# unit, unknown app), as _count sees their first three characters.
+REFUSALS = frozenset(("402", "403", "405", "501"))
+# Seconds between the refusal counts in the log (`RefusalLog.flush`).
+REFUSAL_LOG_SECONDS = 60
+# Characters of a request line shown with its first refusal (key hidden).
+_SHOWN = 120
+
+
+class RefusalLog:
+    """Tells the log which meters are being refused, without drowning it.
+
+    The first refusal of a unit with a code is logged at once (INFO, with
+    the peer and the request, key hidden); the rest are counted and told at
+    `flush` (every REFUSAL_LOG_SECONDS, and at stop) in one line per unit
+    and code: ``unit A1: 402 Unauthorized x57 in the last 60 s``. A unit
+    refused with the same code in the period before is counted only, so a
+    misconfigured meter makes one line a minute; quiet for a period, it is
+    told at once again. Unit codes are the sender's to choose (405): at
+    most MAX_KEYS (unit, code) pairs are tracked a period, and refusals
+    beyond them make one line, ``N more refusals for other units``."""
+
+    MAX_KEYS = 1000
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._since = clock()
+        self._counts = {}  # (unit, code) -> refusals this period
+        self._told = set()  # keys logged at once this period
+        self._before = frozenset()  # keys refused in the period before
+        self._others = 0  # refusals of keys beyond MAX_KEYS
+
+    def note(self, unit, code, peer, line):
+        key = (unit, code)
+        count = self._counts.get(key)
+        if count is not None:
+            self._counts[key] = count + 1
+            return
+        if len(self._counts) >= self.MAX_KEYS:
+            self._others += 1
+            return
+        self._counts[key] = 1
+        if key not in self._before:
+            self._told.add(key)
+            log.info("unit %s: %s %s from %s for '%s'; more are counted each minute",
+                     unit, code, RESPONSES[int(code)], peer, redact(line)[:_SHOWN])
+
+    def flush(self):
+        """Log the counts of the period now ending and start the next."""
+        seconds = round(self.clock() - self._since)
+        for (unit, code), count in sorted(self._counts.items()):
+            if count > 1 or (unit, code) not in self._told:
+                log.info("unit %s: %s %s x%d in the last %d s",
+                         unit, code, RESPONSES[int(code)], count, seconds)
+        if self._others:
+            log.info("%d more refusals for other units in the last %d s", self._others, seconds)
+        self._before = frozenset(self._counts)
+        self._counts = {}
+        self._told = set()
+        self._others = 0
+        self._since = self.clock()
+
+
 class TTPServer:
     """What TTP apps see as ``server``: the answer texts, the store, the
     settings, the event bus, counters, and `authenticate`.
@@ -385,6 +454,7 @@ class TTPServer:
         self.requests = Counter()
         # Answers by (app code, answer code): "OK" or the three digits.
         self.answers = collections.Counter()
+        self.refusals = RefusalLog()
         self.since_sweep = 0
 
     def authenticate(self, code, key):
@@ -422,15 +492,16 @@ class Response:
     the channel dispatches nothing further until then, so a pipelined
     request sees the effects of the one before it."""
 
-    __slots__ = ("inner", "ready", "started", "channel", "request", "app", "after",
+    __slots__ = ("inner", "ready", "started", "channel", "request", "unit", "app", "after",
                  "flushed", "text")
 
-    def __init__(self, inner, channel, request, app, after):
+    def __init__(self, inner, channel, request, unit, app, after):
         self.inner = inner
         self.ready = True
         self.started = False
         self.channel = channel
         self.request = request
+        self.unit = unit
         self.app = app
         self.after = after
         self.flushed = None if after is None else self._flushed
@@ -468,12 +539,16 @@ class Response:
         return chunk
 
     def _count(self, first):
-        """Count the answer by app and code (for /metrics) at its first chunk."""
+        """Count the answer by app and code (for /metrics) at its first
+        chunk, and tell the refusal log of a refusal."""
         self.started = True
         if isinstance(first, bytes):
             first = first[:3].decode("latin-1")
         code = "OK" if first.startswith("OK") else first[:3]
-        self.channel.server.answers[self.app, code] += 1
+        server = self.channel.server
+        server.answers[self.app, code] += 1
+        if code in REFUSALS:
+            server.refusals.note(self.unit, code, loop._peer(self.channel.addr), self.request)
 
     def hold(self, commits):
         self.ready = False
@@ -580,8 +655,10 @@ class TTPChannel(loop.Channel):
             server.sweep()
         ext = None
         after = None
+        unit = None  # until the line parses; nothing but a 400 comes before
         try:
             request = parse_request(line)
+            unit = request.unit
             ext = server.extensions.get(request.app)
             if ext is None:
                 raise TTPError(501)
@@ -606,7 +683,7 @@ class TTPChannel(loop.Channel):
                           ext.app.name if ext else "?", redact(line))
             producer = Answer(error_text(500))
             wrote = False
-        response = Response(producer, self, line, ext.code if ext else "none", after)
+        response = Response(producer, self, line, unit, ext.code if ext else "none", after)
         if after is not None:
             self._awaiting = True
         if wrote and server.commits.durable:

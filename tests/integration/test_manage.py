@@ -25,7 +25,7 @@ from texmate_ds import auth, config, store, ttp
 
 SCHEMA = store.SCHEMA_VERSION
 COMMANDS = ("syncdb", "createsuperuser", "changepassword", "reset_admin_password",
-            "addunit", "listunits", "export", "backup", "apps", "check")
+            "addunit", "listunits", "export", "backup", "apps", "check", "unlock")
 RUN_TIMEOUT = 30
 
 

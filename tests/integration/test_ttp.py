@@ -5,6 +5,7 @@ k7); tests that need a clean unit add their own with a unique code.
 """
 
 import itertools
+import re
 import socket
 import sqlite3
 import time
@@ -359,3 +360,31 @@ def test_read_permission_changes_take_effect(server, dl_units):
                    (nobody,))
     db.close()
     assert server.ask("TTP /dl/%s/last/%s %s" % (nobody, src, nkey)) == "403 Forbidden"
+
+
+# -- what meters got wrong (README, "What meters got wrong") -----------------
+
+def test_refusals_are_logged_once_a_unit_and_code_then_counted_never_with_the_key(
+        server_factory):
+    srv = server_factory(start=False)
+    srv.add_unit("A1", "k1", 1)
+    srv.start()
+    wrong = "WrongKey-7f3a"
+    answers = srv.exchange("TTP /up/A1/<2009-1-1 0:0:0;1> %s\r" % wrong * 50, 50)
+    assert answers == ["402 Unauthorized"] * 50
+    assert srv.ask("TTP /ok/NOSUCH %s" % wrong) == "405 Unit not found"
+    assert srv.ask("TTP /zz/A1 %s" % wrong) == "501 Not implemented"
+    # The first of the 50 is in the log at once, the others are not.
+    told = [line for line in srv.errors().splitlines() if "unit A1: 402" in line]
+    assert len(told) == 1, told
+    assert " INFO texmate_ds.ttp: unit A1: 402 Unauthorized from 127.0.0.1:" in told[0]
+    assert told[0].endswith("for 'TTP /up/A1/<2009-1-1 0:0:0;1> ***'; more are counted each minute")
+    # Stopping tells the count of the minute so far.
+    assert srv.stop() == 0
+    errors = srv.errors()
+    assert re.search(r"INFO texmate_ds.ttp: unit A1: 402 Unauthorized x50 in the last \d+ s$",
+                     errors, re.MULTILINE), errors
+    assert len(re.findall("unit A1: 402", errors)) == 2
+    assert "unit NOSUCH: 405 Unit not found from 127.0.0.1:" in errors
+    assert "unit A1: 501 Not implemented from 127.0.0.1:" in errors
+    assert wrong not in errors

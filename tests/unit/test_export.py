@@ -57,3 +57,22 @@ def test_json_chunks_make_one_document(filled):
         assert data["samples"][2] == [3, "1970-01-01 00:00:00.000002", 2.0, None]
     empty = json.loads("".join(export.json_chunks(st, unit, 10 ** 9, None, [1], 5)))
     assert empty == {"unit": "X1", "fields": ["a"], "samples": []}
+
+
+@pytest.mark.parametrize("text,cell", [
+    ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"), ("+SUM(1+1)", "'+SUM(1+1)"),
+    ("-x", "'-x"), ("@y", "'@y"), ("\tz", "'\tz"), ("\rz", "'\rz"),
+    ("flow", "flow"), ("a=b", "a=b"), ("", ""), ("'quoted", "'quoted"), (" =x", " =x"),
+])
+def test_text_cells_a_spreadsheet_would_run_get_a_quote(text, cell):
+    assert export.text_cell(text) == cell
+
+
+def test_csv_header_names_are_made_safe_but_values_are_not():
+    st = store.Store(":memory:")
+    st.syncdb()
+    unit = st.add_unit("F1", "k", 3, field_names=["=1+2", "-x", "ok"])
+    st.add_samples(unit, [(0, (-5.0, -0.25, 3.0))])
+    rows = list(csv.reader(io.StringIO("".join(export.csv_chunks(st, unit)))))
+    assert rows == [["id", "timestamp", "'=1+2", "'-x", "ok"],
+                    ["1", "1970-01-01 00:00:00", "-5", "-0.25", "3"]]

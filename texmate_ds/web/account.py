@@ -9,6 +9,13 @@ sends them there until it is done. Changing the password ends the user's
 other sessions. Refusals re-show the form with one line saying why: 400
 for a form filled in wrongly, 403 for wrong credentials or a disabled
 account, 429 with Retry-After when sign-ins are throttled.
+
+Both forms check a password in three steps (`auth.Throttle.admit` on the
+loop counts the attempt, `auth.verify` hashes on a worker, `auth.settle`
+back on the loop), so the current password of the password form is
+throttled like a sign-in. A refusal at the throttle is not logged each
+time, only as a WARNING when a limit is first reached: a flood of guesses
+makes one line, not one per guess.
 """
 
 import logging
@@ -46,32 +53,40 @@ def login(request):
     if not username or not password:
         return _login_form(request, 400, "enter a username and a password")
     try:
-        keys = auth.admit(request.site.throttle, username, request.remote_addr)
+        attempt = _admit(request, username)
     except auth.SignInRefused as refused:
-        return _refused(request, username, refused)
+        return _login_form(request, *_refusal(refused))
     user = request.store.get_user(username=username)
     # The password hash takes 0.2 s: worked out off the loop.
     return app.Later(lambda store: auth.verify(password, user),
-                     lambda verified: _signed_in(request, keys, user, verified))
+                     lambda verified: _signed_in(request, attempt, user, verified))
 
 
-def _refused(request, username, refused):
-    log.info("sign-in refused for %s from %s: %s", app.printable(username),
-             request.remote_addr, refused.reason)
-    return _login_form(request, *_refusal(refused))
-
-
-def _signed_in(request, keys, user, verified):
+def _admit(request, username):
+    """The throttle's attempt id; SignInRefused (logged when news) if throttled."""
     try:
-        user = auth.settle(request.store, request.site.throttle, keys, user, verified)
+        return request.site.throttle.admit(request.store, username, request.remote_addr)
     except auth.SignInRefused as refused:
-        return _refused(request, request.form.get("username", "").strip(), refused)
+        for line in refused.news:
+            log.warning("%s", app.printable(line))
+        raise
+
+
+def _signed_in(request, attempt, user, verified):
+    try:
+        user = auth.settle(request.store, attempt, user, verified)
+    except auth.SignInRefused as refused:
+        log.info("sign-in refused for %s from %s: %s",
+                 app.printable(request.form.get("username", "").strip()),
+                 app.printable(request.remote_addr), refused.reason)
+        return _login_form(request, *_refusal(refused))
     if request.session is not None:
         auth.end_session(request.store, request.session)
     days = request.settings.SESSION_DAYS
     request.set_cookie(app.SESSION_COOKIE, auth.start_session(request.store, user["id"], days),
                        max_age=days * 86400)
-    log.info("%s signed in from %s", app.printable(user["username"]), request.remote_addr)
+    log.info("%s signed in from %s", app.printable(user["username"]),
+             app.printable(request.remote_addr))
     if user["must_change_password"]:
         return app.redirect(app.PASSWORD_PAGE + "?next=" + quote(_after(request), safe=""), 303)
     return app.redirect(_after(request), 303)
@@ -106,7 +121,7 @@ def password(request):
     new = form.get("new_password", "")
     try:
         auth.check_new_password(new)
-        keys = auth.admit(request.site.throttle, request.user["username"], request.remote_addr)
+        attempt = _admit(request, request.user["username"])
     except ValueError as exc:
         return _password_form(request, 400, str(exc))
     except auth.SignInRefused as refused:
@@ -115,12 +130,12 @@ def password(request):
     # Both hashes take 0.2 s each: worked out off the loop.
     return app.Later(
         lambda store: (auth.verify(form.get("old_password", ""), user), auth.hash_password(new)),
-        lambda hashes: _password_changed(request, keys, *hashes))
+        lambda hashes: _password_changed(request, attempt, *hashes))
 
 
-def _password_changed(request, keys, verified, new_hash):
+def _password_changed(request, attempt, verified, new_hash):
     try:
-        auth.settle(request.store, request.site.throttle, keys, request.user, verified)
+        auth.settle(request.store, attempt, request.user, verified)
     except auth.SignInRefused:
         return _password_form(request, 403, "the current password is wrong")
     auth.change_password(request.store, request.session, new_hash)
