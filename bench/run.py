@@ -370,8 +370,8 @@ def scenario_idle(plan, work):
     def load(server, folder):
         return run_load(server, folder, 'idle', plan.seconds, plan.warmup,
                         '--idle', plan.idle, '--distinct-units', '--interval', IDLE_INTERVAL)
-    # MAX_CONNECTIONS counts every connection: 10,000 idle ones plus the
-    # active meter need more than the default 10000.
+    # MAX_CONNECTIONS counts every meter connection: 10,000 idle ones plus
+    # the active meter need more than the default 10000.
     return both('idle', work, load, {'MAX_CONNECTIONS': max(10000, plan.idle + 100)},
                 make_units(units('I', plan.idle), ['A1']))
 
