@@ -27,6 +27,16 @@ Three layers, each usable without the next, as in ttp.py:
    answers 408 to a request head that takes longer. `HTTPServer` holds the
    app, the settings and the counters.
 
+   With HTTPS on (HTTPS_CERT_FILE, HTTPS_KEY_FILE) each channel has a
+   `tls.TLSLayer` as its transport (see `loop.Channel`): the loop reads
+   and writes ciphertext, the parser and the answers see plaintext, and
+   nothing else changes. The handshake is driven by the client's bytes on
+   the same loop, and the idle timer above times it: a connection that
+   has not completed its handshake and sent a request's first byte within
+   HTTP_HEADER_TIMEOUT is closed. A client whose TLS fails (a plain-HTTP
+   request, garbage) is closed without an answer, in one log line.
+   ``wsgi.url_scheme`` is ``https`` on such a server.
+
 4. `site_apps` imports the site's own WSGI apps (``[httpapps]``, from
    HTTP_APPS_DIR) and `Mounted` sends each request under an app's URL
    prefix to it, everything else to the web UI.
@@ -48,7 +58,7 @@ import socket
 import struct
 import urllib.parse
 
-from texmate_ds import __version__, loop, siteapps
+from texmate_ds import __version__, loop, siteapps, tls
 from texmate_ds.siteapps import AppError
 
 log = logging.getLogger("texmate_ds.http")
@@ -286,10 +296,10 @@ class ErrorStream:
             self.write("\n")
 
 
-def build_environ(head, body, local, remote, errors):
+def build_environ(head, body, local, remote, errors, scheme="http"):
     """The PEP 3333 environ of a request: `head` (a `RequestHead`), its
-    `body` (bytes), the server's and the client's (host, port), and the
-    ``wsgi.errors`` stream.
+    `body` (bytes), the server's and the client's (host, port), the
+    ``wsgi.errors`` stream and ``wsgi.url_scheme``.
 
     Header fields whose names hold ``_`` are left out: as ``HTTP_X_USER``
     they would pass for ``X-User``, which a proxy in front may have set."""
@@ -304,7 +314,7 @@ def build_environ(head, body, local, remote, errors):
         "SERVER_PROTOCOL": head.version,
         "REMOTE_ADDR": remote[0],
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": scheme,
         "wsgi.input": io.BytesIO(body),
         "wsgi.errors": errors,
         "wsgi.multithread": False,
@@ -614,14 +624,18 @@ class Offloaded:
 class HTTPServer:
     """The web port: the WSGI app, the settings, and the counters the
     /metrics page reads: ``bytes_received`` and ``bytes_sent`` (counted at
-    the socket, as ttp.TTPServer counts them) and ``requests_by_status``
-    (answers by status code, protocol errors included)."""
+    the socket, as ttp.TTPServer counts them; under TLS, the HTTP bytes
+    before encryption) and ``requests_by_status`` (answers by status code,
+    protocol errors included). `tls_context` is the `ssl.SSLContext` of an
+    HTTPS port (`tls.server_context`), None for plain HTTP."""
 
-    def __init__(self, settings, app, loop_, pool=None):
+    def __init__(self, settings, app, loop_, pool=None, tls_context=None):
         self.settings = settings
         self.app = app
         self.loop = loop_
         self.pool = pool
+        self.tls_context = tls_context
+        self.scheme = "http" if tls_context is None else "https"
         self.errors = ErrorStream()
         self.bytes_received = loop.Counter()
         self.bytes_sent = loop.Counter()
@@ -642,6 +656,8 @@ class HTTPChannel(loop.Channel):
 
     def __init__(self, server, sock, addr):
         self.server = server
+        if server.tls_context is not None:
+            self.transport = tls.TLSLayer(server.tls_context)
         self.parser = RequestParser()
         self.local = sock.getsockname()[:2]
         self._head = None       # the request whose body is being read
@@ -712,7 +728,8 @@ class HTTPChannel(loop.Channel):
     def _dispatch(self):
         head, body = self._head, bytes(self._body)
         self._head = self._body = None
-        environ = build_environ(head, body, self.local, self.addr, self.server.errors)
+        environ = build_environ(head, body, self.local, self.addr, self.server.errors,
+                                self.server.scheme)
         if self.server.pool is not None:
             environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self)
         self._response = WSGIResponse(self, head, environ)
@@ -748,8 +765,9 @@ class HTTPChannel(loop.Channel):
         self.closing = True
 
     def _linger_zero(self):
-        # Closing then sends RST instead of FIN.
+        # Closing then sends RST instead of FIN (and no TLS close_notify).
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.goodbye = False
 
     # -- HTTP_HEADER_TIMEOUT ---------------------------------------------------
 
