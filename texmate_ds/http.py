@@ -37,6 +37,12 @@ Three layers, each usable without the next, as in ttp.py:
    request, garbage) is closed without an answer, in one log line.
    ``wsgi.url_scheme`` is ``https`` on such a server.
 
+   Behind a TLS-terminating reverse proxy (BEHIND_HTTPS_PROXY),
+   ``wsgi.url_scheme`` is ``https`` for every request, so cookies are
+   always ``Secure``, and a request from one of PROXY_ADDRESSES has
+   X-Forwarded-For believed (`client_address`): REMOTE_ADDR is the
+   client's, so the sign-in throttle counts clients, not the proxy.
+
 4. `site_apps` imports the site's own WSGI apps (``[httpapps]``, from
    HTTP_APPS_DIR) and `Mounted` sends each request under an app's URL
    prefix to it, everything else to the web UI.
@@ -52,13 +58,14 @@ import collections
 import email.utils
 import functools
 import io
+import ipaddress
 import logging
 import re
 import socket
 import struct
 import urllib.parse
 
-from texmate_ds import __version__, loop, siteapps, tls
+from texmate_ds import __version__, config, loop, siteapps, tls
 from texmate_ds.siteapps import AppError
 
 log = logging.getLogger("texmate_ds.http")
@@ -296,10 +303,44 @@ class ErrorStream:
             self.write("\n")
 
 
-def build_environ(head, body, local, remote, errors, scheme="http"):
+def _address(text):
+    """`text` as an IP address, an IPv4-mapped IPv6 one as the IPv4 it
+    maps (a dual-stack socket's peers); ValueError if it is none."""
+    address = ipaddress.ip_address(text.strip())
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+def client_address(peer, forwarded_for, proxies):
+    """The address a request comes from: the TCP `peer` (text), unless the
+    peer is in `proxies` (trusted reverse proxies: ipaddress networks) and
+    `forwarded_for` (X-Forwarded-For, its fields joined by commas, or
+    None) names one.
+
+    Each proxy appends the address it got the request from, so the list is
+    read from the right, skipping trusted proxies: the first other address
+    is the client. Whatever lies left of it the client wrote itself and is
+    never believed. If every address is a proxy's, the leftmost is the
+    client (a browser on the proxy's host). An entry read on the way that
+    is not an IP address leaves the peer."""
+    if not forwarded_for or not proxies:
+        return peer
+    try:
+        if not any(_address(peer) in network for network in proxies):
+            return peer
+        for hop in reversed(forwarded_for.split(",")):
+            address = _address(hop)
+            if not any(address in network for network in proxies):
+                break
+    except ValueError:
+        return peer
+    return str(address)
+
+
+def build_environ(head, body, local, remote, errors, scheme="http", proxies=()):
     """The PEP 3333 environ of a request: `head` (a `RequestHead`), its
     `body` (bytes), the server's and the client's (host, port), the
-    ``wsgi.errors`` stream and ``wsgi.url_scheme``.
+    ``wsgi.errors`` stream, ``wsgi.url_scheme``, and the trusted reverse
+    proxies whose X-Forwarded-For is believed (`client_address`).
 
     Header fields whose names hold ``_`` are left out: as ``HTTP_X_USER``
     they would pass for ``X-User``, which a proxy in front may have set."""
@@ -333,6 +374,9 @@ def build_environ(head, body, local, remote, errors, scheme="http"):
     if authority is not None:
         # An absolute-form target's host wins over Host (RFC 9112 3.2.2).
         environ["HTTP_HOST"] = authority
+    if proxies:
+        environ["REMOTE_ADDR"] = client_address(
+            remote[0], environ.get("HTTP_X_FORWARDED_FOR"), proxies)
     return environ
 
 
@@ -635,7 +679,9 @@ class HTTPServer:
         self.loop = loop_
         self.pool = pool
         self.tls_context = tls_context
-        self.scheme = "http" if tls_context is None else "https"
+        behind_proxy = settings.BEHIND_HTTPS_PROXY
+        self.scheme = "https" if tls_context is not None or behind_proxy else "http"
+        self.proxies = config.networks(settings.PROXY_ADDRESSES) if behind_proxy else ()
         self.errors = ErrorStream()
         self.bytes_received = loop.Counter()
         self.bytes_sent = loop.Counter()
@@ -729,7 +775,7 @@ class HTTPChannel(loop.Channel):
         head, body = self._head, bytes(self._body)
         self._head = self._body = None
         environ = build_environ(head, body, self.local, self.addr, self.server.errors,
-                                self.server.scheme)
+                                self.server.scheme, self.server.proxies)
         if self.server.pool is not None:
             environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self)
         self._response = WSGIResponse(self, head, environ)

@@ -5,12 +5,15 @@ conftest `certificate`; skipped where openssl is missing) and clients use
 the standard `ssl` module: pages, sign-in and a streamed CSV over TLS,
 handshakes that stall or fail, and the start refused over a bad file. Two
 tests run an `http.HTTPServer` on a loop in this process, to see output
-held back over TLS as over plain TCP, and a cut answer reset.
+held back over TLS as over plain TCP, and a cut answer reset. Behind a
+proxy, who signed in is read from the server's log, where the sign-in
+names REMOTE_ADDR, the address its throttle counts.
 """
 
 import contextlib
 import csv
 import io
+import re
 import select
 import socket
 import ssl
@@ -298,3 +301,25 @@ def test_an_answer_cut_short_ends_in_a_reset_not_a_tls_close(certificate):
         with pytest.raises((ConnectionResetError, ssl.SSLError)):
             client.rest()
         client.close()
+
+
+# -- behind a reverse proxy -------------------------------------------------------
+
+@pytest.mark.parametrize("proxies,seen", [
+    ("", "203.0.113.9"),                         # 127.0.0.1, the default: trusted
+    ("PROXY_ADDRESSES: 10.9.9.9\n", "127.0.0.1"),   # the header comes from anyone
+])
+def test_behind_a_proxy_the_client_is_the_forwarded_address(server_factory, proxies, seen):
+    srv = server_factory("BEHIND_HTTPS_PROXY: yes\n" + proxies)
+    browser = Browser(srv.http_port)
+    forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9", "X-Forwarded-Proto": "https"}
+    form = browser.get("/login/", **forwarded)
+    # TLS ends at the proxy, so the cookie is Secure, from whomever.
+    assert "Secure" in cookie_lines(form)["txm_csrf"].split("; ")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.body).group(1)
+    signed = browser.post("/login/", {"username": "Administrator", "password": "admin",
+                                      "next": "/", "csrf_token": token}, **forwarded)
+    assert signed.status == 303
+    assert "Secure" in cookie_lines(signed)["txm_session"].split("; ")
+    assert wait_for(lambda: "Administrator signed in from " in srv.errors())
+    assert "Administrator signed in from %s\n" % seen in srv.errors()
