@@ -671,7 +671,8 @@ class HTTPServer:
     the socket, as ttp.TTPServer counts them; under TLS, the HTTP bytes
     before encryption) and ``requests_by_status`` (answers by status code,
     protocol errors included). `tls_context` is the `ssl.SSLContext` of an
-    HTTPS port (`tls.server_context`), None for plain HTTP."""
+    HTTPS port (`tls.server_context`), None for plain HTTP; `refusal` is
+    what the listener answers a connection beyond the limit."""
 
     def __init__(self, settings, app, loop_, pool=None, tls_context=None):
         self.settings = settings
@@ -682,6 +683,9 @@ class HTTPServer:
         behind_proxy = settings.BEHIND_HTTPS_PROXY
         self.scheme = "https" if tls_context is not None or behind_proxy else "http"
         self.proxies = config.networks(settings.PROXY_ADDRESSES) if behind_proxy else ()
+        # What a connection past the limit gets: plain text would be
+        # garbage to a TLS client, so under TLS it is only closed.
+        self.refusal = REFUSAL if tls_context is None else b""
         self.errors = ErrorStream()
         self.bytes_received = loop.Counter()
         self.bytes_sent = loop.Counter()

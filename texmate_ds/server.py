@@ -95,7 +95,7 @@ def serve(settings, out=sys.stdout):
         ttp_host, ttp_port = the_loop.listen(settings.DS_BIND, settings.DS_PORT, server.accept,
                                              ttp.error_text(502).encode())
         http_host, http_port = the_loop.listen(settings.HTTP_BIND, settings.HTTP_PORT,
-                                               site.accept, http.REFUSAL)
+                                               site.accept, site.refusal)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)

@@ -250,7 +250,7 @@ def serving(app, certificate):
                                HTTPS_KEY_FILE=str(certificate[1]))
     the_loop = loop.Loop(100)
     server = http.HTTPServer(settings, app, the_loop, tls_context=tls.server_context(settings))
-    server.port = the_loop.listen("127.0.0.1", 0, server.accept, http.REFUSAL)[1]
+    server.port = the_loop.listen("127.0.0.1", 0, server.accept, server.refusal)[1]
     thread = threading.Thread(target=the_loop.run, daemon=True)
     thread.start()
     try:

@@ -1,5 +1,6 @@
 """Who a web request is from, behind a reverse proxy: http.client_address
-and what build_environ makes of X-Forwarded-For and the URL scheme."""
+and what build_environ makes of X-Forwarded-For and the URL scheme; and
+what HTTPServer makes of the HTTPS settings."""
 
 import pytest
 
@@ -73,9 +74,12 @@ def test_build_environ_ignores_forwarding_when_not_behind_a_proxy_or_from_others
     # cookie is Secure, whatever X-Forwarded-Proto says.
     ({"BEHIND_HTTPS_PROXY": True}, "https"),
 ])
-def test_the_server_scheme(values, scheme):
+def test_the_server_scheme_and_refusal(values, scheme):
     settings = config.Settings(**values)
     context = object() if values.get("HTTPS_CERT_FILE") else None
     server = http.HTTPServer(settings, None, None, tls_context=context)
     assert server.scheme == scheme
     assert server.proxies == (LOCAL if values.get("BEHIND_HTTPS_PROXY") else ())
+    # Past MAX_CONNECTIONS a TLS client is only closed: a plain-text 503
+    # would be garbage to it.
+    assert server.refusal == (b"" if context else http.REFUSAL)
