@@ -12,6 +12,7 @@ scripts/test.py); otherwise they are skipped with that reason printed.
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -208,6 +209,22 @@ def server(tmp_path_factory):
     srv.kill()
 
 
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """(cert.pem, key.pem): a self-signed certificate for localhost and
+    127.0.0.1, made with openssl as the README says; skipped without it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate for the HTTPS tests")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, *args):
         pass
@@ -275,10 +292,13 @@ class Browser:
         self.source = source
         self.cookies = {}
 
-    def request(self, method, path, form=None, headers=()):
-        conn = http.client.HTTPConnection(
+    def connect(self):
+        return http.client.HTTPConnection(
             "127.0.0.1", self.port, timeout=10,
             source_address=(self.source, 0) if self.source else None)
+
+    def request(self, method, path, form=None, headers=()):
+        conn = self.connect()
         sent = dict(headers)
         if self.cookies:
             sent["Cookie"] = "; ".join("%s=%s" % c for c in self.cookies.items())

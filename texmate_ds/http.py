@@ -27,6 +27,22 @@ Three layers, each usable without the next, as in ttp.py:
    answers 408 to a request head that takes longer. `HTTPServer` holds the
    app, the settings and the counters.
 
+   With HTTPS on (HTTPS_CERT_FILE, HTTPS_KEY_FILE) each channel has a
+   `tls.TLSLayer` as its transport (see `loop.Channel`): the loop reads
+   and writes ciphertext, the parser and the answers see plaintext, and
+   nothing else changes. The handshake is driven by the client's bytes on
+   the same loop, and the idle timer above times it: a connection that
+   has not completed its handshake and sent a request's first byte within
+   HTTP_HEADER_TIMEOUT is closed. A client whose TLS fails (a plain-HTTP
+   request, garbage) is closed without an answer, in one log line.
+   ``wsgi.url_scheme`` is ``https`` on such a server.
+
+   Behind a TLS-terminating reverse proxy (BEHIND_HTTPS_PROXY),
+   ``wsgi.url_scheme`` is ``https`` for every request, so cookies are
+   always ``Secure``, and a request from one of PROXY_ADDRESSES has
+   X-Forwarded-For believed (`client_address`): REMOTE_ADDR is the
+   client's, so the sign-in throttle counts clients, not the proxy.
+
 4. `site_apps` imports the site's own WSGI apps (``[httpapps]``, from
    HTTP_APPS_DIR) and `Mounted` sends each request under an app's URL
    prefix to it, everything else to the web UI.
@@ -42,6 +58,7 @@ import collections
 import email.utils
 import functools
 import io
+import ipaddress
 import logging
 import re
 import socket
@@ -50,7 +67,7 @@ import tempfile
 import time
 import urllib.parse
 
-from texmate_ds import __version__, loop, siteapps
+from texmate_ds import __version__, config, loop, siteapps, tls
 from texmate_ds.siteapps import AppError
 
 log = logging.getLogger("texmate_ds.http")
@@ -309,10 +326,44 @@ def request_path(head):
     return urllib.parse.unquote_to_bytes(split_target(head.target)[1]).decode("latin-1")
 
 
-def build_environ(head, body, local, remote, errors):
+def _address(text):
+    """`text` as an IP address, an IPv4-mapped IPv6 one as the IPv4 it
+    maps (a dual-stack socket's peers); ValueError if it is none."""
+    address = ipaddress.ip_address(text.strip())
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+def client_address(peer, forwarded_for, proxies):
+    """The address a request comes from: the TCP `peer` (text), unless the
+    peer is in `proxies` (trusted reverse proxies: ipaddress networks) and
+    `forwarded_for` (X-Forwarded-For, its fields joined by commas, or
+    None) names one.
+
+    Each proxy appends the address it got the request from, so the list is
+    read from the right, skipping trusted proxies: the first other address
+    is the client. Whatever lies left of it the client wrote itself and is
+    never believed. If every address is a proxy's, the leftmost is the
+    client (a browser on the proxy's host). An entry read on the way that
+    is not an IP address leaves the peer."""
+    if not forwarded_for or not proxies:
+        return peer
+    try:
+        if not any(_address(peer) in network for network in proxies):
+            return peer
+        for hop in reversed(forwarded_for.split(",")):
+            address = _address(hop)
+            if not any(address in network for network in proxies):
+                break
+    except ValueError:
+        return peer
+    return str(address)
+
+
+def build_environ(head, body, local, remote, errors, scheme="http", proxies=()):
     """The PEP 3333 environ of a request: `head` (a `RequestHead`), its
-    `body` (a file at its start), the server's and the client's (host,
-    port), and the ``wsgi.errors`` stream.
+    `body` (a file at its start), the server's and the client's (host, port), the
+    ``wsgi.errors`` stream, ``wsgi.url_scheme``, and the trusted reverse
+    proxies whose X-Forwarded-For is believed (`client_address`).
 
     Header fields whose names hold ``_`` are left out: as ``HTTP_X_USER``
     they would pass for ``X-User``, which a proxy in front may have set."""
@@ -327,7 +378,7 @@ def build_environ(head, body, local, remote, errors):
         "SERVER_PROTOCOL": head.version,
         "REMOTE_ADDR": remote[0],
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": scheme,
         "wsgi.input": body,
         "wsgi.errors": errors,
         "wsgi.multithread": False,
@@ -346,6 +397,9 @@ def build_environ(head, body, local, remote, errors):
     if authority is not None:
         # An absolute-form target's host wins over Host (RFC 9112 3.2.2).
         environ["HTTP_HOST"] = authority
+    if proxies:
+        environ["REMOTE_ADDR"] = client_address(
+            remote[0], environ.get("HTTP_X_FORWARDED_FOR"), proxies)
     return environ
 
 
@@ -646,14 +700,24 @@ class Offloaded:
 class HTTPServer:
     """The web port: the WSGI app, the settings, and the counters the
     /metrics page reads: ``bytes_received`` and ``bytes_sent`` (counted at
-    the socket, as ttp.TTPServer counts them) and ``requests_by_status``
-    (answers by status code, protocol errors included)."""
+    the socket, as ttp.TTPServer counts them; under TLS, the HTTP bytes
+    before encryption) and ``requests_by_status`` (answers by status code,
+    protocol errors included). `tls_context` is the `ssl.SSLContext` of an
+    HTTPS port (`tls.server_context`), None for plain HTTP; `refusal` is
+    what the listener answers a connection beyond the limit."""
 
-    def __init__(self, settings, app, loop_, pool=None):
+    def __init__(self, settings, app, loop_, pool=None, tls_context=None):
         self.settings = settings
         self.app = app
         self.loop = loop_
         self.pool = pool
+        self.tls_context = tls_context
+        behind_proxy = settings.BEHIND_HTTPS_PROXY
+        self.scheme = "https" if tls_context is not None or behind_proxy else "http"
+        self.proxies = config.networks(settings.PROXY_ADDRESSES) if behind_proxy else ()
+        # What a connection past the limit gets: plain text would be
+        # garbage to a TLS client, so under TLS it is only closed.
+        self.refusal = REFUSAL if tls_context is None else b""
         self.errors = ErrorStream()
         self.bytes_received = loop.Counter()
         self.bytes_sent = loop.Counter()
@@ -683,6 +747,8 @@ class HTTPChannel(loop.Channel):
 
     def __init__(self, server, sock, addr):
         self.server = server
+        if server.tls_context is not None:
+            self.transport = tls.TLSLayer(server.tls_context)
         self.parser = RequestParser()
         self.local = sock.getsockname()[:2]
         self._head = None       # the request whose body is being read
@@ -783,7 +849,8 @@ class HTTPChannel(loop.Channel):
             body = io.BytesIO(bytes(body))
         else:
             body.seek(0)
-        environ = build_environ(head, body, self.local, self.addr, self.server.errors)
+        environ = build_environ(head, body, self.local, self.addr, self.server.errors,
+                                self.server.scheme, self.server.proxies)
         if self.server.pool is not None:
             environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self,
                                                  environ["REMOTE_ADDR"])
@@ -825,8 +892,9 @@ class HTTPChannel(loop.Channel):
         self.closing = True
 
     def _linger_zero(self):
-        # Closing then sends RST instead of FIN.
+        # Closing then sends RST instead of FIN (and no TLS close_notify).
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.goodbye = False
 
     # -- HTTP_HEADER_TIMEOUT ---------------------------------------------------
 

@@ -36,9 +36,17 @@ needs:
   for one is simply not ``ready`` meanwhile (an empty chunk from a
   producer that is not ready means "not yet", never "done").
 
+* A channel may put a *transport* between its socket and its plaintext
+  (``Channel.transport``: `tls.TLSLayer` for HTTPS). The channel then
+  reads ciphertext, hands `received` what the transport makes of it and
+  writes what the transport has to say; its buffers, flow control and
+  ``flushed()`` still count plaintext. A plain channel has none, and its
+  reads and writes go to the socket as before.
+
 One failure, one channel: an exception raised while serving a channel is
-logged with its traceback and closes that channel only. KeyboardInterrupt and
-SystemExit always propagate.
+logged with its traceback and closes that channel only; a transport's
+`TransportError` (a client's broken TLS) is logged in one line instead.
+KeyboardInterrupt and SystemExit always propagate.
 """
 
 import errno
@@ -69,6 +77,8 @@ RECV_SIZE = 65536
 # Bytes a write event takes from a channel's producers, about: a long
 # answer (a CSV export) goes out a piece per turn, between everyone else's.
 FILL_SIZE = 8192
+# Plaintext a transport takes at a time: one whole TLS record.
+TLS_PIECE = 16384
 # Seconds between two log lines about connections refused at a listener's limit.
 REFUSAL_LOG_SECONDS = 10
 # Seconds a graceful stop waits for in-flight answers to drain.
@@ -98,6 +108,12 @@ def raise_open_files(needed):
         soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     return soft
+
+
+class TransportError(Exception):
+    """What a channel's transport raises for bytes from the peer it cannot
+    take (a broken TLS handshake): the channel logs it in one line and
+    closes. ``str()`` must be fit for a log line."""
 
 
 class Timer:
@@ -387,7 +403,22 @@ class Channel:
     Subclasses implement `received(data)` and may override `eof()`. They
     queue answers with `push(producer)` and call `finish()` to close once
     everything queued is written.
+
+    A subclass may set ``transport`` before calling ``__init__``: an object
+    with ``receive(ciphertext) -> plaintext``, ``send(plaintext) -> bytes
+    taken``, ``outgoing() -> ciphertext to write``, ``wants_write``,
+    ``peer_closed`` and ``goodbye()`` (`tls.TLSLayer`). `out` then still
+    holds plaintext: a piece the transport took stays in it until its
+    ciphertext is all on the socket, so OUTPUT_CAP, ``sent()`` and
+    ``flushed()`` mean what they mean for a plain channel.
     """
+
+    transport = None
+    # Ciphertext the socket has not taken yet; stays empty without a transport.
+    _ciphertext = b""
+    # False: close as an error would (a reset), without the transport's
+    # goodbye, so the peer cannot take what it got for a whole answer.
+    goodbye = True
 
     def __init__(self, loop, sock, addr):
         sock.setblocking(False)
@@ -411,6 +442,11 @@ class Channel:
         self.last_activity = time.monotonic()
         # The set of channels this one counts in (its listener's), if any.
         self.siblings = None
+        if self.transport is not None:
+            self._ciphertext = bytearray()
+            # Bytes at the start of `out` the transport has taken, whose
+            # ciphertext is not all written yet.
+            self._taken = 0
         loop.channels.add(self)
         self._update_interest()
 
@@ -474,12 +510,32 @@ class Channel:
             if not data or self._linger_left <= 0:
                 self.close()
             return
-        if data:
+        if self.transport is not None and data:
+            self._unwrap(data)
+        elif data:
             self.received(data)
         else:
             self.peer_closed = True
             self.eof()
         self._update_interest()
+
+    def _unwrap(self, data):
+        """Hand the plaintext in `data` (ciphertext) to `received`, and the
+        transport's own close to `eof`. What the transport answers (its
+        handshake) goes out with the turn's flush."""
+        transport = self.transport
+        try:
+            plain = transport.receive(data)
+        except TransportError as exc:
+            self._transport_failed(exc)
+            return
+        if transport.wants_write:
+            self.loop.to_flush.add(self)
+        if plain:
+            self.received(plain)
+        if transport.peer_closed and not (self.peer_closed or self.closed):
+            self.peer_closed = True
+            self.eof()
 
     def send_now(self):
         """Fill the output buffer from ready producers and write what the
@@ -487,9 +543,9 @@ class Channel:
         if self.closed:
             return
         self._refill()
-        if self.out:
+        if self.out or self.transport is not None:
             try:
-                sent = self.sock.send(self.out)
+                sent = self.sock.send(self.out) if self.transport is None else self._wrap()
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -513,8 +569,42 @@ class Channel:
             self._start_lingering()
         self._update_interest()
 
+    def _wrap(self):
+        """Write `out` through the transport; returns how many of its bytes
+        are now on the socket, as ciphertext. The transport takes the next
+        piece only once the ciphertext before it is all written."""
+        if not self._write_ciphertext():
+            return 0
+        done = self._taken
+        try:
+            self._taken = self.transport.send(self.out[done:done + TLS_PIECE])
+        except TransportError as exc:
+            self._transport_failed(exc)
+            return 0
+        if self._taken and self._write_ciphertext():
+            done += self._taken
+            self._taken = 0
+        return done
+
+    def _write_ciphertext(self):
+        """Write what the transport has to say; True once all of it is on
+        the socket. Errors other than a full socket are the caller's."""
+        pending = self._ciphertext
+        pending += self.transport.outgoing()
+        if pending:
+            try:
+                del pending[:self.sock.send(pending)]
+            except (BlockingIOError, InterruptedError):
+                pass
+        return not pending
+
+    def _transport_failed(self, exc):
+        log.info("%s: %s; closing", _peer(self.addr), exc)
+        self.close()
+
     def sent(self, nbytes):
-        """Hook: `nbytes` more were written to the socket."""
+        """Hook: `nbytes` more were written to the socket (plaintext, under
+        a transport)."""
 
     def _start_lingering(self):
         if self._linger_left is not None:
@@ -569,7 +659,8 @@ class Channel:
         # A channel waiting for the turn's flush is written before select()
         # anyway: asking for write readiness now would cost two epoll
         # changes per request (on now, off again once the flush sent all).
-        if (out or (producers and not self._barrier and getattr(producers[0], "ready", True))) \
+        if (out or self._ciphertext
+                or (producers and not self._barrier and getattr(producers[0], "ready", True))) \
                 and self not in self.loop.to_flush:
             mask |= selectors.EVENT_WRITE
         if mask == self._mask:
@@ -593,11 +684,23 @@ class Channel:
         self.loop.channels.discard(self)
         if self.siblings is not None:
             self.siblings.discard(self)
+        if self.transport is not None and self.goodbye:
+            self._say_goodbye()
         try:
             self.sock.close()
         except OSError:
             pass
         self.closed_hook()
+
+    def _say_goodbye(self):
+        # One try, never waited for: the peer may be gone already.
+        self.transport.goodbye()
+        data = self._ciphertext + self.transport.outgoing()
+        if data:
+            try:
+                self.sock.send(data)
+            except OSError:
+                pass
 
     def closed_hook(self):
         """Hook: the channel was closed."""

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import sys
 
-from texmate_ds import auth, export, http, server, store, ttp
+from texmate_ds import auth, config, export, http, server, store, tls, ttp
 from texmate_ds.web import ranges
 
 
@@ -306,9 +306,10 @@ def cmd_check(args, settings):
     mounted = http.site_apps(settings)
     if mounted:
         print("HTTP apps: " + ", ".join(prefix for prefix, _ in mounted))
+    https = tls.server_context(settings) is not None
     print("would listen: TTP %s:%d, HTTP %s:%d; web at %s" % (
         settings.DS_BIND, settings.DS_PORT, settings.HTTP_BIND, settings.HTTP_PORT,
-        server.web_address(settings.HTTP_BIND, settings.HTTP_PORT)))
+        server.web_address(settings.HTTP_BIND, settings.HTTP_PORT, "https" if https else "http")))
     print("configuration OK")
 
 
@@ -378,9 +379,9 @@ def main(argv, settings):
         return 0
     try:
         COMMANDS[args.command](args, settings)
-    except (CommandError, server.StartupError, ttp.AppError) as exc:
+    except (CommandError, server.StartupError, ttp.AppError, config.ConfigError) as exc:
         print("manage %s: %s" % (args.command, exc), file=sys.stderr)
-        return 2 if isinstance(exc, ttp.AppError) else 1
+        return 2 if isinstance(exc, (ttp.AppError, config.ConfigError)) else 1
     except sqlite3.Error as exc:
         print("manage %s: database %s: %s" % (args.command, settings.DATABASE_NAME, exc),
               file=sys.stderr)

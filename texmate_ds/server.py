@@ -1,11 +1,12 @@
 """``serve``: assemble the running server from its parts and run it.
 
 Start-up does everything that can fail before binding a port (settings,
-apps, database schema), so a mistake stops the server with a clear message
-and nothing half-started; then it binds both listeners, prints where
-everything is, and runs the loop until SIGINT or SIGTERM. Stopping closes
-the listeners, lets in-flight answers finish, stops the services in reverse
-order (the group commit writes everything pending) and exits 0.
+apps, the HTTPS certificate and key, database schema), so a mistake stops
+the server with a clear message and nothing half-started; then it binds
+both listeners, prints where everything is, and runs the loop until SIGINT
+or SIGTERM. Stopping closes the listeners, lets in-flight answers finish,
+stops the services in reverse order (the group commit writes everything
+pending) and exits 0.
 """
 
 import faulthandler
@@ -13,7 +14,8 @@ import logging
 import signal
 import sys
 
-from texmate_ds import __version__, auth, events, http, loop, metrics, models, store, ttp, web
+from texmate_ds import (__version__, auth, config, events, http, loop, metrics, models, store,
+                        tls, ttp, web)
 
 log = logging.getLogger("texmate_ds")
 
@@ -57,20 +59,21 @@ WEB_WORK_PER_CLIENT = 8
 SPARE_DESCRIPTORS = 64
 
 
-def web_address(host, port):
+def web_address(host, port, scheme="http"):
     if host in ("0.0.0.0", "::", ""):
         host = "localhost"
     elif ":" in host:
         host = "[%s]" % host
-    return "http://%s:%d/" % (host, port)
+    return "%s://%s:%d/" % (scheme, host, port)
 
 
 def serve(settings, out=sys.stdout):
     try:
         extensions = ttp.load_extensions(settings)
         mounted = http.site_apps(settings)
+        tls_context = tls.server_context(settings)
         st = open_store(settings)
-    except (ttp.AppError, OSError) as exc:
+    except (ttp.AppError, OSError, config.ConfigError) as exc:
         raise StartupError(str(exc)) from None
     needed = settings.MAX_CONNECTIONS + settings.MAX_HTTP_CONNECTIONS + SPARE_DESCRIPTORS
     limit = loop.raise_open_files(needed)
@@ -91,7 +94,7 @@ def serve(settings, out=sys.stdout):
     workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Store(settings.DATABASE_NAME),
                         WEB_WORK_PER_CLIENT)
     the_loop.add_service(workers)
-    site = http.HTTPServer(settings, None, the_loop, workers)
+    site = http.HTTPServer(settings, None, the_loop, workers, tls_context)
     site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
         the_loop, server, site, st, commits)), mounted)
     try:
@@ -102,7 +105,7 @@ def serve(settings, out=sys.stdout):
             ("MAX_CONNECTIONS", settings.MAX_CONNECTIONS), ttp.error_text(502).encode())
         http_host, http_port = the_loop.listen(
             settings.HTTP_BIND, settings.HTTP_PORT, site.accept,
-            ("MAX_HTTP_CONNECTIONS", settings.MAX_HTTP_CONNECTIONS), http.REFUSAL)
+            ("MAX_HTTP_CONNECTIONS", settings.MAX_HTTP_CONNECTIONS), site.refusal)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)
@@ -120,7 +123,7 @@ def serve(settings, out=sys.stdout):
     say("database: %s (schema version %d)" % (settings.DATABASE_NAME, st.version))
     say("TTP: listening on %s:%d" % (ttp_host, ttp_port))
     say("HTTP: listening on %s:%d" % (http_host, http_port))
-    say("web: %s" % web_address(http_host, http_port))
+    say("web: %s" % web_address(http_host, http_port, "https" if tls_context else "http"))
     if default_password_in_force(st):
         say("WARNING: user Administrator still has the default password '%s'; change it "
             "with: texmate_ds manage changepassword Administrator" % auth.DEFAULT_PASSWORD)
