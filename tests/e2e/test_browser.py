@@ -134,3 +134,37 @@ def test_a_newcomer_walks_through_in_chromium(tmp_path):
     finally:
         browser.close()
         srv.stop()
+
+
+def test_a_newcomer_signs_in_over_https_in_chromium(tmp_path, certificate):
+    """The README's HTTPS set-up as a person tries it: a self-signed
+    certificate (the browser told to accept it, as a person clicks through
+    the warning), sign in at https://, the cookie Secure, the unit page."""
+    cert, key = certificate
+    srv = start_site(tmp_path / "srv", "HTTPS_CERT_FILE: %s\nHTTPS_KEY_FILE: %s\n" % (cert, key))
+    assert "web: https://" in srv.output()
+    browser = Chromium(CHROMIUM, FLAGS + ["--ignore-certificate-errors"], tmp_path / "profile")
+    try:
+        base = "https://127.0.0.1:%d" % srv.http_port
+        browser.open(base + "/units/P1/?from=-1h")
+        assert browser.run("location.protocol + location.pathname") == "https:/login/"
+        browser.run("""
+            document.querySelector('input[name=username]').value = 'Administrator';
+            const password = document.querySelector('input[name=password]');
+            password.value = 'admin';
+            password.form.submit();""", wait_for_load=True)
+        assert browser.run("location.pathname") == "/password/"
+        cookies = browser.call("Network.getAllCookies", session=True)["cookies"]
+        session = [c for c in cookies if c["name"] == "txm_session"]
+        assert session and session[0]["secure"] and session[0]["httpOnly"]
+        browser.run("""
+            for (const name of ['new_password', 'new_password2'])
+                document.querySelector('input[name=' + name + ']').value = 'pump-station-7';
+            const old = document.querySelector('input[name=old_password]');
+            old.value = 'admin';
+            old.form.submit();""", wait_for_load=True)
+        assert browser.run("location.href") == base + "/units/P1/?from=-1h"
+        assert browser.run("document.querySelectorAll('figure.graph svg').length") == 1
+    finally:
+        browser.close()
+        srv.stop()
