@@ -9,6 +9,7 @@ Slow tests (``@pytest.mark.slow``) run when TXM_SLOW=1 (CI sets it through
 scripts/test.py); otherwise they are skipped with that reason printed.
 """
 
+import contextlib
 import http.client
 import os
 import re
@@ -223,6 +224,32 @@ def certificate(tmp_path_factory):
                     "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+@contextlib.contextmanager
+def loop_serving(app, settings, make_context=None, tls_context=None):
+    """`app` served on 127.0.0.1 by a real `loop.Loop` and `http.HTTPServer`
+    in a thread of the test; yields the HTTPServer (its `port` set). Its
+    counters are final once this exits. With `make_context`, the server has
+    a one-thread `loop.Pool` whose workers get that context
+    (``environ[http.OFFLOAD]``); with `tls_context`, it speaks HTTPS."""
+    from texmate_ds import http, loop
+    the_loop = loop.Loop()
+    pool = None
+    if make_context is not None:
+        pool = loop.Pool(the_loop, 1, make_context, 8)
+        the_loop.add_service(pool)
+    server = http.HTTPServer(settings, app, the_loop, pool, tls_context)
+    server.port = the_loop.listen("127.0.0.1", 0, server.accept, ("MAX_HTTP_CONNECTIONS", 100),
+                                  server.refusal)[1]
+    thread = threading.Thread(target=the_loop.run, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        the_loop.stop()
+        thread.join(20)
+        assert not thread.is_alive()
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -471,6 +471,8 @@ class WSGIResponse:
         self.channel = channel
         self.head = head
         self.environ = environ
+        # The body as the server made it: middleware may wrap environ's.
+        self._input = environ["wsgi.input"]
         self.keep_alive = head.keep_alive
         self.status = None
         self.headers = None
@@ -631,8 +633,10 @@ class WSGIResponse:
         return b""
 
     def _end(self):
-        """Close the app's iterable (PEP 3333: however the answer ended)."""
+        """Close the app's iterable (PEP 3333: however the answer ended),
+        and the request body (a temporary file when it was long)."""
         self._done = True
+        self._input.close()
         close = getattr(self._result, "close", None)
         self._result = None
         if close is not None:

@@ -89,6 +89,24 @@ def test_unit_page_screenshot_at_desktop_and_phone_size(site, tmp_path, size):
     assert (width, height) == tuple(int(n) for n in size.split(","))
 
 
+def sign_in_first_time(browser):
+    """On the sign-in page: sign in as Administrator / admin, then choose a
+    new password on the page that asks for one, as a newcomer does."""
+    browser.run("""
+        document.querySelector('input[name=username]').value = 'Administrator';
+        const password = document.querySelector('input[name=password]');
+        password.value = 'admin';
+        password.form.submit();""", wait_for_load=True)
+    assert browser.run("location.pathname") == "/password/"
+    assert "default password" in browser.run("document.body.innerText")
+    browser.run("""
+        for (const name of ['new_password', 'new_password2'])
+            document.querySelector('input[name=' + name + ']').value = 'pump-station-7';
+        const old = document.querySelector('input[name=old_password]');
+        old.value = 'admin';
+        old.form.submit();""", wait_for_load=True)
+
+
 def test_a_newcomer_walks_through_in_chromium(tmp_path):
     srv = start_site(tmp_path / "srv")
     browser = Chromium(CHROMIUM, FLAGS, tmp_path / "profile")
@@ -97,20 +115,7 @@ def test_a_newcomer_walks_through_in_chromium(tmp_path):
         browser.open(base + "/units/P1/?from=-1h")
         assert browser.run("location.pathname") == "/login/"
 
-        browser.run("""
-            document.querySelector('input[name=username]').value = 'Administrator';
-            const password = document.querySelector('input[name=password]');
-            password.value = 'admin';
-            password.form.submit();""", wait_for_load=True)
-        assert browser.run("location.pathname") == "/password/"
-        assert "default password" in browser.run("document.body.innerText")
-
-        browser.run("""
-            for (const name of ['new_password', 'new_password2'])
-                document.querySelector('input[name=' + name + ']').value = 'pump-station-7';
-            const old = document.querySelector('input[name=old_password]');
-            old.value = 'admin';
-            old.form.submit();""", wait_for_load=True)
+        sign_in_first_time(browser)
         # Back where the newcomer was going: the unit's last hour.
         assert browser.run("location.pathname + location.search") == "/units/P1/?from=-1h"
         assert browser.run("document.querySelectorAll('figure.graph svg').length") == 1
@@ -148,21 +153,10 @@ def test_a_newcomer_signs_in_over_https_in_chromium(tmp_path, certificate):
         base = "https://127.0.0.1:%d" % srv.http_port
         browser.open(base + "/units/P1/?from=-1h")
         assert browser.run("location.protocol + location.pathname") == "https:/login/"
-        browser.run("""
-            document.querySelector('input[name=username]').value = 'Administrator';
-            const password = document.querySelector('input[name=password]');
-            password.value = 'admin';
-            password.form.submit();""", wait_for_load=True)
-        assert browser.run("location.pathname") == "/password/"
+        sign_in_first_time(browser)
         cookies = browser.call("Network.getAllCookies", session=True)["cookies"]
         session = [c for c in cookies if c["name"] == "txm_session"]
         assert session and session[0]["secure"] and session[0]["httpOnly"]
-        browser.run("""
-            for (const name of ['new_password', 'new_password2'])
-                document.querySelector('input[name=' + name + ']').value = 'pump-station-7';
-            const old = document.querySelector('input[name=old_password]');
-            old.value = 'admin';
-            old.form.submit();""", wait_for_load=True)
         assert browser.run("location.href") == base + "/units/P1/?from=-1h"
         assert browser.run("document.querySelectorAll('figure.graph svg').length") == 1
     finally:

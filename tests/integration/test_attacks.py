@@ -22,6 +22,19 @@ from conftest import read_answers
 BOUND = 10
 
 
+def read_all(sock):
+    """Everything `sock` receives until the server closes (or resets) it."""
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
 def http_get(port, path, source="127.0.0.1", timeout=BOUND, headers=""):
     """One GET on a new connection; (status, body bytes)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
@@ -29,12 +42,7 @@ def http_get(port, path, source="127.0.0.1", timeout=BOUND, headers=""):
     with sock:
         sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n"
                       % (path, headers)).encode())
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_all(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body
 
@@ -232,13 +240,7 @@ def test_a_client_past_its_share_of_slow_work_gets_503(server_factory):
     answers = []
     for sock in socks:
         with sock:
-            data = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            answers.append(data.split(b"\r\n", 1)[0])
+            answers.append(read_all(sock).split(b"\r\n", 1)[0])
     assert answers.count(b"HTTP/1.1 200 OK") >= 8
     busy = [a for a in answers if a != b"HTTP/1.1 200 OK"]
     assert busy and set(busy) == {b"HTTP/1.1 503 Service Unavailable"}
@@ -260,18 +262,6 @@ def test_work_for_a_client_that_left_is_dropped(server_factory):
 
 
 # -- 6. request bodies held memory for ten minutes --------------------------------
-
-def read_all(sock):
-    data = b""
-    try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-    except ConnectionResetError:
-        return data
-
 
 def test_a_body_over_the_routes_limit_is_refused_before_it_is_read(server):
     sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=BOUND)

@@ -16,7 +16,9 @@ import wsgiref.validate
 
 import pytest
 
-from texmate_ds import __version__, config, http, loop
+from texmate_ds import __version__, config, http
+
+from conftest import loop_serving
 
 
 class Response:
@@ -223,28 +225,9 @@ def test_slow_head_gets_408_and_idle_connections_close(server_factory):
 
 # -- (b) the WSGI bridge, on a loop in this process -------------------------
 
-@contextlib.contextmanager
 def serving(app, make_context=None):
-    """`app` served on 127.0.0.1 by a real loop in a thread; yields the
-    HTTPServer (its `port` set). Its counters are final once this exits.
-    With `make_context`, the server has a one-thread `loop.Pool` whose
-    workers get that context (``environ[http.OFFLOAD]``)."""
-    the_loop = loop.Loop()
-    pool = None
-    if make_context is not None:
-        pool = loop.Pool(the_loop, 1, make_context, 8)
-        the_loop.add_service(pool)
-    server = http.HTTPServer(config.Settings(HTTP_HEADER_TIMEOUT=5), app, the_loop, pool)
-    server.port = the_loop.listen("127.0.0.1", 0, server.accept, ("MAX_HTTP_CONNECTIONS", 100),
-                                  http.REFUSAL)[1]
-    thread = threading.Thread(target=the_loop.run, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        the_loop.stop()
-        thread.join(20)
-        assert not thread.is_alive()
+    """`app` on a real loop in a thread (conftest.loop_serving)."""
+    return loop_serving(app, config.Settings(HTTP_HEADER_TIMEOUT=5), make_context)
 
 
 def text_app(body=b"fine\n", status="200 OK"):

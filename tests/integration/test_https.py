@@ -10,7 +10,6 @@ proxy, who signed in is read from the server's log, where the sign-in
 names REMOTE_ADDR, the address its throttle counts.
 """
 
-import contextlib
 import csv
 import io
 import re
@@ -24,9 +23,9 @@ from http.client import HTTPSConnection
 
 import pytest
 
-from texmate_ds import config, http, loop, tls
+from texmate_ds import config, tls
 
-from conftest import BASE_CONF, Browser, Server
+from conftest import BASE_CONF, Browser, Server, loop_serving
 from test_http import Client, request
 
 NEW_PASSWORD = "pump-station-7"
@@ -244,22 +243,11 @@ def test_a_bad_certificate_or_key_stops_the_start(tmp_path, certificate):
 
 # -- flow control over TLS, on a loop in this process ---------------------------
 
-@contextlib.contextmanager
 def serving(app, certificate):
+    """`app` over HTTPS on a real loop in a thread (conftest.loop_serving)."""
     settings = config.Settings(HTTP_HEADER_TIMEOUT=5, HTTPS_CERT_FILE=str(certificate[0]),
                                HTTPS_KEY_FILE=str(certificate[1]))
-    the_loop = loop.Loop()
-    server = http.HTTPServer(settings, app, the_loop, tls_context=tls.server_context(settings))
-    server.port = the_loop.listen("127.0.0.1", 0, server.accept, ("MAX_HTTP_CONNECTIONS", 100),
-                                  server.refusal)[1]
-    thread = threading.Thread(target=the_loop.run, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        the_loop.stop()
-        thread.join(20)
-        assert not thread.is_alive()
+    return loop_serving(app, settings, tls_context=tls.server_context(settings))
 
 
 def test_output_is_held_back_over_tls_as_over_tcp(certificate):
