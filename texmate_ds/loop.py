@@ -543,9 +543,10 @@ class Channel:
         if self.closed:
             return
         self._refill()
-        if self.out or self.transport is not None:
+        transport = self.transport
+        if self.out or transport is not None:
             try:
-                sent = self.sock.send(self.out) if self.transport is None else self._wrap()
+                sent = self.sock.send(self.out) if transport is None else self._wrap()
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:

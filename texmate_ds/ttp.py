@@ -100,8 +100,9 @@ class LineParser:
         or None when more data is needed."""
         buf = self._buf
         while True:
-            pos = self._pos
-            start = max(pos, self._scanned)
+            pos = start = self._pos
+            if self._scanned > pos:
+                start = self._scanned
             end = buf.find(b"\r", start)
             lf = buf.find(b"\n", start, end if end >= 0 else len(buf))
             if lf >= 0:
