@@ -314,7 +314,7 @@ def run_sqlite(args):
     building the row tuples from already-parsed values counted, as the
     server's store does (``(unit_id, ts, received, *values)``). Making up
     the values (random numbers) is never timed."""
-    from texmate_ds import store
+    from texmate_ds import store, times
     st = store.Store(args.db)     # durable: WAL + synchronous=FULL, like COMMIT_INTERVAL: 1
     try:
         st.syncdb()
@@ -338,7 +338,7 @@ def run_sqlite(args):
                 ts += 1_000_000
                 parsed.append((ts, [round(rng.uniform(-50.0, 150.0), 3) for _ in range(FIELDS)]))
             building = time.monotonic()
-            received = store.now_us()
+            received = times.now()
             rows = [(unit_id, t, received, *values) for t, values in parsed]
             started = time.monotonic()
             conn.execute('BEGIN')

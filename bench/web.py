@@ -62,12 +62,12 @@ for folder in (ROOT, BENCH):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 
-from texmate_ds import config, store, svg_graph, ttp  # noqa: E402
+from texmate_ds import config, store, svg_graph, times  # noqa: E402
 from texmate_ds.web import make_app  # noqa: E402
 import load as loadgen  # noqa: E402  (bench/load.py: RSS from /proc)
 import run as harness  # noqa: E402  (bench/run.py: environment, competing processes)
 
-T0 = ttp.parse_timestamp("2024-01-01 00:00:00")
+T0 = times.parse("2024-01-01 00:00:00")
 SECOND = 1000000
 SPIKES = 50
 GRAPH_WIDTH = 1000
@@ -106,8 +106,8 @@ def request(site, path, query):
 
 
 def until(count):
-    return "from=%s&to=%s" % (ttp.format_timestamp(T0).replace(" ", "+"),
-                              ttp.format_timestamp(T0 + (count - 1) * SECOND).replace(" ", "+"))
+    return "from=%s&to=%s" % (times.text(T0).replace(" ", "+"),
+                              times.text(T0 + (count - 1) * SECOND).replace(" ", "+"))
 
 
 def bench_graph(site, st, count, spikes):

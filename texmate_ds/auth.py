@@ -33,7 +33,7 @@ import secrets
 import sqlite3
 import time
 
-from texmate_ds.store import now_us
+from texmate_ds import times
 
 ITERATIONS = 260000
 DEFAULT_PASSWORD = "admin"
@@ -215,7 +215,7 @@ def start_session(store, user_id, days):
     secret = new_secret()
     store.delete_expired_sessions()
     store.add_session(digest(secret), user_id, new_secret(),
-                      now_us() + days * 86400 * 1_000_000)
+                      times.now() + days * 86400 * 1_000_000)
     store.record_login(user_id)
     return secret
 
@@ -282,6 +282,6 @@ def token_user(store, secret):
     if user is None or not user["is_active"]:
         return None
     last_used = token["last_used"] or 0
-    if now_us() - last_used >= TOKEN_TOUCH_US:
+    if times.now() - last_used >= TOKEN_TOUCH_US:
         store.touch_api_token(token["id"])
     return user

@@ -34,7 +34,7 @@ import re
 import socket
 import sys
 
-from texmate_ds import ttp
+from texmate_ds import times
 
 DEFAULT_HOST = '127.0.0.1'
 DEFAULT_PORT = 9995
@@ -97,8 +97,8 @@ _EPOCH = datetime.datetime(1970, 1, 1)
 
 
 def format_ts(ts: datetime.datetime) -> str:
-    """A naive datetime in the protocol's form (``ttp.format_timestamp``)."""
-    return ttp.format_timestamp((ts - _EPOCH) // datetime.timedelta(microseconds=1))
+    """A naive datetime in the protocol's form (``times.text``)."""
+    return times.text((ts - _EPOCH) // datetime.timedelta(microseconds=1))
 
 
 def up_request(code: str, key: str, samples: list[str]) -> str:

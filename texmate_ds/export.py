@@ -23,7 +23,7 @@ import csv
 import io
 import json
 
-from texmate_ds import ttp
+from texmate_ds import times, ttp
 
 # Rows a page, and so a chunk: about 10 kB of CSV and half a millisecond of
 # work, which is what one loop turn gives an export on the server.
@@ -63,7 +63,7 @@ def csv_chunks(store, unit, start=None, end=None, fields=None):
     yield _take(buffer)
     for rows in pages(store, unit, start, end):
         for row in rows:
-            writer.writerow([row[0], ttp.format_timestamp(row[1])]
+            writer.writerow([row[0], times.text(row[1])]
                             + ["" if row[f + 1] is None else ttp.format_value(row[f + 1])
                                for f in fields])
         yield _take(buffer)
@@ -77,7 +77,7 @@ def json_chunks(store, unit, start, end, fields, limit):
     separator = ""
     for rows in pages(store, unit, start, end, limit):
         yield separator + ",\n".join(
-            json.dumps([row[0], ttp.format_timestamp(row[1])] + [row[f + 1] for f in fields])
+            json.dumps([row[0], times.text(row[1])] + [row[f + 1] for f in fields])
             for row in rows)
         separator = ",\n"
     yield "]}\n"

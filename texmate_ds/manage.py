@@ -14,8 +14,7 @@ import re
 import sqlite3
 import sys
 
-from texmate_ds import auth, config, export, http, server, store, tls, ttp
-from texmate_ds.web import ranges
+from texmate_ds import auth, config, export, http, server, store, times, tls, ttp
 
 
 class CommandError(Exception):
@@ -50,15 +49,15 @@ def _password(args, prompt_user):
 
 
 def _timestamp(option, text, end=False):
-    """A time as the web's ``from``/``to`` read it (web/ranges.py): a date
+    """A time as the web's ``from``/``to`` read it (`times.moment`): a date
     alone is the start of that day, or with `end` its last microsecond, so
     ``--to 2010-1-2`` includes the 2nd; ``-7d`` and the like count back
     from now."""
     if text is None:
         return None
     try:
-        return ranges.parse_time(option, text, store.now_us(), day_end=end)
-    except ranges.BadTime as exc:
+        return times.moment(option, text, times.now(), day_end=end)
+    except times.BadTime as exc:
         raise CommandError("bad timestamp: %s" % exc) from None
 
 
@@ -245,7 +244,7 @@ def cmd_listunits(args, settings):
     for unit in st.list_units():
         last = st.last_sample(unit)
         rows.append((unit.code, unit.name, str(unit.fields), "yes" if unit.enabled else "no",
-                     str(st.count_samples(unit)), ttp.format_timestamp(last[1]) if last else "-"))
+                     str(st.count_samples(unit)), times.text(last[1]) if last else "-"))
     st.close()
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:

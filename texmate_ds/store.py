@@ -33,6 +33,8 @@ import os
 import sqlite3
 import time
 
+from texmate_ds import times
+
 log = logging.getLogger("texmate_ds.store")
 
 MAX_FIELDS = 32
@@ -153,10 +155,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class SchemaTooNew(Exception):
     pass
-
-
-def now_us():
-    return int(time.time() * 1_000_000)
 
 
 class Unit:
@@ -295,7 +293,7 @@ class Store:
             "INSERT INTO units (code, key, name, description, fields, field_names,"
             " enabled, source_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (code, key, name, description, fields, ",".join(field_names),
-             int(enabled), source.id if source else None, now_us()))
+             int(enabled), source.id if source else None, times.now()))
         return self.get_unit(code)
 
     def get_unit(self, code):
@@ -361,7 +359,7 @@ class Store:
             sql = self._insert_sql[unit.fields] = (
                 "INSERT OR IGNORE INTO samples (unit_id, ts, received, %s) VALUES (?, ?, ?%s)"
                 % (", ".join(VALUE_COLUMNS[:unit.fields]), ", ?" * unit.fields))
-        received = now_us()
+        received = times.now()
         self._begin()
         self.uploads_pending += 1
         if len(samples) == 1:
@@ -477,7 +475,7 @@ class Store:
             "INSERT INTO users (username, password, email, is_staff, is_superuser,"
             " must_change_password, date_joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (username, password_hash, email, int(is_staff), int(is_superuser),
-             int(must_change_password), now_us()))
+             int(must_change_password), times.now()))
         return cur.lastrowid
 
     def count_users(self):
@@ -533,7 +531,7 @@ class Store:
 
     def record_login(self, user_id):
         self._begin()
-        self.conn.execute("UPDATE users SET last_login = ? WHERE id = ?", (now_us(), user_id))
+        self.conn.execute("UPDATE users SET last_login = ? WHERE id = ?", (times.now(), user_id))
 
     # -- sessions (keys and tokens arrive hashed: the store never sees them)
 
@@ -546,7 +544,7 @@ class Store:
         """(user id, csrf secret) of an unexpired session, or None."""
         return self.conn.execute(
             "SELECT user_id, csrf FROM sessions WHERE key_hash = ? AND expires > ?",
-            (key_hash, now_us())).fetchone()
+            (key_hash, times.now())).fetchone()
 
     def delete_session(self, key_hash):
         self._delete_sessions("key_hash = ?", (key_hash,))
@@ -556,7 +554,7 @@ class Store:
         self._delete_sessions("user_id = ? AND key_hash IS NOT ?", (user_id, keep))
 
     def delete_expired_sessions(self):
-        self._delete_sessions("expires <= ?", (now_us(),))
+        self._delete_sessions("expires <= ?", (times.now(),))
 
     def _delete_sessions(self, where, params):
         self._begin()
@@ -612,7 +610,7 @@ class Store:
         self._begin()
         return self.conn.execute(
             "INSERT INTO api_tokens (user_id, name, token_hash, created) VALUES (?, ?, ?, ?)",
-            (user_id, name, token_hash, now_us())).lastrowid
+            (user_id, name, token_hash, times.now())).lastrowid
 
     def get_api_token(self, token_hash):
         """{"id", "user_id", "name", "created", "last_used"} or None."""
@@ -623,7 +621,7 @@ class Store:
     def touch_api_token(self, token_id):
         self._begin()
         self.conn.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?",
-                          (now_us(), token_id))
+                          (times.now(), token_id))
 
     def delete_api_token(self, user_id, name):
         self._begin()
@@ -686,7 +684,7 @@ class Store:
         self._begin()
         display_id = self.conn.execute(
             "INSERT INTO displays (name, refresh, created) VALUES (?, ?, ?)",
-            (name, refresh, now_us())).lastrowid
+            (name, refresh, times.now())).lastrowid
         self.conn.executemany(
             "INSERT INTO display_channels VALUES (?, ?, ?, ?)",
             [(display_id, position, unit.id, field)

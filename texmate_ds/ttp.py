@@ -5,8 +5,8 @@ Three layers, each usable without the next:
 1. Sans-IO parsing. `LineParser` turns received bytes into request lines
    (h11 style: ``feed(data)``, then ``next_event()`` until it returns None);
    it never touches a socket and caps a line at ``MAX_REQUEST_BYTES``.
-   `parse_request`, `parse_timestamp`, `parse_samples` and the formatters
-   are pure functions. A malformed request raises `TTPError` with its
+   `parse_request`, `parse_samples` and the formatters are pure functions
+   (timestamps are times.py's). A malformed request raises `TTPError` with its
    answer code.
 2. Apps. Every ``<app>`` code is served by an *Extension* (ttp.md section
    9), bundled ones from ``texmate_ds/apps/`` and a site's own from
@@ -27,8 +27,6 @@ and code each minute, in bounded memory however many unit codes are sent.
 
 import ast
 import collections
-import datetime
-import functools
 import importlib
 import importlib.util
 import logging
@@ -38,7 +36,7 @@ import re
 import socket
 import time
 
-from texmate_ds import loop, siteapps
+from texmate_ds import loop, siteapps, times
 from texmate_ds.loop import Answer, Counter  # noqa: F401  (apps use ttp.Answer)
 from texmate_ds.siteapps import AppError
 
@@ -174,72 +172,14 @@ def redact(line):
     return line.decode("latin-1").encode("unicode_escape").decode("ascii")
 
 
-# The grammar of ttp.md sections 4 and 5, defined once: timestamps and
-# numbers alone, and a whole sample (one regex per sample on the upload path).
+# The grammar of ttp.md sections 4 and 5: a whole sample, one regex per
+# sample on the upload path (the timestamp's part comes from times.py).
 # Linear on any input: no two repeats can share a run of characters (the
 # fraction's digits only follow a '.'), so a failing match backtracks over
 # each character at most once. ``\d+\.?\d*`` could split a run of n digits
 # n ways, and a line of 20,000 digits then took 19 s to refuse.
-_TS = r"(\d{1,4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?"
 _NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_TIMESTAMP = re.compile(_TS + r"\Z", re.ASCII)
-_NUMBER = re.compile(_NUM + r"\Z", re.ASCII)
-_SAMPLE = re.compile(r"<(%s)((?:;%s)*)>" % (_TS, _NUM), re.ASCII)
-_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
-
-
-def _microseconds(year, month, day, hour, minute, second, fraction):
-    """The matched parts of a timestamp as microseconds since 1970-01-01
-    (the meter's clock, no time zone). Short years fill out to 2000."""
-    y = int(year)
-    if len(year) < 4:
-        y += 2000
-    h, mi, s = int(hour), int(minute), int(second)
-    if h > 23 or mi > 59 or s > 59:
-        raise TTPError(400)
-    try:
-        ordinal = datetime.date(y, int(month), int(day)).toordinal()
-    except ValueError:
-        raise TTPError(400) from None
-    micro = int(fraction.ljust(6, "0")) if fraction else 0
-    return ((ordinal - _EPOCH_ORDINAL) * 86400 + h * 3600 + mi * 60 + s) * 1000000 + micro
-
-
-def parse_timestamp(text):
-    """``Y-M-D H:M:S[.F]`` as integer microseconds since 1970-01-01."""
-    match = _TIMESTAMP.match(text)
-    if not match:
-        raise TTPError(400)
-    return _microseconds(*match.groups())
-
-
-@functools.lru_cache(maxsize=1024)
-def _day_text(days):
-    """``YYYY-MM-DD `` of a day counted from 1970-01-01 (samples come in
-    runs of the same day, so this is nearly always a cache hit)."""
-    date = datetime.date.fromordinal(days + _EPOCH_ORDINAL)
-    return "%04d-%02d-%02d " % (date.year, date.month, date.day)
-
-
-def format_timestamp(us):
-    """``YYYY-MM-DD HH:MM:SS``, plus ``.ffffff`` when microseconds are not 0."""
-    days, rest = divmod(us, 86400000000)
-    seconds, micro = divmod(rest, 1000000)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if micro:
-        return "%s%02d:%02d:%02d.%06d" % (_day_text(days), h, m, s, micro)
-    return "%s%02d:%02d:%02d" % (_day_text(days), h, m, s)
-
-
-def parse_value(text):
-    """A decimal number, finite as a 64-bit float; else `TTPError(400)`."""
-    if not _NUMBER.match(text):
-        raise TTPError(400)
-    value = float(text)
-    if not math.isfinite(value):
-        raise TTPError(400)
-    return value
+_SAMPLE = re.compile(r"<(%s)((?:;%s)*)>" % (times.PATTERN, _NUM), re.ASCII)
 
 
 def format_value(value):
@@ -252,6 +192,13 @@ def parse_samples(argument, fields):
     """``<TS;v1;...;vN>...`` as a list of (timestamp_us, values, ts_as_sent).
 
     All or nothing: any malformed sample raises `TTPError(400)`."""
+    try:
+        return _samples(argument, fields)
+    except times.BadTime:
+        raise TTPError(400) from None
+
+
+def _samples(argument, fields):
     samples = []
     pos, end = 0, len(argument)
     if not end:
@@ -267,14 +214,14 @@ def parse_samples(argument, fields):
         values = tuple(map(float, values))
         if not all(map(math.isfinite, values)):  # 1e999 and the like
             raise TTPError(400)
-        samples.append((_microseconds(*groups[1:8]), values, groups[0]))
+        samples.append((times.from_parts(*groups[1:8]), values, groups[0]))
         pos = match.end()
     return samples
 
 
 def format_sample(row):
     """A stored row (id, ts, v1, ...) in dl form: ``<ID TS L1=v1 ...>``."""
-    return "<%d %s %s>" % (row[0], format_timestamp(row[1]), " ".join(
+    return "<%d %s %s>" % (row[0], times.text(row[1]), " ".join(
         "L%d=%s" % (i, format_value(v)) for i, v in enumerate(row[2:], 1)))
 
 

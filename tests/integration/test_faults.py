@@ -46,7 +46,7 @@ class Uploader(threading.Thread):
         self.acked = []  # (timestamp in µs, value sent) of every upload answered OK
 
     def run(self):
-        from texmate_ds import ttp
+        from texmate_ds import times
         try:
             sock = self.srv.connect(timeout=5)
             deadline = time.monotonic() + self.seconds
@@ -55,7 +55,7 @@ class Uploader(threading.Thread):
                 ts = "2015-1-1 %d:%d:%d" % (i // 3600, i // 60 % 60, i % 60)
                 sock.sendall(("TTP /up/%s/<%s;%d> %s\r" % (self.code, ts, i, self.key)).encode())
                 if read_answers(sock, 1) == ["OK"]:
-                    self.acked.append((ttp.parse_timestamp(ts), i))
+                    self.acked.append((times.parse(ts), i))
                 i += 1
         except (OSError, ConnectionError):
             pass  # the server was killed under us: that is the test

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import child_env
-from texmate_ds import auth, config, store, ttp
+from texmate_ds import auth, config, store, times
 
 SCHEMA = store.SCHEMA_VERSION
 COMMANDS = ("syncdb", "createsuperuser", "changepassword", "reset_admin_password",
@@ -527,9 +527,9 @@ def test_backup_while_serving_and_uploading(server, tmp_path):
     assert query(target, "PRAGMA user_version") == [(SCHEMA,)]
     first_day = query(target, "SELECT s.ts FROM samples s JOIN units u ON u.id = s.unit_id"
                       " WHERE u.code = 'BK1' AND s.ts < ? ORDER BY s.ts",
-                      (ttp.parse_timestamp("2012-1-2 0:0:0"),))
+                      (times.parse("2012-1-2 0:0:0"),))
     assert [r[0] for r in first_day] == [
-        ttp.parse_timestamp("2012-1-1 0:0:%d" % i) for i in range(20)]
+        times.parse("2012-1-1 0:0:%d" % i) for i in range(20)]
     copied = query(target, "SELECT count(*) FROM samples s JOIN units u ON u.id = s.unit_id"
                    " WHERE u.code = 'BK1'")[0][0]
     assert 20 + at_start <= copied <= 20 + sent[0]

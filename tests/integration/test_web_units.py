@@ -15,12 +15,12 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from texmate_ds import auth, ttp
+from texmate_ds import auth, times, ttp
 
 from conftest import WSGISite
 
 SVG = "{http://www.w3.org/2000/svg}"
-T0 = ttp.parse_timestamp("2024-01-01 00:00:00")
+T0 = times.parse("2024-01-01 00:00:00")
 SECOND = 1000000
 HOSTILE = '<script>alert("x")</script>'
 ENDPOINTS = ("graph.svg", "samples.csv", "samples.json", "stats.json", "last.json")
@@ -70,7 +70,7 @@ def wave(count, spacing=SECOND, start=T0):
 
 
 def range_query(start, end, **more):
-    return urlencode(dict({"from": ttp.format_timestamp(start), "to": ttp.format_timestamp(end)},
+    return urlencode(dict({"from": times.text(start), "to": times.text(end)},
                           **more))
 
 

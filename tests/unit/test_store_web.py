@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from texmate_ds import store
+from texmate_ds import store, times
 
 
 @pytest.fixture
@@ -33,9 +33,9 @@ def test_migration_2_upgrades_a_version_1_database_keeping_its_data(tmp_path):
 
 def test_sessions_expire_and_are_deleted(st):
     uid = st.add_user("ann", "x")
-    st.add_session("h1", uid, "c1", store.now_us() + 10**9)
-    st.add_session("h2", uid, "c2", store.now_us() + 10**9)
-    st.add_session("old", uid, "c3", store.now_us() - 1)
+    st.add_session("h1", uid, "c1", times.now() + 10**9)
+    st.add_session("h2", uid, "c2", times.now() + 10**9)
+    st.add_session("old", uid, "c3", times.now() - 1)
     assert st.get_session("h1") == (uid, "c1")
     assert st.get_session("old") is None
     st.delete_expired_sessions()

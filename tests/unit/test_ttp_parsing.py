@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from texmate_ds import ttp
+from texmate_ds import times, ttp
 from texmate_ds.ttp import TOO_LONG, LineParser, TTPError
 
 
@@ -120,17 +120,19 @@ def test_parse_request_limits_accepted():
     ("9999-12-31 23:59:59.999999", "9999-12-31 23:59:59.999999"),
 ])
 def test_timestamps(text, expected):
-    us = ttp.parse_timestamp(text)
-    assert ttp.format_timestamp(us) == expected
-    assert ttp.parse_timestamp(expected) == us
+    us = times.parse(text)
+    assert times.text(us) == expected
+    assert times.parse(expected) == us
+    # The same in a sample, as a meter sends it.
+    assert ttp.parse_samples("<%s;1>" % text, 1)[0][0] == us
 
 
 def test_timestamp_microsecond_values():
-    base = ttp.parse_timestamp("2009-1-16 15:30:45")
-    assert ttp.parse_timestamp("2009-1-16 15:30:45.1") - base == 100000
-    assert ttp.parse_timestamp("2009-1-16 15:30:45.10") - base == 100000
-    assert ttp.parse_timestamp("2009-1-16 15:30:45.000042") - base == 42
-    assert ttp.parse_timestamp("1970-1-1 0:0:0") == 0
+    base = times.parse("2009-1-16 15:30:45")
+    assert times.parse("2009-1-16 15:30:45.1") - base == 100000
+    assert times.parse("2009-1-16 15:30:45.10") - base == 100000
+    assert times.parse("2009-1-16 15:30:45.000042") - base == 42
+    assert times.parse("1970-1-1 0:0:0") == 0
 
 
 @pytest.mark.parametrize("text", [
@@ -142,8 +144,10 @@ def test_timestamp_microsecond_values():
     "2009-1-16 15:30", "-2009-1-16 15:30:45", "2009-1-16 15:30:45,5",
 ])
 def test_bad_timestamps(text):
+    with pytest.raises(times.BadTime):
+        times.parse(text)
     with pytest.raises(TTPError):
-        ttp.parse_timestamp(text)
+        ttp.parse_samples("<%s;1>" % text, 1)
 
 
 @pytest.mark.parametrize("text, value", [
@@ -151,7 +155,7 @@ def test_bad_timestamps(text):
     (".5", 0.5), ("1E-3", 0.001), ("-0", -0.0), ("1e308", 1e308),
 ])
 def test_values(text, value):
-    assert ttp.parse_value(text) == value
+    assert ttp.parse_samples("<2009-1-16 15:30:45;%s>" % text, 1)[0][1] == (value,)
 
 
 @pytest.mark.parametrize("text", [
@@ -160,7 +164,7 @@ def test_values(text, value):
 ])
 def test_bad_values(text):
     with pytest.raises(TTPError):
-        ttp.parse_value(text)
+        ttp.parse_samples("<2009-1-16 15:30:45;%s>" % text, 1)
 
 
 @pytest.mark.parametrize("value, text", [
@@ -203,7 +207,7 @@ def test_parse_samples_rejects_for_one_field(argument):
 
 
 def test_format_sample():
-    ts = ttp.parse_timestamp("2009-1-16 15:30:45")
+    ts = times.parse("2009-1-16 15:30:45")
     assert ttp.format_sample((123, ts, 11.0, 22.0, 33.0, 44.0)) == \
         "<123 2009-01-16 15:30:45 L1=11 L2=22 L3=33 L4=44>"
 

@@ -3,16 +3,16 @@ web.md lists, and a one-line 400 for each way to get one wrong."""
 
 import pytest
 
-from texmate_ds import store, ttp
+from texmate_ds import times
 from texmate_ds.web import app, ranges
 
-NOW = ttp.parse_timestamp("2024-03-10 12:00:00")
+NOW = times.parse("2024-03-10 12:00:00")
 HOUR = 3600 * 1000000
 DAY = 24 * HOUR
 
 
 def ts(text):
-    return ttp.parse_timestamp(text)
+    return times.parse(text)
 
 
 def time_range(**query):
@@ -44,7 +44,7 @@ def test_defaults_are_the_last_24_hours():
 ])
 def test_absolute_forms(text, expected):
     start, _ = time_range(**{"from": text})
-    assert ttp.format_timestamp(start) == expected
+    assert times.text(start) == expected
 
 
 def test_a_date_alone_as_to_includes_that_day():
@@ -63,7 +63,7 @@ def test_relative_forms_count_back_from_now(text, back):
 
 def test_now_defaults_to_the_clock():
     start, end = ranges.time_range({})
-    assert 0 <= end - store.now_us() <= 1000000 and end - start == DAY
+    assert 0 <= end - times.now() <= 1000000 and end - start == DAY
     assert end % 1000000 == 0
 
 

@@ -1,6 +1,6 @@
 """dl: send stored samples back to a meter (TTP /dl/<unit>/<selector>[/<source>] <key>)."""
 
-from texmate_ds import ttp
+from texmate_ds import times, ttp
 
 # Samples fetched from the store per chunk of a `from` answer.
 PAGE = 100
@@ -34,11 +34,18 @@ def DlProducer(server, request, unit, key):
     if selector == "next":
         return NextProducer(store, reader, source)
     if selector.startswith("from<") and selector.endswith(">"):
-        return FromProducer(store, source, ttp.parse_timestamp(selector[5:-1]),
+        return FromProducer(store, source, _timestamp(selector[5:-1]),
                             server.settings.DL_MAX_SAMPLES)
     if selector.startswith("<") and selector.endswith(">"):
-        return _one(store.sample_at(source, ttp.parse_timestamp(selector[1:-1])))
+        return _one(store.sample_at(source, _timestamp(selector[1:-1])))
     raise ttp.TTPError(400)
+
+
+def _timestamp(text):
+    try:
+        return times.parse(text)
+    except times.BadTime:
+        raise ttp.TTPError(400) from None
 
 
 def _one(row):

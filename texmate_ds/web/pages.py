@@ -5,7 +5,7 @@ refresh, so it needs no JavaScript; live push comes later)."""
 
 from urllib.parse import quote
 
-from texmate_ds import ttp
+from texmate_ds import times, ttp
 from texmate_ds.web import app, html
 
 _UNIT_ROW = """\
@@ -50,7 +50,7 @@ def home(request):
 
 def _home(request, store, units, displays):
     unit_rows = [
-        dict(_unit_names(unit), last=ttp.format_timestamp(newest) if newest is not None else "—",
+        dict(_unit_names(unit), last=times.shown(newest) if newest is not None else "—",
              count="{:,}".format(count))
         for unit, count, newest in store.units_page(units.offset, units.size)]
     return html.render(
@@ -74,7 +74,7 @@ def _card(store, unit, fields):
         # A unit may have fewer fields now than when the display was made.
         for field in fields if field <= unit.fields)
     return html.fill(_CARD, values=values, **_unit_names(unit),
-                     last=ttp.format_timestamp(sample[1]) if sample else "no samples yet")
+                     last=times.shown(sample[1]) if sample else "no samples yet")
 
 
 @app.page

@@ -23,7 +23,7 @@ endpoints"). Owned by the data side of the web UI; the site includes
 import json
 from urllib.parse import urlencode
 
-from texmate_ds import export, svg_graph, ttp
+from texmate_ds import export, svg_graph, times
 from texmate_ds.store import GRAPH_PIXELS
 from texmate_ds.web import app, html, ranges
 
@@ -81,7 +81,12 @@ def _encoded(chunks):
 
 def _moment(ts):
     """A sample's time for JSON: its timestamp text, None for none."""
-    return None if ts is None else ttp.format_timestamp(ts)
+    return None if ts is None else times.text(ts)
+
+
+def _seen(ts):
+    """A sample's time on the page: to the second, empty for none."""
+    return "" if ts is None else times.shown(ts)
 
 
 # -- the page -----------------------------------------------------------------
@@ -109,11 +114,13 @@ def _unit_page(request, store, unit, start, end):
     fields = list(range(1, unit.fields + 1))
     stats = store.field_stats(unit, fields, start, end)
     # The links name the range shown in absolute times: "-1h" would move.
-    shown = urlencode({"from": ttp.format_timestamp(start), "to": ttp.format_timestamp(end)})
+    shown = urlencode({"from": times.text(start), "to": times.text(end)})
+    # To the second, unless the whole range is shorter than one.
+    precise = end - start < times.SECOND
     return html.render(
         request, "unit.html", _title(unit),
         description=unit.description,
-        shown_from=ttp.format_timestamp(start), shown_to=ttp.format_timestamp(end),
+        shown_from=times.shown(start, precise), shown_to=times.shown(end, precise),
         count=max(entry["count"] for entry in stats),
         from_text=request.query.get("from", ""), to_text=request.query.get("to", ""),
         quick=_quick_links(store, unit),
@@ -137,8 +144,8 @@ def _quick_links(store, unit):
     links = [("?" + urlencode({"from": relative}), text) for text, relative in QUICK_RANGES]
     first, last = store.first_sample(unit), store.last_sample(unit)
     if first is not None:
-        links.append(("?" + urlencode({"from": ttp.format_timestamp(first[1]),
-                                       "to": ttp.format_timestamp(last[1])}), "all"))
+        links.append(("?" + urlencode({"from": times.text(first[1]),
+                                       "to": times.text(last[1])}), "all"))
     return html.join([html.fill(_LINK, href=href, text=text) for href, text in links], " · ")
 
 
@@ -147,8 +154,8 @@ def _stats_row(unit, field, entry):
     return html.fill(_STATS_ROW, name=unit.label(field - 1), count=entry["count"],
                      min=_number(entry["min"]), max=_number(entry["max"]),
                      mean=_number(entry["mean"]), stddev=_number(entry["stddev"]),
-                     first=_number(first[1]), first_at=_moment(first[0]) or "",
-                     last=_number(last[1]), last_at=_moment(last[0]) or "")
+                     first=_number(first[1]), first_at=_seen(first[0]),
+                     last=_number(last[1]), last_at=_seen(last[0]))
 
 
 def _number(value):
@@ -183,15 +190,10 @@ def samples_csv(request, code):
     unit = _unit(request, code, "from", "to", "fields")
     start, end = ranges.time_range(request.query)
     fields = ranges.field_numbers(request.query, unit)
-    name = "%s_%s_%s.csv" % (unit.code, _file_time(start), _file_time(end))
+    name = "%s_%s_%s.csv" % (unit.code, times.compact(start), times.compact(end))
     return app.Response(200, _encoded(export.csv_chunks(request.store, unit, start, end, fields)),
                         "text/csv; charset=utf-8",
                         [("Content-Disposition", 'attachment; filename="%s"' % name)])
-
-
-def _file_time(ts):
-    """2024-03-10 12:00:00 as 20240310-120000, for file names."""
-    return ttp.format_timestamp(ts)[:19].replace("-", "").replace(":", "").replace(" ", "-")
 
 
 @app.data
