@@ -49,8 +49,8 @@ from texmate_ds.client import ResponseSplitter, dl_request, ok_request  # noqa: 
 from texmate_ds.loop import raise_open_files  # noqa: E402
 from texmate_ds.simulate import Meter, Simulation, Stats, percentile  # noqa: E402
 
-HOST = '127.0.0.1'
-KEY = 'benchkey'
+HOST = "127.0.0.1"
+KEY = "benchkey"
 FIELDS = 4
 IDLE_CONNECT_BATCH = 256       # idle connections being set up at once
 IDLE_OPEN_TIMEOUT = 120.0      # seconds to open them all, at most
@@ -64,7 +64,7 @@ class DlLast:
     samples_per_request = 0
 
     def __init__(self, code, key, source):
-        self.request = dl_request(code, key, 'last', source)
+        self.request = dl_request(code, key, "last", source)
 
     def next_request(self):
         return self.request
@@ -84,7 +84,7 @@ class Ok:
 
 # -- what the server process costs ---------------------------------------------
 
-_TICK = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def cpu_seconds(pid):
@@ -92,8 +92,8 @@ def cpu_seconds(pid):
     if not pid:
         return None
     try:
-        with open('/proc/%d/stat' % pid) as f:
-            fields = f.read().rsplit(')', 1)[1].split()
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / _TICK
@@ -104,9 +104,9 @@ def rss_kib(pid):
     if not pid:
         return None
     try:
-        with open('/proc/%d/status' % pid) as f:
+        with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith('VmRSS:'):
+                if line.startswith("VmRSS:"):
                     return int(line.split()[1])
     except OSError:
         return None
@@ -124,7 +124,7 @@ def machine_cpu():
     and the load process used is what everything else on the machine took
     (other programs, and kernel network work charged to no process)."""
     try:
-        with open('/proc/stat') as f:
+        with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
     except (OSError, ValueError):
         return None
@@ -137,16 +137,16 @@ def machine_cpu():
 def add_cpu(fig, server_before, server_after, load_before, load_after,
             machine_before, machine_after):
     """Put what the measured window cost into ``fig``."""
-    fig['load_cpu_s'] = round(load_after - load_before, 3)
-    fig['server_cpu_s'] = (None if server_before is None or server_after is None
+    fig["load_cpu_s"] = round(load_after - load_before, 3)
+    fig["server_cpu_s"] = (None if server_before is None or server_after is None
                            else round(server_after - server_before, 3))
     if machine_before is not None and machine_after is not None:
         busy = machine_after[0] - machine_before[0]
-        fig['machine_busy_cpu_s'] = round(busy, 3)
-        fig['steal_cpu_s'] = round(machine_after[1] - machine_before[1], 3)
-        if fig['server_cpu_s'] is not None:
-            fig['other_cpu_s'] = round(
-                max(0.0, busy - fig['server_cpu_s'] - fig['load_cpu_s']), 3)
+        fig["machine_busy_cpu_s"] = round(busy, 3)
+        fig["steal_cpu_s"] = round(machine_after[1] - machine_before[1], 3)
+        if fig["server_cpu_s"] is not None:
+            fig["other_cpu_s"] = round(
+                max(0.0, busy - fig["server_cpu_s"] - fig["load_cpu_s"]), 3)
 
 
 # -- the closed-loop runs ------------------------------------------------------
@@ -161,19 +161,19 @@ def simulate(args, devices, interval, seconds):
     server_after, load_after = cpu_seconds(args.server_pid), own_cpu()
     machine_after = machine_cpu()
     fig = sim.figures()
-    fig['connections_per_s'] = round(sim.stats.connections / (sim.elapsed or 1e-9), 1)
+    fig["connections_per_s"] = round(sim.stats.connections / (sim.elapsed or 1e-9), 1)
     add_cpu(fig, server_before, server_after, load_before, load_after,
             machine_before, machine_after)
     return fig
 
 
 def devices_for(args):
-    if args.mode == 'up':
-        return [Meter('U%d' % n, KEY, FIELDS, args.samples, max(args.interval, 1.0))
+    if args.mode == "up":
+        return [Meter("U%d" % n, KEY, FIELDS, args.samples, max(args.interval, 1.0))
                 for n in range(1, args.meters + 1)]
-    if args.mode == 'dl':
-        return [DlLast('R%d' % n, KEY, args.source) for n in range(1, args.meters + 1)]
-    return [Ok('C%d' % n, KEY) for n in range(1, args.meters + 1)]
+    if args.mode == "dl":
+        return [DlLast("R%d" % n, KEY, args.source) for n in range(1, args.meters + 1)]
+    return [Ok("C%d" % n, KEY) for n in range(1, args.meters + 1)]
 
 
 def run_closed(args):
@@ -182,7 +182,7 @@ def run_closed(args):
     result = {}
     if args.warmup > 0:
         warm = simulate(args, devices, args.interval, args.warmup)
-        result['warmup'] = {k: warm[k] for k in ('answered', 'errors', 'connection_failures')}
+        result["warmup"] = {k: warm[k] for k in ("answered", "errors", "connection_failures")}
     result.update(simulate(args, devices, args.interval, args.seconds))
     return result
 
@@ -190,7 +190,7 @@ def run_closed(args):
 # -- idle connections ----------------------------------------------------------
 
 class _Idle:
-    __slots__ = ('sock', 'splitter', 'out', 'state')
+    __slots__ = ("sock", "splitter", "out", "state")
 
 
 def open_idle(count, port, code_of, deadline):
@@ -205,7 +205,7 @@ def open_idle(count, port, code_of, deadline):
     try:
         while len(kept) + stats.connection_failures < count:
             if time.monotonic() > deadline:
-                raise TimeoutError('opened %d of %d idle connections in time'
+                raise TimeoutError("opened %d of %d idle connections in time"
                                    % (len(kept), count))
             while busy < IDLE_CONNECT_BATCH and started < count:
                 link = _Idle()
@@ -218,7 +218,7 @@ def open_idle(count, port, code_of, deadline):
                     started += 1
                     continue
                 link.splitter = ResponseSplitter()
-                link.out = (ok_request(code_of(started), KEY) + '\r').encode('ascii')
+                link.out = (ok_request(code_of(started), KEY) + "\r").encode("ascii")
                 link.state = time.monotonic()
                 sel.register(link.sock, selectors.EVENT_WRITE, link)
                 started += 1
@@ -235,13 +235,13 @@ def open_idle(count, port, code_of, deadline):
                     stats.connections += 1
                     stats.sent += 1
                     link.sock.send(link.out)   # a few bytes on a fresh socket
-                    link.out = b''
+                    link.out = b""
                     sel.modify(link.sock, selectors.EVENT_READ, link)
                     continue
                 try:
                     data = link.sock.recv(4096)
                 except OSError:
-                    data = b''
+                    data = b""
                 answers = link.splitter.feed(data) if data else None
                 if answers is None or answers:
                     sel.unregister(link.sock)
@@ -265,17 +265,17 @@ def open_idle(count, port, code_of, deadline):
 
 def run_idle(args):
     raise_open_files(args.idle + 256)
-    result = {'idle_target': args.idle}
+    result = {"idle_target": args.idle}
     # Warm up: the first answers compile statements and fill caches, which
     # is no per-connection cost.
-    active = Meter('A1', KEY, FIELDS, 1, 1.0)
+    active = Meter("A1", KEY, FIELDS, 1, 1.0)
     if args.warmup > 0:
         simulate(args, [active], args.interval, args.warmup)
     time.sleep(IDLE_SETTLE)
     rss_before = rss_kib(args.server_pid)
     started = time.monotonic()
     idle, stats = open_idle(args.idle, args.port,
-                            lambda n: 'I%d' % (n + 1) if args.distinct_units else 'I1',
+                            lambda n: "I%d" % (n + 1) if args.distinct_units else "I1",
                             started + IDLE_OPEN_TIMEOUT)
     try:
         opened_s = time.monotonic() - started
@@ -283,20 +283,20 @@ def run_idle(args):
         rss_idle = rss_kib(args.server_pid)
         times = sorted(stats.answer_times)
         result.update({
-            'idle_open': len(idle),
-            'idle_open_s': round(opened_s, 3),
-            'idle_ok': stats.ok,
-            'idle_errors': dict(sorted(stats.errors.items())),
-            'idle_failures': stats.connection_failures,
-            'idle_ok_p99_ms': None if not times else round(percentile(times, 0.99) * 1000, 3),
-            'rss_before_kib': rss_before,
-            'rss_idle_kib': rss_idle,
+            "idle_open": len(idle),
+            "idle_open_s": round(opened_s, 3),
+            "idle_ok": stats.ok,
+            "idle_errors": dict(sorted(stats.errors.items())),
+            "idle_failures": stats.connection_failures,
+            "idle_ok_p99_ms": None if not times else round(percentile(times, 0.99) * 1000, 3),
+            "rss_before_kib": rss_before,
+            "rss_idle_kib": rss_idle,
         })
         if rss_before is not None and rss_idle is not None and idle:
-            result['kib_per_connection'] = round((rss_idle - rss_before) / len(idle), 3)
+            result["kib_per_connection"] = round((rss_idle - rss_before) / len(idle), 3)
         # The active meter's figures are the run's figures.
         result.update(simulate(args, [active], args.interval, args.seconds))
-        result['rss_after_kib'] = rss_kib(args.server_pid)
+        result["rss_after_kib"] = rss_kib(args.server_pid)
     finally:
         for sock in idle:
             sock.close()
@@ -318,10 +318,10 @@ def run_sqlite(args):
     st = store.Store(args.db)     # durable: WAL + synchronous=FULL, like COMMIT_INTERVAL: 1
     try:
         st.syncdb()
-        unit = st.add_unit('CEIL', KEY, fields=FIELDS, name='CEIL')
+        unit = st.add_unit("CEIL", KEY, fields=FIELDS, name="CEIL")
         st.commit()
-        sql = ('INSERT OR IGNORE INTO samples (unit_id, ts, received, %s) VALUES (?, ?, ?%s)'
-               % (', '.join(store.VALUE_COLUMNS[:FIELDS]), ', ?' * FIELDS))
+        sql = ("INSERT OR IGNORE INTO samples (unit_id, ts, received, %s) VALUES (?, ?, ?%s)"
+               % (", ".join(store.VALUE_COLUMNS[:FIELDS]), ", ?" * FIELDS))
         rng = random.Random(1)
         ts = 1_230_000_000_000_000
         rows_done = 0
@@ -341,9 +341,9 @@ def run_sqlite(args):
             received = times.now()
             rows = [(unit_id, t, received, *values) for t, values in parsed]
             started = time.monotonic()
-            conn.execute('BEGIN')
+            conn.execute("BEGIN")
             conn.executemany(sql, rows)
-            conn.execute('COMMIT')
+            conn.execute("COMMIT")
             done = time.monotonic()
             batches += 1
             if done - wall_start > args.warmup:
@@ -354,58 +354,58 @@ def run_sqlite(args):
     finally:
         st.close()
     return {
-        'rows': rows_done,
-        'rows_stored': stored,
-        'batch': args.batch,
-        'batches': batches,
-        'insert_s': round(insert_s, 3),
-        'build_s': round(build_s, 3),
-        'samples_per_s': round(rows_done / insert_s, 1) if insert_s else None,
-        'samples_per_s_with_build': (round(rows_done / (insert_s + build_s), 1)
+        "rows": rows_done,
+        "rows_stored": stored,
+        "batch": args.batch,
+        "batches": batches,
+        "insert_s": round(insert_s, 3),
+        "build_s": round(build_s, 3),
+        "samples_per_s": round(rows_done / insert_s, 1) if insert_s else None,
+        "samples_per_s_with_build": (round(rows_done / (insert_s + build_s), 1)
                                      if insert_s else None),
-        'journal': 'wal', 'synchronous': 'full',
+        "journal": "wal", "synchronous": "full",
     }
 
 
 # -- the command line ----------------------------------------------------------
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--mode', required=True, choices=('up', 'dl', 'ok', 'idle', 'sqlite'))
-    parser.add_argument('--port', type=int)
-    parser.add_argument('--server-pid', type=int, default=0)
-    parser.add_argument('--seconds', type=float, default=5.0)
-    parser.add_argument('--warmup', type=float, default=1.0)
-    parser.add_argument('--meters', type=int, default=50)
-    parser.add_argument('--samples', type=int, default=1)
-    parser.add_argument('--interval', type=float, default=0.0,
-                        help='seconds between one device\'s requests; 0: closed loop')
-    parser.add_argument('--open-no', action='store_true')
-    parser.add_argument('--source', default='SRC')
-    parser.add_argument('--idle', type=int, default=10000)
-    parser.add_argument('--distinct-units', action='store_true',
-                        help='idle connections use units I1..IN, not all I1')
-    parser.add_argument('--db')
-    parser.add_argument('--batch', type=int, default=10000)
-    parser.add_argument('--json', required=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", required=True, choices=("up", "dl", "ok", "idle", "sqlite"))
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--meters", type=int, default=50)
+    parser.add_argument("--samples", type=int, default=1)
+    parser.add_argument("--interval", type=float, default=0.0,
+                        help="seconds between one device's requests; 0: closed loop")
+    parser.add_argument("--open-no", action="store_true")
+    parser.add_argument("--source", default="SRC")
+    parser.add_argument("--idle", type=int, default=10000)
+    parser.add_argument("--distinct-units", action="store_true",
+                        help="idle connections use units I1..IN, not all I1")
+    parser.add_argument("--db")
+    parser.add_argument("--batch", type=int, default=10000)
+    parser.add_argument("--json", required=True)
     args = parser.parse_args(argv)
 
     try:
-        if args.mode == 'sqlite':
+        if args.mode == "sqlite":
             result = run_sqlite(args)
-        elif args.mode == 'idle':
+        elif args.mode == "idle":
             result = run_idle(args)
         else:
             result = run_closed(args)
     except (OSError, TimeoutError) as exc:
-        print('load.py: %s' % exc, file=sys.stderr)
+        print("load.py: %s" % exc, file=sys.stderr)
         return 2
-    result['mode'] = args.mode
-    with open(args.json, 'w') as out:
+    result["mode"] = args.mode
+    with open(args.json, "w") as out:
         json.dump(result, out, indent=2)
-        out.write('\n')
+        out.write("\n")
     return 0
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

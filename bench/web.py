@@ -44,15 +44,15 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
-import re
 import tempfile
 import threading
 import time
-import urllib.request
 import tracemalloc
+import urllib.request
 import xml.etree.ElementTree as ET
 from wsgiref.util import setup_testing_defaults
 
@@ -62,10 +62,11 @@ for folder in (ROOT, BENCH):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 
-from texmate_ds import config, store, svg_graph, times  # noqa: E402
-from texmate_ds.web import make_app  # noqa: E402
 import load as loadgen  # noqa: E402  (bench/load.py: RSS from /proc)
 import run as harness  # noqa: E402  (bench/run.py: environment, competing processes)
+
+from texmate_ds import config, store, svg_graph, times  # noqa: E402
+from texmate_ds.web import make_app  # noqa: E402
 
 T0 = times.parse("2024-01-01 00:00:00")
 SECOND = 1000000

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Run the test suite: python3 scripts/test.py [pytest args...]
 
-Installs pytest if it is missing, then runs pytest from the project root
-(tests/ by default, see pyproject.toml) and exits with pytest's status,
-except that "no tests collected" (pytest's 5) is a failure here.
+Installs pytest and ruff if they are missing, checks the code with ruff
+(the rules are in pyproject.toml), then runs pytest from the project root
+(tests/ by default) and exits with pytest's status, or 1 if ruff found
+something; "no tests collected" (pytest's 5) is a failure here.
 
 Slow tests run when CI=true or TXM_SLOW=1 is set (this script passes
 TXM_SLOW=1 on to the tests); otherwise they are skipped.
@@ -16,25 +17,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def have_pytest():
-    cmd = [sys.executable, "-c", "import pytest"]
+def have(module):
+    cmd = [sys.executable, "-c", "import " + module]
     return subprocess.run(cmd, stderr=subprocess.DEVNULL).returncode == 0
 
 
-def ensure_pytest():
-    if have_pytest():
+def ensure(module):
+    """Install the development tool `module` (pytest, ruff) if missing."""
+    if have(module):
         return
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "pytest"]
-    print("test.py: pytest not found, running: " + " ".join(pip), flush=True)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", module]
+    print("test.py: %s not found, running: %s" % (module, " ".join(pip)), flush=True)
     if subprocess.run(pip).returncode != 0:
         print("test.py: that failed, retrying with --user", flush=True)
         subprocess.run(pip + ["--user"])
-    if not have_pytest():
-        sys.exit("test.py: could not install pytest; install it and rerun")
+    if not have(module):
+        sys.exit("test.py: could not install %s; install it and rerun" % module)
+
+
+def lint():
+    """ruff over the whole tree; True when it found nothing."""
+    cmd = [sys.executable, "-m", "ruff", "check", "."]
+    print("test.py: " + " ".join(cmd[2:]), flush=True)
+    return subprocess.run(cmd, cwd=ROOT).returncode == 0
 
 
 def main():
-    ensure_pytest()
+    ensure("pytest")
+    ensure("ruff")
+    linted = lint()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -48,6 +59,9 @@ def main():
     status = subprocess.run(cmd, cwd=ROOT, env=env).returncode
     if status == 5:
         print("test.py: FAILED: pytest collected no tests (exit 5)", flush=True)
+        status = 1
+    if not linted and status == 0:
+        print("test.py: FAILED: ruff found problems (above)", flush=True)
         status = 1
     sys.exit(status)
 

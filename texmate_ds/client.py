@@ -36,12 +36,12 @@ import sys
 
 from texmate_ds import times
 
-DEFAULT_HOST = '127.0.0.1'
+DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9995
 DEFAULT_TIMEOUT = 10.0
 RECV_SIZE = 65536
 
-_ERROR_ANSWER = re.compile(r'(\d{3})(?: |$)')
+_ERROR_ANSWER = re.compile(r"(\d{3})(?: |$)")
 
 
 class ResponseSplitter:
@@ -63,7 +63,7 @@ class ResponseSplitter:
 
     def feed(self, data: bytes) -> list[str]:
         """Add received bytes; return the answers they complete, in order."""
-        if self._after_cr and data[:1] == b'\n':
+        if self._after_cr and data[:1] == b"\n":
             data = data[1:]
             self._after_cr = False
         if not data:
@@ -72,14 +72,14 @@ class ResponseSplitter:
         buffer += data
         answers = []
         start = 0
-        end = buffer.find(b'\r', self._scanned)
+        end = buffer.find(b"\r", self._scanned)
         while end >= 0:
-            answers.append(buffer[start:end].decode('ascii', 'replace'))
+            answers.append(buffer[start:end].decode("ascii", "replace"))
             start = end + 1
-            if buffer[start:start + 1] == b'\n':
+            if buffer[start:start + 1] == b"\n":
                 start += 1
-            end = buffer.find(b'\r', start)
-        self._after_cr = start == len(buffer) and buffer[start - 1:start] == b'\r'
+            end = buffer.find(b"\r", start)
+        self._after_cr = start == len(buffer) and buffer[start - 1:start] == b"\r"
         del buffer[:start]
         self._scanned = len(buffer)
         return answers
@@ -87,10 +87,10 @@ class ResponseSplitter:
 
 def answer_code(answer: str) -> str:
     """``'OK'`` for a success, the 3-digit code of an error, ``'?'`` else."""
-    if answer.startswith('OK'):
-        return 'OK'
+    if answer.startswith("OK"):
+        return "OK"
     match = _ERROR_ANSWER.match(answer)
-    return match.group(1) if match else '?'
+    return match.group(1) if match else "?"
 
 
 _EPOCH = datetime.datetime(1970, 1, 1)
@@ -103,35 +103,35 @@ def format_ts(ts: datetime.datetime) -> str:
 
 def up_request(code: str, key: str, samples: list[str]) -> str:
     """An upload of samples given as ``'TS;v1;...;vN'`` strings."""
-    return 'TTP /up/%s/%s %s' % (code, ''.join('<%s>' % s for s in samples), key)
+    return "TTP /up/%s/%s %s" % (code, "".join("<%s>" % s for s in samples), key)
 
 
 def dl_request(code: str, key: str, selector: str, source: str | None = None) -> str:
     """A download; ``selector`` as the protocol writes it (``last``, ``from<TS>``...)."""
-    path = '%s/%s' % (code, selector)
+    path = "%s/%s" % (code, selector)
     if source:
-        path += '/' + source
-    return 'TTP /dl/%s %s' % (path, key)
+        path += "/" + source
+    return "TTP /dl/%s %s" % (path, key)
 
 
 def al_request(code: str, key: str, level: int, data: str) -> str:
     """An alarm; ``data`` is ``'d0;d1;...'`` without the angle brackets."""
-    return 'TTP /al/%s/%d/<%s> %s' % (code, level, data, key)
+    return "TTP /al/%s/%d/<%s> %s" % (code, level, data, key)
 
 
 def ok_request(code: str, key: str) -> str:
     """A liveness and credentials check."""
-    return 'TTP /ok/%s %s' % (code, key)
+    return "TTP /ok/%s %s" % (code, key)
 
 
 def _frame(line: str) -> bytes:
-    if line.endswith('\r'):
+    if line.endswith("\r"):
         line = line[:-1]
     # An empty request gets no answer and an embedded terminator two: either
     # would leave answers paired with the wrong requests.
-    if not line or '\r' in line or '\n' in line:
-        raise ValueError('a TTP request is one non-empty line: %r' % line)
-    return line.encode('ascii') + b'\r'
+    if not line or "\r" in line or "\n" in line:
+        raise ValueError("a TTP request is one non-empty line: %r" % line)
+    return line.encode("ascii") + b"\r"
 
 
 class TTPClient:
@@ -184,7 +184,7 @@ class TTPClient:
         while len(answers) < len(requests):
             self.connect()
             try:
-                self._sock.sendall(b''.join(requests[len(answers):]))
+                self._sock.sendall(b"".join(requests[len(answers):]))
                 self._receive(answers, len(requests))
             except ConnectionError:
                 pass    # a reset or broken pipe is one more way of closing
@@ -222,10 +222,10 @@ class TTPClient:
         self.close()
         if partial:
             raise ConnectionError(
-                'the server closed the connection in the middle of an answer '
-                '(received %r)' % partial)
+                "the server closed the connection in the middle of an answer "
+                "(received %r)" % partial)
         if not answered:
-            raise ConnectionError('the server closed the connection before answering')
+            raise ConnectionError("the server closed the connection before answering")
 
 
 # -- the command line ------------------------------------------------------
@@ -240,66 +240,66 @@ def main(argv: list[str]) -> int:
         with client:
             answers = client.pipeline(_request_lines(args))
     except ValueError as exc:     # a request that is not one ASCII line
-        print('texmate_ds client: %s' % exc, file=sys.stderr)
+        print("texmate_ds client: %s" % exc, file=sys.stderr)
         return 2
     except OSError as exc:
-        print('texmate_ds client: %s:%d: %s' % (args.host, args.port, exc.strerror or exc),
+        print("texmate_ds client: %s:%d: %s" % (args.host, args.port, exc.strerror or exc),
               file=sys.stderr)
         return 2
     for answer in answers:
         print(answer)
-    return 0 if all(answer_code(a) == 'OK' for a in answers) else 1
+    return 0 if all(answer_code(a) == "OK" for a in answers) else 1
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='texmate_ds client',
-        description='Send TTP requests to a texmate_ds server and print the answers.')
-    parser.add_argument('--host', default=DEFAULT_HOST,
-                        help='server address (default %(default)s)')
-    parser.add_argument('--port', type=int, default=DEFAULT_PORT,
-                        help='TTP port (default %(default)s)')
-    parser.add_argument('--timeout', type=float, default=DEFAULT_TIMEOUT,
-                        help='seconds to wait for the server (default %(default)s)')
-    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
+        prog="texmate_ds client",
+        description="Send TTP requests to a texmate_ds server and print the answers.")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="server address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="TTP port (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds to wait for the server (default %(default)s)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    up = commands.add_parser('up', help='upload samples')
+    up = commands.add_parser("up", help="upload samples")
     _add_unit(up)
-    up.add_argument('samples', nargs='+', metavar='TS;v1;...',
+    up.add_argument("samples", nargs="+", metavar="TS;v1;...",
                     help="a sample; TS may be 'now' (local time, microseconds)")
 
-    dl = commands.add_parser('dl', help='download samples')
+    dl = commands.add_parser("dl", help="download samples")
     _add_unit(dl)
-    dl.add_argument('selector', help="last, first, next, '<TS>' or 'from<TS>'")
-    dl.add_argument('source', nargs='?', help='the unit to read (default: configured)')
+    dl.add_argument("selector", help="last, first, next, '<TS>' or 'from<TS>'")
+    dl.add_argument("source", nargs="?", help="the unit to read (default: configured)")
 
-    al = commands.add_parser('al', help='raise an alarm')
+    al = commands.add_parser("al", help="raise an alarm")
     _add_unit(al)
-    al.add_argument('level', type=int, help='0-99')
-    al.add_argument('data', metavar='d0;d1;...', help='alarm data, without <>')
+    al.add_argument("level", type=int, help="0-99")
+    al.add_argument("data", metavar="d0;d1;...", help="alarm data, without <>")
 
-    ok = commands.add_parser('ok', help='check liveness and credentials')
+    ok = commands.add_parser("ok", help="check liveness and credentials")
     _add_unit(ok)
 
-    raw = commands.add_parser('raw', help='send request lines as written (pipelined)')
-    raw.add_argument('lines', nargs='+', metavar='LINE', help="e.g. 'TTP /ok/U1 KEY'")
+    raw = commands.add_parser("raw", help="send request lines as written (pipelined)")
+    raw.add_argument("lines", nargs="+", metavar="LINE", help="e.g. 'TTP /ok/U1 KEY'")
     return parser
 
 
 def _add_unit(parser: argparse.ArgumentParser):
-    parser.add_argument('code', help='unit code')
-    parser.add_argument('key', help='unit key')
+    parser.add_argument("code", help="unit code")
+    parser.add_argument("key", help="unit key")
 
 
 def _request_lines(args: argparse.Namespace) -> list[str]:
-    if args.command == 'up':
+    if args.command == "up":
         return [up_request(args.code, args.key, _expand_now(args.samples))]
-    if args.command == 'dl':
+    if args.command == "dl":
         return [dl_request(args.code, args.key, args.selector, args.source)]
-    if args.command == 'al':
+    if args.command == "al":
         return [al_request(args.code, args.key, args.level, args.data)]
-    if args.command == 'ok':
+    if args.command == "ok":
         return [ok_request(args.code, args.key)]
     return args.lines
 
@@ -313,8 +313,8 @@ def _expand_now(samples: list[str]) -> list[str]:
     now = datetime.datetime.now()
     expanded = []
     for sample in samples:
-        ts, sep, values = sample.partition(';')
-        if ts.strip().lower() == 'now':
+        ts, sep, values = sample.partition(";")
+        if ts.strip().lower() == "now":
             sample = format_ts(now) + sep + values
             now += datetime.timedelta(microseconds=1)
         expanded.append(sample)

@@ -26,8 +26,8 @@ import ipaddress
 import os
 import re
 
-__all__ = ['ConfigError', 'DEFAULTS', 'Settings', 'find_config', 'load',
-           'parse']
+__all__ = ["ConfigError", "DEFAULTS", "Settings", "find_config", "load",
+           "parse"]
 
 
 class ConfigError(Exception):
@@ -37,16 +37,16 @@ class ConfigError(Exception):
 # -- converters: text from txm.conf -> typed value, or ValueError(why) --
 
 def _got(expected, text):
-    return 'expected %s, got %r' % (expected, text)
+    return "expected %s, got %r" % (expected, text)
 
 
 def _integer(lo, hi=None):
-    expected = ('an integer from %d to %d' % (lo, hi) if hi is not None
-                else 'an integer >= %d' % lo)
+    expected = ("an integer from %d to %d" % (lo, hi) if hi is not None
+                else "an integer >= %d" % lo)
 
     def convert(text):
         # int() alone would also take '1_000' and non-ASCII digits.
-        if not re.fullmatch(r'[+-]?[0-9]+', text):
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
             raise ValueError(_got(expected, text))
         value = int(text)
         if value < lo or (hi is not None and value > hi):
@@ -60,7 +60,7 @@ _BOOLEANS = configparser.ConfigParser.BOOLEAN_STATES
 
 def _boolean(text):
     if text.lower() not in _BOOLEANS:
-        raise ValueError(_got('yes or no (or on/off, true/false, 1/0)', text))
+        raise ValueError(_got("yes or no (or on/off, true/false, 1/0)", text))
     return _BOOLEANS[text.lower()]
 
 
@@ -70,7 +70,7 @@ def _text(text):
 
 def _nonempty(text):
     if not text:
-        raise ValueError(_got('a non-empty value', text))
+        raise ValueError(_got("a non-empty value", text))
     return text
 
 
@@ -78,12 +78,12 @@ def _path(text):
     # The vendor's Windows file says 'db\data_server3.db'; it must work
     # unchanged here.  Resolution against the file's directory happens in
     # Settings, so that overrides and defaults are resolved the same way.
-    return _nonempty(text).replace('\\', '/')
+    return _nonempty(text).replace("\\", "/")
 
 
 def _optional_path(text):
     # Empty means "not set" (HTTPS off); anything else is a path.
-    return text.replace('\\', '/')
+    return text.replace("\\", "/")
 
 
 def _addresses(text):
@@ -92,101 +92,101 @@ def _addresses(text):
     try:
         found = networks(text)
     except ValueError:
-        raise ValueError(_got('IP addresses or networks separated by commas',
+        raise ValueError(_got("IP addresses or networks separated by commas",
                               text)) from None
     if not found:
-        raise ValueError(_got('at least one IP address', text))
-    return ', '.join(str(n) if n.num_addresses > 1 else str(n.network_address)
+        raise ValueError(_got("at least one IP address", text))
+    return ", ".join(str(n) if n.num_addresses > 1 else str(n.network_address)
                      for n in found)
 
 
 def networks(text):
     """The networks of a PROXY_ADDRESSES value (ValueError if malformed)."""
     return [ipaddress.ip_network(part.strip(), strict=False)
-            for part in text.split(',') if part.strip()]
+            for part in text.split(",") if part.strip()]
 
 
 def _log_level(text):
-    if text.lower() not in ('debug', 'info', 'warning', 'error'):
-        raise ValueError(_got('one of debug, info, warning, error', text))
+    if text.lower() not in ("debug", "info", "warning", "error"):
+        raise ValueError(_got("one of debug, info, warning, error", text))
     return text.lower()
 
 
 def _engine(text):
-    if text.lower() == 'postgresql':
-        raise ValueError(_got('sqlite3', text) +
-                         ' (postgresql is planned, not built)')
-    if text.lower() != 'sqlite3':
-        raise ValueError(_got('sqlite3', text))
-    return 'sqlite3'
+    if text.lower() == "postgresql":
+        raise ValueError(_got("sqlite3", text) +
+                         " (postgresql is planned, not built)")
+    if text.lower() != "sqlite3":
+        raise ValueError(_got("sqlite3", text))
+    return "sqlite3"
 
 
-Key = collections.namedtuple('Key', 'section name default meaning convert')
+Key = collections.namedtuple("Key", "section name default meaning convert")
 
 _PORT = _integer(0, 65535)      # 0: the OS picks a free port (tests use it)
 _POSITIVE = _integer(1)
 
 DEFAULTS = (
-    Key('main', 'DS_PORT', 9995, 'TTP listener port', _PORT),
-    Key('main', 'HTTP_PORT', 8080, 'web listener port', _PORT),
-    Key('main', 'DS_BIND', '0.0.0.0', 'TTP listen address', _nonempty),
-    Key('main', 'HTTP_BIND', '0.0.0.0', 'web listen address', _nonempty),
-    Key('main', 'MAINTENANCE_INTERVAL', 500,
-        'requests between dead-channel sweeps', _POSITIVE),
-    Key('main', 'CHANNEL_TIMEOUT', 600,
-        'seconds before a busy or idle channel is dead', _POSITIVE),
-    Key('main', 'HTTP_HEADER_TIMEOUT', 10,
-        'seconds a web client has to send a request head, and may stay idle '
-        'between requests; a body must then keep arriving at 500 bytes/s',
+    Key("main", "DS_PORT", 9995, "TTP listener port", _PORT),
+    Key("main", "HTTP_PORT", 8080, "web listener port", _PORT),
+    Key("main", "DS_BIND", "0.0.0.0", "TTP listen address", _nonempty),
+    Key("main", "HTTP_BIND", "0.0.0.0", "web listen address", _nonempty),
+    Key("main", "MAINTENANCE_INTERVAL", 500,
+        "requests between dead-channel sweeps", _POSITIVE),
+    Key("main", "CHANNEL_TIMEOUT", 600,
+        "seconds before a busy or idle channel is dead", _POSITIVE),
+    Key("main", "HTTP_HEADER_TIMEOUT", 10,
+        "seconds a web client has to send a request head, and may stay idle "
+        "between requests; a body must then keep arriving at 500 bytes/s",
         _POSITIVE),
-    Key('main', 'SOCKET_OPEN', True,
-        'keep TTP connections open between requests', _boolean),
-    Key('main', 'MAX_CONNECTIONS', 10000,
-        'open TTP connections at most', _POSITIVE),
-    Key('main', 'MAX_HTTP_CONNECTIONS', 1000,
-        'open web connections at most, counted apart from TTP\'s', _POSITIVE),
-    Key('main', 'HTTPS_CERT_FILE', '',
-        'PEM certificate (chain): the web port speaks HTTPS', _optional_path),
-    Key('main', 'HTTPS_KEY_FILE', '',
-        'PEM private key of HTTPS_CERT_FILE', _optional_path),
-    Key('main', 'BEHIND_HTTPS_PROXY', False,
-        'the web is reached through a TLS-terminating reverse proxy',
+    Key("main", "SOCKET_OPEN", True,
+        "keep TTP connections open between requests", _boolean),
+    Key("main", "MAX_CONNECTIONS", 10000,
+        "open TTP connections at most", _POSITIVE),
+    Key("main", "MAX_HTTP_CONNECTIONS", 1000,
+        "open web connections at most, counted apart from TTP's", _POSITIVE),
+    Key("main", "HTTPS_CERT_FILE", "",
+        "PEM certificate (chain): the web port speaks HTTPS", _optional_path),
+    Key("main", "HTTPS_KEY_FILE", "",
+        "PEM private key of HTTPS_CERT_FILE", _optional_path),
+    Key("main", "BEHIND_HTTPS_PROXY", False,
+        "the web is reached through a TLS-terminating reverse proxy",
         _boolean),
-    Key('main', 'PROXY_ADDRESSES', '127.0.0.1',
-        'addresses of trusted reverse proxies', _addresses),
-    Key('main', 'MAX_REQUEST_BYTES', 65536, 'longest TTP request line',
+    Key("main", "PROXY_ADDRESSES", "127.0.0.1",
+        "addresses of trusted reverse proxies", _addresses),
+    Key("main", "MAX_REQUEST_BYTES", 65536, "longest TTP request line",
         _integer(256)),
-    Key('main', 'DL_MAX_SAMPLES', 1000,
-        'samples one dl ... from<TS> returns at most', _POSITIVE),
-    Key('main', 'TTP_APPS_DIR', 'TTPApps', 'folder of site TTP apps', _path),
-    Key('main', 'HTTP_APPS_DIR', 'HTTPApps', 'folder of site HTTP apps',
+    Key("main", "DL_MAX_SAMPLES", 1000,
+        "samples one dl ... from<TS> returns at most", _POSITIVE),
+    Key("main", "TTP_APPS_DIR", "TTPApps", "folder of site TTP apps", _path),
+    Key("main", "HTTP_APPS_DIR", "HTTPApps", "folder of site HTTP apps",
         _path),
-    Key('main', 'LOGIN_REQUIRED', True,
-        'the web UI (not /admin/, which always needs staff) needs a login',
+    Key("main", "LOGIN_REQUIRED", True,
+        "the web UI (not /admin/, which always needs staff) needs a login",
         _boolean),
-    Key('main', 'SESSION_DAYS', 14, 'days a web sign-in lasts', _POSITIVE),
-    Key('main', 'LOG_LEVEL', 'info', 'debug, info, warning, error',
+    Key("main", "SESSION_DAYS", 14, "days a web sign-in lasts", _POSITIVE),
+    Key("main", "LOG_LEVEL", "info", "debug, info, warning, error",
         _log_level),
-    Key('email', 'EMAIL_HOST', 'localhost', 'SMTP server', _nonempty),
-    Key('email', 'EMAIL_PORT', 25, 'SMTP port', _integer(1, 65535)),
-    Key('email', 'EMAIL_USE_TLS', False, 'STARTTLS', _boolean),
-    Key('email', 'EMAIL_USE_SSL', False, 'SMTP over TLS', _boolean),
-    Key('email', 'EMAIL_HOST_USER', '', 'SMTP login user', _text),
-    Key('email', 'EMAIL_HOST_PASSWORD', '', 'SMTP login password', _text),
-    Key('email', 'DEFAULT_FROM_EMAIL', 'dataserver@localhost', 'sender',
+    Key("email", "EMAIL_HOST", "localhost", "SMTP server", _nonempty),
+    Key("email", "EMAIL_PORT", 25, "SMTP port", _integer(1, 65535)),
+    Key("email", "EMAIL_USE_TLS", False, "STARTTLS", _boolean),
+    Key("email", "EMAIL_USE_SSL", False, "SMTP over TLS", _boolean),
+    Key("email", "EMAIL_HOST_USER", "", "SMTP login user", _text),
+    Key("email", "EMAIL_HOST_PASSWORD", "", "SMTP login password", _text),
+    Key("email", "DEFAULT_FROM_EMAIL", "dataserver@localhost", "sender",
         _nonempty),
-    Key('database', 'DATABASE_ENGINE', 'sqlite3', 'the store', _engine),
-    Key('database', 'DATABASE_NAME', 'db/data_server3.db', 'database file',
+    Key("database", "DATABASE_ENGINE", "sqlite3", "the store", _engine),
+    Key("database", "DATABASE_NAME", "db/data_server3.db", "database file",
         _path),
-    Key('database', 'COMMIT_INTERVAL', 1, 'uploads per commit', _POSITIVE),
-    Key('database', 'COMMIT_DELAY', 50,
-        'ms a batched commit waits at most', _integer(0)),
-    Key('graph', 'MAX_PLOT_POINTS', 0,
-        'points per line at most; 0 = automatic', _integer(0)),
-    Key('admin', 'ALLOW_SAMPLE_DELETION', True,
-        'samples can be deleted from the admin', _boolean),
-    Key('admin', 'ALLOW_ALARM_DELETION', True,
-        'alarms can be deleted from the admin', _boolean),
+    Key("database", "COMMIT_INTERVAL", 1, "uploads per commit", _POSITIVE),
+    Key("database", "COMMIT_DELAY", 50,
+        "ms a batched commit waits at most", _integer(0)),
+    Key("graph", "MAX_PLOT_POINTS", 0,
+        "points per line at most; 0 = automatic", _integer(0)),
+    Key("admin", "ALLOW_SAMPLE_DELETION", True,
+        "samples can be deleted from the admin", _boolean),
+    Key("admin", "ALLOW_ALARM_DELETION", True,
+        "alarms can be deleted from the admin", _boolean),
 )
 
 _BY_NAME = {key.name: key for key in DEFAULTS}
@@ -194,7 +194,7 @@ _SECTIONS = {}     # section -> {KEY: Key}
 for _key in DEFAULTS:
     _SECTIONS.setdefault(_key.section, {})[_key.name] = _key
 del _key
-APP_SECTIONS = ('ttpapps', 'httpapps')
+APP_SECTIONS = ("ttpapps", "httpapps")
 _PATH_KEYS = tuple(key.name for key in DEFAULTS
                    if key.convert in (_path, _optional_path))
 
@@ -208,7 +208,7 @@ def _resolve(value, base_dir):
 
 def _show(value):
     if value is True or value is False:
-        return 'yes' if value else 'no'
+        return "yes" if value else "no"
     return str(value)
 
 
@@ -223,16 +223,16 @@ class Settings:
     """
 
     def __init__(self, base_dir=None, config_path=None,
-                 config_how='built-in defaults', ttpapps=None, httpapps=None,
+                 config_how="built-in defaults", ttpapps=None, httpapps=None,
                  **values):
         for name in values:
             if name not in _BY_NAME:
-                raise TypeError('Settings() got an unknown setting %r'
+                raise TypeError("Settings() got an unknown setting %r"
                                 % name)
         self.base_dir = os.path.abspath(base_dir or os.getcwd())
         self.config_path = config_path
         self.config_how = config_how
-        self.ttpapps = {'ok': True}
+        self.ttpapps = {"ok": True}
         self.ttpapps.update(ttpapps or {})
         self.httpapps = dict(httpapps or {})
         # (section, key as shown) -> line in config_path; absent: default.
@@ -244,27 +244,27 @@ class Settings:
             setattr(self, key.name, value)
 
     def __repr__(self):
-        return '<Settings from %s>' % (self.config_path or self.config_how)
+        return "<Settings from %s>" % (self.config_path or self.config_how)
 
     def describe(self):
         """Lines ``[section] KEY = value   (default|file:line)``."""
         rows = [(key.section, key.name, getattr(self, key.name))
                 for key in DEFAULTS]
-        rows += [('ttpapps', name, on) for name, on in self.ttpapps.items()]
+        rows += [("ttpapps", name, on) for name, on in self.ttpapps.items()]
         for name, app in self.httpapps.items():
-            rows.append(('httpapps', name, app['on']))
-            if app['url'] is not None:
-                rows.append(('httpapps', name + '.url', app['url']))
+            rows.append(("httpapps", name, app["on"]))
+            if app["url"] is not None:
+                rows.append(("httpapps", name + ".url", app["url"]))
         out = []
         for section, name, value in rows:
-            if name == 'EMAIL_HOST_PASSWORD' and value:
-                value = '********'      # manage check output gets pasted
+            if name == "EMAIL_HOST_PASSWORD" and value:
+                value = "********"      # manage check output gets pasted
             elif section in APP_SECTIONS and value in (True, False):
-                value = 'on' if value else 'off'
+                value = "on" if value else "off"
             line = self.lines.get((section, name))
-            where = ('%s:%d' % (self.config_path, line) if line
-                     else 'default')
-            out.append('[%s] %s = %s   (%s)' % (section, name, _show(value),
+            where = ("%s:%d" % (self.config_path, line) if line
+                     else "default")
+            out.append("[%s] %s = %s   (%s)" % (section, name, _show(value),
                                                where))
         return out
 
@@ -279,21 +279,21 @@ def find_config(cli_path=None, environ=None, cwd=None, home=None):
     """
     environ = os.environ if environ is None else environ
     cwd = os.getcwd() if cwd is None else cwd
-    home = os.path.expanduser('~') if home is None else home
-    explicit = [('--config %s', cli_path, '--config'),
-                ('TXM_CONF=%s', environ.get('TXM_CONF') or None, 'TXM_CONF')]
+    home = os.path.expanduser("~") if home is None else home
+    explicit = [("--config %s", cli_path, "--config"),
+                ("TXM_CONF=%s", environ.get("TXM_CONF") or None, "TXM_CONF")]
     for label, given, how in explicit:
         if given is not None:
             path = os.path.join(cwd, os.path.expanduser(given))
             if not os.path.isfile(path):
-                raise ConfigError((label % given) + ': no such file')
+                raise ConfigError((label % given) + ": no such file")
             return os.path.abspath(path), how
-    for folder, how in ((cwd, 'current directory'), (home, 'home directory'),
-                        ('/etc', '/etc')):
-        path = os.path.join(folder, 'txm.conf')
+    for folder, how in ((cwd, "current directory"), (home, "home directory"),
+                        ("/etc", "/etc")):
+        path = os.path.join(folder, "txm.conf")
         if os.path.isfile(path):
             return os.path.abspath(path), how
-    return None, 'built-in defaults'
+    return None, "built-in defaults"
 
 
 def load(cli_path=None, environ=None, cwd=None, home=None):
@@ -307,20 +307,20 @@ def load(cli_path=None, environ=None, cwd=None, home=None):
 
 # -- parsing -----------------------------------------------------------
 
-def parse(path, text=None, how='--config'):
+def parse(path, text=None, how="--config"):
     """Parse txm.conf at ``path`` (or ``text``, said to come from it)."""
     path = os.path.abspath(path)
     if text is None:
         try:
-            with open(path, 'rb') as f:
+            with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:
-            raise ConfigError('%s: cannot read: %s' % (path, e.strerror))
+            raise ConfigError("%s: cannot read: %s" % (path, e.strerror))
         try:
-            text = data.decode('utf-8-sig')
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            raise ConfigError('%s:%d: not UTF-8 text' % (
-                path, data[:e.start].count(b'\n') + 1)) from None
+            raise ConfigError("%s:%d: not UTF-8 text" % (
+                path, data[:e.start].count(b"\n") + 1)) from None
     entries = _read(path, text)
     settings = _build(path, entries)
     settings.config_how = how
@@ -337,24 +337,24 @@ def _read(path, text):
         interpolation=None, strict=True,
         # A [DEFAULT] section would leak its keys into every section; no
         # header can name '\n', so [DEFAULT] becomes an unknown section.
-        default_section='\n')
-    lines = re.split(r'\r\n|\r|\n', text)    # as an editor counts them
+        default_section="\n")
+    lines = re.split(r"\r\n|\r|\n", text)    # as an editor counts them
     # Keys before any header belong to [main] (the vendor's minimal file).
     opening = next((l.strip() for l in lines
-                    if l.strip() and l.strip()[0] not in '#;'), '')
+                    if l.strip() and l.strip()[0] not in "#;"), "")
     offset = 0 if parser.SECTCRE.match(opening) else 1
     if offset:
-        lines.insert(0, '[main]')
+        lines.insert(0, "[main]")
     try:
-        parser.read_string('\n'.join(lines), source=path)
+        parser.read_string("\n".join(lines), source=path)
     except configparser.DuplicateSectionError as e:
-        hint = (' (keys before the first header already belong to [main])'
-                if offset and e.section.strip().lower() == 'main' else '')
-        raise ConfigError('%s:%d: [%s]: duplicate section%s' % (
+        hint = (" (keys before the first header already belong to [main])"
+                if offset and e.section.strip().lower() == "main" else "")
+        raise ConfigError("%s:%d: [%s]: duplicate section%s" % (
             path, e.lineno - offset, e.section, hint))
     except configparser.DuplicateOptionError as e:
         first = _scan(lines, parser).get((e.section, e.option), offset)
-        raise ConfigError('%s:%d: %s: duplicate key (first set on line %d)' % (
+        raise ConfigError("%s:%d: %s: duplicate key (first set on line %d)" % (
             path, e.lineno - offset, _where(e.section, e.option),
             first - offset))
     except configparser.ParsingError as e:
@@ -368,11 +368,11 @@ def _read(path, text):
         name = section.strip().lower()
         at = line_of.get((section, None), offset) - offset
         if name in seen:
-            raise ConfigError('%s:%d: [%s]: duplicate section (also on line '
-                              '%d)' % (path, at, section, seen[name]))
+            raise ConfigError("%s:%d: [%s]: duplicate section (also on line "
+                              "%d)" % (path, at, section, seen[name]))
         seen[name] = at
         if name not in _SECTIONS and name not in APP_SECTIONS:
-            raise ConfigError('%s:%d: [%s]: unknown section%s' % (
+            raise ConfigError("%s:%d: [%s]: unknown section%s" % (
                 path, at, section, _suggest(name, list(_SECTIONS) +
                                             list(APP_SECTIONS))))
         for key, value in parser.items(section):
@@ -393,19 +393,19 @@ def _scan(lines, parser):
     found, section, key, key_indent = {}, None, None, 0
     for lineno, line in enumerate(lines, 1):
         stripped = line.strip()
-        if not stripped or stripped[0] in '#;':
+        if not stripped or stripped[0] in "#;":
             continue
         indent = len(line) - len(line.lstrip())
         if key is not None and indent > key_indent:
             continue
         header = parser.SECTCRE.match(stripped)
         if header:
-            section, key = header.group('header'), None
+            section, key = header.group("header"), None
             found.setdefault((section, None), lineno)
             continue
         option = parser.OPTCRE.match(stripped)
         if option:
-            key = parser.optionxform(option.group('option').strip())
+            key = parser.optionxform(option.group("option").strip())
             key_indent = indent
             found.setdefault((section, key), lineno)
     return found
@@ -414,13 +414,13 @@ def _scan(lines, parser):
 def _where(section, key):
     """``[main] DS_PORT``: the fixed sections' keys shown upper-case."""
     section = section.strip().lower()
-    return '[%s] %s' % (section,
+    return "[%s] %s" % (section,
                         key if section in APP_SECTIONS else key.upper())
 
 
 def _suggest(word, choices):
     close = difflib.get_close_matches(word, choices, n=1)
-    return ' (did you mean %s?)' % close[0] if close else ''
+    return " (did you mean %s?)" % close[0] if close else ""
 
 
 def _app_setting(section, key, text):
@@ -429,19 +429,19 @@ def _app_setting(section, key, text):
     Returns ``(name, 'on' or 'url', value)``; the URL prefix comes back as
     ``/prefix/`` so that mounting never has to guess about slashes.
     """
-    name, dot, attr = key.partition('.')
+    name, dot, attr = key.partition(".")
     if not name.isidentifier() or (dot and (section, attr) !=
-                                   ('httpapps', 'url')):
-        raise ValueError('expected an app %s, where name is a Python module '
-                         'name' % ('name or name.url' if section == 'httpapps'
-                                   else 'name'))
+                                   ("httpapps", "url")):
+        raise ValueError("expected an app %s, where name is a Python module "
+                         "name" % ("name or name.url" if section == "httpapps"
+                                   else "name"))
     if dot:
-        if not text.strip('/') or any(c.isspace() for c in text):
-            raise ValueError(_got('a URL prefix such as %s/' % name, text))
-        return name, 'url', '/' + text.strip('/') + '/'
+        if not text.strip("/") or any(c.isspace() for c in text):
+            raise ValueError(_got("a URL prefix such as %s/" % name, text))
+        return name, "url", "/" + text.strip("/") + "/"
     if text.lower() not in _BOOLEANS:
-        raise ValueError(_got('on or off (or yes/no, true/false, 1/0)', text))
-    return name, 'on', _BOOLEANS[text.lower()]
+        raise ValueError(_got("on or off (or yes/no, true/false, 1/0)", text))
+    return name, "on", _BOOLEANS[text.lower()]
 
 
 def _build(path, entries):
@@ -449,7 +449,7 @@ def _build(path, entries):
     apps = {section: {} for section in APP_SECTIONS}
 
     def fail(section, key, line, why):
-        return ConfigError('%s:%d: %s: %s' % (path, line,
+        return ConfigError("%s:%d: %s: %s" % (path, line,
                                               _where(section, key), why))
 
     # In file order, so that the first mistake in the file is the one shown.
@@ -467,43 +467,43 @@ def _build(path, entries):
         spec = known.get(key.upper())
         if spec is None:
             home = _BY_NAME.get(key.upper())
-            why = ('unknown key (it belongs in [%s])' % home.section if home
-                   else 'unknown key' + _suggest(key.upper(), list(known)))
+            why = ("unknown key (it belongs in [%s])" % home.section if home
+                   else "unknown key" + _suggest(key.upper(), list(known)))
             raise fail(section, key, line, why)
         try:
             values[spec.name] = spec.convert(text)
         except ValueError as e:
             why = str(e)
-            if ' #' in text or ' ;' in text:
-                why += ' (comments must be on a line of their own)'
+            if " #" in text or " ;" in text:
+                why += " (comments must be on a line of their own)"
             raise fail(section, key, line, why)
         lines[(section, spec.name)] = line
 
-    for name, app in apps['httpapps'].items():
-        if 'on' not in app:
-            key = name + '.url'
-            raise fail('httpapps', key, lines[('httpapps', key)],
+    for name, app in apps["httpapps"].items():
+        if "on" not in app:
+            key = name + ".url"
+            raise fail("httpapps", key, lines[("httpapps", key)],
                        "no '%s: on' or '%s: off' line for this app"
                        % (name, name))
-        app.setdefault('url', None)
+        app.setdefault("url", None)
 
-    if values.get('EMAIL_USE_TLS') and values.get('EMAIL_USE_SSL'):
-        later = max(('EMAIL_USE_TLS', 'EMAIL_USE_SSL'),
-                    key=lambda k: lines[('email', k)])
-        raise fail('email', later, lines[('email', later)],
-                   'EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be yes '
-                   '(STARTTLS or SMTP over TLS: choose one)')
+    if values.get("EMAIL_USE_TLS") and values.get("EMAIL_USE_SSL"):
+        later = max(("EMAIL_USE_TLS", "EMAIL_USE_SSL"),
+                    key=lambda k: lines[("email", k)])
+        raise fail("email", later, lines[("email", later)],
+                   "EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be yes "
+                   "(STARTTLS or SMTP over TLS: choose one)")
 
-    given = [k for k in ('HTTPS_CERT_FILE', 'HTTPS_KEY_FILE') if values.get(k)]
+    given = [k for k in ("HTTPS_CERT_FILE", "HTTPS_KEY_FILE") if values.get(k)]
     if len(given) == 1:
-        missing = ({'HTTPS_CERT_FILE', 'HTTPS_KEY_FILE'} - set(given)).pop()
-        raise fail('main', given[0], lines[('main', given[0])],
-                   'HTTPS needs both HTTPS_CERT_FILE and HTTPS_KEY_FILE; '
-                   '%s is not set' % missing)
+        missing = ({"HTTPS_CERT_FILE", "HTTPS_KEY_FILE"} - set(given)).pop()
+        raise fail("main", given[0], lines[("main", given[0])],
+                   "HTTPS needs both HTTPS_CERT_FILE and HTTPS_KEY_FILE; "
+                   "%s is not set" % missing)
 
     settings = Settings(base_dir=os.path.dirname(path), config_path=path,
-                        ttpapps={n: a['on'] for n, a in
-                                 apps['ttpapps'].items()},
-                        httpapps=apps['httpapps'], **values)
+                        ttpapps={n: a["on"] for n, a in
+                                 apps["ttpapps"].items()},
+                        httpapps=apps["httpapps"], **values)
     settings.lines = lines
     return settings

@@ -14,8 +14,20 @@ import logging
 import signal
 import sys
 
-from texmate_ds import (__version__, auth, config, events, http, loop, metrics, models, store,
-                        tls, ttp, web)
+from texmate_ds import (
+    __version__,
+    auth,
+    config,
+    events,
+    http,
+    loop,
+    metrics,
+    models,
+    store,
+    tls,
+    ttp,
+    web,
+)
 
 log = logging.getLogger("texmate_ds")
 

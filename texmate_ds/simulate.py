@@ -41,8 +41,16 @@ import socket
 import sys
 import time
 
-from texmate_ds.client import (DEFAULT_HOST, DEFAULT_PORT, RECV_SIZE, ResponseSplitter,
-                               answer_code, dl_request, format_ts, up_request)
+from texmate_ds.client import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    RECV_SIZE,
+    ResponseSplitter,
+    answer_code,
+    dl_request,
+    format_ts,
+    up_request,
+)
 from texmate_ds.loop import raise_open_files
 
 GRACE_SECONDS = 5.0         # how long outstanding answers are awaited after --duration
@@ -84,8 +92,8 @@ class Meter:
 
     def _sample(self, ts: datetime.datetime) -> str:
         t = ts.timestamp()
-        values = ['%.3f' % self._value(wave, t) for wave in self._waves]
-        return ';'.join([format_ts(ts)] + values)
+        values = ["%.3f" % self._value(wave, t) for wave in self._waves]
+        return ";".join([format_ts(ts)] + values)
 
     def _new_wave(self) -> tuple:
         rng = self._rng
@@ -109,7 +117,7 @@ class Reader:
         self.key = key
 
     def next_request(self) -> str:
-        return dl_request(self.code, self.key, 'last')
+        return dl_request(self.code, self.key, "last")
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -140,7 +148,7 @@ class Stats:
     def record(self, answer: str, seconds: float, samples: int):
         self.answer_times.append(seconds)
         code = answer_code(answer)
-        if code == 'OK':
+        if code == "OK":
             self.ok += 1
             self.samples_ok += samples
         else:
@@ -159,8 +167,8 @@ class _Link:
         self.events = 0           # what the selector watches; 0: not registered
         self.connecting = False
         self.busy = False         # between its due time and its answer
-        self.request = b''
-        self.out = b''            # what is left to send of the request
+        self.request = b""
+        self.out = b""            # what is left to send of the request
         self.sent_at = None       # when the request's first byte went out
 
 
@@ -214,19 +222,19 @@ class Simulation:
         elapsed = self.elapsed or 1e-9
         times = sorted(stats.answer_times)
         return {
-            'elapsed_s': round(elapsed, 3),
-            'connections': stats.connections,
-            'requests_sent': stats.sent,
-            'answered': stats.answered,
-            'ok': stats.ok,
-            'errors': dict(sorted(stats.errors.items())),
-            'connection_failures': stats.connection_failures,
-            'unanswered': self.unanswered(),
-            'samples_ok': stats.samples_ok,
-            'samples_per_s': round(stats.samples_ok / elapsed, 1),
-            'requests_per_s': round(stats.answered / elapsed, 1),
-            'median_ms': _ms(percentile(times, 0.5)),
-            'p99_ms': _ms(percentile(times, 0.99)),
+            "elapsed_s": round(elapsed, 3),
+            "connections": stats.connections,
+            "requests_sent": stats.sent,
+            "answered": stats.answered,
+            "ok": stats.ok,
+            "errors": dict(sorted(stats.errors.items())),
+            "connection_failures": stats.connection_failures,
+            "unanswered": self.unanswered(),
+            "samples_ok": stats.samples_ok,
+            "samples_per_s": round(stats.samples_ok / elapsed, 1),
+            "requests_per_s": round(stats.answered / elapsed, 1),
+            "median_ms": _ms(percentile(times, 0.5)),
+            "p99_ms": _ms(percentile(times, 0.99)),
         }
 
     def _loop(self, start: float, stop_at: float):
@@ -255,7 +263,7 @@ class Simulation:
     def _begin(self, link: _Link):
         link.busy = True
         self._outstanding += 1
-        link.request = link.device.next_request().encode('ascii') + b'\r'
+        link.request = link.device.next_request().encode("ascii") + b"\r"
         if link.sock is None:
             self._connect(link)
         else:
@@ -315,7 +323,7 @@ class Simulation:
         except BlockingIOError:
             return
         except OSError:
-            data = b''
+            data = b""
         if not data:
             # An idle connection the server closed (SOCKET_OPEN: no) is no
             # failure: the next request simply connects again.
@@ -369,7 +377,7 @@ class Simulation:
         link.sock = None
         link.events = 0
         link.connecting = False
-        link.out = b''
+        link.out = b""
 
     def _report_progress(self, now: float, start: float):
         """One line on stderr: totals so far, rates and times of the last window."""
@@ -377,8 +385,8 @@ class Simulation:
         since, answered, samples = self._mark
         window = now - since
         recent = sorted(stats.answer_times[answered:])
-        print('%6.1fs  sent %d  OK %d  errors %s  failures %d  |  %.1f samples/s  '
-              '%.1f requests/s  median %s  p99 %s'
+        print("%6.1fs  sent %d  OK %d  errors %s  failures %d  |  %.1f samples/s  "
+              "%.1f requests/s  median %s  p99 %s"
               % (now - start, stats.sent, stats.ok, _format_errors(stats.errors),
                  stats.connection_failures, (stats.samples_ok - samples) / window,
                  (stats.answered - answered) / window,
@@ -389,16 +397,16 @@ class Simulation:
 
 
 def format_figures(fig: dict) -> str:
-    return '\n'.join([
-        'meters: %d uploading, %d downloading' % (fig['meters'], fig['downloading_meters']),
-        'requests sent: %d, answered OK: %d' % (fig['requests_sent'], fig['ok']),
-        'errors: %s' % _format_errors(fig['errors']),
-        'connection failures: %d, unanswered at the end: %d'
-        % (fig['connection_failures'], fig['unanswered']),
-        'achieved: %.1f samples/s, %.1f requests/s over %.1f s'
-        % (fig['samples_per_s'], fig['requests_per_s'], fig['elapsed_s']),
-        'answer time: median %s, p99 %s'
-        % (_format_ms(fig['median_ms']), _format_ms(fig['p99_ms'])),
+    return "\n".join([
+        "meters: %d uploading, %d downloading" % (fig["meters"], fig["downloading_meters"]),
+        "requests sent: %d, answered OK: %d" % (fig["requests_sent"], fig["ok"]),
+        "errors: %s" % _format_errors(fig["errors"]),
+        "connection failures: %d, unanswered at the end: %d"
+        % (fig["connection_failures"], fig["unanswered"]),
+        "achieved: %.1f samples/s, %.1f requests/s over %.1f s"
+        % (fig["samples_per_s"], fig["requests_per_s"], fig["elapsed_s"]),
+        "answer time: median %s, p99 %s"
+        % (_format_ms(fig["median_ms"]), _format_ms(fig["p99_ms"])),
     ])
 
 
@@ -407,11 +415,11 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _format_ms(ms: float | None) -> str:
-    return '-' if ms is None else '%.2f ms' % ms
+    return "-" if ms is None else "%.2f ms" % ms
 
 
 def _format_errors(errors: dict) -> str:
-    return ' '.join('%s:%d' % item for item in sorted(errors.items())) or 'none'
+    return " ".join("%s:%d" % item for item in sorted(errors.items())) or "none"
 
 
 # -- the command line ------------------------------------------------------
@@ -421,13 +429,13 @@ def main(argv: list[str]) -> int:
     any answer was an error or any exchange failed, 2 if the server could
     not be reached at all."""
     args = _parser().parse_args(argv)
-    codes = ['%s%d' % (args.prefix, n) for n in range(1, args.meters + 1)]
+    codes = ["%s%d" % (args.prefix, n) for n in range(1, args.meters + 1)]
     if args.create:
         ensure_units(args.create, codes, args.key, args.fields)
     try:
         family, address = _probe(args.host, args.port)
     except OSError as exc:
-        print('texmate_ds simulate: %s:%d: %s' % (args.host, args.port, exc.strerror or exc),
+        print("texmate_ds simulate: %s:%d: %s" % (args.host, args.port, exc.strerror or exc),
               file=sys.stderr)
         return 2
     devices = ([Meter(code, args.key, args.fields, args.samples, args.interval) for code in codes]
@@ -442,63 +450,63 @@ def main(argv: list[str]) -> int:
                   **simulation.figures())
     print(format_figures(result))
     if args.json:
-        with open(args.json, 'w') as out:
+        with open(args.json, "w") as out:
             json.dump(result, out, indent=2)
-            out.write('\n')
-    failed = result['errors'] or result['connection_failures'] or result['unanswered']
+            out.write("\n")
+    failed = result["errors"] or result["connection_failures"] or result["unanswered"]
     return 1 if failed else 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='texmate_ds simulate',
-        description='Run many simulated meters against a texmate_ds server and '
-                    'report throughput and answer times.')
-    parser.add_argument('--host', default=DEFAULT_HOST, help='server address (default %(default)s)')
-    parser.add_argument('--port', type=int, default=DEFAULT_PORT,
-                        help='TTP port (default %(default)s)')
-    parser.add_argument('--meters', type=_positive_int, default=10,
-                        help='uploading meters (default %(default)s)')
-    parser.add_argument('--interval', type=_positive_float, default=1.0,
-                        help='seconds between requests of one meter (default %(default)s)')
-    parser.add_argument('--duration', type=_positive_float, default=10.0,
-                        help='seconds to run (default %(default)s)')
-    parser.add_argument('--fields', type=_positive_int, default=4,
-                        help='values per sample (default %(default)s)')
-    parser.add_argument('--prefix', default='SIM', help='units are PREFIX1..PREFIXN '
-                        '(default %(default)s)')
-    parser.add_argument('--key', default='simkey', help='the units\' key (default %(default)s)')
-    parser.add_argument('--samples', type=_positive_int, default=1,
-                        help='samples per upload (default %(default)s)')
-    parser.add_argument('--download', type=_count, default=0, metavar='N',
+        prog="texmate_ds simulate",
+        description="Run many simulated meters against a texmate_ds server and "
+                    "report throughput and answer times.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="server address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="TTP port (default %(default)s)")
+    parser.add_argument("--meters", type=_positive_int, default=10,
+                        help="uploading meters (default %(default)s)")
+    parser.add_argument("--interval", type=_positive_float, default=1.0,
+                        help="seconds between requests of one meter (default %(default)s)")
+    parser.add_argument("--duration", type=_positive_float, default=10.0,
+                        help="seconds to run (default %(default)s)")
+    parser.add_argument("--fields", type=_positive_int, default=4,
+                        help="values per sample (default %(default)s)")
+    parser.add_argument("--prefix", default="SIM", help="units are PREFIX1..PREFIXN "
+                        "(default %(default)s)")
+    parser.add_argument("--key", default="simkey", help="the units' key (default %(default)s)")
+    parser.add_argument("--samples", type=_positive_int, default=1,
+                        help="samples per upload (default %(default)s)")
+    parser.add_argument("--download", type=_count, default=0, metavar="N",
                         help="extra meters doing 'dl last' of the uploading units "
-                             '(default %(default)s)')
-    parser.add_argument('--open-no', action='store_true',
-                        help='open a new connection for every request')
-    parser.add_argument('--create', metavar='CONFIG',
-                        help='first create the missing units in the database of this txm.conf')
-    parser.add_argument('--json', metavar='FILE', help='also write the figures as JSON')
+                             "(default %(default)s)")
+    parser.add_argument("--open-no", action="store_true",
+                        help="open a new connection for every request")
+    parser.add_argument("--create", metavar="CONFIG",
+                        help="first create the missing units in the database of this txm.conf")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     return parser
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError('%s is not 1 or more' % text)
+        raise argparse.ArgumentTypeError("%s is not 1 or more" % text)
     return value
 
 
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
-        raise argparse.ArgumentTypeError('%s is negative' % text)
+        raise argparse.ArgumentTypeError("%s is negative" % text)
     return value
 
 
 def _positive_float(text: str) -> float:
     value = float(text)
     if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError('%s is not a number above 0' % text)
+        raise argparse.ArgumentTypeError("%s is not a number above 0" % text)
     return value
 
 

@@ -19,8 +19,9 @@ import time
 
 import pytest
 
-from conftest import BASE_CONF, ROOT, Server, child_env
 from texmate_ds import __version__, store
+
+from conftest import BASE_CONF, ROOT, Server, child_env
 
 SCHEMA = store.SCHEMA_VERSION
 RUN_TIMEOUT = 30

@@ -20,8 +20,9 @@ import time
 
 import pytest
 
-from conftest import child_env
 from texmate_ds import auth, config, store, times
+
+from conftest import child_env
 
 SCHEMA = store.SCHEMA_VERSION
 COMMANDS = ("syncdb", "createsuperuser", "changepassword", "reset_admin_password",

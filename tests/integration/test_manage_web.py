@@ -7,8 +7,9 @@ import sqlite3
 
 import pytest
 
-from conftest import child_env
 from texmate_ds import auth
+
+from conftest import child_env
 
 
 @pytest.fixture

@@ -13,8 +13,19 @@ import wsgiref.validate
 import pytest
 
 from texmate_ds.http import (
-    END, MAX_BODY, MAX_HEAD, MAX_LINE, Data, ErrorStream, ProtocolError, RequestHead,
-    RequestParser, build_environ, check_response, split_target)
+    END,
+    MAX_BODY,
+    MAX_HEAD,
+    MAX_LINE,
+    Data,
+    ErrorStream,
+    ProtocolError,
+    RequestHead,
+    RequestParser,
+    build_environ,
+    check_response,
+    split_target,
+)
 
 
 def drain(parser):

@@ -37,6 +37,7 @@ changed to texmate_ds.models; tests/fixtures/vendor_ok.py keeps the original.
 # Read Documentation on Producers here:
 from texmate_ds.models import Unit
 
+
 class OKProducer:
     """
     This is an example producer, it sends an OK signal back to

@@ -28,6 +28,7 @@ import secrets
 import time
 
 from texmate_ds import auth
+
 # The environ key under which our own HTTP server offers its worker pool,
 # and what it raises when this client has its share of it in use already.
 from texmate_ds.http import OFFLOAD, Busy
