@@ -368,8 +368,11 @@ def _read(path, text):
         name = section.strip().lower()
         at = line_of.get((section, None), offset) - offset
         if name in seen:
-            raise ConfigError("%s:%d: [%s]: duplicate section (also on line "
-                              "%d)" % (path, at, section, seen[name]))
+            # Line 0 is the [main] the keys before any header belong to.
+            also = ("keys before the first header already belong to [main]"
+                    if seen[name] == 0 else "also on line %d" % seen[name])
+            raise ConfigError("%s:%d: [%s]: duplicate section (%s)" % (
+                path, at, section, also))
         seen[name] = at
         if name not in _SECTIONS and name not in APP_SECTIONS:
             raise ConfigError("%s:%d: [%s]: unknown section%s" % (

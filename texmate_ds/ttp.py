@@ -592,6 +592,9 @@ class TTPChannel(loop.Channel):
     def _stop_with(self, text):
         self._accepting = False
         if text:
+            # An answer to no request (a line too long, or cut off): counted
+            # for /metrics under app "none", as a malformed line is.
+            self.server.answers["none", text[:3]] += 1
             self.push(Answer(text))
         self.finish()
 

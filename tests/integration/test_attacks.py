@@ -195,14 +195,17 @@ def graph_request(srv):
             % (GRAPH, srv.token)).encode()
 
 
-def metric(srv, name):
+def metric(srv, name, missing=None):
+    """A sample of /metrics; `missing` if it is not there (None: fail)."""
     status, body = http_get(srv.http_port, "/metrics",
                             headers="Authorization: Bearer %s\r\n" % srv.token)
     assert status == 200
     for line in body.decode().splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
-    raise AssertionError("no %s in /metrics" % name)
+    if missing is None:
+        raise AssertionError("no %s in /metrics" % name)
+    return missing
 
 
 def test_one_client_with_many_graphs_only_slows_itself(server_factory):
@@ -348,3 +351,15 @@ def test_graph_svg_carries_a_content_security_policy(server_factory):
     assert head.startswith("HTTP/1.1 200 OK")
     assert ("Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
             "frame-ancestors 'none'") in head.split("\r\n")
+
+
+def test_answers_to_no_request_are_counted_too(server_factory):
+    srv = staffed_server(server_factory)
+    before = metric(srv, 'texmate_ttp_requests_total{app="none",code="400"}', missing=0)
+    assert srv.exchange(b"TTP /up/G1/<" + b"1" * 70000 + b"\r") == ["400 Bad request"]
+    sock = srv.connect(timeout=BOUND)
+    with sock:
+        sock.sendall(b"TTP /ok/G1 kg")   # no terminator before the close
+        sock.shutdown(socket.SHUT_WR)
+        assert read_answers(sock, 1) == ["400 Bad request"]
+    assert metric(srv, 'texmate_ttp_requests_total{app="none",code="400"}') == before + 2

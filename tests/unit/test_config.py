@@ -460,3 +460,11 @@ def test_proxy_addresses_must_be_addresses(text):
     with pytest.raises(config.ConfigError) as caught:
         parse(CONF, "PROXY_ADDRESSES: %s\n" % text)
     assert "PROXY_ADDRESSES: expected" in str(caught.value)
+
+
+def test_a_main_header_after_keys_without_one_says_why_it_is_a_duplicate():
+    with pytest.raises(config.ConfigError) as caught:
+        parse(CONF, "DS_PORT: 1\n[MAIN]\nHTTP_PORT: 2\n")
+    assert str(caught.value) == (
+        "/site/txm.conf:2: [MAIN]: duplicate section (keys before the first header "
+        "already belong to [main])")
