@@ -19,7 +19,11 @@ Three layers, each usable without the next, as in ttp.py:
    the socket drains, never joined. The head goes out with the first
    non-empty chunk (until then ``start_response(..., exc_info)`` may still
    replace it); a body of unknown length is chunked for HTTP/1.1 and ends
-   with the connection for HTTP/1.0.
+   with the connection for HTTP/1.0. An iterable may say it is not
+   ``ready`` (nothing to send yet, it is not done): the channel then waits
+   at no cost until ``environ["texmate.wake"]()`` is called on the loop
+   thread. One that is also ``long_lived`` (a stream of events) keeps its
+   connection from the idle sweep while it waits (see `loop.Channel`).
 3. `HTTPChannel` reads, feeds its parser and answers one request at a
    time: a pipelined request is dispatched once the answer before it is
    written, so answers go out in order and one app at a time runs for a
@@ -103,6 +107,9 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The environ key of the server's offer to work an answer out off the loop
 # (see Offloaded); WSGI servers other than ours leave it out.
 OFFLOAD = "texmate.offload"
+# The environ key of the callable (loop thread only) that has the server
+# look at the app's iterable again once it is `ready`; see WSGIResponse.
+WAKE = "texmate.wake"
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
            b"Content-Length: 30\r\nConnection: close\r\n\r\n"
            b"too many connections; retry.\r\n")
@@ -530,8 +537,14 @@ class WSGIResponse:
 
     @property
     def ready(self):
-        """False while the app's answer is being worked out on the pool."""
+        """False while the app's iterable has nothing to send yet: an answer
+        worked out on the pool, a stream waiting for its next event."""
         return getattr(self._result, "ready", True)
+
+    @property
+    def long_lived(self):
+        """The app's iterable is a stream that stays open (see loop.Channel)."""
+        return getattr(self._result, "long_lived", False)
 
     def more(self):
         if self._done:
@@ -682,7 +695,7 @@ class Offloaded:
     def _done(self, future):
         self._future = future
         self.ready = True
-        self._channel.loop.to_flush.add(self._channel)
+        self._channel.wake()
 
     def __iter__(self):
         return self
@@ -855,6 +868,7 @@ class HTTPChannel(loop.Channel):
             body.seek(0)
         environ = build_environ(head, body, self.local, self.addr, self.server.errors,
                                 self.server.scheme, self.server.proxies)
+        environ[WAKE] = self.wake
         if self.server.pool is not None:
             environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self,
                                                  environ["REMOTE_ADDR"])
