@@ -1,7 +1,7 @@
 """HTTP/1.1 on the web port: a sans-IO request parser, the connection, and a
 WSGI bridge, so the web UI (and any site HTTP app) is a plain WSGI app.
 
-Three layers, each usable without the next, as in ttp.py:
+Three layers, each usable without the next, as in ttp.py, and a router:
 
 1. `RequestParser` turns received bytes into events (h11 style:
    ``feed(data)``, then ``next_event()`` until it returns None): a
@@ -47,9 +47,9 @@ Three layers, each usable without the next, as in ttp.py:
    X-Forwarded-For believed (`client_address`): REMOTE_ADDR is the
    client's, so the sign-in throttle counts clients, not the proxy.
 
-4. `site_apps` imports the site's own WSGI apps (``[httpapps]``, from
-   HTTP_APPS_DIR) and `Mounted` sends each request under an app's URL
-   prefix to it, everything else to the web UI.
+4. `Mounted` sends each request under the URL prefix of one of the site's
+   own WSGI apps (``[httpapps]``, loaded by `plugins.load_http_apps`) to
+   it, everything else to the web UI.
 
 A failure stays in its request: an app that raises before its head went out
 answers 500 (logged with the traceback, which never reaches the browser);
@@ -71,8 +71,7 @@ import tempfile
 import time
 import urllib.parse
 
-from texmate_ds import __version__, config, loop, siteapps, tls
-from texmate_ds.siteapps import AppError
+from texmate_ds import __version__, config, loop, tls
 
 log = logging.getLogger("texmate_ds.http")
 
@@ -959,37 +958,7 @@ class HTTPChannel(loop.Channel):
             self._timer = None
 
 
-# -- 4. the site's HTTP apps ----------------------------------------------------
-
-def site_apps(settings):
-    """[(prefix, application)] of the ``[httpapps]`` turned on: each a
-    module (or package) in HTTP_APPS_DIR with a WSGI callable named
-    ``application``, mounted at its ``name.url``. Anything amiss is an
-    `AppError` that stops the server at start."""
-    found = siteapps.find(settings.HTTP_APPS_DIR, "httpapp")
-    mounted = []
-    for name, conf in sorted(settings.httpapps.items()):
-        if not conf["on"]:
-            continue
-        if conf["url"] is None:
-            raise AppError("[httpapps] turns on %s but gives no %s.url to mount it at"
-                           % (name, name))
-        if name.lower() not in found:
-            raise AppError("[httpapps] turns on %s, but there is no %s.py or %s/ in %s"
-                           % (name, name, name, settings.HTTP_APPS_DIR))
-        spec = found[name.lower()][1]
-        try:
-            application = getattr(siteapps.load(spec), "application", None)
-        except Exception as exc:
-            raise AppError("HTTP app %s (%s) failed to import: %s: %s"
-                           % (name, spec.origin, type(exc).__name__, exc)) from exc
-        if not callable(application):
-            raise AppError("HTTP app %s (%s) must define a WSGI callable named application"
-                           % (name, spec.origin))
-        log.info("HTTP app %s: %s (%s)", name, conf["url"], spec.origin)
-        mounted.append((conf["url"], application))
-    return mounted
-
+# -- 4. mounting the site's HTTP apps -----------------------------------------
 
 class Mounted:
     """A WSGI app sending each request under a mounted prefix to that app

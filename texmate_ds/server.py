@@ -14,8 +14,8 @@ import logging
 import signal
 import sys
 
-from texmate_ds import (__version__, auth, config, events, http, loop, metrics, models, store,
-                        tls, ttp, web)
+from texmate_ds import (__version__, auth, config, events, http, loop, metrics, models, plugins,
+                        store, tls, ttp, web)
 
 log = logging.getLogger("texmate_ds")
 
@@ -69,11 +69,11 @@ def web_address(host, port, scheme="http"):
 
 def serve(settings, out=sys.stdout):
     try:
-        extensions = ttp.load_extensions(settings)
-        mounted = http.site_apps(settings)
+        extensions = plugins.load_ttp_apps(settings)
+        mounted = plugins.load_http_apps(settings)
         tls_context = tls.server_context(settings)
         st = open_store(settings)
-    except (ttp.AppError, OSError, config.ConfigError) as exc:
+    except (plugins.AppError, OSError, config.ConfigError) as exc:
         raise StartupError(str(exc)) from None
     needed = settings.MAX_CONNECTIONS + settings.MAX_HTTP_CONNECTIONS + SPARE_DESCRIPTORS
     limit = loop.raise_open_files(needed)
