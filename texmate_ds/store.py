@@ -860,4 +860,6 @@ class GroupCommit:
         self.commit_seconds += time.monotonic() - started
         waiting, self._waiting = self._waiting, []
         for fn in waiting:
-            fn(ok)
+            # Guarded each: one that fails must not leave the answers of
+            # the others held.
+            self.loop.call_guarded("an after_commit callback", fn, ok)
