@@ -217,7 +217,8 @@ class Loop:
     def call_guarded(what, fn, *args):
         """``fn(*args)``; if it raises, log `what` failed, with the
         traceback, and go on: one failure, one call (a timer, a turn hook,
-        a commit's follower). KeyboardInterrupt and SystemExit propagate."""
+        an after_commit callback). KeyboardInterrupt and SystemExit
+        propagate."""
         try:
             fn(*args)
         except (KeyboardInterrupt, SystemExit):
