@@ -1,7 +1,7 @@
 """HTTP/1.1 on the web port: a sans-IO request parser, the connection, and a
 WSGI bridge, so the web UI (and any site HTTP app) is a plain WSGI app.
 
-Three layers, each usable without the next, as in ttp.py:
+Three layers, each usable without the next, as in ttp.py, and a router:
 
 1. `RequestParser` turns received bytes into events (h11 style:
    ``feed(data)``, then ``next_event()`` until it returns None): a
@@ -19,7 +19,11 @@ Three layers, each usable without the next, as in ttp.py:
    the socket drains, never joined. The head goes out with the first
    non-empty chunk (until then ``start_response(..., exc_info)`` may still
    replace it); a body of unknown length is chunked for HTTP/1.1 and ends
-   with the connection for HTTP/1.0.
+   with the connection for HTTP/1.0. An iterable may say it is not
+   ``ready`` (nothing to send yet, it is not done): the channel then waits
+   at no cost until ``environ["texmate.wake"]()`` is called on the loop
+   thread. One that is also ``long_lived`` (a stream of events) keeps its
+   connection from the idle sweep while it waits (see `loop.Channel`).
 3. `HTTPChannel` reads, feeds its parser and answers one request at a
    time: a pipelined request is dispatched once the answer before it is
    written, so answers go out in order and one app at a time runs for a
@@ -43,9 +47,9 @@ Three layers, each usable without the next, as in ttp.py:
    X-Forwarded-For believed (`client_address`): REMOTE_ADDR is the
    client's, so the sign-in throttle counts clients, not the proxy.
 
-4. `site_apps` imports the site's own WSGI apps (``[httpapps]``, from
-   HTTP_APPS_DIR) and `Mounted` sends each request under an app's URL
-   prefix to it, everything else to the web UI.
+4. `Mounted` sends each request under the URL prefix of one of the site's
+   own WSGI apps (``[httpapps]``, loaded by `plugins.load_http_apps`) to
+   it, everything else to the web UI.
 
 A failure stays in its request: an app that raises before its head went out
 answers 500 (logged with the traceback, which never reaches the browser);
@@ -67,8 +71,7 @@ import tempfile
 import time
 import urllib.parse
 
-from texmate_ds import __version__, config, loop, siteapps, tls
-from texmate_ds.siteapps import AppError
+from texmate_ds import __version__, config, loop, tls
 
 log = logging.getLogger("texmate_ds.http")
 
@@ -103,6 +106,9 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The environ key of the server's offer to work an answer out off the loop
 # (see Offloaded); WSGI servers other than ours leave it out.
 OFFLOAD = "texmate.offload"
+# The environ key of the callable (loop thread only) that has the server
+# look at the app's iterable again once it is `ready`; see WSGIResponse.
+WAKE = "texmate.wake"
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
            b"Content-Length: 30\r\nConnection: close\r\n\r\n"
            b"too many connections; retry.\r\n")
@@ -530,8 +536,14 @@ class WSGIResponse:
 
     @property
     def ready(self):
-        """False while the app's answer is being worked out on the pool."""
+        """False while the app's iterable has nothing to send yet: an answer
+        worked out on the pool, a stream waiting for its next event."""
         return getattr(self._result, "ready", True)
+
+    @property
+    def long_lived(self):
+        """The app's iterable is a stream that stays open (see loop.Channel)."""
+        return getattr(self._result, "long_lived", False)
 
     def more(self):
         if self._done:
@@ -682,7 +694,7 @@ class Offloaded:
     def _done(self, future):
         self._future = future
         self.ready = True
-        self._channel.loop.to_flush.add(self._channel)
+        self._channel.wake()
 
     def __iter__(self):
         return self
@@ -855,6 +867,7 @@ class HTTPChannel(loop.Channel):
             body.seek(0)
         environ = build_environ(head, body, self.local, self.addr, self.server.errors,
                                 self.server.scheme, self.server.proxies)
+        environ[WAKE] = self.wake
         if self.server.pool is not None:
             environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self,
                                                  environ["REMOTE_ADDR"])
@@ -945,37 +958,7 @@ class HTTPChannel(loop.Channel):
             self._timer = None
 
 
-# -- 4. the site's HTTP apps ----------------------------------------------------
-
-def site_apps(settings):
-    """[(prefix, application)] of the ``[httpapps]`` turned on: each a
-    module (or package) in HTTP_APPS_DIR with a WSGI callable named
-    ``application``, mounted at its ``name.url``. Anything amiss is an
-    `AppError` that stops the server at start."""
-    found = siteapps.find(settings.HTTP_APPS_DIR, "httpapp")
-    mounted = []
-    for name, conf in sorted(settings.httpapps.items()):
-        if not conf["on"]:
-            continue
-        if conf["url"] is None:
-            raise AppError("[httpapps] turns on %s but gives no %s.url to mount it at"
-                           % (name, name))
-        if name.lower() not in found:
-            raise AppError("[httpapps] turns on %s, but there is no %s.py or %s/ in %s"
-                           % (name, name, name, settings.HTTP_APPS_DIR))
-        spec = found[name.lower()][1]
-        try:
-            application = getattr(siteapps.load(spec), "application", None)
-        except Exception as exc:
-            raise AppError("HTTP app %s (%s) failed to import: %s: %s"
-                           % (name, spec.origin, type(exc).__name__, exc)) from exc
-        if not callable(application):
-            raise AppError("HTTP app %s (%s) must define a WSGI callable named application"
-                           % (name, spec.origin))
-        log.info("HTTP app %s: %s (%s)", name, conf["url"], spec.origin)
-        mounted.append((conf["url"], application))
-    return mounted
-
+# -- 4. mounting the site's HTTP apps -----------------------------------------
 
 class Mounted:
     """A WSGI app sending each request under a mounted prefix to that app

@@ -27,6 +27,17 @@ needs:
 * *Turn hooks* run once per loop turn, after all ready sockets were served and
   before the next ``select()``: the batched writes and the group commit live
   there.
+* Code outside a channel's own socket events that made one of its held
+  producers ready (a worker's result, an event for a stream) calls
+  `Channel.wake()`, and the channel is looked at again with the turn's
+  batched writes.
+* A producer may be *long-lived* (``long_lived`` true: a stream of events
+  that stays open). Not ready, it costs nothing: no write interest, no
+  timer, no turn. While it is a channel's current answer and everything it
+  gave is written, its silence is waiting, not a dead peer: the idle
+  `sweep` leaves the channel alone (`Channel.held_open`), and a stop does
+  not wait for it to end. A stream whose peer stopped reading has output
+  left, and is swept like any other connection.
 * *Services* have ``start()`` and ``stop()``; they start in order and stop in
   reverse, after the listeners are closed and in-flight answers are flushed.
 * A `Pool` of threads takes work that would hold the loop up (a graph's
@@ -46,6 +57,8 @@ needs:
 One failure, one channel: an exception raised while serving a channel is
 logged with its traceback and closes that channel only; a transport's
 `TransportError` (a client's broken TLS) is logged in one line instead.
+Timers, turn hooks and calls from other threads run under the same guard
+(`Loop.call_guarded`): one that fails is logged and the loop goes on.
 KeyboardInterrupt and SystemExit always propagate.
 """
 
@@ -197,15 +210,21 @@ class Loop:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)[2]
-            if timer.cancelled:
-                continue
-            try:
-                timer.fn()
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception:
-                # One failure, one timer: the loop goes on.
-                log.exception("a timer failed")
+            if not timer.cancelled:
+                self.call_guarded("a timer", timer.fn)
+
+    @staticmethod
+    def call_guarded(what, fn, *args):
+        """``fn(*args)``; if it raises, log `what` failed, with the
+        traceback, and go on: one failure, one call (a timer, a turn hook,
+        an after_commit callback). KeyboardInterrupt and SystemExit
+        propagate."""
+        try:
+            fn(*args)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            log.exception("%s failed (%r)", what, fn)
 
     def _timeout(self):
         while self._timers and self._timers[0][2].cancelled:
@@ -229,10 +248,11 @@ class Loop:
 
     def sweep(self, timeout):
         """Close channels with no traffic for `timeout` seconds: dead
-        peers, and requests processing that long."""
+        peers, and requests processing that long; never a channel
+        `held_open` by a long-lived answer."""
         now = time.monotonic()
         for channel in list(self.channels):
-            if now - channel.last_activity > timeout:
+            if now - channel.last_activity > timeout and not channel.held_open():
                 log.info("closing %s: no progress for %d s",
                          _peer(channel.addr), now - channel.last_activity)
                 channel.close()
@@ -287,17 +307,11 @@ class Loop:
             pass
         calls = self._from_threads
         while calls:
-            fn = calls.popleft()
-            try:
-                fn()
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception:
-                log.exception("a call from another thread failed")
+            self.call_guarded("a call from another thread", calls.popleft())
 
     def _turn(self, timeout=None):
         for hook in self.turn_hooks:
-            hook()
+            self.call_guarded("a turn hook", hook)
         if self.to_flush:
             # A later hook queued answers after _flush ran: no sleeping.
             timeout = 0
@@ -311,11 +325,14 @@ class Loop:
         for listener in self.listeners:
             listener.close()
         # Answers already produced (or waiting for their commit) still go
-        # out; connections with nothing to say are closed now.
+        # out; connections with nothing to say are closed now. A long-lived
+        # answer never ends by itself: once what it gave is written, it
+        # waits for nothing more.
         for channel in list(self.channels):
             channel.finish()
         deadline = time.monotonic() + DRAIN_SECONDS
-        while self.channels and time.monotonic() < deadline:
+        while (time.monotonic() < deadline
+               and not all(channel.held_open() for channel in self.channels)):
             self._turn(timeout=min(0.2, deadline - time.monotonic()))
         for channel in list(self.channels):
             channel.close()
@@ -473,6 +490,24 @@ class Channel:
         """Close after everything queued has been written."""
         self.closing = True
         self.send_now()
+
+    def wake(self):
+        """Look at this channel's producers again with this turn's batched
+        writes: for code outside its own socket events (a worker's result,
+        an event for a stream) that made a held producer ready. Loop thread
+        only; another thread asks ``loop.call_soon_threadsafe(channel.wake)``."""
+        if not self.closed:
+            self.loop.to_flush.add(self)
+
+    def held_open(self):
+        """True while this channel's current answer is long-lived (its
+        producer's ``long_lived`` is true) and all it gave is written: the
+        channel waits for events, not for its peer, so the idle sweep and a
+        stop leave it be. A peer that stops reading leaves output unsent,
+        and the channel counts as idle again."""
+        producers = self.producers
+        return bool(producers and not self.out and not self._ciphertext
+                    and getattr(producers[0], "long_lived", False))
 
     # -- the loop's side ----------------------------------------------------
 

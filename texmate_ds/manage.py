@@ -14,7 +14,7 @@ import re
 import sqlite3
 import sys
 
-from texmate_ds import auth, config, export, http, server, store, times, tls, ttp
+from texmate_ds import auth, config, export, plugins, server, store, times, tls, ttp
 
 
 class CommandError(Exception):
@@ -283,15 +283,17 @@ def cmd_backup(args, settings):
 def cmd_apps(args, settings):
     """list every TTP and HTTP app found, on or off, without running them"""
     print("TTP apps (bundled, and site apps in %s):" % settings.TTP_APPS_DIR)
-    for app in ttp.find_apps(settings):
+    for app in plugins.find_ttp_apps(settings):
         print("  %-12s %-3s  %-8s %s" % (app.name, "on" if app.enabled else "off",
                                          "bundled" if app.bundled else "site",
                                          app.description()))
     print("HTTP apps (in %s):" % settings.HTTP_APPS_DIR)
-    if not settings.httpapps:
-        print("  (none configured)")
-    for name, conf in sorted(settings.httpapps.items()):
-        print("  %-12s %-3s  %s" % (name, "on" if conf["on"] else "off", conf["url"] or "(no url)"))
+    found = plugins.find_http_apps(settings)
+    if not found:
+        print("  (none)")
+    for app in found:
+        print("  %-12s %-3s  %-16s %s" % (app.name, "on" if app.enabled else "off",
+                                          app.url or "(no url)", app.description()))
 
 
 def cmd_check(args, settings):
@@ -299,10 +301,10 @@ def cmd_check(args, settings):
     print("config: %s (%s)" % (settings.config_path or "none", settings.config_how))
     for line in settings.describe():
         print("  " + line)
-    extensions = ttp.load_extensions(settings)
+    extensions = plugins.load_ttp_apps(settings)
     print("TTP apps: " + ", ".join("/%s/ (%s)" % (code, ext.app.name)
                                    for code, ext in sorted(extensions.items())))
-    mounted = http.site_apps(settings)
+    mounted = plugins.load_http_apps(settings)
     if mounted:
         print("HTTP apps: " + ", ".join(prefix for prefix, _ in mounted))
     https = tls.server_context(settings) is not None
@@ -378,9 +380,9 @@ def main(argv, settings):
         return 0
     try:
         COMMANDS[args.command](args, settings)
-    except (CommandError, server.StartupError, ttp.AppError, config.ConfigError) as exc:
+    except (CommandError, server.StartupError, plugins.AppError, config.ConfigError) as exc:
         print("manage %s: %s" % (args.command, exc), file=sys.stderr)
-        return 2 if isinstance(exc, (ttp.AppError, config.ConfigError)) else 1
+        return 2 if isinstance(exc, (plugins.AppError, config.ConfigError)) else 1
     except sqlite3.Error as exc:
         print("manage %s: database %s: %s" % (args.command, settings.DATABASE_NAME, exc),
               file=sys.stderr)

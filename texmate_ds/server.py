@@ -23,6 +23,7 @@ from texmate_ds import (
     loop,
     metrics,
     models,
+    plugins,
     store,
     tls,
     ttp,
@@ -81,11 +82,11 @@ def web_address(host, port, scheme="http"):
 
 def serve(settings, out=sys.stdout):
     try:
-        extensions = ttp.load_extensions(settings)
-        mounted = http.site_apps(settings)
+        extensions = plugins.load_ttp_apps(settings)
+        mounted = plugins.load_http_apps(settings)
         tls_context = tls.server_context(settings)
         st = open_store(settings)
-    except (ttp.AppError, OSError, config.ConfigError) as exc:
+    except (plugins.AppError, OSError, config.ConfigError) as exc:
         raise StartupError(str(exc)) from None
     needed = settings.MAX_CONNECTIONS + settings.MAX_HTTP_CONNECTIONS + SPARE_DESCRIPTORS
     limit = loop.raise_open_files(needed)

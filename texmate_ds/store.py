@@ -799,7 +799,8 @@ class GroupCommit:
 
     `after_commit(fn)` registers `fn(ok)` to run once the current
     transaction ends: ``ok`` is True when it committed, False when the commit
-    failed and everything in it was rolled back.
+    failed and everything in it was rolled back. One that raises is logged,
+    and the others still run.
     """
 
     def __init__(self, store, loop, interval, delay_ms):
@@ -860,4 +861,6 @@ class GroupCommit:
         self.commit_seconds += time.monotonic() - started
         waiting, self._waiting = self._waiting, []
         for fn in waiting:
-            fn(ok)
+            # Guarded each: one that fails must not leave the answers of
+            # the others held.
+            self.loop.call_guarded("an after_commit callback", fn, ok)

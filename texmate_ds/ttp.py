@@ -1,6 +1,6 @@
 """TTP, the Tiger Transfer Protocol (``docs``: ../shared/spec/ttp.md).
 
-Three layers, each usable without the next:
+Two layers, the first usable without the second:
 
 1. Sans-IO parsing. `LineParser` turns received bytes into request lines
    (h11 style: ``feed(data)``, then ``next_event()`` until it returns None);
@@ -8,14 +8,14 @@ Three layers, each usable without the next:
    `parse_request`, `parse_samples` and the formatters are pure functions
    (timestamps are times.py's). A malformed request raises `TTPError` with its
    answer code.
-2. Apps. Every ``<app>`` code is served by an *Extension* (ttp.md section
-   9), bundled ones from ``texmate_ds/apps/`` and a site's own from
-   ``TTP_APPS_DIR``, all loaded by `load_extensions` the same way. A
-   producer may raise `TTPError` from its constructor to answer an error.
-3. `TTPServer` (the ``server`` object apps receive) and `TTPChannel`, which
-   reads, feeds the parser, dispatches each line to its Extension and queues
-   the producer. An upload's answer is held until the group commit when
-   ``COMMIT_INTERVAL`` is 1 (see ``store.GroupCommit``).
+2. `TTPServer` (the ``server`` object apps receive) and `TTPChannel`, which
+   reads, feeds the parser, dispatches each line to its app and queues the
+   producer. Every ``<app>`` code is served by a `plugins.Extension`
+   (ttp.md section 9), bundled ones from ``texmate_ds/apps/`` and a site's
+   own from ``TTP_APPS_DIR``, found and loaded by plugins.py; a producer
+   may raise `TTPError` from its constructor to answer an error. An
+   upload's answer is held until the group commit when ``COMMIT_INTERVAL``
+   is 1 (see ``store.GroupCommit``).
 
 A key is never logged; anything a meter sent is escaped before logging.
 
@@ -25,20 +25,15 @@ is logged once per unit and code at once, then counted, a line per unit
 and code each minute, in bounded memory however many unit codes are sent.
 """
 
-import ast
 import collections
-import importlib
-import importlib.util
 import logging
 import math
-import pkgutil
 import re
 import socket
 import time
 
-from texmate_ds import loop, siteapps, times
+from texmate_ds import loop, times
 from texmate_ds.loop import Answer, Counter  # noqa: F401  (apps use ttp.Answer)
-from texmate_ds.siteapps import AppError
 
 log = logging.getLogger("texmate_ds.ttp")
 
@@ -225,96 +220,7 @@ def format_sample(row):
         "L%d=%s" % (i, format_value(v)) for i, v in enumerate(row[2:], 1)))
 
 
-# -- 2. apps ------------------------------------------------------------------
-
-class AppInfo:
-    """An app found on disk, before (or without) importing it."""
-
-    def __init__(self, name, bundled, spec, enabled):
-        self.name = name
-        self.bundled = bundled
-        self.spec = spec
-        self.enabled = enabled
-
-    @property
-    def where(self):
-        return "bundled" if self.bundled else self.spec.origin
-
-    def description(self):
-        """First line of the module docstring, read without running it."""
-        try:
-            source = self.spec.loader.get_source(self.spec.name)
-            doc = ast.get_docstring(ast.parse(source)) or ""
-        except (SyntaxError, OSError, ImportError) as exc:
-            return "(cannot read: %s)" % exc
-        return doc.strip().splitlines()[0] if doc.strip() else ""
-
-
-def find_apps(settings):
-    """Every TTP app: bundled ones, then the site's (a site app with a
-    bundled app's name replaces it). A bundled app is on unless ``[ttpapps]``
-    says off; a site app is off unless it says on, so dropping a file into
-    the folder never runs code by itself."""
-    from texmate_ds import apps as bundled_package
-    found = {}
-    for info in pkgutil.iter_modules(bundled_package.__path__):
-        spec = importlib.util.find_spec("texmate_ds.apps." + info.name)
-        found[info.name.lower()] = AppInfo(info.name, True, spec,
-                                   settings.ttpapps.get(info.name.lower(), True))
-    site_dir = settings.TTP_APPS_DIR
-    for key, (name, spec) in siteapps.find(site_dir, "ttpapp").items():
-        found[key] = AppInfo(name, False, spec, settings.ttpapps.get(key, False))
-    missing = sorted(n for n, on in settings.ttpapps.items() if on and n not in found)
-    if missing:
-        raise AppError("[ttpapps] turns on %s, but no such app is bundled or in %s"
-                       % (", ".join(missing), site_dir))
-    return [found[name] for name in sorted(found)]
-
-
-class Extension:
-    def __init__(self, app, code, producer, run_before, run_after):
-        self.app = app
-        self.code = code
-        self.producer = producer
-        self.run_before = run_before
-        self.run_after = run_after
-
-
-def _import(app):
-    if app.bundled:
-        # By name, through the import system: inside the .pyz on Python 3.9
-        # the zip importer has no exec_module().
-        return importlib.import_module(app.spec.name)
-    return siteapps.load(app.spec)
-
-
-def load_extensions(settings):
-    """Import every enabled app; returns {code: Extension}."""
-    extensions = {}
-    for app in find_apps(settings):
-        if not app.enabled:
-            continue
-        try:
-            module = _import(app)
-        except Exception as exc:
-            raise AppError("TTP app %s (%s) failed to import: %s: %s"
-                           % (app.name, app.where, type(exc).__name__, exc)) from exc
-        ext = getattr(module, "Extension", None)
-        if not isinstance(ext, dict) or not ext.get("code") or not ext.get("producer"):
-            raise AppError("TTP app %s (%s) must define Extension = {'code': ..., "
-                           "'producer': ...}" % (app.name, app.where))
-        code = ext["code"]
-        if code in extensions:
-            raise AppError("TTP app code '%s' is claimed by both %s (%s) and %s (%s)"
-                           % (code, extensions[code].app.name, extensions[code].app.where,
-                              app.name, app.where))
-        extensions[code] = Extension(app, code, ext["producer"],
-                                     ext.get("run_before"), ext.get("run_after"))
-        log.info("TTP app %s: /%s/ (%s)", app.name, code, app.where)
-    return extensions
-
-
-# -- 3. server and channel ----------------------------------------------------
+# -- 2. server and channel ----------------------------------------------------
 
 # Answers that mean a meter is misconfigured (wrong key, disabled, unknown
 # unit, unknown app), as _count sees their first three characters.

@@ -569,3 +569,85 @@ def test_offloaded_work_that_fails_answers_500_and_is_logged(caplog):
         assert client.response().body == b"quick\n"
         client.close()
     assert "the slow part failed" in caplog.text
+
+
+# -- a long-lived answer (a stream of events) ---------------------------------
+
+class EventStream:
+    """A WSGI iterable that stays open: ``open`` at once, then a line for
+    each `sample` event of A1 on `bus`, woken through environ's WAKE."""
+
+    long_lived = True
+
+    def __init__(self, bus, wake):
+        self.lines = [b"open\n"]
+        self.subscription = bus.subscribe(["sample"], {"A1"}, size=8, wake=wake)
+
+    @property
+    def ready(self):
+        return bool(self.lines or len(self.subscription))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.lines += [b"sample %d\n" % event.data["id"] for event in self.subscription.take()]
+        lines, self.lines = self.lines, []
+        return b"".join(lines)
+
+    def close(self):
+        self.subscription.close()
+
+
+def stream_head(client):
+    status = client._line()
+    headers = []
+    while True:
+        line = client._line()
+        if not line:
+            return status, headers
+        headers.append(line)
+
+
+def next_chunk(client):
+    size = int(client._line(), 16)
+    data = client._exactly(size)
+    assert client._exactly(2) == b"\r\n"
+    return data
+
+
+def test_a_long_lived_answer_outlives_the_sweep_at_no_cost_until_woken():
+    from texmate_ds import events
+    bus = events.Bus()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return EventStream(bus, environ[http.WAKE])
+
+    with serving(app) as server:
+        the_loop = server.loop
+        counted = []
+        # The sweep runs every 0.1 s and closes what was silent for 0.3 s.
+        the_loop.call_soon_threadsafe(lambda: (
+            the_loop.turn_hooks.append(lambda: counted.append(1)),
+            the_loop.every(0.1, lambda: the_loop.sweep(0.3))))
+        client = Client(server.port)
+        client.send(request("/events"))
+        status, headers = stream_head(client)
+        assert status == b"HTTP/1.1 200 OK" and b"Transfer-Encoding: chunked" in headers
+        assert next_chunk(client) == b"open\n"
+        idle = Client(server.port)   # a connection that never asks: swept
+        before = len(counted)
+        time.sleep(1.5)
+        # A dozen sweeps and their turns: the waiting stream costs none.
+        assert len(counted) - before < 60, len(counted) - before
+        assert idle.closed()
+        for unit, sample_id in (("B7", 1), ("A1", 2)):
+            the_loop.call_soon_threadsafe(lambda unit=unit, sample_id=sample_id: bus.publish(
+                "sample", unit=unit, id=sample_id, timestamp=0, values=(1.0,)))
+        assert next_chunk(client) == b"sample 2\n"   # B7's is not for it
+        client.close()
+        deadline = time.monotonic() + 5
+        while bus.wants("sample", "A1") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not bus.wants("sample", "A1")   # its connection gone, its iterable closed

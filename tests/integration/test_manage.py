@@ -608,6 +608,30 @@ def test_apps_shows_site_app_description(fresh):
     assert apps["hello"] == ("off", "site", "hello: says hello")
 
 
+HTTP_APP = '''"""report: the plant's daily report"""
+raise SystemExit(3)   # never reached unless something imports this file
+'''
+HTTP_APP_LINE = re.compile(r"^  (\w+)\s+(on|off)\s+(\(no url\)|\S+)\s+(.*)$", re.M)
+
+
+def test_apps_lists_http_apps_with_descriptions_without_importing_them(fresh):
+    out = manage(fresh, "apps").stdout
+    assert out.split("HTTP apps (in %s):\n" % (fresh.dir / "HTTPApps"))[1] == "  (none)\n"
+    folder = fresh.dir / "HTTPApps"
+    folder.mkdir()
+    (folder / "report.py").write_text(HTTP_APP)
+    (folder / "extra").mkdir()
+    (folder / "extra" / "__init__.py").write_text('"""extra: a package, not turned on"""\n')
+    fresh.conf.write_text(fresh.conf.read_text() + "[httpapps]\nreport: on\n"
+                          "report.url: tools/report/\nghost: off\n")
+    out = manage(fresh, "apps").stdout
+    listed = {m.group(1): m.groups()[1:]
+              for m in HTTP_APP_LINE.finditer(out.split("HTTP apps")[1])}
+    assert listed == {"extra": ("off", "(no url)", "extra: a package, not turned on"),
+                      "ghost": ("off", "(no url)", "(not found)"),
+                      "report": ("on", "/tools/report/", "report: the plant's daily report")}
+
+
 def test_apps_unknown_app_turned_on(server_factory):
     srv = server_factory("[ttpapps]\nnosuch: on\n", start=False)
     result = manage(srv, "apps", check=False)

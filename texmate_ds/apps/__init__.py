@@ -1,2 +1,3 @@
-"""Bundled TTP apps: each module defines ``Extension`` (ttp.md section 9)
-and is loaded by ``ttp.load_extensions`` exactly like a site's own app."""
+"""Bundled TTP apps, and only those: each module defines ``Extension``
+(ttp.md section 9) and is found and loaded by plugins.py exactly like a
+site's own app."""

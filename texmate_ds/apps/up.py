@@ -10,6 +10,11 @@ class UpProducer(ttp.Answer):
     skipped and reported with their 1-based offsets and timestamps as sent;
     the others are stored (ttp.md section 5). With ``COMMIT_INTERVAL: 1`` the
     channel holds this answer until the group commit.
+
+    Each sample stored is published as a ``sample`` event once the
+    transaction holding it has committed (events.py), never before and never
+    for one rolled back; with nobody listening to the unit, that costs a
+    lookup.
     """
 
     def __init__(self, server, request, unit, key):
@@ -22,6 +27,25 @@ class UpProducer(ttp.Answer):
         else:
             text = "OK\r"
         super().__init__(text)
+        if len(duplicates) < len(samples) and server.events.wants("sample", unit.code):
+            skipped = set(duplicates)
+            stored = [s[0] for i, s in enumerate(samples) if i not in skipped]
+            server.commits.after_commit(_publisher(server, unit, stored))
+
+
+def _publisher(server, unit, timestamps):
+    """The after_commit callback of an upload: a ``sample`` event for each
+    of `timestamps` of `unit` if their transaction committed, as stored (the
+    id is the store's)."""
+    def publish(committed):
+        if not committed:
+            return
+        for ts in timestamps:
+            row = server.store.sample_at(unit, ts)
+            if row is not None:
+                server.events.publish("sample", unit=unit.code, id=row[0], timestamp=row[1],
+                                      values=row[2:])
+    return publish
 
 
 Extension = {"code": "up", "producer": UpProducer, "run_before": None, "run_after": None}
