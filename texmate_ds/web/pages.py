@@ -90,6 +90,6 @@ def display(request, display_id):
 
 
 ROUTES = [
-    ("GET", "/", home),
-    ("GET", "/views/<display_id:int>/", display),
+    app.Route("/", home, "home"),
+    app.Route("/views/<display_id:int>/", display, "display"),
 ]

@@ -236,11 +236,11 @@ def last_json(request, code):
                   "sample": None if row is None else [row[0], _moment(row[1])] + list(row[2:])})
 
 
-ROUTES = [
-    ("GET", "/units/<code>/", unit_page),
-    ("GET", "/units/<code>/graph.svg", graph_svg),
-    ("GET", "/units/<code>/samples.csv", samples_csv),
-    ("GET", "/units/<code>/samples.json", samples_json),
-    ("GET", "/units/<code>/stats.json", stats_json),
-    ("GET", "/units/<code>/last.json", last_json),
-]
+ROUTES = app.group("/units/<code>", [
+    app.Route("/", unit_page, "unit"),
+    app.Route("/graph.svg", graph_svg, "unit_graph"),
+    app.Route("/samples.csv", samples_csv, "unit_csv"),
+    app.Route("/samples.json", samples_json, "unit_json"),
+    app.Route("/stats.json", stats_json, "unit_stats"),
+    app.Route("/last.json", last_json, "unit_last"),
+])
