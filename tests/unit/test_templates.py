@@ -2,10 +2,12 @@
 refusal, escaping, and parsing that stays linear on hostile input."""
 
 import time
+from pathlib import Path
 
 import pytest
 
 from texmate_ds import templates, times
+from texmate_ds.web import html
 from texmate_ds.templates import Markup, TemplateLimitError, TemplateSyntaxError
 
 T0 = times.parse("2024-03-01 08:15:30")
@@ -440,6 +442,14 @@ def test_csrf_token_is_asked_for_only_when_written():
     assert loader.get("f.html").render({}, csrf_token=token) == \
         '<form><input type="hidden" name="csrf_x" value="tok&quot;en"></form>'
     assert loader.get("f.html").render({}) == "<form></form>"
+
+
+def test_the_sites_templates_all_parse():
+    folder = Path(html.__file__).parent / "templates"
+    names = sorted(path.name for path in folder.glob("*.html"))
+    assert "base.html" in names
+    for name in names:
+        assert html.PAGES.get(name).name == name
 
 
 # -- hostile input --------------------------------------------------------------

@@ -1,11 +1,11 @@
 """The web framework without sockets: routing, reverse lookup, groups,
-guards, escaping, and the site's own routing table."""
+guards, and the site's own routing table."""
 
 import types
 
 import pytest
 
-from texmate_ds.web import app, html, site
+from texmate_ds.web import app, site
 
 
 @app.page
@@ -225,21 +225,3 @@ def test_local_path_keeps_visitors_on_the_site(target, expected):
 
 def test_printable_escapes_control_characters():
     assert app.printable("/a\r\nb\x1b[31m") == "/a\\r\\nb\\x1b[31m"
-
-
-def test_fill_escapes_everything_but_markup():
-    out = html.fill("<p title='{{ t }}'>{{ body }}</p>{{ raw }}",
-                    t="' onmouseover='x", body="<script>alert(1)</script>",
-                    raw=html.Markup("<svg></svg>"))
-    assert out == ("<p title='&#x27; onmouseover=&#x27;x'>"
-                   "&lt;script&gt;alert(1)&lt;/script&gt;</p><svg></svg>")
-    assert isinstance(out, html.Markup)
-
-
-def test_join_escapes_plain_strings():
-    assert html.join([html.Markup("<b>"), "<i>"], ", ") == "<b>, &lt;i&gt;"
-
-
-def test_fill_refuses_a_missing_slot():
-    with pytest.raises(KeyError):
-        html.fill("{{ missing }}")

@@ -33,8 +33,8 @@ def _after(request):
 
 def _login_form(request, status=200, error="", headers=()):
     return html.render(request, "login.html", "Sign in", status=status, headers=headers,
-                       error=html.error(error), csrf=html.csrf_field(request),
-                       next=_after(request), username=request.form.get("username", ""))
+                       error=error, next=_after(request),
+                       username=request.form.get("username", ""))
 
 
 def _refusal(refused):
@@ -100,15 +100,9 @@ def logout(request):
     return app.redirect(request.url_for("login"), 303)
 
 
-_MUST_CHANGE = ('<p class="notice">This account still has the default password. '
-                'Choose a new one to go on.</p>')
-
-
 def _password_form(request, status=200, error="", headers=()):
-    notice = html.Markup(_MUST_CHANGE if request.user["must_change_password"] else "")
     return html.render(request, "password.html", "Change password", status=status,
-                       headers=headers, notice=notice, error=html.error(error),
-                       csrf=html.csrf_field(request), next=_after(request))
+                       headers=headers, error=error, next=_after(request))
 
 
 @app.signed_in
