@@ -31,7 +31,17 @@ def _half_done(request):
     raise RuntimeError("crashed after writing")
 
 
-TEST_ROUTES = [("GET", "/boom/<what>", _boom), ("POST", "/half/", _half_done)]
+@app.page
+def _staff_room(request, number):
+    return app.text(200, "room %d for %s via %s\n" % (
+        number, request.user["username"], request.url_for("staff_room", number)))
+
+
+TEST_ROUTES = [app.Route("/boom/<what>", _boom), app.Route("/half/", _half_done, methods=("POST",))]
+# A small group as the admin will mount its pages: a prefix, and staff only.
+TEST_ROUTES += app.group("/staff", [
+    app.Route("/rooms/<number:int>/", _staff_room, "staff_room", methods=("GET", "POST"))],
+    app.staff)
 
 
 class WebSite(WSGISite):
@@ -267,6 +277,29 @@ def test_metrics_for_a_staff_session(web):
     assert b.get("/metrics").status == 403
     b.sign_in("ops")
     assert b.get("/metrics").body == METRICS
+
+
+# -- route groups -------------------------------------------------------------
+
+@pytest.mark.parametrize("login_required", [True, False])
+def test_a_staff_group_admits_staff_only(web, login_required):
+    w = web(LOGIN_REQUIRED=login_required)
+    w.add_user("ops", is_staff=True)
+    w.add_user("ann")
+    b = w.browser()
+    anonymous = b.get("/staff/rooms/7/")
+    assert anonymous.status == 302
+    assert anonymous.header("Location") == "/login/?next=%2Fstaff%2Frooms%2F7%2F"
+    b.sign_in("ann")
+    refused = b.get("/staff/rooms/7/")
+    assert refused.status == 403 and '<p class="error">staff only</p>' in refused.body
+    b.sign_in("ops")
+    room = b.get("/staff/rooms/7/")
+    assert (room.status, room.body) == (200, "room 7 for ops via /staff/rooms/7/\n")
+    assert b.post("/staff/rooms/7/", {}).status == 403          # no CSRF token
+    assert b.post("/staff/rooms/7/", {"csrf_token": b.csrf("/")}).status == 200
+    assert b.get("/staff/rooms/7").header("Location") == "/staff/rooms/7/"
+    assert b.get("/staff/rooms/x/").status == 404
 
 
 # -- LOGIN_REQUIRED: no -------------------------------------------------------

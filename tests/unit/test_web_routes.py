@@ -1,9 +1,11 @@
-"""The web framework without sockets: routing, guards, escaping, and the
-site's own routing table."""
+"""The web framework without sockets: routing, reverse lookup, groups,
+guards, and the site's own routing table."""
+
+import types
 
 import pytest
 
-from texmate_ds.web import app, html, site
+from texmate_ds.web import app, site
 
 
 @app.page
@@ -27,10 +29,10 @@ def logout(request):
 
 
 ROUTER = app.Router([
-    ("GET", "/", home),
-    ("GET", "/units/<code>/samples.csv", unit_csv),
-    ("GET", "/views/<id:int>/", display),
-    ("POST", "/logout/", logout),
+    app.Route("/", home, "home"),
+    app.Route("/units/<code>/samples.csv", unit_csv, "csv"),
+    app.Route("/views/<id:int>/", display, "display"),
+    app.Route("/logout/", logout, "logout", methods=("POST",)),
 ])
 
 
@@ -65,8 +67,15 @@ def test_wrong_method_is_405_with_allow():
     assert caught.value.headers == [("Allow", "POST")]
 
 
+def test_unknown_methods_are_501_and_methods_are_case_sensitive():
+    for method in ("PUT", "get"):
+        with pytest.raises(app.HTTPError) as caught:
+            ROUTER.match(method, "/")
+        assert caught.value.status == 501
+
+
 def test_pattern_text_is_literal():
-    router = app.Router([("GET", "/a.b/<x>", home)])
+    router = app.Router([app.Route("/a.b/<x>", home)])
     assert router.match("GET", "/a.b/1") == (home, {"x": "1"})
     with pytest.raises(app.HTTPError):
         router.match("GET", "/aXb/1")
@@ -76,7 +85,7 @@ def test_a_view_without_guard_cannot_be_routed():
     def naked(request):
         pass
     with pytest.raises(TypeError, match="no guard"):
-        app.Router([("GET", "/", naked)])
+        app.Route("/", naked)
 
 
 def test_guards_are_declared():
@@ -89,6 +98,115 @@ def test_site_routes_compile_and_resolve():
     router = app.Router(site.ROUTES)
     assert router.match("GET", "/healthz")[0].guard is app.public
     assert router.match("GET", "/static/style.css")[1] == {"name": "style.css"}
+    assert router.match("POST", "/login/")[0] is router.match("GET", "/login/")[0]
+
+
+def test_routes_without_parameters_are_found_before_the_others():
+    @app.page
+    def catch_all(request, page):
+        pass
+    router = app.Router([app.Route("/<page>/", catch_all), app.Route("/about/", home),
+                         app.Route("/form/", logout, methods=("POST",))])
+    assert router.static == {"/about/": {"GET": home}, "/form/": {"POST": logout}}
+    assert router.match("GET", "/about/") == (home, {})
+    assert router.match("HEAD", "/about/") == (home, {})
+    assert router.match("GET", "/other/") == (catch_all, {"page": "other"})
+    # The static route takes POST only: the one with a parameter answers GET.
+    assert router.match("GET", "/form/") == (catch_all, {"page": "form"})
+    with pytest.raises(app.HTTPError) as caught:
+        router.match("POST", "/about/")
+    assert caught.value.headers == [("Allow", "GET, HEAD")]
+
+
+# -- reverse lookup -----------------------------------------------------------
+
+def test_url_for_fills_in_the_pattern():
+    assert ROUTER.url_for("home") == "/"
+    assert ROUTER.url_for("csv", "A1") == "/units/A1/samples.csv"
+    assert ROUTER.url_for("csv", code="A 1/é") == "/units/A%201%2F%C3%A9/samples.csv"
+    assert ROUTER.url_for("display", 12) == "/views/12/"
+    assert ROUTER.url_for("display", id=0) == "/views/0/"
+
+
+@pytest.mark.parametrize("args, kwargs, error, reason", [
+    ((), {}, TypeError, "takes code, not "),
+    (("A1", "B2"), {}, TypeError, "takes code, not A1, B2"),
+    ((), {"unit": "A1"}, TypeError, "takes code, not unit"),
+    (("A1",), {"code": "A1"}, TypeError, "by position or by name"),
+    (("",), {}, ValueError, "code is empty"),
+])
+def test_url_for_refuses_arguments_that_do_not_fit(args, kwargs, error, reason):
+    with pytest.raises(error, match=reason):
+        ROUTER.url_for("csv", *args, **kwargs)
+
+
+@pytest.mark.parametrize("value", ["12", -1, True, 1.5])
+def test_url_for_takes_whole_numbers_for_int_parameters(value):
+    with pytest.raises(ValueError, match="whole number"):
+        ROUTER.url_for("display", value)
+
+
+def test_url_for_an_unknown_name():
+    with pytest.raises(LookupError, match="no route named 'nope'"):
+        ROUTER.url_for("nope")
+
+
+def test_a_name_and_an_address_are_given_once():
+    with pytest.raises(ValueError, match="two routes named 'home'"):
+        app.Router([app.Route("/", home, "home"), app.Route("/x/", home, "home")])
+    with pytest.raises(ValueError, match="two routes for GET /"):
+        app.Router([app.Route("/", home), app.Route("/", display)])
+
+
+def test_the_site_reverses_every_named_route():
+    router = app.Router(site.ROUTES)
+    assert router.url_for("unit", "A1") == "/units/A1/"
+    assert router.url_for("unit_graph", "A1") == "/units/A1/graph.svg"
+    assert router.url_for("static", "style.css") == "/static/style.css"
+    assert [router.url_for(name) for name in ("home", "login", "logout", "password",
+                                              "healthz", "metrics")] == [
+        "/", "/login/", "/logout/", "/password/", "/healthz", "/metrics"]
+
+
+# -- groups -------------------------------------------------------------------
+
+def _request(user=None, guard=app.page):
+    router = app.Router(site.ROUTES)
+    return types.SimpleNamespace(
+        user=user, guard=guard, full_path="/admin/x/",
+        url_for=router.url_for)
+
+
+def test_a_group_mounts_routes_under_its_prefix_behind_its_guard():
+    seen = []
+
+    def guard(request):
+        seen.append(request)
+        return "refused" if request == "stranger" else None
+    routes = app.group("/admin", [app.Route("/", home, "admin"),
+                                  app.Route("/units/<code>/", unit_csv, "admin_unit",
+                                            methods=("GET", "POST"))], guard)
+    router = app.Router(routes)
+    assert [route.pattern for route in routes] == ["/admin/", "/admin/units/<code>/"]
+    assert router.url_for("admin_unit", "A1") == "/admin/units/A1/"
+    view, args = router.match("POST", "/admin/units/A1/")
+    assert view.guard is app.data and view.__name__ == "unit_csv"
+    assert view("stranger", **args) == "refused"
+    assert view("friend", **args) is None and seen == ["stranger", "friend"]
+    with pytest.raises(ValueError, match="prefix"):
+        app.group("/admin/", [])
+
+
+def test_staff_guard():
+    assert app.staff(_request({"is_staff": True})) is None
+    with pytest.raises(app.HTTPError) as caught:
+        app.staff(_request({"is_staff": False}))
+    assert caught.value.status == 403
+    to_login = app.staff(_request())
+    assert (to_login.status, to_login.headers) == (302, [("Location", "/login/?next=%2Fadmin%2Fx%2F")])
+    with pytest.raises(app.HTTPError) as caught:
+        app.staff(_request(guard=app.data))
+    assert caught.value.status == 401
 
 
 @pytest.mark.parametrize("target, expected", [
@@ -107,21 +225,3 @@ def test_local_path_keeps_visitors_on_the_site(target, expected):
 
 def test_printable_escapes_control_characters():
     assert app.printable("/a\r\nb\x1b[31m") == "/a\\r\\nb\\x1b[31m"
-
-
-def test_fill_escapes_everything_but_markup():
-    out = html.fill("<p title='{{ t }}'>{{ body }}</p>{{ raw }}",
-                    t="' onmouseover='x", body="<script>alert(1)</script>",
-                    raw=html.Markup("<svg></svg>"))
-    assert out == ("<p title='&#x27; onmouseover=&#x27;x'>"
-                   "&lt;script&gt;alert(1)&lt;/script&gt;</p><svg></svg>")
-    assert isinstance(out, html.Markup)
-
-
-def test_join_escapes_plain_strings():
-    assert html.join([html.Markup("<b>"), "<i>"], ", ") == "<b>, &lt;i&gt;"
-
-
-def test_fill_refuses_a_missing_slot():
-    with pytest.raises(KeyError):
-        html.fill("{{ missing }}")

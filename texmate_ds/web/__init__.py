@@ -8,17 +8,28 @@ answers 404). Any WSGI server can run it; the tests use wsgiref.
 The contract for view modules
 -----------------------------
 
-Modules: `app` (framework: Request, Response, HTTPError, redirect, routing,
-guards), `html` (escaping, templates, the page layout), `site` (the
-routing table and the WSGI callable), and the views: `account` (sign-in,
-sign-out, password), `pages` (home, displays), `units` (unit page, data
-endpoints), `ops` (/healthz, /metrics), `static`.
+Modules: `app` (framework: Request, Response, HTTPError, redirect, routes
+and their names, groups, guards), `html` (page templates, the layout,
+error pages, paging), `site` (the routing table and the WSGI callable),
+and the views: `account` (sign-in, sign-out, password), `pages` (home,
+displays), `units` (unit page, data endpoints), `ops` (/healthz,
+/metrics), `static`.
 
-Adding a route: append ``(method, pattern, view)`` to your module's
-``ROUTES`` list (`site.ROUTES` concatenates them). ``/units/<code>/``
-passes ``code=`` (str, one path segment); ``/views/<id:int>/`` passes an
-int. A GET route answers HEAD as well. ``/x`` redirects to ``/x/`` when
-only the latter exists.
+Adding a route: append ``app.Route(pattern, view, name,
+methods=("GET",))`` to your module's ``ROUTES`` list (`site.ROUTES`
+concatenates them). ``/units/<code>/`` passes ``code=`` (str, one path
+segment); ``/views/<id:int>/`` passes an int. A GET route answers HEAD as
+well. ``/x`` redirects to ``/x/`` when only the latter exists. Routes that
+share a prefix, or a guard, are a group: ``app.group("/admin", [...],
+app.staff)`` (patterns in it start with ``/``; ``"/"`` is ``/admin/``).
+
+Addresses are written once, in the routes: a view links with
+``request.url_for("unit", code=unit.code)`` (or ``request.url_for("unit",
+unit.code)``), a template with ``{% url 'unit' row.unit.code %}``; both
+percent-encode each parameter. Route names: ``home``, ``display``,
+``login``, ``logout``, ``password``, ``unit``, ``unit_graph``,
+``unit_csv``, ``unit_json``, ``unit_stats``, ``unit_last``, ``healthz``,
+``metrics``, ``static``.
 
 A view is ``view(request, **captured) -> app.Response`` and carries
 exactly one guard decorator (a view without one is refused at start):
@@ -32,13 +43,18 @@ exactly one guard decorator (a view without one is refused at start):
 * ``@app.public``: anyone (sign-in page, /healthz, static files).
 * ``app.require_staff(request)`` inside a view: 401 anonymous, 403 others.
 
+A group's guard runs after the view's, before the view: ``admit(request)``
+returns None (go on) or a Response (a redirect), or raises HTTPError.
+``app.staff`` sends an anonymous visitor of a page to sign in and refuses
+everyone else but staff with 403.
+
 The `request` (`app.Request`): ``method``, ``path``, ``query`` (dict of
 str), ``form`` (dict of str from an urlencoded POST body), ``cookies``,
 ``user`` (the users row as a dict, or None), ``bearer``, ``store``,
-``settings``, ``site``, ``csrf_token``, ``environ``. A repeated or
-non-UTF-8 parameter is a 400 before the view sees it. Every POST is
-checked against the CSRF token before the view runs; forms include
-``html.csrf_field(request)``.
+``settings``, ``site``, ``csrf_token``, ``environ``, ``url_for(name,
+...)``. A repeated or non-UTF-8 parameter is a 400 before the view sees
+it. Every POST is checked against the CSRF token before the view runs;
+forms write ``{% csrf_token %}``.
 
 Answers: ``app.Response(status, body, content_type="text/html;
 charset=utf-8", headers=[...])`` where body is bytes, str, or an iterable of
@@ -49,12 +65,20 @@ headers=[...])`` refuses (text/plain for data views, an HTML page
 otherwise). Any other exception answers 500 and is logged with its
 traceback, which the browser never sees.
 
-HTML: ``html.render(request, "name.html", title, status=200, head="",
-headers=(), **context)`` fills ``templates/name.html`` (``{{ slot }}`` only) and wraps
-it in the layout. Every value is escaped unless it is ``html.Markup``
-(``html.fill(snippet, **values)`` and ``html.join(parts)`` return Markup;
-wrap an SVG string built with escaped labels in ``html.Markup``).
-Repeated parts (table rows) are built with `fill` on a short snippet.
+HTML: ``html.render(request, "name.html", title, status=200, headers=(),
+**context)`` renders ``templates/name.html`` in the template language of
+`texmate_ds.templates` (Django's, a subset: ``{{ x.y|filter }}``, ``{% if
+%}``, ``{% for %}``, ``{% url %}``, ``{% include %}``...). A page starts
+``{% extends "base.html" %}`` and fills ``{% block content %}`` (and
+``{% block head %}`` for extra <head> lines); it gets ``title`` and
+``user`` besides the view's context. No HTML is built in Python: a view
+passes data (rows as dicts or objects, numbers formatted as text, times
+as timestamps for the ``date`` filter) and the template lays it out.
+Every value is escaped unless it is ``templates.Markup`` (wrap an SVG
+string built with escaped labels in it). Links in a row, separated by
+dots: pass [(href, text)] and write ``{% include "links.html" with
+links=quick %}``; page links: pass an ``html.Pager`` and write ``{%
+include "pager.html" with pager=units_pager %}``.
 
 CSS classes (static/style.css): ``<div class="table-scroll"><table
 class="data">`` with ``td.num`` for numbers; ``nav.pager`` for page links;

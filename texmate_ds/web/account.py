@@ -19,7 +19,6 @@ makes one line, not one per guess.
 """
 
 import logging
-from urllib.parse import quote
 
 from texmate_ds import auth
 from texmate_ds.web import app, html
@@ -28,13 +27,14 @@ log = logging.getLogger("texmate_ds.web")
 
 
 def _after(request):
-    return app.local_path(request.form.get("next") or request.query.get("next") or "/")
+    return app.local_path(request.form.get("next") or request.query.get("next")
+                          or request.url_for("home"))
 
 
 def _login_form(request, status=200, error="", headers=()):
     return html.render(request, "login.html", "Sign in", status=status, headers=headers,
-                       error=html.error(error), csrf=html.csrf_field(request),
-                       next=_after(request), username=request.form.get("username", ""))
+                       error=error, next=_after(request),
+                       username=request.form.get("username", ""))
 
 
 def _refusal(refused):
@@ -88,7 +88,7 @@ def _signed_in(request, attempt, user, verified):
     log.info("%s signed in from %s", app.printable(user["username"]),
              app.printable(request.remote_addr))
     if user["must_change_password"]:
-        return app.redirect(app.PASSWORD_PAGE + "?next=" + quote(_after(request), safe=""), 303)
+        return app.redirect(app.with_next(request, "password", _after(request)), 303)
     return app.redirect(_after(request), 303)
 
 
@@ -97,18 +97,12 @@ def logout(request):
     if request.session is not None:
         auth.end_session(request.store, request.session)
     request.set_cookie(app.SESSION_COOKIE, "", max_age=0)
-    return app.redirect("/login/", 303)
-
-
-_MUST_CHANGE = ('<p class="notice">This account still has the default password. '
-                'Choose a new one to go on.</p>')
+    return app.redirect(request.url_for("login"), 303)
 
 
 def _password_form(request, status=200, error="", headers=()):
-    notice = html.Markup(_MUST_CHANGE if request.user["must_change_password"] else "")
     return html.render(request, "password.html", "Change password", status=status,
-                       headers=headers, notice=notice, error=html.error(error),
-                       csrf=html.csrf_field(request), next=_after(request))
+                       headers=headers, error=error, next=_after(request))
 
 
 @app.signed_in
@@ -144,9 +138,7 @@ def _password_changed(request, attempt, verified, new_hash):
 
 
 ROUTES = [
-    ("GET", "/login/", login),
-    ("POST", "/login/", login),
-    ("POST", "/logout/", logout),
-    ("GET", "/password/", password),
-    ("POST", "/password/", password),
+    app.Route("/login/", login, "login", methods=("GET", "POST")),
+    app.Route("/logout/", logout, "logout", methods=("POST",)),
+    app.Route("/password/", password, "password", methods=("GET", "POST")),
 ]

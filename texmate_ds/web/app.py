@@ -5,13 +5,26 @@ Nothing here renders HTML or touches the database: `html.py` lays pages
 out, `site.py` ties these pieces into the WSGI application, and the views
 live in modules named for what they show.
 
-* A route is a plain tuple ``(method, pattern, view)``. Patterns are
-  bottle style: ``/units/<code>/`` captures one path segment as the keyword
+* A route is a `Route`: ``Route("/units/<code>/", unit_page, "unit")``,
+  with ``methods=("GET", "POST")`` where it takes more than GET. Patterns
+  are bottle style: ``<code>`` captures one path segment as the keyword
   argument ``code`` (a str); ``<id:int>`` captures digits as an int. A GET
   route answers HEAD too.
+* Its name is for reverse lookup, bottle's ``build`` and starlette's
+  ``url_path_for``: ``Router.url_for("unit", code="A1")`` (or positional
+  arguments in the pattern's order) gives ``/units/A1/``, each segment
+  percent-encoded; ``request.url_for`` in views, ``{% url 'unit' code %}``
+  in templates. So an address is written once, in its route.
+* `group(prefix, routes, guard)` mounts routes under a prefix, each behind
+  the group's guard as well as its view's (the admin: ``/admin`` and
+  `staff`). A group guard is ``admit(request)``: None lets the request
+  on, a Response (a redirect) answers instead, or it raises HTTPError. It
+  runs once the view's own guard has admitted the request, just before
+  the view.
 * `Router.match(method, path)` returns ``(view, kwargs)`` or raises
   `HTTPError` 404, or 405 with an ``Allow`` header when only the method is
-  wrong.
+  wrong, or 501 for a method no route has. Routes without parameters are
+  found in a dict; only the others are tried one by one.
 * A view is ``view(request, **kwargs) -> Response`` and declares who may
   reach it with one guard decorator: `public`, `page`, `signed_in` or
   `data`. The guard also decides how refusals and errors look: text/plain
@@ -207,6 +220,10 @@ class Request:
             raise HTTPError(400, "form body: urlencoded text expected") from None
         return _pairs(data, "form")
 
+    def url_for(self, name, *args, **kwargs):
+        """The path of the route `name` (see `Router.url_for`)."""
+        return self.site.router.url_for(name, *args, **kwargs)
+
     @property
     def csrf_token(self):
         """The token this visitor's forms must carry (see site.py)."""
@@ -225,11 +242,13 @@ class Request:
 
 # -- guards -------------------------------------------------------------------
 
+def with_next(request, name, target):
+    """The route `name`'s path asking to go on to `target` afterwards."""
+    return request.url_for(name) + "?next=" + quote(target, safe="")
+
+
 def to_login(request):
-    return redirect("/login/?next=" + quote(request.full_path, safe=""))
-
-
-PASSWORD_PAGE = "/password/"
+    return redirect(with_next(request, "login", request.full_path))
 
 
 def _admit_anyone(request):
@@ -240,7 +259,7 @@ def _admit_page(request):
     if request.user is None:
         return to_login(request) if request.settings.LOGIN_REQUIRED else None
     if request.user["must_change_password"]:
-        return redirect(PASSWORD_PAGE + "?next=" + quote(request.full_path, safe=""))
+        return redirect(with_next(request, "password", request.full_path))
     return None
 
 
@@ -253,7 +272,8 @@ def _admit_data(request):
         if request.settings.LOGIN_REQUIRED:
             raise unauthorized("sign in, or send Authorization: Bearer TOKEN")
     elif request.user["must_change_password"]:
-        raise HTTPError(403, "change the default password first, on %s" % PASSWORD_PAGE)
+        raise HTTPError(403, "change the default password first, on %s"
+                        % request.url_for("password"))
     return None
 
 
@@ -301,36 +321,121 @@ def require_staff(request):
         raise HTTPError(403, "staff only")
 
 
+def staff(request):
+    """A group guard: staff only. On a page an anonymous visitor is sent to
+    sign in; otherwise as `require_staff`."""
+    if request.user is None and not request.guard.text_errors:
+        return to_login(request)
+    require_staff(request)
+    return None
+
+
 # -- routing ------------------------------------------------------------------
 
 _PARAM = re.compile(r"<([a-z_][a-z0-9_]*)(?::(int))?>")
 
 
-def _compile(pattern):
-    """Pattern -> (regex, names of int parameters)."""
-    regex, ints, end = "", [], 0
-    for found in _PARAM.finditer(pattern):
-        name, kind = found.groups()
-        regex += re.escape(pattern[end:found.start()])
-        regex += "(?P<%s>%s)" % (name, "[0-9]{1,18}" if kind else "[^/]+")
-        if kind:
-            ints.append(name)
-        end = found.end()
-    return re.compile(regex + re.escape(pattern[end:])), ints
+class Route:
+    """`view` answering `methods` at `pattern`, known as `name` (None: it
+    cannot be looked up)."""
+
+    def __init__(self, pattern, view, name=None, methods=("GET",)):
+        if not isinstance(getattr(view, "guard", None), Guard):
+            raise TypeError("view %s for %s has no guard (public, page, signed_in, "
+                            "data)" % (view.__name__, pattern))
+        self.pattern, self.view, self.name, self.methods = pattern, view, name, tuple(methods)
+        # The pattern as literal text and (parameter, is an int) pairs.
+        self.parts, end = [], 0
+        for found in _PARAM.finditer(pattern):
+            self.parts += [pattern[end:found.start()], (found.group(1), bool(found.group(2)))]
+            end = found.end()
+        self.parts.append(pattern[end:])
+        self.parameters = [part for part in self.parts if isinstance(part, tuple)]
+        self.regex = re.compile("".join(
+            "(?P<%s>%s)" % (part[0], "[0-9]{1,18}" if part[1] else "[^/]+")
+            if isinstance(part, tuple) else re.escape(part) for part in self.parts))
+
+    def answers(self, method):
+        return method in self.methods or (method == "HEAD" and "GET" in self.methods)
+
+    def arguments(self, found):
+        args = found.groupdict()
+        for name, is_int in self.parameters:
+            if is_int:
+                args[name] = int(args[name])
+        return args
+
+    def build(self, args, kwargs):
+        names = [name for name, _ in self.parameters]
+        if args and kwargs:
+            raise TypeError("url_for(%r): arguments by position or by name, not both" % self.name)
+        values = dict(zip(names, args)) if args else kwargs
+        if len(args) > len(names) or sorted(values) != sorted(names):
+            raise TypeError("url_for(%r) takes %s, not %s" % (
+                self.name, ", ".join(names) or "no arguments",
+                ", ".join(map(str, args)) or ", ".join(kwargs)))
+        path = []
+        for part in self.parts:
+            if isinstance(part, str):
+                path.append(part)
+                continue
+            value = values[part[0]]
+            if part[1]:
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError("url_for(%r): %s must be a whole number, not %r" % (
+                        self.name, part[0], value))
+                path.append(str(value))
+            elif str(value) == "":
+                raise ValueError("url_for(%r): %s is empty" % (self.name, part[0]))
+            else:
+                path.append(quote(str(value), safe=""))
+        return "".join(path)
+
+
+def group(prefix, routes, guard=None):
+    """`routes` under `prefix` (``/admin``: their patterns follow it, so
+    ``/`` there is ``/admin/``), each also behind `guard` (see above)."""
+    if not prefix.startswith("/") or prefix.endswith("/"):
+        raise ValueError("a group's prefix starts with / and does not end with one: %r"
+                         % prefix)
+    return [Route(prefix + route.pattern, _guarded(route.view, guard), route.name,
+                  route.methods) for route in routes]
+
+
+def _guarded(view, guard):
+    if guard is None:
+        return view
+
+    @functools.wraps(view)      # keeps the view's own guard, and its name
+    def guarded(request, **args):
+        refusal = guard(request)
+        return view(request, **args) if refusal is None else refusal
+    return guarded
 
 
 class Router:
-    """The routing table: a list of ``(method, pattern, view)``."""
+    """The routing table, from a list of `Route`."""
 
     def __init__(self, routes):
-        self.routes = []
-        for method, pattern, view in routes:
-            if not isinstance(getattr(view, "guard", None), Guard):
-                raise TypeError("view %s for %s has no guard (public, page, signed_in, "
-                                "data)" % (view.__name__, pattern))
-            regex, ints = _compile(pattern)
-            self.routes.append((method, regex, ints, view))
-        self.methods = {route[0] for route in self.routes} | {"HEAD"}
+        self.static = {}        # path -> {method: view}
+        self.dynamic = []
+        self.names = {}
+        taken = set()
+        for route in routes:
+            for method in route.methods:
+                if (method, route.pattern) in taken:
+                    raise ValueError("two routes for %s %s" % (method, route.pattern))
+                taken.add((method, route.pattern))
+            if route.name is not None:
+                if route.name in self.names:
+                    raise ValueError("two routes named %r" % route.name)
+                self.names[route.name] = route
+            if route.parameters:
+                self.dynamic.append(route)
+            else:
+                views = self.static.setdefault(route.pattern, {})
+                views.update((method, route.view) for method in route.methods)
+        self.methods = {method for method, _ in taken} | {"HEAD"}
 
     def match(self, method, path):
         """``(view, kwargs)`` for `method` on `path`; HTTPError 404 or 405,
@@ -338,19 +443,31 @@ class Router:
         if method not in self.methods:
             raise HTTPError(501, "the method %s is not implemented here" % printable(method))
         allowed = []
-        for route_method, regex, ints, view in self.routes:
-            found = regex.fullmatch(path)
+        views = self.static.get(path)
+        if views is not None:
+            view = views.get(method) or (views.get("GET") if method == "HEAD" else None)
+            if view is not None:
+                return view, {}
+            allowed.extend(views)
+        for route in self.dynamic:
+            found = route.regex.fullmatch(path)
             if found is None:
                 continue
-            if route_method == method or (method == "HEAD" and route_method == "GET"):
-                args = found.groupdict()
-                for name in ints:
-                    args[name] = int(args[name])
-                return view, args
-            allowed.append(route_method)
+            if route.answers(method):
+                return route.view, route.arguments(found)
+            allowed.extend(route.methods)
         if allowed:
             if "GET" in allowed:
                 allowed.append("HEAD")
             raise HTTPError(405, "%s is not allowed here" % method,
                             [("Allow", ", ".join(sorted(set(allowed))))])
         raise HTTPError(404, "no page at this address")
+
+    def url_for(self, name, *args, **kwargs):
+        """The path of the route `name` with its parameters filled in, by
+        position or by name: LookupError for no such route, TypeError or
+        ValueError for arguments that do not fit it."""
+        route = self.names.get(name)
+        if route is None:
+            raise LookupError("no route named %r" % name)
+        return route.build(args, kwargs)

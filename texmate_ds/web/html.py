@@ -1,28 +1,30 @@
-"""HTML: one escaping rule, tiny templates, and the page layout.
+"""HTML pages: the web's templates, what every page is given, error
+pages and paging.
 
-* A template is a file in ``web/templates/`` (read with ``pkgutil.get_data``,
-  so it works inside the .pyz) with ``{{ name }}`` slots, nothing more: no
-  loops, no conditions. Views build repeated parts (table rows) with
-  `fill` on a short string and pass them in.
-* Every value put into a slot is escaped, unless it is `Markup`: HTML that
-  was already built by `fill` or `join` (or an SVG string built with
-  escaped labels). That is the only way to insert raw HTML, so forgetting
-  to escape cannot happen by omission.
-* `render` fills a page template and wraps it in ``layout.html`` (title,
-  navigation with the user's name and the sign-out form, the stylesheet).
-  HTML answers carry a Content-Security-Policy that allows no inline script,
-  so an escaping slip still runs nothing.
+* Pages are templates in ``web/templates/`` (the language is
+  `texmate_ds.templates`), read with ``pkgutil.get_data`` so they work
+  inside the .pyz, parsed once and kept. Each extends ``base.html``: the
+  title, the navigation (the user's name, the password page, the sign-out
+  form; or the sign-in link), the stylesheet, and the blocks ``head`` and
+  ``content``.
+* `render` gives a template the view's context plus ``title`` and
+  ``user`` (None for visitors), and serves ``{% url %}`` from the router
+  and ``{% csrf_token %}`` from the request. The token is asked for only
+  by a page that has a form: for a visitor without a session it sets a
+  cookie, which pages without forms must not send.
+* Every value a template writes is escaped unless it is
+  `templates.Markup` (an SVG built with escaped labels), so forgetting to
+  escape cannot happen by omission; and HTML answers carry a
+  Content-Security-Policy that allows no inline script, so an escaping
+  slip still runs nothing.
 """
 
-import functools
-import html
 import pkgutil
 import re
 from urllib.parse import urlencode
 
+from texmate_ds import templates
 from texmate_ds.web import app
-
-_SLOT = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 
 HTML_HEADERS = [
     ("Content-Security-Policy",
@@ -32,57 +34,18 @@ HTML_HEADERS = [
 ]
 
 
-class Markup(str):
-    """Text that is already HTML; slots insert it as it is."""
-
-
-def escape(value):
-    if isinstance(value, Markup):
-        return value
-    return Markup(html.escape(str(value), quote=True))
-
-
-def fill(template, **context):
-    """`template` with each ``{{ name }}`` replaced by escape(context[name])."""
-    return Markup(_SLOT.sub(lambda m: escape(context[m.group(1)]), template))
-
-
-def join(parts, separator=""):
-    """Concatenate HTML parts; plain strings among them are escaped."""
-    return Markup(escape(separator).join(escape(p) for p in parts))
-
-
-@functools.lru_cache(maxsize=None)
-def template(name):
+def _load(name):
     return pkgutil.get_data(__package__, "templates/" + name).decode("utf-8")
 
 
-_NAV_USER = """\
-<span class="who">{{ username }}</span>
-<a href="/password/">Password</a>
-<form class="inline" method="post" action="/logout/">{{ csrf }}<button>Sign out</button></form>"""
-_NAV_ANONYMOUS = '<a href="/login/">Sign in</a>'
+PAGES = templates.Pages(_load, app.CSRF_FIELD)
 
 
-def csrf_field(request):
-    """The hidden input every state-changing form carries."""
-    return fill('<input type="hidden" name="{{ name }}" value="{{ token }}">',
-                name=app.CSRF_FIELD, token=request.csrf_token)
-
-
-def _nav(request):
-    if request.user is None or request.bearer:
-        return Markup(_NAV_ANONYMOUS)
-    return fill(_NAV_USER, username=request.user["username"], csrf=csrf_field(request))
-
-
-def render(request, name, title, status=200, head="", headers=(), **context):
-    """A whole HTML page: template `name` filled with `context`, inside the
-    layout. `head` is extra Markup for <head> (a meta refresh); `headers`
-    are added to the answer's."""
-    body = fill(template(name), **context)
-    page = fill(template("layout.html"), title=title, head=escape(head),
-                nav=_nav(request), content=body)
+def render(request, name, title, status=200, headers=(), **context):
+    """The page `name` (a template) filled with `context`; `headers` are
+    added to the answer's."""
+    context.update(title=title, user=None if request.bearer else request.user)
+    page = PAGES.get(name).render(context, request.url_for, lambda: request.csrf_token)
     return app.Response(status, page, headers=HTML_HEADERS + list(headers))
 
 
@@ -92,26 +55,19 @@ def error_page(request, error):
                   headers=error.headers, reason=error.reason)
 
 
-def error(reason):
-    """A form's one-line complaint, or nothing when `reason` is empty."""
-    return fill('<p class="error">{{ reason }}</p>', reason=reason) if reason else Markup()
-
-
 PAGE_SIZE = 50
-_PAGER = ('<nav class="pager">{{ previous }}<span>page {{ number }} of {{ count }}</span>'
-          '{{ next }}</nav>')
 
 
 class Pager:
     """One page of a list of `total` items, chosen by the query parameter
-    `param` (1-based). A bad number is a 400, one past the end a 404."""
+    `param` (1-based). A bad number is a 400, one past the end a 404.
+    ``pager.html`` shows it: `previous` and `next` are the query strings of
+    the pages around it (None at either end), the rest of the query kept."""
 
     def __init__(self, request, total, param="page", size=PAGE_SIZE):
         text = request.query.get(param, "1")
         if not re.fullmatch("[0-9]{1,9}", text) or int(text) < 1:
             raise app.HTTPError(400, "%s: a page number from 1, not %r" % (param, text))
-        self.request = request
-        self.param = param
         self.number = int(text)
         self.count = max(1, -(-total // size))
         if self.number > self.count:
@@ -119,14 +75,7 @@ class Pager:
         self.offset = (self.number - 1) * size
         self.size = size
 
-    def _link(self, number, label):
-        query = dict(self.request.query, **{self.param: number})
-        return fill('<a href="?{{ query }}">{{ label }}</a>', query=urlencode(query), label=label)
-
-    def links(self):
-        """The page links (`nav.pager`), or nothing when it all fits one page."""
-        if self.count == 1:
-            return Markup()
-        return fill(_PAGER, number=self.number, count=self.count,
-                    previous=self._link(self.number - 1, "previous") if self.number > 1 else "",
-                    next=self._link(self.number + 1, "next") if self.number < self.count else "")
+        def query(number):
+            return urlencode(dict(request.query, **{param: number}))
+        self.previous = query(self.number - 1) if self.number > 1 else None
+        self.next = query(self.number + 1) if self.number < self.count else None

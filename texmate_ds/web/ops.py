@@ -22,6 +22,6 @@ def metrics(request):
 
 
 ROUTES = [
-    ("GET", "/healthz", healthz),
-    ("GET", "/metrics", metrics),
+    app.Route("/healthz", healthz, "healthz"),
+    app.Route("/metrics", metrics, "metrics"),
 ]

@@ -3,41 +3,8 @@ and the display pages (/views/<id>/: the newest sample of each chosen unit
 and channel, reloading itself at the display's refresh rate with a meta
 refresh, so it needs no JavaScript; live push comes later)."""
 
-from urllib.parse import quote
-
-from texmate_ds import times, ttp
+from texmate_ds import ttp
 from texmate_ds.web import app, html
-
-_UNIT_ROW = """\
-<tr><td><a href="/units/{{ code_url }}/">{{ name }}</a></td><td>{{ code }}</td>\
-<td>{{ last }}</td><td class="num">{{ count }}</td>\
-<td><a href="/units/{{ code_url }}/">graphs</a> · \
-<a href="/units/{{ code_url }}/samples.csv">CSV</a></td></tr>"""
-_NO_UNITS = ('<tr><td colspan="5" class="muted">No units yet: add one with '
-             '<code>texmate_ds manage addunit</code>.</td></tr>')
-_DISPLAY_ROW = """\
-<tr><td><a href="/views/{{ id }}/">{{ name }}</a></td><td class="num">{{ refresh }} s</td></tr>"""
-_NO_DISPLAYS = ('<tr><td colspan="2" class="muted">No displays yet: add one with '
-                '<code>texmate_ds manage adddisplay</code>.</td></tr>')
-
-_CARD = """\
-<section class="card">
-<h2><a href="/units/{{ code_url }}/">{{ name }}</a></h2>
-<p class="muted">{{ code }} · {{ last }}</p>
-<dl>{{ values }}</dl>
-</section>"""
-_VALUE = "<dt>{{ label }}</dt><dd>{{ value }}</dd>"
-
-
-def _unit_names(unit):
-    """Slots naming a unit: its name (or code), code, code for a URL."""
-    return {"name": unit.name or unit.code, "code": unit.code,
-            "code_url": quote(unit.code, safe="")}
-
-
-def _rows(items, row, empty):
-    rows = [html.fill(row, **item) for item in items]
-    return html.join(rows) if rows else html.Markup(empty)
 
 
 @app.page
@@ -49,16 +16,11 @@ def home(request):
 
 
 def _home(request, store, units, displays):
-    unit_rows = [
-        dict(_unit_names(unit), last=times.shown(newest) if newest is not None else "—",
-             count="{:,}".format(count))
-        for unit, count, newest in store.units_page(units.offset, units.size)]
-    return html.render(
-        request, "home.html", "Units",
-        units=_rows(unit_rows, _UNIT_ROW, _NO_UNITS), units_pager=units.links(),
-        displays=_rows(store.displays_page(displays.offset, displays.size),
-                       _DISPLAY_ROW, _NO_DISPLAYS),
-        displays_pager=displays.links())
+    rows = [{"unit": unit, "count": "{:,}".format(count), "newest": newest}
+            for unit, count, newest in store.units_page(units.offset, units.size)]
+    return html.render(request, "home.html", "Units", units=rows, units_pager=units,
+                       displays=store.displays_page(displays.offset, displays.size),
+                       displays_pager=displays)
 
 
 def _value(sample, field):
@@ -69,12 +31,10 @@ def _value(sample, field):
 
 def _card(store, unit, fields):
     sample = store.last_sample(unit)
-    values = html.join(
-        html.fill(_VALUE, label=unit.label(field - 1), value=_value(sample, field))
-        # A unit may have fewer fields now than when the display was made.
-        for field in fields if field <= unit.fields)
-    return html.fill(_CARD, values=values, **_unit_names(unit),
-                     last=times.shown(sample[1]) if sample else "no samples yet")
+    return {"unit": unit, "last": sample[1] if sample else None,
+            # A unit may have fewer fields now than when the display was made.
+            "values": [(unit.label(field - 1), _value(sample, field))
+                       for field in fields if field <= unit.fields]}
 
 
 @app.page
@@ -82,14 +42,12 @@ def display(request, display_id):
     found = request.store.get_display(display_id)
     if found is None:
         raise app.HTTPError(404, "no display %d" % display_id)
-    refresh = html.fill('<meta http-equiv="refresh" content="{{ seconds }}">',
-                        seconds=found["refresh"])
-    cards = html.join(_card(request.store, unit, fields) for unit, fields in found["channels"])
-    return html.render(request, "display.html", found["name"], head=refresh,
-                       refresh=found["refresh"], cards=cards)
+    return html.render(request, "display.html", found["name"], refresh=found["refresh"],
+                       cards=[_card(request.store, unit, fields)
+                              for unit, fields in found["channels"]])
 
 
 ROUTES = [
-    ("GET", "/", home),
-    ("GET", "/views/<display_id:int>/", display),
+    app.Route("/", home, "home"),
+    app.Route("/views/<display_id:int>/", display, "display"),
 ]

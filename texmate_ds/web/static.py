@@ -76,4 +76,4 @@ def static_file(request, name):
     return app.Response(200, content, ctype, headers)
 
 
-ROUTES = [("GET", "/static/<name>", static_file)]
+ROUTES = [app.Route("/static/<name>", static_file, "static")]

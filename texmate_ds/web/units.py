@@ -23,7 +23,7 @@ endpoints"). Owned by the data side of the web UI; the site includes
 import json
 from urllib.parse import urlencode
 
-from texmate_ds import export, svg_graph, times
+from texmate_ds import export, svg_graph, templates, times
 from texmate_ds.store import GRAPH_PIXELS
 from texmate_ds.web import app, html, ranges
 
@@ -84,23 +84,11 @@ def _moment(ts):
     return None if ts is None else times.text(ts)
 
 
-def _seen(ts):
-    """A sample's time on the page: to the second, empty for none."""
-    return "" if ts is None else times.shown(ts)
-
-
 # -- the page -----------------------------------------------------------------
 
-_FIGURE = '<figure class="graph">{{ svg }}<figcaption>{{ caption }}</figcaption></figure>'
-_LINK = '<a href="{{ href }}">{{ text }}</a>'
-_STATS_ROW = """<tr><th scope="row">{{ name }}</th><td class="num">{{ count }}</td>\
-<td class="num">{{ min }}</td><td class="num">{{ max }}</td><td class="num">{{ mean }}</td>\
-<td class="num">{{ stddev }}</td><td class="num">{{ first }}</td><td>{{ first_at }}</td>\
-<td class="num">{{ last }}</td><td>{{ last_at }}</td></tr>"""
-
-
-_DOWNLOADS = (("samples.csv", "CSV"), ("samples.json", "JSON"),
-              ("stats.json", "statistics (JSON)"), ("graph.svg", "graph (SVG)"))
+# The page links its data relative to itself (``samples.csv?from=...``).
+_DOWNLOADS = (("unit_csv", "CSV"), ("unit_json", "JSON"), ("unit_stats", "statistics (JSON)"),
+              ("unit_graph", "graph (SVG)"))
 
 
 @app.page
@@ -115,29 +103,32 @@ def _unit_page(request, store, unit, start, end):
     stats = store.field_stats(unit, fields, start, end)
     # The links name the range shown in absolute times: "-1h" would move.
     shown = urlencode({"from": times.text(start), "to": times.text(end)})
-    # To the second, unless the whole range is shorter than one.
-    precise = end - start < times.SECOND
     return html.render(
         request, "unit.html", _title(unit),
-        description=unit.description,
-        shown_from=times.shown(start, precise), shown_to=times.shown(end, precise),
+        description=unit.description, start=start, end=end,
+        # To the second, unless the whole range is shorter than one.
+        time_format="exact" if end - start < times.SECOND else "shown",
         count=max(entry["count"] for entry in stats),
         from_text=request.query.get("from", ""), to_text=request.query.get("to", ""),
         quick=_quick_links(store, unit),
         graphs=_page_graphs(request, store, unit, fields, start, end),
-        stats=html.join(_stats_row(unit, field, entry) for field, entry in zip(fields, stats)),
-        downloads=html.join([html.fill(_LINK, href="%s?%s" % (name, shown), text=text)
-                             for name, text in _DOWNLOADS], " · "))
+        stats=[_stats_row(unit, field, entry) for field, entry in zip(fields, stats)],
+        downloads=[("%s?%s" % (_beside(request, name, unit), shown), text)
+                   for name, text in _DOWNLOADS])
+
+
+def _beside(request, name, unit):
+    """The route `name` of `unit` as a link from the unit page: its last segment."""
+    return request.url_for(name, unit.code).rsplit("/", 1)[1]
 
 
 def _page_graphs(request, store, unit, fields, start, end):
     """A figure per axis, captioned with its label (or its fields' names)."""
     options = store.graph_options(unit)
-    return html.join([
-        html.fill(_FIGURE, caption=label or ", ".join(unit.label(f - 1) for f in numbers),
-                  svg=html.Markup(_graph(request, store, unit, [(label, numbers)], start, end,
-                                         options["width"], options["height"], "")))
-        for label, numbers in _axes(options, fields)])
+    return [{"caption": label or ", ".join(unit.label(f - 1) for f in numbers),
+             "svg": templates.Markup(_graph(request, store, unit, [(label, numbers)], start, end,
+                                            options["width"], options["height"], ""))}
+            for label, numbers in _axes(options, fields)]
 
 
 def _quick_links(store, unit):
@@ -146,16 +137,16 @@ def _quick_links(store, unit):
     if first is not None:
         links.append(("?" + urlencode({"from": times.text(first[1]),
                                        "to": times.text(last[1])}), "all"))
-    return html.join([html.fill(_LINK, href=href, text=text) for href, text in links], " · ")
+    return links
 
 
 def _stats_row(unit, field, entry):
     first, last = entry["first"] or (None, None), entry["last"] or (None, None)
-    return html.fill(_STATS_ROW, name=unit.label(field - 1), count=entry["count"],
-                     min=_number(entry["min"]), max=_number(entry["max"]),
-                     mean=_number(entry["mean"]), stddev=_number(entry["stddev"]),
-                     first=_number(first[1]), first_at=_seen(first[0]),
-                     last=_number(last[1]), last_at=_seen(last[0]))
+    return {"name": unit.label(field - 1), "count": entry["count"],
+            "min": _number(entry["min"]), "max": _number(entry["max"]),
+            "mean": _number(entry["mean"]), "stddev": _number(entry["stddev"]),
+            "first": _number(first[1]), "first_at": first[0],
+            "last": _number(last[1]), "last_at": last[0]}
 
 
 def _number(value):
@@ -236,11 +227,11 @@ def last_json(request, code):
                   "sample": None if row is None else [row[0], _moment(row[1])] + list(row[2:])})
 
 
-ROUTES = [
-    ("GET", "/units/<code>/", unit_page),
-    ("GET", "/units/<code>/graph.svg", graph_svg),
-    ("GET", "/units/<code>/samples.csv", samples_csv),
-    ("GET", "/units/<code>/samples.json", samples_json),
-    ("GET", "/units/<code>/stats.json", stats_json),
-    ("GET", "/units/<code>/last.json", last_json),
-]
+ROUTES = app.group("/units/<code>", [
+    app.Route("/", unit_page, "unit"),
+    app.Route("/graph.svg", graph_svg, "unit_graph"),
+    app.Route("/samples.csv", samples_csv, "unit_csv"),
+    app.Route("/samples.json", samples_json, "unit_json"),
+    app.Route("/stats.json", stats_json, "unit_stats"),
+    app.Route("/last.json", last_json, "unit_last"),
+])
