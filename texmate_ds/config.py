@@ -213,7 +213,7 @@ def _show(value):
 
 
 class Settings:
-    """The server's configuration, one attribute per key of config.md.
+    """The server's configuration, one attribute per key of docs/configuration.md.
 
     ``Settings(**overrides)`` starts from the defaults; overrides are typed
     values (``DS_PORT=0``, ``SOCKET_OPEN=False``) and may also set

@@ -1,4 +1,4 @@
-"""``manage``: the administration commands (config.md, "Command line").
+"""``manage``: the administration commands (docs/configuration.md, "The command line").
 
 Each command is a small function taking the parsed arguments and the
 settings; `COMMANDS` is the table the parser is built from, so ``manage

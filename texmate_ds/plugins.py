@@ -1,7 +1,7 @@
 """Apps, TTP and HTTP, found in one place: discovery, description without
 importing, loading and validation.
 
-* TTP apps (ttp.md section 9) are modules defining ``Extension``: the
+* TTP apps (docs/protocol.md, "Site TTP apps") are modules defining ``Extension``: the
   bundled ones are the modules of the ``texmate_ds.apps`` package, a
   site's own are the modules and packages in ``TTP_APPS_DIR``. A bundled
   app is on unless ``[ttpapps]`` says off; a site app is off unless it says

@@ -33,7 +33,7 @@ from texmate_ds import (
 log = logging.getLogger("texmate_ds")
 
 # Seconds between dead-channel sweeps at the most, for a server too idle to
-# reach MAINTENANCE_INTERVAL requests (ttp.md section 10).
+# reach MAINTENANCE_INTERVAL requests (docs/protocol.md, "Connections and framing").
 IDLE_SWEEP_SECONDS = 30
 
 

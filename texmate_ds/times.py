@@ -4,7 +4,7 @@ formatted here.
 * A timestamp is an int: microseconds since 1970-01-01 00:00:00 on the
   meter's own clock, naive (no time zone), as meters send it and the store
   keeps it. `now()` is the server's clock on the same scale.
-* `parse` reads the protocol's form ``Y-M-D H:M:S[.F]`` (ttp.md: a year of
+* `parse` reads the protocol's form ``Y-M-D H:M:S[.F]`` (docs/protocol.md: a year of
   one to four digits, two-digit years fill out to 2000, up to six fraction
   digits); `text` writes the exact form back, ``YYYY-MM-DD HH:MM:SS`` plus
   ``.ffffff`` only when the microseconds are not 0. TTP answers, CSV and

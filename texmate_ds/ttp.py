@@ -1,4 +1,4 @@
-"""TTP, the Tiger Transfer Protocol (``docs``: ../shared/spec/ttp.md).
+"""TTP, the Tiger Transfer Protocol (docs/protocol.md).
 
 Two layers, the first usable without the second:
 
@@ -11,7 +11,7 @@ Two layers, the first usable without the second:
 2. `TTPServer` (the ``server`` object apps receive) and `TTPChannel`, which
    reads, feeds the parser, dispatches each line to its app and queues the
    producer. Every ``<app>`` code is served by a `plugins.Extension`
-   (ttp.md section 9), bundled ones from ``texmate_ds/apps/`` and a site's
+   (docs/protocol.md, "Site TTP apps"), bundled ones from ``texmate_ds/apps/`` and a site's
    own from ``TTP_APPS_DIR``, found and loaded by plugins.py; a producer
    may raise `TTPError` from its constructor to answer an error. An
    upload's answer is held until the group commit when ``COMMIT_INTERVAL``
@@ -167,7 +167,7 @@ def redact(line):
     return line.decode("latin-1").encode("unicode_escape").decode("ascii")
 
 
-# The grammar of ttp.md sections 4 and 5: a whole sample, one regex per
+# The grammar of docs/protocol.md, "Timestamps" and "Numbers": a whole sample, one regex per
 # sample on the upload path (the timestamp's part comes from times.py).
 # Linear on any input: no two repeats can share a run of characters (the
 # fraction's digits only follow a '.'), so a failing match backtracks over
@@ -313,7 +313,7 @@ class TTPServer:
 
     def authenticate(self, code, key):
         """The enabled unit `code` whose key is `key`, else TTPError 405,
-        402 or 403 (ttp.md section 3)."""
+        402 or 403 (docs/protocol.md, "Authentication")."""
         unit = self.store.get_unit(code)
         if unit is None:
             raise TTPError(405)

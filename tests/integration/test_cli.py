@@ -1,4 +1,4 @@
-"""The one entry point, end to end (config.md, "Command line"): ``serve``
+"""The one entry point, end to end (docs/configuration.md, "The command line"): ``serve``
 start-up and shutdown, configuration and app errors, ``client``,
 ``simulate`` and the one-file ``.pyz`` release.
 

@@ -1,4 +1,4 @@
-"""``texmate_ds manage``, end to end (config.md, "Command line").
+"""``texmate_ds manage``, end to end (docs/configuration.md, "The command line").
 
 Every command runs as ``python -m texmate_ds --config ... manage ...`` in a
 subprocess against a real SQLite file; effects are checked by reading that

@@ -1,4 +1,4 @@
-"""ttp.md, row by row, against the real server over loopback sockets.
+"""The protocol (docs/protocol.md), row by row, against the real server over loopback sockets.
 
 The module shares one server (units A1: 4 fields key k1, B7: 2 fields key
 k7); tests that need a clean unit add their own with a unique code.

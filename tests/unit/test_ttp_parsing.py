@@ -104,7 +104,7 @@ def test_parse_request_limits_accepted():
     assert len(r.unit) == 32 and len(r.key) == 64
 
 
-# Every example of ttp.md section 4 (and the manual's).
+# Every example of docs/protocol.md, "Timestamps" (and the manual's).
 @pytest.mark.parametrize("text, expected", [
     ("2009-1-16 15:30:45", "2009-01-16 15:30:45"),
     ("7-1-16 15:30:45", "2007-01-16 15:30:45"),

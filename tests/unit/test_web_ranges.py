@@ -1,5 +1,5 @@
 """Range, field and number parameters of the data endpoints: every form
-web.md lists, and a one-line 400 for each way to get one wrong."""
+docs/web.md lists, and a one-line 400 for each way to get one wrong."""
 
 import pytest
 

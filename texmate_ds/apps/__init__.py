@@ -1,3 +1,3 @@
 """Bundled TTP apps, and only those: each module defines ``Extension``
-(ttp.md section 9) and is found and loaded by plugins.py exactly like a
+(docs/protocol.md, "Site TTP apps") and is found and loaded by plugins.py exactly like a
 site's own app."""

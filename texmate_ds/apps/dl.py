@@ -7,7 +7,7 @@ PAGE = 100
 
 
 def _source(server, reader, code):
-    """The unit whose samples `reader` asked for (ttp.md section 6)."""
+    """The unit whose samples `reader` asked for (docs/protocol.md, "dl: download samples")."""
     if code:
         source = server.store.get_unit(ttp.check_unit_code(code))
         if source is None:

@@ -8,7 +8,7 @@ class UpProducer(ttp.Answer):
 
     Duplicates (a timestamp already stored, or repeated in the request) are
     skipped and reported with their 1-based offsets and timestamps as sent;
-    the others are stored (ttp.md section 5). With ``COMMIT_INTERVAL: 1`` the
+    the others are stored (docs/protocol.md, "up: upload samples"). With ``COMMIT_INTERVAL: 1`` the
     channel holds this answer until the group commit.
 
     Each sample stored is published as a ``sample`` event once the

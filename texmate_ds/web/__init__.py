@@ -1,4 +1,4 @@
-"""The web UI as a WSGI application (spec: shared/spec/web.md).
+"""The web UI as a WSGI application (docs/web.md).
 
 ``make_app(store, settings, metrics=None)`` returns the WSGI callable. The
 server passes its own `store.Store` (the one the TTP side uses) and a

@@ -1,4 +1,4 @@
-"""The query parameters of the unit page and the data endpoints (web.md,
+"""The query parameters of the unit page and the data endpoints (docs/web.md,
 "Data endpoints"), each read from ``request.query`` (a dict of str) into a
 value or refused with `app.HTTPError` 400 and a one-line reason.
 
