@@ -15,7 +15,7 @@ Three layers, each usable without the next:
 3. `TTPServer` (the ``server`` object apps receive) and `TTPChannel`, which
    reads, feeds the parser, dispatches each line to its Extension and queues
    the producer. An upload's answer is held until the group commit when
-   ``COMMIT_INTERVAL`` is 1 (see ``store.GroupCommit``).
+   ``COMMIT_INTERVAL`` is 1 (see ``store.groupcommit``).
 
 A key is never logged; anything a meter sent is escaped before logging.
 
@@ -408,7 +408,7 @@ class TTPServer:
     def authenticate(self, code, key):
         """The enabled unit `code` whose key is `key`, else TTPError 405,
         402 or 403 (ttp.md section 3)."""
-        unit = self.store.get_unit(code)
+        unit = self.store.units.get(code)
         if unit is None:
             raise TTPError(405)
         if not unit.check_key(key):

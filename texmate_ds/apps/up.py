@@ -15,7 +15,7 @@ class UpProducer(ttp.Answer):
     def __init__(self, server, request, unit, key):
         unit = server.authenticate(unit, key)
         samples = ttp.parse_samples(request.argument, unit.fields)
-        duplicates = server.store.add_samples(unit, [s[:2] for s in samples])
+        duplicates = server.store.samples.add(unit, [s[:2] for s in samples])
         if duplicates:
             text = "406 Duplicate sample %s\r" % "".join(
                 "%d<%s>" % (i + 1, samples[i][2]) for i in duplicates)

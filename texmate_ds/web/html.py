@@ -73,7 +73,7 @@ def csrf_field(request):
 def _nav(request):
     if request.user is None or request.bearer:
         return Markup(_NAV_ANONYMOUS)
-    return fill(_NAV_USER, username=request.user["username"], csrf=csrf_field(request))
+    return fill(_NAV_USER, username=request.user.username, csrf=csrf_field(request))
 
 
 def render(request, name, title, status=200, head="", headers=(), **context):

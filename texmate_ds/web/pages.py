@@ -42,8 +42,8 @@ def _rows(items, row, empty):
 
 @app.page
 def home(request):
-    units = html.Pager(request, request.store.count_units())
-    displays = html.Pager(request, request.store.count_displays(), "displays_page")
+    units = html.Pager(request, request.store.units.count())
+    displays = html.Pager(request, request.store.displays.count(), "displays_page")
     # Counting a million samples per unit takes a while: off the loop.
     return app.Later(lambda store: _home(request, store, units, displays))
 
@@ -52,11 +52,12 @@ def _home(request, store, units, displays):
     unit_rows = [
         dict(_unit_names(unit), last=times.shown(newest) if newest is not None else "—",
              count="{:,}".format(count))
-        for unit, count, newest in store.units_page(units.offset, units.size)]
+        for unit, count, newest in store.units.page(units.offset, units.size)]
     return html.render(
         request, "home.html", "Units",
         units=_rows(unit_rows, _UNIT_ROW, _NO_UNITS), units_pager=units.links(),
-        displays=_rows(store.displays_page(displays.offset, displays.size),
+        displays=_rows([display._asdict()
+                        for display in store.displays.page(displays.offset, displays.size)],
                        _DISPLAY_ROW, _NO_DISPLAYS),
         displays_pager=displays.links())
 
@@ -68,7 +69,7 @@ def _value(sample, field):
 
 
 def _card(store, unit, fields):
-    sample = store.last_sample(unit)
+    sample = store.samples.last(unit)
     values = html.join(
         html.fill(_VALUE, label=unit.label(field - 1), value=_value(sample, field))
         # A unit may have fewer fields now than when the display was made.
@@ -79,14 +80,15 @@ def _card(store, unit, fields):
 
 @app.page
 def display(request, display_id):
-    found = request.store.get_display(display_id)
+    found = request.store.displays.get(display_id)
     if found is None:
         raise app.HTTPError(404, "no display %d" % display_id)
     refresh = html.fill('<meta http-equiv="refresh" content="{{ seconds }}">',
-                        seconds=found["refresh"])
-    cards = html.join(_card(request.store, unit, fields) for unit, fields in found["channels"])
-    return html.render(request, "display.html", found["name"], head=refresh,
-                       refresh=found["refresh"], cards=cards)
+                        seconds=found.refresh)
+    cards = html.join(_card(request.store, unit, fields)
+                      for unit, fields in request.store.displays.channels(found))
+    return html.render(request, "display.html", found.name, head=refresh,
+                       refresh=found.refresh, cards=cards)
 
 
 ROUTES = [
