@@ -49,6 +49,9 @@ def test_sessions_expire_and_are_deleted(st):
     assert st.accounts.get_session("h1") and st.accounts.get_session("h2") is None
     st.accounts.delete_session("h1")
     assert st.accounts.get_session("h1") is None
+    st.accounts.add_session("h3", uid, "c3", expires)
+    st.accounts.delete_user_sessions(uid)   # keeping none
+    assert count(st, "sessions") == 0
 
 
 def test_api_tokens(st):

@@ -95,7 +95,10 @@ class Accounts:
 
     def delete_user_sessions(self, user_id, keep=None):
         """Every session of the user but `keep` (after a password change)."""
-        self._delete_sessions("user_id = ? AND key_hash IS NOT ?", (user_id, keep))
+        if keep is None:
+            self._delete_sessions("user_id = ?", (user_id,))
+        else:
+            self._delete_sessions("user_id = ? AND key_hash <> ?", (user_id, keep))
 
     def delete_expired_sessions(self):
         self._delete_sessions("expires <= ?", (times.now(),))

@@ -175,12 +175,13 @@ class Samples:
 
         One scan computes every field's aggregates. The sums are taken of
         value - first value, so a large offset (a reading near 1e6 that
-        varies by 0.01) does not drown the variance in rounding."""
+        varies by 0.01) does not drown the variance in rounding; they are
+        NULL, and unused, when the count is 0."""
         firsts = [self._edge_value(unit, field, start, end, "") for field in fields]
         lasts = [self._edge_value(unit, field, start, end, " DESC") for field in fields]
         shifts = [first[1] if first else 0.0 for first in firsts]
         columns = ", ".join(
-            "count({0}), min({0}), max({0}), total({0} - ?), total(({0} - ?) * ({0} - ?))"
+            "count({0}), min({0}), max({0}), sum({0} - ?), sum(({0} - ?) * ({0} - ?))"
             .format(VALUE_COLUMNS[field - 1]) for field in fields)
         row = self.db.one(
             "SELECT %s FROM samples WHERE unit_id = ? AND ts BETWEEN ? AND ?" % columns,
