@@ -221,7 +221,7 @@ class Samples:
         where = "FROM samples WHERE unit_id = ? AND ts BETWEEN ? AND ?"
         # Counting stops at the limit, so a huge range costs nothing here.
         few = self.db.one(
-            "SELECT count(*) FROM (SELECT 1 %s LIMIT ?)" % where,
+            "SELECT count(*) FROM (SELECT 1 %s LIMIT ?) AS capped" % where,
             (unit.id, start, end, 2 * columns + 1))[0] <= 2 * columns
         names = [VALUE_COLUMNS[field - 1] for field in fields]
         if few:
