@@ -49,11 +49,10 @@ class Accounts:
     def add_user(self, username, password_hash, email="", is_staff=False,
                  is_superuser=False, must_change_password=False):
         """The new User; Conflict if the username is taken (in any case)."""
-        user_id = self.db.write(
-            "INSERT INTO users (username, password, email, is_staff, is_superuser,"
-            " must_change_password, date_joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (username, password_hash, email, int(is_staff), int(is_superuser),
-             int(must_change_password), times.now())).lastrowid
+        user_id = self.db.insert(
+            "users", username=username, password=password_hash, email=email,
+            is_staff=int(is_staff), is_superuser=int(is_superuser),
+            must_change_password=int(must_change_password), date_joined=times.now())
         return self.get_user(user_id)
 
     def count_users(self):
@@ -110,9 +109,7 @@ class Accounts:
 
     def add_sign_in_attempt(self, username, address, at):
         """A password check about to run; returns its id."""
-        return self.db.write(
-            "INSERT INTO sign_in_attempts (username, address, at) VALUES (?, ?, ?)",
-            (username, address, at)).lastrowid
+        return self.db.insert("sign_in_attempts", username=username, address=address, at=at)
 
     def nth_sign_in_attempt(self, n, since, username=None, address=None):
         """When the n-th newest attempt after `since` was made, counting
@@ -149,9 +146,8 @@ class Accounts:
 
     def add_api_token(self, user_id, name, token_hash):
         """The new token's id; Conflict if the user has one of that name."""
-        return self.db.write(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created) VALUES (?, ?, ?, ?)",
-            (user_id, name, token_hash, times.now())).lastrowid
+        return self.db.insert("api_tokens", user_id=user_id, name=name, token_hash=token_hash,
+                              created=times.now())
 
     def get_api_token(self, token_hash):
         row = self.db.one(_SELECT_TOKEN + " WHERE token_hash = ?", (token_hash,))

@@ -21,9 +21,9 @@ class Database:
     web outside the server) decides when, never the repositories. `atomic`
     makes a block all or nothing inside it.
 
-    Repositories read with `one` and `all` and write with `write` (which
-    begins the transaction), `execute` and `executemany` after `begin`:
-    standard SQL with ``?`` placeholders. The dialect's own statements
+    Repositories read with `one` and `all` and write with `insert` and
+    `write` (which begin the transaction), `execute` and `executemany`
+    after `begin`: standard SQL with ``?`` placeholders. The dialect's own statements
     (insert-or-ignore and the like) come from ``db.dialect``.
     """
 
@@ -104,6 +104,11 @@ class Database:
         """`execute` within the shared transaction; the cursor."""
         self.begin()
         return self.execute(sql, params)
+
+    def insert(self, table, **values):
+        """Insert a row (column=value) within the shared transaction; its new id."""
+        self.begin()
+        return self.dialect.insert(table, values)
 
     def commit(self):
         if self.dialect.in_transaction:

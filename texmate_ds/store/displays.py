@@ -24,9 +24,7 @@ class Displays:
         order. All or nothing."""
         created = times.now()
         with self.db.atomic():
-            display_id = self.db.write(
-                "INSERT INTO displays (name, refresh, created) VALUES (?, ?, ?)",
-                (name, refresh, created)).lastrowid
+            display_id = self.db.insert("displays", name=name, refresh=refresh, created=created)
             self.db.executemany(
                 "INSERT INTO display_channels (display_id, position, unit_id, field)"
                 " VALUES (?, ?, ?, ?)",

@@ -13,7 +13,7 @@ and never touch the driver; what differs between engines is here:
   takes (``BEGIN IMMEDIATE``);
 * whether another connection committed (``PRAGMA data_version``) and how
   many rows this one changed (``total_changes``);
-* insert-or-ignore and insert-or-replace;
+* a new row's id, insert-or-ignore and insert-or-replace;
 * when a migration script's text holds a complete statement;
 * the online backup API;
 * the driver's errors, each turned into the store's own (`errors`) with
@@ -79,7 +79,7 @@ class SQLite:
     # through rows is the store's too.
 
     def execute(self, sql, params=()):
-        """The cursor, for its rowcount and lastrowid."""
+        """The cursor, for its rowcount."""
         try:
             return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
@@ -103,6 +103,13 @@ class SQLite:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise _translated(exc) from exc
+
+    def insert(self, table, values):
+        """Insert `values` (column: value) into `table`; the new row's id,
+        its INTEGER PRIMARY KEY."""
+        return self.execute("INSERT INTO %s (%s) VALUES (%s)" % (
+            table, ", ".join(values), ", ".join("?" * len(values))),
+            tuple(values.values())).lastrowid
 
     @staticmethod
     def insert_ignoring(table, columns):

@@ -74,11 +74,9 @@ class Units:
             source=None):
         """The new unit; Conflict if the code is taken."""
         self._forget()
-        self.db.write(
-            "INSERT INTO units (code, key, name, description, fields, field_names,"
-            " enabled, source_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (code, key, name, description, fields, ",".join(field_names),
-             int(enabled), source.id if source else None, times.now()))
+        self.db.insert("units", code=code, key=key, name=name, description=description,
+                       fields=fields, field_names=",".join(field_names), enabled=int(enabled),
+                       source_id=source.id if source else None, created=times.now())
         return self.get(code)
 
     def get(self, code):
