@@ -152,3 +152,64 @@ def test_a_newer_schema_is_refused_untouched(tmp_path):
     st.close()
     with pytest.raises(store.SchemaTooNew, match="upgrade texmate_ds"):
         store.Database(path)
+
+
+class Loop:
+    """What GroupCommit uses of the loop: turn hooks and a timer."""
+
+    def __init__(self):
+        self.turn_hooks = []
+        self.timers = []
+
+    def call_later(self, delay, fn):
+        timer = Timer(delay, fn)
+        self.timers.append(timer)
+        return timer
+
+
+class Timer:
+    def __init__(self, delay, fn):
+        self.delay, self.fn, self.cancelled = delay, fn, False
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_group_commit_commits_each_turn_and_reports_a_failed_commit(caplog):
+    st = fresh()
+    unit = st.units.add("A1", "k", 1)
+    commits = store.GroupCommit(st, Loop(), 1, 5)
+    ended = []
+    st.samples.add(unit, [(1, (1.0,))])
+    commits.after_commit(ended.append)
+    commits.turn()
+    assert ended == [True] and not st.in_transaction and st.samples.count(unit) == 1
+    # A commit the database refuses: a foreign key checked only at COMMIT.
+    st.execute("PRAGMA defer_foreign_keys = ON")
+    st.samples.add(unit, [(2, (1.0,))])
+    st.write("INSERT INTO unit_reads VALUES (?, ?)", (unit.id, unit.id + 9))
+    commits.after_commit(ended.append)
+    commits.turn()
+    assert ended == [True, False] and not st.in_transaction
+    assert st.samples.count(unit) == 1 and st.samples.stored == 1
+    assert "commit failed, 1 uploads rolled back: FOREIGN KEY constraint failed" in caplog.text
+    assert commits.commits == 2
+
+
+def test_group_commit_every_n_uploads_or_after_the_delay():
+    st = fresh()
+    unit = st.units.add("A1", "k", 1)
+    st.commit()
+    loop = Loop()
+    commits = store.GroupCommit(st, loop, 3, 50)
+    for ts in (1, 2):
+        st.samples.add(unit, [(ts, (1.0,))])
+        commits.turn()
+    assert st.in_transaction and [t.delay for t in loop.timers] == [0.05]
+    st.samples.add(unit, [(3, (1.0,))])
+    commits.turn()                      # the third upload: now
+    assert not st.in_transaction and loop.timers[0].cancelled
+    st.samples.add(unit, [(4, (1.0,))])
+    commits.turn()
+    loop.timers[-1].fn()                # the delay is up
+    assert not st.in_transaction and st.samples.stored == 4
