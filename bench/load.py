@@ -315,20 +315,18 @@ def run_sqlite(args):
     server's store does (``(unit_id, ts, received, *values)``). Making up
     the values (random numbers) is never timed."""
     from texmate_ds import store, times
-    st = store.Store(args.db)     # durable: WAL + synchronous=FULL, like COMMIT_INTERVAL: 1
+    st = store.Database(args.db)     # durable: WAL + synchronous=FULL, like COMMIT_INTERVAL: 1
     try:
-        st.syncdb()
-        unit = st.add_unit("CEIL", KEY, fields=FIELDS, name="CEIL")
+        st.migrate()
+        unit = st.units.add("CEIL", KEY, fields=FIELDS, name="CEIL")
         st.commit()
-        sql = ("INSERT OR IGNORE INTO samples (unit_id, ts, received, %s) VALUES (?, ?, ?%s)"
-               % (", ".join(store.VALUE_COLUMNS[:FIELDS]), ", ?" * FIELDS))
+        sql = st.samples.insert_sql(FIELDS)
         rng = random.Random(1)
         ts = 1_230_000_000_000_000
         rows_done = 0
         insert_s = 0.0
         build_s = 0.0
         batches = 0
-        conn = st.conn
         unit_id = unit.id
         wall_start = time.monotonic()
         while (batches < SQLITE_MAX_BATCHES
@@ -341,16 +339,16 @@ def run_sqlite(args):
             received = times.now()
             rows = [(unit_id, t, received, *values) for t, values in parsed]
             started = time.monotonic()
-            conn.execute("BEGIN")
-            conn.executemany(sql, rows)
-            conn.execute("COMMIT")
+            st.begin()
+            st.executemany(sql, rows)
+            st.commit()
             done = time.monotonic()
             batches += 1
             if done - wall_start > args.warmup:
                 rows_done += len(rows)
                 insert_s += done - started
                 build_s += started - building
-        stored = st.count_samples(unit)
+        stored = st.samples.count(unit)
     finally:
         st.close()
     return {

@@ -240,8 +240,8 @@ def run_load(server, folder, mode, seconds, warmup, *extra):
 
 def open_store(conf):
     settings = config.load(cli_path=conf)
-    st = store.Store(settings.DATABASE_NAME)
-    st.syncdb()
+    st = store.Database(settings.DATABASE_NAME)
+    st.migrate()
     return st
 
 
@@ -264,9 +264,9 @@ def make_readers(count, source):
     def setup(conf):
         st = open_store(conf)
         try:
-            src = st.add_unit(source, KEY, FIELDS, name=source)
+            src = st.units.add(source, KEY, FIELDS, name=source)
             for code in units("R", count):
-                st.allow_read(st.add_unit(code, KEY, FIELDS, name=code), src)
+                st.units.allow_read(st.units.add(code, KEY, FIELDS, name=code), src)
             st.commit()
         finally:
             st.close()

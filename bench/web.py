@@ -11,7 +11,7 @@ the server would send):
 
 * **graph**: ``graph.svg?width=1000`` over every sample, three times; the
   median request's time, and of that the store's decimation query alone
-  (`Store.plot_rows` with the columns the endpoint asks for); the SVG's
+  (`Samples.plot_rows` with the columns the endpoint asks for); the SVG's
   size, its points, and how many spikes the graph rows kept as their
   column's minimum or maximum (a spike sharing its column with a bigger
   one of the same sign is inside that column's line, not its end: such
@@ -82,11 +82,11 @@ def build(path, count):
     random.seed(1)
     spikes = dict((i, random.choice((-1, 1)) * random.uniform(5, 10))
                   for i in random.sample(range(count), min(SPIKES, count)))
-    st = store.Store(path, durable=False)
-    st.syncdb()
-    unit = st.add_unit("B1", "benchkey", 1, name="bench")
+    st = store.Database(path, durable=False)
+    st.migrate()
+    unit = st.units.add("B1", "benchkey", 1, name="bench")
     for first in range(0, count, BATCH):
-        st.add_samples(unit, [
+        st.samples.add(unit, [
             (T0 + i * SECOND, (spikes.get(i, math.sin(i / 20000) + random.random() / 10),))
             for i in range(first, min(first + BATCH, count))])
         st.commit()
@@ -123,10 +123,10 @@ def bench_graph(site, st, count, spikes):
         raise SystemExit("graph.svg answered %s" % status)
     lines = ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}polyline")   # well-formed
     points = sum(len(line.get("points").split()) for line in lines)
-    unit = st.get_unit("B1")
+    unit = st.units.get("B1")
     columns = svg_graph.columns(GRAPH_WIDTH, 1, 0)
     started = time.perf_counter()
-    rows = st.plot_rows(unit, [1], T0, T0 + (count - 1) * SECOND, columns)
+    rows = st.samples.plot_rows(unit, [1], T0, T0 + (count - 1) * SECOND, columns)
     query_s = time.perf_counter() - started
     kept, hidden = _spikes_kept(rows, spikes)
     return {"samples": count, "width": GRAPH_WIDTH, "columns": columns, "rows": len(rows),
@@ -323,7 +323,7 @@ def main(argv=None):
         started = time.monotonic()
         spikes = build(path, args.samples)
         print(" %.1f s" % (time.monotonic() - started), flush=True)
-        st = store.Store(path)
+        st = store.Database(path)
         site = make_app(st, config.Settings(LOGIN_REQUIRED=False))
         graph = bench_graph(site, st, args.samples, spikes)
         csvs = [bench_csv(site, count) for count in sorted({min(100000, args.samples),

@@ -2,7 +2,7 @@
 
 Meters speak TTP (see ``ttp.py``) over raw TCP; people use the web
 interface. Everything runs in one process around one selectors loop
-(``loop.py``) and one SQLite file (``store.py``).
+(``loop.py``) and one SQLite file (``store/``).
 """
 
 __version__ = "0.1.0"

@@ -30,10 +30,9 @@ import hashlib
 import hmac
 import math
 import secrets
-import sqlite3
 import time
 
-from texmate_ds import times
+from texmate_ds import store, times
 
 ITERATIONS = 260000
 DEFAULT_PASSWORD = "admin"
@@ -131,7 +130,7 @@ class Throttle:
         # (limit, key) -> (the attempt that reached the limit, when it ends).
         self._logged = {}
 
-    def admit(self, store, username, address):
+    def admit(self, db, username, address):
         """Count a password check about to run and return its attempt id
         (for `settle`), or raise SignInRefused, writing nothing."""
         now = self.clock()
@@ -139,7 +138,7 @@ class Throttle:
         waits, news = [], []
         for limit in self.LIMITS:
             key = {name: parts[name] for name in limit.by}
-            reached = store.nth_sign_in_attempt(limit.checks, _us(now - limit.seconds), **key)
+            reached = db.accounts.nth_sign_in_attempt(limit.checks, _us(now - limit.seconds), **key)
             if reached is None:
                 continue
             wait = reached / 1_000_000 + limit.seconds - now
@@ -154,8 +153,8 @@ class Throttle:
             raise SignInRefused("too many failed sign-ins: try again in %d minute(s)"
                                 % -(-wait // 60), retry_after=wait, news=news)
         longest = max(limit.seconds for limit in self.LIMITS)
-        store.delete_sign_in_attempts(before=_us(now - longest))
-        return store.add_sign_in_attempt(parts["username"], address, _us(now))
+        db.accounts.delete_sign_in_attempts(before=_us(now - longest))
+        return db.accounts.add_sign_in_attempt(parts["username"], address, _us(now))
 
     def _first(self, limit, key, reached, ends):
         """Is this the first refusal of this throttling (a limit reached by
@@ -178,30 +177,30 @@ def verify(password, user):
     """The slow part (PBKDF2, about 0.2 s; no database): (does `password`
     match `user`'s hash, the new hash when it does and the stored one is
     outdated). An unknown user (None) takes as long and matches nothing."""
-    matches = check_password(password, user["password"] if user else _NOBODY)
-    upgrade = matches and user is not None and needs_upgrade(user["password"])
+    matches = check_password(password, user.password if user else _NOBODY)
+    upgrade = matches and user is not None and needs_upgrade(user.password)
     return matches and user is not None, hash_password(password) if upgrade else None
 
 
-def settle(store, attempt, user, verified):
+def settle(db, attempt, user, verified):
     """After `verify`: the user, else SignInRefused. A wrong password's
     attempt stays counted; a right one's is deleted, so someone who signs
     in often never runs into the limit."""
     matches, new_hash = verified
     if not matches:
         raise SignInRefused("wrong username or password")
-    store.delete_sign_in_attempt(attempt)
-    if not user["is_active"]:
+    db.accounts.delete_sign_in_attempt(attempt)
+    if not user.is_active:
         raise SignInRefused("this account is disabled")
     if new_hash is not None:
-        store.set_password(user["id"], new_hash, must_change=bool(user["must_change_password"]))
+        db.accounts.set_password(user.id, new_hash, must_change=user.must_change_password)
     return user
 
 
-def unlock(store, username=None):
+def unlock(db, username=None):
     """Clear sign-in throttles: every one, or `username`'s at any address;
     returns how many counted attempts were forgotten."""
-    return store.delete_sign_in_attempts(
+    return db.accounts.delete_sign_in_attempts(
         username=None if username is None else username.lower())
 
 
@@ -210,33 +209,33 @@ def unlock(store, username=None):
 Session = collections.namedtuple("Session", "key_hash user csrf")
 
 
-def start_session(store, user_id, days):
+def start_session(db, user_id, days):
     """A new session for the user; returns its secret (for the cookie)."""
     secret = new_secret()
-    store.delete_expired_sessions()
-    store.add_session(digest(secret), user_id, new_secret(),
-                      times.now() + days * 86400 * 1_000_000)
-    store.record_login(user_id)
+    db.accounts.delete_expired_sessions()
+    db.accounts.add_session(digest(secret), user_id, new_secret(),
+                            times.now() + days * 86400 * 1_000_000)
+    db.accounts.record_login(user_id)
     return secret
 
 
-def find_session(store, secret):
+def find_session(db, secret):
     """The live Session for a cookie's secret, or None (unknown, expired,
     or its user is gone or disabled)."""
     if not secret:
         return None
     key_hash = digest(secret)
-    found = store.get_session(key_hash)
+    found = db.accounts.get_session(key_hash)
     if found is None:
         return None
-    user = store.get_user(user_id=found[0])
-    if user is None or not user["is_active"]:
+    user = db.accounts.get_user(found.user_id)
+    if user is None or not user.is_active:
         return None
-    return Session(key_hash, user, found[1])
+    return Session(key_hash, user, found.csrf)
 
 
-def end_session(store, session):
-    store.delete_session(session.key_hash)
+def end_session(db, session):
+    db.accounts.delete_session(session.key_hash)
 
 
 def check_new_password(password):
@@ -247,41 +246,41 @@ def check_new_password(password):
         raise ValueError("choose a password other than the default one")
 
 
-def change_password(store, session, password_hash):
+def change_password(db, session, password_hash):
     """Set the session user's password to a `hash_password` of one that
     `check_new_password` accepted; their other sessions end."""
-    user_id = session.user["id"]
-    store.set_password(user_id, password_hash)
-    store.delete_user_sessions(user_id, keep=session.key_hash)
+    user_id = session.user.id
+    db.accounts.set_password(user_id, password_hash)
+    db.accounts.delete_user_sessions(user_id, keep=session.key_hash)
 
 
 # -- API tokens ---------------------------------------------------------------
 
-def create_api_token(store, user_id, name):
+def create_api_token(db, user_id, name):
     """A new token for the user, returned once; ValueError if the user
     already has one of that name."""
     secret = new_secret()
     try:
-        store.add_api_token(user_id, name, digest(secret))
-    except sqlite3.IntegrityError:
+        db.accounts.add_api_token(user_id, name, digest(secret))
+    except store.Conflict:
         raise ValueError("there is already a token named %r" % name) from None
     return secret
 
 
-def revoke_api_token(store, user_id, name):
+def revoke_api_token(db, user_id, name):
     """True if the user had a token of that name (now gone)."""
-    return store.delete_api_token(user_id, name)
+    return db.accounts.delete_api_token(user_id, name)
 
 
-def token_user(store, secret):
+def token_user(db, secret):
     """The active user an API token belongs to, or None."""
-    token = store.get_api_token(digest(secret))
+    token = db.accounts.get_api_token(digest(secret))
     if token is None:
         return None
-    user = store.get_user(user_id=token["user_id"])
-    if user is None or not user["is_active"]:
+    user = db.accounts.get_user(token.user_id)
+    if user is None or not user.is_active:
         return None
-    last_used = token["last_used"] or 0
+    last_used = token.last_used or 0
     if times.now() - last_used >= TOKEN_TOUCH_US:
-        store.touch_api_token(token["id"])
+        db.accounts.touch_api_token(token.id)
     return user

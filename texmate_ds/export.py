@@ -44,7 +44,7 @@ def pages(store, unit, start=None, end=None, limit=None):
     left = limit
     while left is None or left > 0:
         size = PAGE if left is None else min(PAGE, left)
-        rows = store.samples_range(unit, start, end, limit=size)
+        rows = store.samples.between(unit, start, end, limit=size)
         if rows:
             yield rows
         if len(rows) < size:

@@ -769,7 +769,7 @@ class Pool:
     """Worker threads for work that would hold the loop up, as a service.
 
     Each thread makes its own context once with `make_context()` (its own
-    database connection: sqlite3 connections stay with their thread) and
+    database connection: SQLite connections stay with their thread) and
     closes it when the pool stops. `submit(work, done, client)` runs
     ``work(context)`` on a thread and then ``done(future)`` on the loop
     thread. Work that spends its time in C code that releases the GIL

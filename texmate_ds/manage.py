@@ -11,10 +11,20 @@ import argparse
 import getpass
 import os
 import re
-import sqlite3
 import sys
 
-from texmate_ds import auth, config, export, plugins, server, store, times, tls, ttp
+from texmate_ds import (
+    auth,
+    config,
+    export,
+    plugins,
+    rules,
+    server,
+    store,
+    times,
+    tls,
+    ttp,
+)
 
 
 class CommandError(Exception):
@@ -26,7 +36,7 @@ def _store(settings):
 
 
 def _unit(st, code):
-    unit = st.get_unit(code)
+    unit = st.units.get(code)
     if unit is None:
         raise CommandError("no unit %r (manage listunits shows them)" % code)
     return unit
@@ -82,7 +92,7 @@ def _graph_size(text):
 
 
 def _user(st, username):
-    user = st.get_user(username=username)
+    user = st.accounts.get_user_by_name(username)
     if not user:
         raise CommandError("no user %r" % username)
     return user
@@ -91,10 +101,10 @@ def _user(st, username):
 def cmd_syncdb(args, settings):
     """create or upgrade the database schema (idempotent)"""
     try:
-        st = store.Store(settings.DATABASE_NAME)
+        st = store.Database(settings.DATABASE_NAME)
     except store.SchemaTooNew as exc:
         raise CommandError(str(exc)) from None
-    old, new = st.syncdb()
+    old, new = st.migrate()
     st.close()
     _store(settings).close()  # adds the Administrator to a new database
     state = ("created" if old == 0 else "up to date" if old == new
@@ -115,11 +125,11 @@ def cmd_createsuperuser(args, settings):
     email = args.email if args.email is not None else (
         "" if args.noinput else input("Email address: ").strip())
     st = _store(settings)
-    if st.get_user(username=username):
+    if st.accounts.get_user_by_name(username):
         raise CommandError("user %r exists already" % username)
     password = _password(args, username)
-    st.add_user(username, auth.hash_password(password), email=email,
-                is_staff=True, is_superuser=True)
+    st.accounts.add_user(username, auth.hash_password(password), email=email,
+                         is_staff=True, is_superuser=True)
     st.close()
     print("superuser %s created" % username)
 
@@ -128,22 +138,23 @@ def cmd_changepassword(args, settings):
     """set a user's password"""
     st = _store(settings)
     user = _user(st, args.user)
-    password = _password(args, user["username"])
-    st.set_password(user["id"], auth.hash_password(password),
-                    must_change=password == auth.DEFAULT_PASSWORD)
+    password = _password(args, user.username)
+    st.accounts.set_password(user.id, auth.hash_password(password),
+                             must_change=password == auth.DEFAULT_PASSWORD)
     st.close()
-    print("password changed for %s" % user["username"])
+    print("password changed for %s" % user.username)
 
 
 def cmd_reset_admin_password(args, settings):
     """set user id 1 (Administrator) back to password 'admin'"""
     st = _store(settings)
-    if not st.set_password(1, auth.hash_password(auth.DEFAULT_PASSWORD), must_change=True):
+    if not st.accounts.set_password(1, auth.hash_password(auth.DEFAULT_PASSWORD),
+                                    must_change=True):
         raise CommandError("there is no user with id 1")
-    user = st.get_user(user_id=1)
+    user = st.accounts.get_user(1)
     st.close()
     print("password of %s (user id 1) reset to '%s'; change it at the next sign-in"
-          % (user["username"], auth.DEFAULT_PASSWORD))
+          % (user.username, auth.DEFAULT_PASSWORD))
 
 
 def cmd_unlock(args, settings):
@@ -172,25 +183,27 @@ def cmd_addunit(args, settings):
     axes = []
     for text in args.axis:
         label, fields = _numbered(text, "--axis")
-        axes.append({"label": label, "fields": fields})
+        axes.append(store.Axis(label, tuple(fields)))
     size = _graph_size(args.graph_size) if args.graph_size else None
     st = _store(settings)
-    if st.get_unit(args.code):
+    if st.units.get(args.code):
         raise CommandError("unit %s exists already" % args.code)
     source = _unit(st, args.source) if args.source else None
     readable = [_unit(st, c) for c in args.reads.split(",")] if args.reads else []
-    unit = st.add_unit(args.code, args.key, args.fields, name=args.name or "",
-                       description=args.description or "", field_names=names,
-                       enabled=not args.disabled, source=source)
+    unit = st.units.add(args.code, args.key, args.fields, name=args.name or "",
+                        description=args.description or "", field_names=names,
+                        enabled=not args.disabled, source=source)
     for other in readable:
-        st.allow_read(unit, other)
+        st.units.allow_read(unit, other)
     if size or axes:
-        graph = st.graph_options(unit)
-        width, height = size or (graph["width"], graph["height"])
+        options = st.units.graph_options(unit)._replace(axes=tuple(axes))
+        if size:
+            options = options._replace(width=size[0], height=size[1])
         try:
-            st.set_graph_options(unit, width, height, axes)
+            rules.check_graph_options(unit, options)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        st.units.set_graph_options(unit, options)
     st.close()
     print("unit %s added (%d fields%s)" % (unit.code, unit.fields,
                                            "" if unit.enabled else ", disabled"))
@@ -205,11 +218,12 @@ def cmd_adddisplay(args, settings):
         unit = _unit(st, code)
         channels.extend((unit, field) for field in fields)
     try:
-        display_id = st.add_display(args.name, args.refresh, channels)
+        rules.check_display(args.name, args.refresh, channels)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    display = st.displays.add(args.name, args.refresh, channels)
     st.close()
-    print("display %d %r added: /views/%d/" % (display_id, args.name, display_id))
+    print("display %d %r added: /views/%d/" % (display.id, args.name, display.id))
 
 
 def cmd_addtoken(args, settings):
@@ -217,12 +231,12 @@ def cmd_addtoken(args, settings):
     st = _store(settings)
     user = _user(st, args.user)
     try:
-        token = auth.create_api_token(st, user["id"], args.name)
+        token = auth.create_api_token(st, user.id, args.name)
     except ValueError as exc:
         raise CommandError("%s (revoke it with: manage revoketoken %s %s)"
-                           % (exc, user["username"], args.name)) from None
+                           % (exc, user.username, args.name)) from None
     st.close()
-    print("API token %r for %s; it is shown only this once:" % (args.name, user["username"]),
+    print("API token %r for %s; it is shown only this once:" % (args.name, user.username),
           file=sys.stderr)
     print(token)
 
@@ -231,20 +245,20 @@ def cmd_revoketoken(args, settings):
     """delete a user's API token by name"""
     st = _store(settings)
     user = _user(st, args.user)
-    if not auth.revoke_api_token(st, user["id"], args.name):
-        raise CommandError("%s has no token named %r" % (user["username"], args.name))
+    if not auth.revoke_api_token(st, user.id, args.name):
+        raise CommandError("%s has no token named %r" % (user.username, args.name))
     st.close()
-    print("API token %r of %s revoked" % (args.name, user["username"]))
+    print("API token %r of %s revoked" % (args.name, user.username))
 
 
 def cmd_listunits(args, settings):
     """list the units with their sample counts"""
     st = _store(settings)
     rows = [("code", "name", "fields", "enabled", "samples", "last sample")]
-    for unit in st.list_units():
-        last = st.last_sample(unit)
+    for unit in st.units.all():
+        last = st.samples.last(unit)
         rows.append((unit.code, unit.name, str(unit.fields), "yes" if unit.enabled else "no",
-                     str(st.count_samples(unit)), times.text(last[1]) if last else "-"))
+                     str(st.samples.count(unit)), times.text(last[1]) if last else "-"))
     st.close()
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -273,7 +287,7 @@ def cmd_backup(args, settings):
     st = _store(settings)
     try:
         st.backup(args.path)
-    except sqlite3.Error as exc:
+    except store.StoreError as exc:
         raise CommandError("backup to %s failed: %s" % (args.path, exc)) from None
     finally:
         st.close()
@@ -383,7 +397,7 @@ def main(argv, settings):
     except (CommandError, server.StartupError, plugins.AppError, config.ConfigError) as exc:
         print("manage %s: %s" % (args.command, exc), file=sys.stderr)
         return 2 if isinstance(exc, (plugins.AppError, config.ConfigError)) else 1
-    except sqlite3.Error as exc:
+    except store.StoreError as exc:
         print("manage %s: database %s: %s" % (args.command, settings.DATABASE_NAME, exc),
               file=sys.stderr)
         return 1

@@ -54,7 +54,7 @@ class Metrics:
                          for code, n in sorted(self.http.requests_by_status.items())])
         lines += family("texmate_samples_stored_total", "counter",
                         "Samples committed to the database since the server started.",
-                        [({}, self.store.samples_stored)])
+                        [({}, self.store.samples.stored)])
         lines += family("texmate_commit_seconds", "summary",
                         "Time spent committing the group transaction.",
                         [("_sum", {}, self.commits.commit_seconds),

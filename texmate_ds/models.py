@@ -5,7 +5,7 @@ gives ``Unit.objects.get(code=...)``, ``Unit.DoesNotExist`` and
 
 Vendor apps reach the models without being handed a store, so this is the
 one place with process-wide state: the server `bind`s its store at start.
-New apps should use ``server.store`` instead.
+New apps should use ``server.store.units`` instead.
 """
 
 from texmate_ds import store as _store
@@ -22,7 +22,7 @@ class _UnitManager:
     def get(self, code=None, id=None):
         if _bound is None:
             raise RuntimeError("texmate_ds.models used before the server bound its store")
-        unit = _bound.get_unit(code) if code is not None else _bound.get_unit_by_id(id)
+        unit = _bound.units.get(code) if code is not None else _bound.units.get_by_id(id)
         if unit is None:
             raise Unit.DoesNotExist("no unit %r" % (code if code is not None else id))
         return unit

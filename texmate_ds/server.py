@@ -45,21 +45,21 @@ def open_store(settings):
     """The store, its schema created or upgraded, with the Administrator
     user on a database that has no users yet."""
     try:
-        st = store.Store(settings.DATABASE_NAME, durable=settings.COMMIT_INTERVAL == 1)
+        st = store.Database(settings.DATABASE_NAME, durable=settings.COMMIT_INTERVAL == 1)
     except store.SchemaTooNew as exc:
         raise StartupError(str(exc)) from None
-    st.syncdb()
-    if st.count_users() == 0:
-        st.add_user("Administrator", auth.hash_password(auth.DEFAULT_PASSWORD),
-                    is_staff=True, is_superuser=True, must_change_password=True)
+    st.migrate()
+    if st.accounts.count_users() == 0:
+        st.accounts.add_user("Administrator", auth.hash_password(auth.DEFAULT_PASSWORD),
+                             is_staff=True, is_superuser=True, must_change_password=True)
         st.commit()
         log.warning("created user Administrator with password '%s'", auth.DEFAULT_PASSWORD)
     return st
 
 
 def default_password_in_force(st):
-    admin = st.get_user(user_id=1)
-    return bool(admin and admin["must_change_password"])
+    admin = st.accounts.get_user(1)
+    return bool(admin and admin.must_change_password)
 
 
 # Worker threads for the web's slow work (loop.Pool), and how many pieces
@@ -104,7 +104,7 @@ def serve(settings, out=sys.stdout):
     # servers' counters through `metrics`, made once both servers exist.
     # The web's slow work (a graph over a year, a password hash) runs on
     # worker threads, each with its own connection, beside the loop.
-    workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Store(settings.DATABASE_NAME),
+    workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Database(settings.DATABASE_NAME),
                         WEB_WORK_PER_CLIENT)
     the_loop.add_service(workers)
     site = http.HTTPServer(settings, None, the_loop, workers, tls_context)

@@ -534,12 +534,12 @@ def ensure_units(config_path: str, codes: list[str], key: str, fields: int):
     # aimed at a remote server does not.
     from texmate_ds import config, store
     settings = config.load(cli_path=config_path)
-    st = store.Store(settings.DATABASE_NAME)
+    st = store.Database(settings.DATABASE_NAME)
     try:
-        st.syncdb()
+        st.migrate()
         for code in codes:
-            if st.get_unit(code) is None:
-                st.add_unit(code, key, fields=fields, name=code)
+            if st.units.get(code) is None:
+                st.units.add(code, key, fields=fields, name=code)
         st.commit()
     finally:
         st.close()

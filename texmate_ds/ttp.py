@@ -15,7 +15,7 @@ Two layers, the first usable without the second:
    own from ``TTP_APPS_DIR``, found and loaded by plugins.py; a producer
    may raise `TTPError` from its constructor to answer an error. An
    upload's answer is held until the group commit when ``COMMIT_INTERVAL``
-   is 1 (see ``store.GroupCommit``).
+   is 1 (see ``store.groupcommit``).
 
 A key is never logged; anything a meter sent is escaped before logging.
 
@@ -314,7 +314,7 @@ class TTPServer:
     def authenticate(self, code, key):
         """The enabled unit `code` whose key is `key`, else TTPError 405,
         402 or 403 (docs/protocol.md, "Authentication")."""
-        unit = self.store.get_unit(code)
+        unit = self.store.units.get(code)
         if unit is None:
             raise TTPError(405)
         if not unit.check_key(key):

@@ -3,7 +3,7 @@ for a commit that failed; a failing after_commit callback (such as a
 publisher) keeps no other upload's answer held.
 
 The real server runs in a process of its own, where no test can subscribe,
-so this runs its parts in-process: a real Store on a file, the GroupCommit
+so this runs its parts in-process: a real Database on a file, the GroupCommit
 on a real Loop turned by the test, the bundled apps, and a meter's
 uploads through a real TTPChannel over a socket pair. A second connection
 to the file tells what was committed when each event came.
@@ -23,11 +23,10 @@ class Spoiler(ttp.Answer):
     whole group fails, as a full disk makes it fail."""
 
     def __init__(self, server, request, unit, key):
-        conn = server.store.conn
-        if not conn.in_transaction:
-            conn.execute("BEGIN")
-        conn.execute("PRAGMA defer_foreign_keys = ON")
-        conn.execute("INSERT INTO unit_reads (reader_id, source_id) VALUES (998, 999)")
+        db = server.store
+        db.begin()
+        db.execute("PRAGMA defer_foreign_keys = ON")
+        db.execute("INSERT INTO unit_reads (reader_id, source_id) VALUES (998, 999)")
         super().__init__("OK\r")
 
 
@@ -36,10 +35,10 @@ class Site:
 
     def __init__(self, path, commit_interval):
         settings = config.Settings(DATABASE_NAME=str(path), COMMIT_INTERVAL=commit_interval)
-        self.store = store.Store(str(path), durable=commit_interval == 1)
-        self.store.syncdb()
-        self.unit = self.store.add_unit("A1", "k1", 2)
-        self.store.add_unit("B7", "k7", 1)
+        self.store = store.Database(str(path), durable=commit_interval == 1)
+        self.store.migrate()
+        self.unit = self.store.units.add("A1", "k1", 2)
+        self.store.units.add("B7", "k7", 1)
         self.store.commit()
         self.loop = loop.Loop()
         self.commits = store.GroupCommit(self.store, self.loop, commit_interval, 50)

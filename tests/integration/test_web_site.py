@@ -1,5 +1,5 @@
 """The web UI over real HTTP: the WSGI site on wsgiref (127.0.0.1, a port
-the OS picks) in a thread, over a Store on a temporary file. The test keeps
+the OS picks) in a thread, over a store.Database on a temporary file. The test keeps
 its own connection to the same file, as ``manage`` would, to set things up
 and to check what changed."""
 
@@ -25,7 +25,7 @@ def _boom(request, what):
 
 @app.page
 def _half_done(request):
-    request.store.add_unit("HALF", "k", 1)
+    request.store.units.add("HALF", "k", 1)
     if request.form.get("fail"):
         raise app.HTTPError(400, "refused after writing")
     raise RuntimeError("crashed after writing")
@@ -34,7 +34,7 @@ def _half_done(request):
 @app.page
 def _staff_room(request, number):
     return app.text(200, "room %d for %s via %s\n" % (
-        number, request.user["username"], request.url_for("staff_room", number)))
+        number, request.user.username, request.url_for("staff_room", number)))
 
 
 TEST_ROUTES = [app.Route("/boom/<what>", _boom), app.Route("/half/", _half_done, methods=("POST",))]
@@ -56,15 +56,15 @@ class WebSite(WSGISite):
         return Browser(self.port)
 
     def add_user(self, username, password=PASSWORD, encoded=None, **flags):
-        self.db.add_user(username, encoded or auth.hash_password(password), **flags)
+        self.db.accounts.add_user(username, encoded or auth.hash_password(password), **flags)
         self.db.commit()
         return self.user(username)
 
     def user(self, username):
-        return self.db.get_user(username=username)
+        return self.db.accounts.get_user_by_name(username)
 
     def count(self, table):
-        return self.db.conn.execute("SELECT count(*) FROM %s" % table).fetchone()[0]
+        return self.db.one("SELECT count(*) FROM %s" % table)[0]
 
 
 class Browser(conftest.Browser):
@@ -102,7 +102,7 @@ def test_sign_in_starts_a_session_and_returns_to_next(web):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=1209600" in cookie
     home = b.get("/")
     assert home.status == 200 and '<span class="who">ann</span>' in home.body
-    assert w.count("sessions") == 1 and w.user("ann")["last_login"] is not None
+    assert w.count("sessions") == 1 and w.user("ann").last_login is not None
 
 
 def test_wrong_password_and_unknown_user_are_refused_alike(web):
@@ -141,7 +141,7 @@ def test_next_must_stay_on_this_site(web):
 def test_inactive_users_cannot_sign_in(web):
     w = web()
     w.add_user("ann")
-    w.db.conn.execute("UPDATE users SET is_active = 0")
+    w.db.execute("UPDATE users SET is_active = 0")
     answer = w.browser().sign_in("ann")
     assert answer.status == 403 and "disabled" in answer.body
 
@@ -152,7 +152,7 @@ def test_legacy_sha1_hash_is_accepted_and_upgraded(web):
     w.add_user("old", encoded=legacy)
     assert w.browser().sign_in("old").status == 303
     w.db.notice_others()
-    upgraded = w.user("old")["password"]
+    upgraded = w.user("old").password
     assert upgraded.startswith("pbkdf2_sha256$%d$" % auth.ITERATIONS)
     assert auth.check_password(PASSWORD, upgraded)
 
@@ -183,14 +183,14 @@ def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(web):
         assert refused.status == 403 and "CSRF" in refused.body
     assert w.count("sessions") == 0
     b.sign_in("ann")
-    before = w.user("ann")["password"]
+    before = w.user("ann").password
     change = {"old_password": PASSWORD, "new_password": "n3w secret",
               "new_password2": "n3w secret"}
     assert b.post("/password/", change).status == 403
     assert b.post("/password/", dict(change, csrf_token="x" * 64)).status == 403
     assert b.post("/logout/", {}).status == 403
     w.db.notice_others()
-    assert w.user("ann")["password"] == before and w.count("sessions") == 1
+    assert w.user("ann").password == before and w.count("sessions") == 1
     assert b.get("/").status == 200
 
 
@@ -234,7 +234,7 @@ def test_default_password_must_be_changed_before_anything_else(web):
     assert b.get("/").status == 200
     w.db.notice_others()
     admin = w.user("Administrator")
-    assert not admin["must_change_password"] and auth.check_password("s3cret!", admin["password"])
+    assert not admin.must_change_password and auth.check_password("s3cret!", admin.password)
     assert w.count("sessions") == 1  # the other browser's session ended
     assert other.get("/").status == 302
 
@@ -245,8 +245,8 @@ def test_bearer_tokens_open_data_views(web):
     w = web()
     staff = w.add_user("ops", is_staff=True)
     plain = w.add_user("ann")
-    staff_token = auth.create_api_token(w.db, staff["id"], "prometheus")
-    plain_token = auth.create_api_token(w.db, plain["id"], "cron")
+    staff_token = auth.create_api_token(w.db, staff.id, "prometheus")
+    plain_token = auth.create_api_token(w.db, plain.id, "cron")
     w.db.commit()
     b = w.browser()
     anonymous = b.get("/metrics")
@@ -260,10 +260,10 @@ def test_bearer_tokens_open_data_views(web):
     assert ok.status == 200 and ok.body == METRICS
     assert ok.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
     w.db.notice_others()
-    assert w.db.get_api_token(auth.digest(staff_token))["last_used"] is not None
+    assert w.db.accounts.get_api_token(auth.digest(staff_token)).last_used is not None
     # Pages take sessions only: a token does not open them.
     assert b.get("/", Authorization="Bearer " + staff_token).status == 302
-    auth.revoke_api_token(w.db, staff["id"], "prometheus")
+    auth.revoke_api_token(w.db, staff.id, "prometheus")
     w.db.commit()
     assert b.get("/metrics", Authorization="Bearer " + staff_token).status == 401
 
@@ -306,7 +306,7 @@ def test_a_staff_group_admits_staff_only(web, login_required):
 
 def test_without_login_required_pages_are_open_but_accounts_are_not(web):
     w = web(LOGIN_REQUIRED=False)
-    w.db.add_unit("A1", "k", 1, name="Pump")
+    w.db.units.add("A1", "k", 1, name="Pump")
     w.db.commit()
     b = w.browser()
     home = b.get("/")
@@ -330,10 +330,10 @@ SCRIPT = "<script>alert(1)</script>"
 
 def test_unit_names_labels_and_display_names_are_escaped(web):
     w = web(LOGIN_REQUIRED=False)
-    unit = w.db.add_unit("X1", "k", 2, name=SCRIPT,
+    unit = w.db.units.add("X1", "k", 2, name=SCRIPT,
                          field_names=['<img src=x onerror="alert(2)">', "ok"])
-    w.db.add_samples(unit, [(10**15, [1.5, 2])])
-    display_id = w.db.add_display(SCRIPT, 7, [(unit, 1), (unit, 2)])
+    w.db.samples.add(unit, [(10**15, [1.5, 2])])
+    display_id = w.db.displays.add(SCRIPT, 7, [(unit, 1), (unit, 2)]).id
     w.db.commit()
     b = w.browser()
     for path in ("/", "/views/%d/" % display_id):
@@ -352,9 +352,9 @@ def test_unit_names_labels_and_display_names_are_escaped(web):
 def test_home_lists_units_with_counts_and_pages_them(web):
     w = web(LOGIN_REQUIRED=False)
     for i in range(51):
-        w.db.add_unit("U%02d" % i, "k", 1)
-    a = w.db.get_unit("U00")
-    w.db.add_samples(a, [(10**15, [1]), (10**15 + 1, [2])])
+        w.db.units.add("U%02d" % i, "k", 1)
+    a = w.db.units.get("U00")
+    w.db.samples.add(a, [(10**15, [1]), (10**15 + 1, [2])])
     w.db.commit()
     b = w.browser()
     first = b.get("/").body
@@ -371,10 +371,10 @@ def test_home_lists_units_with_counts_and_pages_them(web):
 
 def test_display_shows_newest_values_and_refreshes(web):
     w = web(LOGIN_REQUIRED=False)
-    a = w.db.add_unit("A1", "k", 3, name="Pump", field_names=["Flow"])
-    b7 = w.db.add_unit("B7", "k", 1)
-    w.db.add_samples(a, [(10**15, [1, 2, 3]), (2 * 10**15, [4.25, 5, 6])])
-    display_id = w.db.add_display("Plant", 15, [(a, 1), (a, 3), (b7, 1)])
+    a = w.db.units.add("A1", "k", 3, name="Pump", field_names=["Flow"])
+    b7 = w.db.units.add("B7", "k", 1)
+    w.db.samples.add(a, [(10**15, [1, 2, 3]), (2 * 10**15, [4.25, 5, 6])])
+    display_id = w.db.displays.add("Plant", 15, [(a, 1), (a, 3), (b7, 1)]).id
     w.db.commit()
     page = w.browser().get("/views/%d/" % display_id).body
     assert '<meta http-equiv="refresh" content="15">' in page
@@ -431,7 +431,7 @@ def test_a_failing_post_changes_nothing(web):
     assert b.post("/half/", {"csrf_token": token}).status == 500
     assert b.post("/half/", {"csrf_token": token, "fail": "1"}).status == 400
     w.db.notice_others()
-    assert w.db.get_unit("HALF") is None
+    assert w.db.units.get("HALF") is None
 
 
 # -- static files -------------------------------------------------------------

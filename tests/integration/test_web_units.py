@@ -1,5 +1,5 @@
 """The unit page and the data endpoints over real HTTP: the WSGI site on
-wsgiref (127.0.0.1, a port the OS picks) in a thread, over a Store on a
+wsgiref (127.0.0.1, a port the OS picks) in a thread, over a store.Database on a
 temporary file. The test keeps its own connection to the same file, as
 ``manage`` would, to add units and samples."""
 
@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from texmate_ds import auth, times, ttp
+from texmate_ds.store import Axis, GraphOptions
 
 from conftest import WSGISite
 
@@ -38,11 +39,11 @@ class Site(WSGISite):
         return answer
 
     def unit(self, code, fields, samples=(), axes=None, **extra):
-        unit = self.db.add_unit(code, "key", fields, **extra)
+        unit = self.db.units.add(code, "key", fields, **extra)
         if samples:
-            self.db.add_samples(unit, list(samples))
+            self.db.samples.add(unit, list(samples))
         if axes is not None:
-            self.db.set_graph_options(unit, 640, 240, axes)
+            self.db.units.set_graph_options(unit, GraphOptions(640, 240, tuple(axes)))
         self.db.commit()
         return unit
 
@@ -79,8 +80,7 @@ def range_query(start, end, **more):
 def test_unit_page_shows_a_graph_per_axis_statistics_and_download_links(site):
     site.unit("A1", 3, wave(600), name="Pump " + HOSTILE, description=HOSTILE,
               field_names=["temp " + HOSTILE, "pressure", "flow"],
-              axes=[{"label": "Temperature " + HOSTILE, "fields": [1]},
-                    {"label": "Pressure", "fields": [2]}])
+              axes=[Axis("Temperature " + HOSTILE, (1,)), Axis("Pressure", (2,))])
     page = site.get("/units/A1/?" + range_query(T0, T0 + 599 * SECOND))
     assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
     assert "<script" not in page.text
@@ -125,7 +125,7 @@ def test_an_empty_unit_page_says_there_is_no_data(site):
 
 def test_graph_svg_is_xml_laid_out_as_configured(site):
     site.unit("G1", 3, wave(300), field_names=[HOSTILE, "b", "c"],
-              axes=[{"label": HOSTILE, "fields": [1, 3]}, {"label": "ramp", "fields": [2]}])
+              axes=[Axis(HOSTILE, (1, 3)), Axis("ramp", (2,))])
     answer = site.get("/units/G1/graph.svg?" + range_query(T0, T0 + 299 * SECOND))
     assert answer.status == 200 and answer.headers["Content-Type"] == "image/svg+xml"
     assert "<script" not in answer.text
@@ -259,8 +259,8 @@ def test_login_required_anonymous_is_refused_and_a_token_reads(tmp_path):
     site = Site(str(tmp_path / "web.db"))
     try:
         site.unit("A1", 3, wave(5))
-        user = site.db.add_user("script", auth.hash_password("not the default"))
-        token = auth.create_api_token(site.db, user, "cron")
+        user = site.db.accounts.add_user("script", auth.hash_password("not the default"))
+        token = auth.create_api_token(site.db, user.id, "cron")
         site.db.commit()
         for endpoint in ENDPOINTS:
             answer = site.get("/units/A1/" + endpoint)

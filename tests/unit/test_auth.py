@@ -33,14 +33,14 @@ class Clock:
 @pytest.fixture
 def throttled():
     """(Throttle on a clock the test turns, an in-memory store, the clock)."""
-    st = store.Store(":memory:")
-    st.syncdb()
+    st = store.Database(":memory:")
+    st.migrate()
     clock = Clock()
     return auth.Throttle(clock=clock), st, clock
 
 
 def rows(st):
-    return st.conn.execute("SELECT count(*) FROM sign_in_attempts").fetchone()[0]
+    return st.one("SELECT count(*) FROM sign_in_attempts")[0]
 
 
 def refusal(throttle, st, username, address):
@@ -67,7 +67,7 @@ def test_checks_in_flight_count_and_a_refusal_writes_nothing(throttled):
 
 def test_a_right_password_gives_its_slot_back_a_wrong_one_does_not(throttled):
     throttle, st, _ = throttled
-    user = {"id": 1, "is_active": 1, "must_change_password": 0}
+    user = store.User(1, "ann", "hash", "", "", "", True, False, False, False, 0, None)
     for _ in range(20):
         attempt = throttle.admit(st, "ann", "10.0.0.1")
         assert auth.settle(st, attempt, user, (True, None)) is user

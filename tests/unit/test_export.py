@@ -14,10 +14,10 @@ PAGE = export.PAGE
 
 @pytest.fixture(scope="module")
 def filled():
-    st = store.Store(":memory:")
-    st.syncdb()
-    unit = st.add_unit("X1", "k", 2, field_names=["a", 'b "q"'])
-    st.add_samples(unit, [(ts, (float(ts), None if ts % 7 else -1.5)) for ts in range(2 * PAGE)])
+    st = store.Database(":memory:")
+    st.migrate()
+    unit = st.units.add("X1", "k", 2, field_names=["a", 'b "q"'])
+    st.samples.add(unit, [(ts, (float(ts), None if ts % 7 else -1.5)) for ts in range(2 * PAGE)])
     st.commit()
     return st, unit
 
@@ -69,10 +69,10 @@ def test_text_cells_a_spreadsheet_would_run_get_a_quote(text, cell):
 
 
 def test_csv_header_names_are_made_safe_but_values_are_not():
-    st = store.Store(":memory:")
-    st.syncdb()
-    unit = st.add_unit("F1", "k", 3, field_names=["=1+2", "-x", "ok"])
-    st.add_samples(unit, [(0, (-5.0, -0.25, 3.0))])
+    st = store.Database(":memory:")
+    st.migrate()
+    unit = st.units.add("F1", "k", 3, field_names=["=1+2", "-x", "ok"])
+    st.samples.add(unit, [(0, (-5.0, -0.25, 3.0))])
     rows = list(csv.reader(io.StringIO("".join(export.csv_chunks(st, unit)))))
     assert rows == [["id", "timestamp", "'=1+2", "'-x", "ok"],
                     ["1", "1970-01-01 00:00:00", "-5", "-0.25", "3"]]

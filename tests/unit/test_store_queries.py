@@ -15,14 +15,14 @@ SECOND = 1000000
 
 @pytest.fixture
 def st():
-    st = store.Store(":memory:")
-    st.syncdb()
+    st = store.Database(":memory:")
+    st.migrate()
     return st
 
 
 def fill(st, code, samples, fields):
-    unit = st.add_unit(code, "k", fields)
-    st.add_samples(unit, samples)
+    unit = st.units.add(code, "k", fields)
+    st.samples.add(unit, samples)
     st.commit()
     return unit
 
@@ -34,7 +34,7 @@ def test_stats_match_brute_force_and_skip_nulls(st):
     unit = fill(st, "S1", samples, 3)
     start, end = T0 + 100 * SECOND, T0 + 899 * SECOND     # inclusive bounds
     inside = [(ts, v) for ts, v in samples if start <= ts <= end]
-    stats = st.field_stats(unit, [1, 2, 3], start, end)
+    stats = st.samples.stats(unit, [1, 2, 3], start, end)
     for field, got in zip([1, 2, 3], stats):
         values = [(ts, v[field - 1]) for ts, v in inside if v[field - 1] is not None]
         plain = [v for _, v in values]
@@ -49,17 +49,17 @@ def test_stats_match_brute_force_and_skip_nulls(st):
 def test_stats_keep_precision_with_a_large_offset(st):
     samples = [(T0 + i * SECOND, (1e9 + (i % 2) * 0.01,)) for i in range(10000)]
     unit = fill(st, "S2", samples, 1)
-    (got,) = st.field_stats(unit, [1], T0, T0 + 10000 * SECOND)
+    (got,) = st.samples.stats(unit, [1], T0, T0 + 10000 * SECOND)
     assert math.isclose(got["stddev"], 0.005, rel_tol=1e-6)
     assert math.isclose(got["mean"], 1e9 + 0.005, rel_tol=1e-15)
 
 
 def test_stats_of_an_empty_range_or_field(st):
     unit = fill(st, "S3", [(T0, (1.0, None))], 2)
-    assert st.field_stats(unit, [1], T0 + 1, T0 + SECOND) == [
+    assert st.samples.stats(unit, [1], T0 + 1, T0 + SECOND) == [
         {"count": 0, "min": None, "max": None, "mean": None, "stddev": None,
          "first": None, "last": None}]
-    one, empty = st.field_stats(unit, [1, 2], T0, T0)
+    one, empty = st.samples.stats(unit, [1, 2], T0, T0)
     assert (one["count"], one["mean"], one["stddev"], one["first"]) == (1, 1.0, 0.0, (T0, 1.0))
     assert empty["count"] == 0 and empty["last"] is None
 
@@ -67,7 +67,7 @@ def test_stats_of_an_empty_range_or_field(st):
 def test_plot_rows_are_raw_samples_when_few(st):
     samples = [(T0 + i * SECOND, (float(i), -float(i))) for i in range(20)]
     unit = fill(st, "P1", samples, 2)
-    rows = st.plot_rows(unit, [2, 1], T0 + SECOND, T0 + 10 * SECOND, columns=5)
+    rows = st.samples.plot_rows(unit, [2, 1], T0 + SECOND, T0 + 10 * SECOND, columns=5)
     assert rows == [(T0 + i * SECOND, T0 + i * SECOND, -float(i), -float(i), float(i), float(i))
                     for i in range(1, 11)]
 
@@ -98,7 +98,7 @@ def test_plot_rows_keep_every_buckets_extremes(st):
         samples.append((T0 + i * SECOND, (value,)))
     unit = fill(st, "P2", samples, 1)
     start, end = T0 + 10 * SECOND, T0 + 19990 * SECOND
-    rows = st.plot_rows(unit, [1], start, end, columns=300)
+    rows = st.samples.plot_rows(unit, [1], start, end, columns=300)
     assert rows == brute_buckets(samples, start, end, 300, 1)
     assert len(rows) < 300
     assert any(lo is None for _, _, lo, _ in rows)          # the NULL stretch
@@ -111,7 +111,7 @@ def test_plot_rows_buckets_cover_the_range_ends(st):
     samples = [(T0 + i, (float(i),)) for i in range(1001)]
     unit = fill(st, "P3", samples, 1)
     for columns in (1, 7, 100, 333):
-        rows = st.plot_rows(unit, [1], T0, T0 + 1000, columns)
+        rows = st.samples.plot_rows(unit, [1], T0, T0 + 1000, columns)
         assert rows[0][0] == T0 and rows[-1][1] == T0 + 1000
         assert len(rows) <= columns
         assert (min(r[2] for r in rows), max(r[3] for r in rows)) == (0.0, 1000.0)

@@ -198,9 +198,9 @@ def test_a_group_mounts_routes_under_its_prefix_behind_its_guard():
 
 
 def test_staff_guard():
-    assert app.staff(_request({"is_staff": True})) is None
+    assert app.staff(_request(types.SimpleNamespace(is_staff=True))) is None
     with pytest.raises(app.HTTPError) as caught:
-        app.staff(_request({"is_staff": False}))
+        app.staff(_request(types.SimpleNamespace(is_staff=False)))
     assert caught.value.status == 403
     to_login = app.staff(_request())
     assert (to_login.status, to_login.headers) == (302, [("Location", "/login/?next=%2Fadmin%2Fx%2F")])

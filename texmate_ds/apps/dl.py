@@ -9,14 +9,14 @@ PAGE = 100
 def _source(server, reader, code):
     """The unit whose samples `reader` asked for (docs/protocol.md, "dl: download samples")."""
     if code:
-        source = server.store.get_unit(ttp.check_unit_code(code))
+        source = server.store.units.get(ttp.check_unit_code(code))
         if source is None:
             raise ttp.TTPError(405)
     elif reader.source_id is not None:
-        source = server.store.get_unit_by_id(reader.source_id)
+        source = server.store.units.get_by_id(reader.source_id)
     else:
         source = reader
-    if not server.store.may_read(reader, source):
+    if not server.store.units.may_read(reader, source):
         raise ttp.TTPError(403)
     return source
 
@@ -26,18 +26,18 @@ def DlProducer(server, request, unit, key):
     reader = server.authenticate(unit, key)
     selector, _, code = request.argument.partition("/")
     source = _source(server, reader, code)
-    store = server.store
+    samples = server.store.samples
     if selector == "last":
-        return _one(store.last_sample(source))
+        return _one(samples.last(source))
     if selector == "first":
-        return _one(store.first_sample(source))
+        return _one(samples.first(source))
     if selector == "next":
-        return NextProducer(store, reader, source)
+        return NextProducer(samples, reader, source)
     if selector.startswith("from<") and selector.endswith(">"):
-        return FromProducer(store, source, _timestamp(selector[5:-1]),
+        return FromProducer(samples, source, _timestamp(selector[5:-1]),
                             server.settings.DL_MAX_SAMPLES)
     if selector.startswith("<") and selector.endswith(">"):
-        return _one(store.sample_at(source, _timestamp(selector[1:-1])))
+        return _one(samples.at(source, _timestamp(selector[1:-1])))
     raise ttp.TTPError(400)
 
 
@@ -60,8 +60,8 @@ class NextProducer:
     (`flushed`), so pipelined ``next`` requests each get the following
     sample and a dropped connection means the sample comes again."""
 
-    def __init__(self, store, reader, source):
-        self.store = store
+    def __init__(self, samples, reader, source):
+        self.samples = samples
         self.reader = reader
         self.source = source
         self.sample_id = None
@@ -71,8 +71,8 @@ class NextProducer:
         if self.done:
             return ""
         self.done = True
-        row = self.store.sample_after_id(
-            self.source, self.store.get_cursor(self.reader, self.source))
+        row = self.samples.after_id(
+            self.source, self.samples.cursor(self.reader, self.source))
         if row is None:
             return ttp.error_text(404)
         self.sample_id = row[0]
@@ -80,7 +80,7 @@ class NextProducer:
 
     def flushed(self):
         if self.sample_id is not None:
-            self.store.set_cursor(self.reader, self.source, self.sample_id)
+            self.samples.set_cursor(self.reader, self.source, self.sample_id)
 
 
 class FromProducer:
@@ -88,8 +88,8 @@ class FromProducer:
     Nothing is fetched until this answer's turn comes, so answers queued
     behind a slow reader hold no rows."""
 
-    def __init__(self, store, source, start, limit):
-        self.store = store
+    def __init__(self, samples, source, start, limit):
+        self.samples = samples
         self.source = source
         self.start = start
         self.left = limit
@@ -99,7 +99,7 @@ class FromProducer:
     def more(self):
         if self.done:
             return ""
-        page = self.store.samples_range(self.source, self.start, limit=min(PAGE, self.left))
+        page = self.samples.between(self.source, self.start, limit=min(PAGE, self.left))
         self.left -= len(page)
         if not page:
             self.done = True

@@ -20,7 +20,7 @@ class UpProducer(ttp.Answer):
     def __init__(self, server, request, unit, key):
         unit = server.authenticate(unit, key)
         samples = ttp.parse_samples(request.argument, unit.fields)
-        duplicates = server.store.add_samples(unit, [s[:2] for s in samples])
+        duplicates = server.store.samples.add(unit, [s[:2] for s in samples])
         if duplicates:
             text = "406 Duplicate sample %s\r" % "".join(
                 "%d<%s>" % (i + 1, samples[i][2]) for i in duplicates)
@@ -41,7 +41,7 @@ def _publisher(server, unit, timestamps):
         if not committed:
             return
         for ts in timestamps:
-            row = server.store.sample_at(unit, ts)
+            row = server.store.samples.at(unit, ts)
             if row is not None:
                 server.events.publish("sample", unit=unit.code, id=row[0], timestamp=row[1],
                                       values=row[2:])

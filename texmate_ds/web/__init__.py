@@ -1,7 +1,7 @@
 """The web UI as a WSGI application (docs/web.md).
 
 ``make_app(store, settings, metrics=None)`` returns the WSGI callable. The
-server passes its own `store.Store` (the one the TTP side uses) and a
+server passes its own `store.Database` (the one the TTP side uses) and a
 zero-argument `metrics` callable returning Prometheus text (None: /metrics
 answers 404). Any WSGI server can run it; the tests use wsgiref.
 
@@ -50,7 +50,7 @@ everyone else but staff with 403.
 
 The `request` (`app.Request`): ``method``, ``path``, ``query`` (dict of
 str), ``form`` (dict of str from an urlencoded POST body), ``cookies``,
-``user`` (the users row as a dict, or None), ``bearer``, ``store``,
+``user`` (a `store.User`, or None), ``bearer``, ``store``,
 ``settings``, ``site``, ``csrf_token``, ``environ``, ``url_for(name,
 ...)``. A repeated or non-UTF-8 parameter is a 400 before the view sees
 it. Every POST is checked against the CSRF token before the view runs;
@@ -94,10 +94,11 @@ server runs it on a worker thread with a read-only connection of its own
 (``environ["texmate.offload"]``), so meters are served meanwhile; any other
 WSGI server runs it at once on the site's store.
 
-Database writes: views call Store methods, which join the store's shared
+Database writes: views call the repositories (``request.store.units``,
+``.samples``, ``.accounts``, ``.displays``), whose writes join the shared
 transaction; they never commit. In the server the group-commit turn hook
 commits before the next select(); elsewhere `committing` does it after
-each request. A POST's view runs inside `Store.atomic()`: if it raises,
+each request. A POST's view runs inside `Database.atomic()`: if it raises,
 its writes are undone and the rest of the transaction is kept.
 """
 

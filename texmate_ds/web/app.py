@@ -162,7 +162,7 @@ class Request:
 
     `path` is the decoded path; `query` and `form` are dicts of str (parsed
     when first used; a bad one raises HTTPError 400); `user` is the signed-in
-    user's row as a dict, or None; `bearer` is True when an API token signed
+    user (a `store.User`), or None; `bearer` is True when an API token signed
     it in. `site` is the application (its `store`, `settings`, `metrics`).
     """
 
@@ -258,7 +258,7 @@ def _admit_anyone(request):
 def _admit_page(request):
     if request.user is None:
         return to_login(request) if request.settings.LOGIN_REQUIRED else None
-    if request.user["must_change_password"]:
+    if request.user.must_change_password:
         return redirect(with_next(request, "password", request.full_path))
     return None
 
@@ -271,7 +271,7 @@ def _admit_data(request):
     if request.user is None:
         if request.settings.LOGIN_REQUIRED:
             raise unauthorized("sign in, or send Authorization: Bearer TOKEN")
-    elif request.user["must_change_password"]:
+    elif request.user.must_change_password:
         raise HTTPError(403, "change the default password first, on %s"
                         % request.url_for("password"))
     return None
@@ -317,7 +317,7 @@ def require_staff(request):
     """For views only staff may see (/metrics): 401 anonymous, 403 others."""
     if request.user is None:
         raise unauthorized("staff only: sign in, or send Authorization: Bearer TOKEN")
-    if not request.user["is_staff"]:
+    if not request.user.is_staff:
         raise HTTPError(403, "staff only")
 
 

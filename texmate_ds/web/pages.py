@@ -9,17 +9,17 @@ from texmate_ds.web import app, html
 
 @app.page
 def home(request):
-    units = html.Pager(request, request.store.count_units())
-    displays = html.Pager(request, request.store.count_displays(), "displays_page")
+    units = html.Pager(request, request.store.units.count())
+    displays = html.Pager(request, request.store.displays.count(), "displays_page")
     # Counting a million samples per unit takes a while: off the loop.
     return app.Later(lambda store: _home(request, store, units, displays))
 
 
 def _home(request, store, units, displays):
     rows = [{"unit": unit, "count": "{:,}".format(count), "newest": newest}
-            for unit, count, newest in store.units_page(units.offset, units.size)]
+            for unit, count, newest in store.units.page(units.offset, units.size)]
     return html.render(request, "home.html", "Units", units=rows, units_pager=units,
-                       displays=store.displays_page(displays.offset, displays.size),
+                       displays=store.displays.page(displays.offset, displays.size),
                        displays_pager=displays)
 
 
@@ -30,7 +30,7 @@ def _value(sample, field):
 
 
 def _card(store, unit, fields):
-    sample = store.last_sample(unit)
+    sample = store.samples.last(unit)
     return {"unit": unit, "last": sample[1] if sample else None,
             # A unit may have fewer fields now than when the display was made.
             "values": [(unit.label(field - 1), _value(sample, field))
@@ -39,12 +39,12 @@ def _card(store, unit, fields):
 
 @app.page
 def display(request, display_id):
-    found = request.store.get_display(display_id)
+    found = request.store.displays.get(display_id)
     if found is None:
         raise app.HTTPError(404, "no display %d" % display_id)
-    return html.render(request, "display.html", found["name"], refresh=found["refresh"],
+    return html.render(request, "display.html", found.name, refresh=found.refresh,
                        cards=[_card(request.store, unit, fields)
-                              for unit, fields in found["channels"]])
+                              for unit, fields in request.store.displays.channels(found)])
 
 
 ROUTES = [

@@ -12,7 +12,7 @@ application that takes each request through the same steps:
 5. the view answers. An `app.HTTPError` becomes a one-line answer in the
    guard's style; any other exception is logged with its traceback and
    answers 500 without one. Either way the writes of a POST's view are
-   undone (`Store.atomic`), while the rest of the shared transaction, the
+   undone (`Database.atomic`), while the rest of the shared transaction, the
    meters' uploads, goes on to its commit.
 
 CSRF tokens: a signed-in visitor's forms carry the session's secret. A
@@ -98,7 +98,7 @@ class Site:
 
     def _saving(self, request, answer):
         """`answer()`; a POST's inside its savepoint, so that it leaves no
-        writes behind when it fails (`Store.atomic`)."""
+        writes behind when it fails (`Database.atomic`)."""
         if request.method in ("GET", "HEAD"):
             return answer()
         with self.store.atomic():

@@ -7,7 +7,7 @@ endpoints"). Owned by the data side of the web UI; the site includes
 * Parameters are read by `ranges` (400 with a reason); an unknown unit is
   a 404, a parameter an endpoint does not take a 400. Checks come first:
   a streamed answer never starts with an error waiting in it.
-* Graph layout follows the unit's graph options (`Store.graph_options`):
+* Graph layout follows the unit's graph options (`Units.graph_options`):
   each configured axis holds the fields it lists that were asked for, and
   asked-for fields on no configured axis share one more, unlabeled axis
   (with no axes configured, that is one axis with every field). The page
@@ -24,7 +24,7 @@ import json
 from urllib.parse import urlencode
 
 from texmate_ds import export, svg_graph, templates, times
-from texmate_ds.store import GRAPH_PIXELS
+from texmate_ds.rules import GRAPH_PIXELS
 from texmate_ds.web import app, html, ranges
 
 JSON_TYPE = "application/json"
@@ -38,7 +38,7 @@ QUICK_RANGES = (("last hour", "-1h"), ("day", "-1d"), ("week", "-1w"),
 
 def _unit(request, code, *parameters):
     """The unit, once the query holds only `parameters`."""
-    unit = request.store.get_unit(code)
+    unit = request.store.units.get(code)
     if unit is None:
         raise app.HTTPError(404, "no such unit")
     unknown = sorted(set(request.query) - set(parameters))
@@ -54,8 +54,8 @@ def _title(unit):
 
 def _axes(options, fields):
     """[(label, field numbers)] for the asked-for `fields` (see above)."""
-    axes = [(axis["label"], [f for f in axis["fields"] if f in fields])
-            for axis in options["axes"]]
+    axes = [(axis.label, [f for f in axis.fields if f in fields])
+            for axis in options.axes]
     placed = {f for _, numbers in axes for f in numbers}
     axes.append(("", [f for f in fields if f not in placed]))
     return [(label, numbers) for label, numbers in axes if numbers]
@@ -65,7 +65,7 @@ def _graph(request, store, unit, axes, start, end, width, height, title):
     """The SVG text of one graph of `axes`."""
     columns = svg_graph.columns(width, len(axes), request.settings.MAX_PLOT_POINTS)
     fields = [f for _, numbers in axes for f in numbers]
-    rows = store.plot_rows(unit, fields, start, end, columns)
+    rows = store.samples.plot_rows(unit, fields, start, end, columns)
     named = [(label, [unit.label(f - 1) for f in numbers]) for label, numbers in axes]
     return svg_graph.render(rows, named, start, end, width, height, title)
 
@@ -100,7 +100,7 @@ def unit_page(request, code):
 
 def _unit_page(request, store, unit, start, end):
     fields = list(range(1, unit.fields + 1))
-    stats = store.field_stats(unit, fields, start, end)
+    stats = store.samples.stats(unit, fields, start, end)
     # The links name the range shown in absolute times: "-1h" would move.
     shown = urlencode({"from": times.text(start), "to": times.text(end)})
     return html.render(
@@ -124,16 +124,16 @@ def _beside(request, name, unit):
 
 def _page_graphs(request, store, unit, fields, start, end):
     """A figure per axis, captioned with its label (or its fields' names)."""
-    options = store.graph_options(unit)
+    options = store.units.graph_options(unit)
     return [{"caption": label or ", ".join(unit.label(f - 1) for f in numbers),
              "svg": templates.Markup(_graph(request, store, unit, [(label, numbers)], start, end,
-                                            options["width"], options["height"], ""))}
+                                            options.width, options.height, ""))}
             for label, numbers in _axes(options, fields)]
 
 
 def _quick_links(store, unit):
     links = [("?" + urlencode({"from": relative}), text) for text, relative in QUICK_RANGES]
-    first, last = store.first_sample(unit), store.last_sample(unit)
+    first, last = store.samples.first(unit), store.samples.last(unit)
     if first is not None:
         links.append(("?" + urlencode({"from": times.text(first[1]),
                                        "to": times.text(last[1])}), "all"))
@@ -168,9 +168,9 @@ def graph_svg(request, code):
     unit = _unit(request, code, "from", "to", "fields", "width", "height")
     start, end = ranges.time_range(request.query)
     fields = ranges.field_numbers(request.query, unit)
-    options = request.store.graph_options(unit)
-    width = ranges.bounded_int(request.query, "width", options["width"], GRAPH_PIXELS)
-    height = ranges.bounded_int(request.query, "height", options["height"], GRAPH_PIXELS)
+    options = request.store.units.graph_options(unit)
+    width = ranges.bounded_int(request.query, "width", options.width, GRAPH_PIXELS)
+    height = ranges.bounded_int(request.query, "height", options.height, GRAPH_PIXELS)
     return app.Later(lambda store: app.Response(200, _graph(
         request, store, unit, _axes(options, fields), start, end, width, height, _title(unit)),
         "image/svg+xml", SVG_HEADERS))
@@ -206,7 +206,7 @@ def stats_json(request, code):
 
 
 def _stats_json(store, unit, fields, start, end):
-    stats = store.field_stats(unit, fields, start, end)
+    stats = store.samples.stats(unit, fields, start, end)
     return _json({"unit": unit.code, "from": _moment(start), "to": _moment(end), "fields": [
         {"field": field, "name": unit.label(field - 1), "count": entry["count"],
          "min": entry["min"], "max": entry["max"], "mean": entry["mean"],
@@ -222,7 +222,7 @@ def _value_at(edge):
 @app.data
 def last_json(request, code):
     unit = _unit(request, code)
-    row = request.store.last_sample(unit)
+    row = request.store.samples.last(unit)
     return _json({"unit": unit.code, "fields": [unit.label(i) for i in range(unit.fields)],
                   "sample": None if row is None else [row[0], _moment(row[1])] + list(row[2:])})
 

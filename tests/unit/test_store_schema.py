@@ -1,0 +1,187 @@
+"""The schema's history: the migration runner, and the ladder (a database
+made at every earlier version, with a row in every table it has, upgrades
+to the newest with nothing lost)."""
+
+import os
+
+import pytest
+
+from texmate_ds import store
+from texmate_ds.store import schema
+from texmate_ds.store.sqlite import SQLite
+
+complete = SQLite.complete_statement
+
+
+# -- cutting scripts into statements -------------------------------------------
+
+SCRIPT = """\
+-- A comment; with a semicolon.
+CREATE TABLE t (a TEXT DEFAULT 'x;y');
+CREATE TABLE log (a TEXT);
+CREATE TRIGGER t_log AFTER INSERT ON t BEGIN
+    INSERT INTO log VALUES (new.a || ';');  -- a comment; in the body
+    DELETE FROM log WHERE a = ';;';
+END;
+INSERT INTO t VALUES ('semi;colon
+over two lines'); INSERT INTO t VALUES ('a;b');
+/* a block comment; */ INSERT INTO t VALUES (';');
+-- the end; nothing follows
+"""
+
+
+def test_a_semicolon_in_a_literal_comment_or_trigger_body_ends_no_statement():
+    statements = list(schema.statements(SCRIPT, complete))
+    assert statements == [
+        "-- A comment; with a semicolon.\nCREATE TABLE t (a TEXT DEFAULT 'x;y');",
+        "CREATE TABLE log (a TEXT);",
+        "CREATE TRIGGER t_log AFTER INSERT ON t BEGIN\n"
+        "    INSERT INTO log VALUES (new.a || ';');  -- a comment; in the body\n"
+        "    DELETE FROM log WHERE a = ';;';\nEND;",
+        "INSERT INTO t VALUES ('semi;colon\nover two lines');",
+        "INSERT INTO t VALUES ('a;b');",
+        "/* a block comment; */ INSERT INTO t VALUES (';');",
+    ]
+    db = store.Database(":memory:")
+    for statement in statements:
+        db.execute(statement)
+    assert db.all("SELECT a FROM t") == [("semi;colon\nover two lines",), ("a;b",), (";",)]
+    assert db.all("SELECT a FROM log") == [("semi;colon\nover two lines;",), ("a;b;",)]
+
+
+@pytest.mark.parametrize("script", [
+    "CREATE TABLE t (a);\nCREATE TABLE u (b)\n",
+    "INSERT INTO t VALUES ('not closed;\n",
+    "CREATE TRIGGER t_log AFTER INSERT ON t BEGIN\n    DELETE FROM log;\n",
+])
+def test_a_script_ending_inside_a_statement_is_refused(script):
+    with pytest.raises(schema.ScriptError):
+        list(schema.statements(script, complete))
+
+
+def test_the_migrations_listed_are_the_files_shipped():
+    folder = os.path.join(os.path.dirname(schema.__file__), "migrations")
+    assert sorted(os.listdir(folder)) == [name + ".sql" for name in schema.MIGRATIONS]
+    for version, name in enumerate(schema.MIGRATIONS, 1):
+        assert name.startswith("%04d_" % version)
+        assert list(schema.statements(schema.script(version), complete))
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    path = str(tmp_path / "t.db")
+    db = store.Database(path)
+    db.migrate(store.SCHEMA_VERSION - 1)
+    db.units.add("A1", "k", 1)
+    db.commit()
+    broken = "CREATE TABLE new_one (a);\nCREATE TABLE units (a);\n"   # units exists
+    monkeypatch.setattr(schema, "script", lambda version: broken)
+    with pytest.raises(store.StoreError, match="already exists"):
+        db.migrate()
+    assert db.version == store.SCHEMA_VERSION - 1 and not db.in_transaction
+    assert db.one("SELECT count(*) FROM sqlite_master WHERE name = 'new_one'") == (0,)
+    assert db.units.get("A1") is not None
+    db.close()
+
+
+# -- the ladder ----------------------------------------------------------------
+
+VALUES = {"v%d" % i: i * 1.5 - 20 for i in range(1, store.MAX_FIELDS + 1)}
+
+# Rows for every table of the newest schema, by column; a database at an
+# earlier version gets each table it has, with the columns it has.
+ROWS = {
+    "units": [
+        dict(id=1, code="A1", key="k1", name="Pump", description="the first", fields=32,
+             field_names="Flow,,Level", enabled=1, source_id=None, created=5,
+             graph_width=640, graph_height=200,
+             graph_axes='[{"label": "Flow", "fields": [1, 2]}]'),
+        dict(id=2, code="B7", key="k;'2", name="", description="", fields=2, field_names="",
+             enabled=0, source_id=1, created=6, graph_width=800, graph_height=300,
+             graph_axes="[]"),
+    ],
+    "unit_reads": [dict(reader_id=2, source_id=1)],
+    "samples": [
+        dict(id=1, unit_id=1, ts=10, received=11, **VALUES),
+        dict(id=2, unit_id=1, ts=-5, received=12, v1=None, v32=1e300),
+        dict(id=3, unit_id=2, ts=10, received=13, v1=0.1, v2=-0.0),
+    ],
+    "dl_cursors": [dict(reader_id=2, source_id=1, sample_id=1)],
+    "users": [
+        dict(id=1, username="Administrator", password="pbkdf2_sha256$1$s$h", email="",
+             first_name="", last_name="", is_active=1, is_staff=1, is_superuser=1,
+             must_change_password=1, date_joined=1, last_login=None),
+        dict(id=2, username="ann", password="sha1$$x", email="ann@example.com",
+             first_name="Ann", last_name="Ö", is_active=0, is_staff=0, is_superuser=0,
+             must_change_password=0, date_joined=2, last_login=99),
+    ],
+    "sessions": [dict(key_hash="h1", user_id=2, csrf="c1", expires=10 ** 18)],
+    "api_tokens": [dict(id=1, user_id=1, name="prometheus", token_hash="t1", created=3,
+                        last_used=None),
+                   dict(id=2, user_id=2, name="cron", token_hash="t2", created=4,
+                        last_used=8)],
+    "displays": [dict(id=1, name="Plant", refresh=5, created=4)],
+    "display_channels": [dict(display_id=1, position=0, unit_id=2, field=2),
+                         dict(display_id=1, position=1, unit_id=1, field=32)],
+    "sign_in_attempts": [dict(id=1, username="ann", address="10.0.0.1", at=7)],
+}
+
+
+def tables(db):
+    return {name for (name,) in db.all(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+
+
+def columns(db, table):
+    return [row[1] for row in db.all("PRAGMA table_info(%s)" % table)]
+
+
+def contents(db, table, names):
+    return db.all("SELECT %s FROM %s ORDER BY %s" % (", ".join(names), table, ", ".join(names)))
+
+
+def test_the_ladder_rows_cover_every_table():
+    db = store.Database(":memory:")
+    db.migrate()
+    assert tables(db) == set(ROWS), "give the ladder rows for each table a migration adds"
+    for table, rows in ROWS.items():
+        for row in rows:
+            assert set(row) <= set(columns(db, table)), (table, row)
+
+
+@pytest.mark.parametrize("version", range(1, store.SCHEMA_VERSION))
+def test_every_earlier_version_upgrades_with_nothing_lost(tmp_path, version):
+    path = str(tmp_path / ("v%d.db" % version))
+    db = store.Database(path)
+    assert db.migrate(version) == (0, version)
+    before = {}
+    present = tables(db)
+    assert present <= set(ROWS), "no ladder rows for %s" % (present - set(ROWS))
+    for table in [t for t in ROWS if t in present]:   # in ROWS' order: parents first
+        names = columns(db, table)
+        for row in ROWS[table]:
+            given = [name for name in names if name in row]
+            db.write("INSERT INTO %s (%s) VALUES (%s)" % (
+                table, ", ".join(given), ", ".join("?" * len(given))), [row[n] for n in given])
+        before[table] = names, contents(db, table, names)
+        assert len(before[table][1]) == len(ROWS[table])
+    db.close()
+
+    db = store.Database(path)
+    assert db.migrate() == (version, store.SCHEMA_VERSION)
+    assert db.version == store.SCHEMA_VERSION
+    for table, (names, rows) in before.items():
+        assert contents(db, table, names) == rows, table
+        added = [name for name in columns(db, table) if name not in names]
+        for name, default in db.all("SELECT name, dflt_value FROM pragma_table_info(?)",
+                                    (table,)):
+            if name in added:
+                values = {value for (value,) in db.all("SELECT %s FROM %s" % (name, table))}
+                assert values == {db.one("SELECT " + (default or "NULL"))[0]}, (table, name)
+    # And the repositories read what was there.
+    a1 = db.units.get("A1")
+    assert (a1.field_names, db.units.get("B7").enabled) == (("Flow", "", "Level"), False)
+    assert db.samples.at(a1, 10) == (1, 10) + tuple(VALUES["v%d" % i] for i in range(1, 33))
+    assert db.accounts.get_user_by_name("ANN").last_name == "Ö"
+    if version < 2:
+        assert db.units.graph_options(a1) == store.GraphOptions(800, 300, ())
+    db.close()

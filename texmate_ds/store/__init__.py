@@ -1,0 +1,52 @@
+"""The store: the database behind everything, by domain.
+
+    db = store.Database(path)         # one connection; db.migrate() makes the schema
+    unit = db.units.get("A1")
+    db.samples.add(unit, [(ts, (1.5, 2.0))])
+    db.commit()
+
+Layout:
+
+* `database.Database`: one connection through its *dialect*, the shared
+  transaction (`begin`, `commit`, `rollback`, `atomic` for a savepoint),
+  the change counter (`changes`), `notice_others` (did another process
+  commit? then cached rows go), `migrate`, `backup`.
+* `sqlite`: the SQLite dialect, the one place that names ``sqlite3`` and
+  holds every statement only SQLite speaks (pragmas, insert-or-ignore,
+  the backup API). A PostgreSQL dialect would be one more module like it.
+* Repositories, one per domain, each a small class over the Database
+  speaking domain terms: `units` (units, download permissions, graph
+  options), `samples` (uploads, single samples, ranges, statistics, graph
+  rows, the ``dl next`` cursors), `accounts` (users, sessions, API tokens,
+  sign-in attempts), `displays`. Alarms, the mail outbox and the action
+  log will be repositories of their own beside these, each with the
+  tables of its migration.
+* Rows are small namedtuples, one per table (`Unit`, `User`, `Session`,
+  `ApiToken`, `Display`; `GraphOptions` and `Axis` for a unit's graph
+  columns), except samples: a sample is a plain tuple ``(id, ts, v1,
+  ...)``, the hot path's and the wire's form.
+* `schema` and ``migrations/NNNN_*.sql``: the schema's history, one
+  numbered script per version, run statement by statement in one
+  transaction.
+* `groupcommit.GroupCommit`: the writer service that commits the shared
+  transaction once per loop turn (or every N uploads).
+* `errors`: `StoreError` and its kinds `Conflict` (a unique key taken),
+  `NotFound`, `SchemaTooNew`. Callers catch these, never the driver's.
+
+The store knows nothing of TTP, HTTP or what people may configure (the
+callers' rules: `texmate_ds.rules`); it returns rows and raises its own
+exceptions, and callers decide what to answer.
+"""
+
+from texmate_ds.store.accounts import ApiToken, Session, User
+from texmate_ds.store.database import Database
+from texmate_ds.store.displays import Display
+from texmate_ds.store.errors import Conflict, NotFound, SchemaTooNew, StoreError
+from texmate_ds.store.groupcommit import GroupCommit
+from texmate_ds.store.samples import MAX_FIELDS
+from texmate_ds.store.schema import VERSION as SCHEMA_VERSION
+from texmate_ds.store.units import Axis, GraphOptions, Unit
+
+__all__ = ["ApiToken", "Axis", "Conflict", "Database", "Display", "GraphOptions",
+           "GroupCommit", "MAX_FIELDS", "NotFound", "SCHEMA_VERSION", "SchemaTooNew",
+           "Session", "StoreError", "Unit", "User"]

@@ -1,0 +1,161 @@
+"""`Database`: one connection (through its dialect), its transaction, its
+schema, and the repositories that speak through it."""
+
+import contextlib
+
+from texmate_ds.store import schema
+from texmate_ds.store.accounts import Accounts
+from texmate_ds.store.displays import Displays
+from texmate_ds.store.errors import SchemaTooNew
+from texmate_ds.store.samples import Samples
+from texmate_ds.store.sqlite import SQLite
+from texmate_ds.store.units import Units
+
+
+class Database:
+    """One connection to the database at `path` and its repositories:
+    ``db.units``, ``db.samples``, ``db.accounts``, ``db.displays``.
+
+    Writes join one shared transaction, begun by the first write and ended
+    only by `commit` or `rollback`: the group commit (or whoever runs the
+    web outside the server) decides when, never the repositories. `atomic`
+    makes a block all or nothing inside it.
+
+    Repositories read with `one` and `all` and write with `insert` and
+    `write` (which begin the transaction), `execute` and `executemany`
+    after `begin`: standard SQL with ``?`` placeholders. The dialect's own statements
+    (insert-or-ignore and the like) come from ``db.dialect``.
+    """
+
+    def __init__(self, path, durable=True, dialect=SQLite):
+        self.path = path
+        self.dialect = dialect(path)
+        # Refuse a newer schema before touching anything, even the journal mode.
+        version = self.dialect.schema_version()
+        if version > schema.VERSION:
+            self.dialect.close()
+            raise SchemaTooNew(
+                "%s has schema version %d; this texmate_ds knows up to %d: "
+                "upgrade texmate_ds" % (path, version, schema.VERSION))
+        self.dialect.configure(durable)
+        # Reads and writes within an open transaction go straight to the
+        # dialect: the upload path pays for no extra call.
+        self.execute = self.dialect.execute
+        self.executemany = self.dialect.executemany
+        self.one = self.dialect.one
+        self.all = self.dialect.all
+        # fn(committed) for each commit (True) and rollback (False).
+        self.on_end = []
+        # fn() that drops rows a repository cached: after a rollback (of the
+        # transaction or an atomic block, which may have read them) and
+        # once another connection committed.
+        self.on_stale = []
+        self.units = Units(self)
+        self.samples = Samples(self)
+        self.accounts = Accounts(self)
+        self.displays = Displays(self)
+
+    # -- schema ---------------------------------------------------------------
+
+    @property
+    def version(self):
+        return self.dialect.schema_version()
+
+    def migrate(self, target=schema.VERSION):
+        """Create or upgrade the schema in place up to version `target` (the
+        newest by default), in one transaction; returns (old, new) versions.
+        Nothing happens to a database at `target` or beyond."""
+        old = self.version
+        if old >= target:
+            return old, old
+        self.dialect.begin_migration()
+        try:
+            # Another process may have migrated while this one waited for the lock.
+            old = new = self.version
+            for new in range(old + 1, target + 1):
+                for statement in schema.statements(schema.script(new),
+                                                   self.dialect.complete_statement):
+                    self.execute(statement)
+                self.dialect.set_schema_version(new)
+            self.execute("COMMIT")
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        return old, new
+
+    # -- transactions ---------------------------------------------------------
+
+    @property
+    def in_transaction(self):
+        return self.dialect.in_transaction
+
+    @property
+    def changes(self):
+        """Rows changed through this connection since it opened: a caller
+        compares two readings to learn whether something in between wrote."""
+        return self.dialect.changes
+
+    def begin(self):
+        """Join the shared transaction, beginning it if none is open."""
+        if not self.dialect.in_transaction:
+            self.execute("BEGIN")
+
+    def write(self, sql, params=()):
+        """`execute` within the shared transaction; the cursor."""
+        self.begin()
+        return self.execute(sql, params)
+
+    def insert(self, table, **values):
+        """Insert a row (column=value) within the shared transaction; its new id."""
+        self.begin()
+        return self.dialect.insert(table, values)
+
+    def commit(self):
+        if self.dialect.in_transaction:
+            self.execute("COMMIT")
+        for ended in self.on_end:
+            ended(True)
+
+    def rollback(self):
+        if self.dialect.in_transaction:
+            self.execute("ROLLBACK")
+        for ended in self.on_end:
+            ended(False)
+        self._stale()
+
+    @contextlib.contextmanager
+    def atomic(self):
+        """Writes inside the block are all or nothing, within the shared
+        transaction and without committing it: a failing web request
+        leaves no half of its changes behind, and the uploads around it
+        go on to their commit."""
+        self.begin()
+        self.execute("SAVEPOINT atomic")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK TO atomic")
+            self.execute("RELEASE atomic")
+            self._stale()
+            raise
+        self.execute("RELEASE atomic")
+
+    def notice_others(self):
+        """Drop cached rows if another connection committed since the last
+        call (cheap). The server calls it every loop turn."""
+        if self.dialect.others_committed():
+            self._stale()
+
+    def _stale(self):
+        for forget in self.on_stale:
+            forget()
+
+    def close(self):
+        """Commit what is pending, then close."""
+        self.commit()
+        self.dialect.close()
+
+    def backup(self, path):
+        """Copy the database to the new file `path`, consistent while others
+        write (safe while the server serves)."""
+        self.dialect.backup(path)

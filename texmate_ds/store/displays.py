@@ -1,0 +1,59 @@
+"""Multiple-meter displays: a named page showing chosen fields (channels)
+of several units, reloading every `refresh` seconds.
+
+What makes a display valid (a name, channels the units have, none twice)
+is the callers' rule (`texmate_ds.rules`); the schema refuses a channel
+twice (Conflict) and a unit that is gone (NotFound) by itself.
+"""
+
+import collections
+
+from texmate_ds import times
+from texmate_ds.store.units import COLUMNS_AS_U, Unit
+
+Display = collections.namedtuple("Display", "id name refresh created")
+_SELECT = "SELECT id, name, refresh, created FROM displays"
+
+
+class Displays:
+    def __init__(self, db):
+        self.db = db
+
+    def add(self, name, refresh, channels):
+        """The new Display; `channels` are (Unit, 1-based field) in display
+        order. All or nothing."""
+        created = times.now()
+        with self.db.atomic():
+            display_id = self.db.insert("displays", name=name, refresh=refresh, created=created)
+            self.db.executemany(
+                "INSERT INTO display_channels (display_id, position, unit_id, field)"
+                " VALUES (?, ?, ?, ?)",
+                [(display_id, position, unit.id, field)
+                 for position, (unit, field) in enumerate(channels)])
+        return Display(display_id, name, refresh, created)
+
+    def get(self, display_id):
+        """The Display, or None."""
+        row = self.db.one(_SELECT + " WHERE id = ?", (display_id,))
+        return Display(*row) if row else None
+
+    def channels(self, display):
+        """[(Unit, [1-based fields])]: a unit's fields together, units in
+        display order."""
+        channels = {}
+        for row in self.db.all(
+                "SELECT %s, c.field FROM display_channels c JOIN units u ON u.id = c.unit_id"
+                " WHERE c.display_id = ? ORDER BY c.position" % COLUMNS_AS_U, (display.id,)):
+            unit_id = row[0]
+            if unit_id not in channels:
+                channels[unit_id] = (Unit.from_row(row[:-1]), [])
+            channels[unit_id][1].append(row[-1])
+        return list(channels.values())
+
+    def count(self):
+        return self.db.one("SELECT count(*) FROM displays")[0]
+
+    def page(self, offset, limit):
+        """[Display] by name."""
+        return [Display(*row) for row in self.db.all(
+            _SELECT + " ORDER BY name, id LIMIT ? OFFSET ?", (limit, offset))]

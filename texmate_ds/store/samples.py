@@ -1,0 +1,240 @@
+"""Samples: what meters upload, and every way they are read back.
+
+* A sample is keyed by (unit, timestamp): timestamps are integer
+  microseconds of the meter's clock, unique per unit, and values sit in
+  columns ``v1``..``v32``, so a range is an index walk and statistics are
+  SQL aggregates.
+* A sample read back is a plain tuple ``(id, ts, v1, ..., vN)`` for a unit
+  of N fields (None for an empty value): the upload and download paths
+  are the hot ones, and the wire and export code index the tuple.
+* `add` is the upload path: one statement for one sample, and for several
+  one look-up of the timestamps already stored and one ``executemany``;
+  nothing per sample in Python beyond building its row.
+* ``dl next`` reads a source's samples in arrival order (by id) from a
+  cursor per (reader, source), kept here.
+* Range reads for the web (`stats`, `plot_rows`) fetch their whole answer
+  in one call: no cursor stays open between calls on a connection the TTP
+  side shares. CSV and JSON page through `between`.
+
+`uploads_pending` (calls to `add` since the last commit) is what the group
+commit counts; `pending` and `stored` count samples written in the open
+transaction and committed since the store opened (/metrics).
+"""
+
+from texmate_ds import times
+
+MAX_FIELDS = 32
+VALUE_COLUMNS = ["v%d" % i for i in range(1, MAX_FIELDS + 1)]
+# Timestamps in one IN (...) query; SQLite before 3.32 allows 999 parameters.
+_IN_CHUNK = 900
+
+
+class Samples:
+    def __init__(self, db):
+        self.db = db
+        self.uploads_pending = 0
+        self.pending = 0
+        self.stored = 0
+        self._insert_sql = {}
+        self._select_cols = {}
+        db.on_end.append(self._ended)
+
+    def _ended(self, committed):
+        if committed:
+            self.stored += self.pending
+        self.pending = 0
+        self.uploads_pending = 0
+
+    def insert_sql(self, fields):
+        """The statement that stores a sample of `fields` values, as
+        (unit_id, ts, received, v1, ...), skipping a timestamp taken."""
+        return self.db.dialect.insert_ignoring(
+            "samples", ["unit_id", "ts", "received"] + VALUE_COLUMNS[:fields])
+
+    def add(self, unit, samples):
+        """Store `samples`, a list of (timestamp_us, values) for `unit`.
+
+        Returns the 0-based indexes of the duplicates (a timestamp already
+        stored, or repeated earlier in `samples`); the rest are stored. On an
+        error nothing of this call is stored and the error propagates.
+        """
+        sql = self._insert_sql.get(unit.fields)
+        if sql is None:
+            sql = self._insert_sql[unit.fields] = self.insert_sql(unit.fields)
+        received = times.now()
+        db = self.db
+        db.begin()
+        self.uploads_pending += 1
+        if len(samples) == 1:
+            ts, values = samples[0]
+            if db.execute(sql, (unit.id, ts, received, *values)).rowcount == 1:
+                self.pending += 1
+                return []
+            return [0]
+        duplicates = []
+        seen = set()
+        fresh = []
+        for index, (ts, values) in enumerate(samples):
+            if ts in seen:
+                duplicates.append(index)
+            else:
+                seen.add(ts)
+                fresh.append((index, ts, values))
+        stored = self._existing_timestamps(unit, seen)
+        if stored:
+            duplicates.extend(i for i, ts, _ in fresh if ts in stored)
+            duplicates.sort()
+            fresh = [f for f in fresh if f[1] not in stored]
+        # Several rows are not one statement: an atomic block keeps the call
+        # all-or-nothing inside the shared group transaction.
+        with db.atomic():
+            db.executemany(sql, [(unit.id, ts, received, *values) for _, ts, values in fresh])
+        self.pending += len(fresh)
+        return duplicates
+
+    def _existing_timestamps(self, unit, timestamps):
+        found = set()
+        timestamps = list(timestamps)
+        for start in range(0, len(timestamps), _IN_CHUNK):
+            chunk = timestamps[start:start + _IN_CHUNK]
+            found.update(row[0] for row in self.db.all(
+                "SELECT ts FROM samples WHERE unit_id = ? AND ts IN (%s)"
+                % ",".join("?" * len(chunk)), (unit.id, *chunk)))
+        return found
+
+    # -- single samples and ranges, as (id, ts, v1, ...)
+
+    def _columns(self, unit):
+        cols = self._select_cols.get(unit.fields)
+        if cols is None:
+            cols = self._select_cols[unit.fields] = ", ".join(
+                ["id", "ts"] + VALUE_COLUMNS[:unit.fields])
+        return cols
+
+    def _one(self, unit, where, params):
+        return self.db.one(
+            "SELECT %s FROM samples WHERE unit_id = ? %s LIMIT 1"
+            % (self._columns(unit), where), (unit.id, *params))
+
+    def last(self, unit):
+        """The newest sample by timestamp, or None."""
+        return self._one(unit, "ORDER BY ts DESC", ())
+
+    def first(self, unit):
+        return self._one(unit, "ORDER BY ts", ())
+
+    def at(self, unit, ts):
+        return self._one(unit, "AND ts = ?", (ts,))
+
+    def after_id(self, unit, sample_id):
+        """The first sample of `unit` stored after sample `sample_id`."""
+        return self._one(unit, "AND id > ? ORDER BY id", (sample_id,))
+
+    def between(self, unit, start=None, end=None, limit=None):
+        """Samples with start <= ts <= end (either bound may be None), oldest
+        first. Timestamps are unique integers per unit, so a caller pages on
+        with start = last ts + 1."""
+        where = ""
+        params = []
+        if start is not None:
+            where += " AND ts >= ?"
+            params.append(start)
+        if end is not None:
+            where += " AND ts <= ?"
+            params.append(end)
+        sql = "SELECT %s FROM samples WHERE unit_id = ?%s ORDER BY ts" % (
+            self._columns(unit), where)
+        if limit is not None:
+            sql += " LIMIT %d" % limit
+        return self.db.all(sql, (unit.id, *params))
+
+    def count(self, unit):
+        return self.db.one("SELECT count(*) FROM samples WHERE unit_id = ?", (unit.id,))[0]
+
+    # -- the dl "next" mailbox: the id of the last sample of `source` that
+    # `reader` has had (0: none yet)
+
+    def cursor(self, reader, source):
+        row = self.db.one(
+            "SELECT sample_id FROM dl_cursors WHERE reader_id = ? AND source_id = ?",
+            (reader.id, source.id))
+        return row[0] if row else 0
+
+    def set_cursor(self, reader, source, sample_id):
+        self.db.write(self.db.dialect.insert_replacing(
+            "dl_cursors", ("reader_id", "source_id", "sample_id"), ("reader_id", "source_id")),
+            (reader.id, source.id, sample_id))
+
+    # -- range queries for the web: statistics and graphs. `fields` are
+    # 1-based field numbers; ranges are start <= ts <= end.
+
+    def stats(self, unit, fields, start, end):
+        """Per field: {count, min, max, mean, stddev, first, last}, NULLs
+        skipped; first/last are (ts, value), and like min..stddev None when
+        the field has no value in the range. stddev is the population's.
+
+        One scan computes every field's aggregates. The sums are taken of
+        value - first value, so a large offset (a reading near 1e6 that
+        varies by 0.01) does not drown the variance in rounding; they are
+        NULL, and unused, when the count is 0."""
+        firsts = [self._edge_value(unit, field, start, end, "") for field in fields]
+        lasts = [self._edge_value(unit, field, start, end, " DESC") for field in fields]
+        shifts = [first[1] if first else 0.0 for first in firsts]
+        columns = ", ".join(
+            "count({0}), min({0}), max({0}), sum({0} - ?), sum(({0} - ?) * ({0} - ?))"
+            .format(VALUE_COLUMNS[field - 1]) for field in fields)
+        row = self.db.one(
+            "SELECT %s FROM samples WHERE unit_id = ? AND ts BETWEEN ? AND ?" % columns,
+            [shift for shift in shifts for _ in range(3)] + [unit.id, start, end])
+        stats = []
+        for index, shift in enumerate(shifts):
+            count, low, high, total, squares = row[5 * index:5 * index + 5]
+            entry = {"count": count, "min": low, "max": high, "mean": None, "stddev": None,
+                     "first": firsts[index], "last": lasts[index]}
+            if count:
+                # Rounding can leave a flat series' variance a hair below 0.
+                variance = max(0.0, (squares - total * total / count) / count)
+                entry["mean"] = shift + total / count
+                entry["stddev"] = variance ** 0.5
+            stats.append(entry)
+        return stats
+
+    def _edge_value(self, unit, field, start, end, order):
+        """(ts, value) of the field's first (or with " DESC" last) value in the range."""
+        column = VALUE_COLUMNS[field - 1]
+        return self.db.one(
+            "SELECT ts, {0} FROM samples WHERE unit_id = ? AND ts BETWEEN ? AND ?"
+            " AND {0} IS NOT NULL ORDER BY ts{1} LIMIT 1".format(column, order),
+            (unit.id, start, end))
+
+    def plot_rows(self, unit, fields, start, end, columns):
+        """Rows for `svg_graph.render`: (first_ts, last_ts, lo_1, hi_1, ...)
+        for each field in `fields`, oldest first.
+
+        A range with at most two samples per column gives a row per sample,
+        (ts, ts, v, v, ...). A larger one is cut into `columns` equal time
+        buckets, and each non-empty bucket gives its first and last
+        timestamp and each field's minimum and maximum: every peak and
+        trough survives. Each bucket is one indexed range aggregate; for a
+        million samples that is about twice as fast as one GROUP BY over
+        the whole range, which sorts every row through a temporary B-tree."""
+        where = "FROM samples WHERE unit_id = ? AND ts BETWEEN ? AND ?"
+        # Counting stops at the limit, so a huge range costs nothing here.
+        few = self.db.one(
+            "SELECT count(*) FROM (SELECT 1 %s LIMIT ?) AS capped" % where,
+            (unit.id, start, end, 2 * columns + 1))[0] <= 2 * columns
+        names = [VALUE_COLUMNS[field - 1] for field in fields]
+        if few:
+            return self.db.all(
+                "SELECT ts, ts, %s %s ORDER BY ts" % (
+                    ", ".join("%s, %s" % (c, c) for c in names), where),
+                (unit.id, start, end))
+        sql = "SELECT min(ts), max(ts), %s %s" % (
+            ", ".join("min(%s), max(%s)" % (c, c) for c in names), where)
+        width = (end - start) // columns + 1
+        rows = []
+        for low in range(start, end + 1, width):
+            row = self.db.one(sql, (unit.id, low, min(low + width - 1, end)))
+            if row[0] is not None:
+                rows.append(row)
+        return rows

@@ -1,0 +1,148 @@
+"""Units (meters): their rows, who may download whose samples, and each
+unit's graph options.
+
+Every TTP request looks its unit up by code, and a ``dl`` from another
+unit asks whether the reader may, so both answers are cached here. The
+cache is emptied when this connection changes units, when a transaction
+or an atomic block that may have read them is undone, and (through
+`Database.notice_others`, every loop turn) when another connection such
+as ``manage`` committed anything.
+"""
+
+import collections
+import hmac
+import json
+
+from texmate_ds import times
+from texmate_ds.store.errors import NotFound
+
+_COLUMNS = ("id", "code", "key", "name", "description", "fields", "field_names", "enabled",
+            "source_id")
+_SELECT = "SELECT %s FROM units" % ", ".join(_COLUMNS)
+# The same columns of the table aliased "u", for joins (displays).
+COLUMNS_AS_U = ", ".join("u." + column for column in _COLUMNS)
+
+
+class Unit(collections.namedtuple("Unit", _COLUMNS)):
+    """A unit as stored: `field_names` a tuple (maybe shorter than
+    `fields`), `enabled` a bool, `source_id` the unit ``dl`` reads by
+    default (None: itself)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_row(cls, row):
+        (unit_id, code, key, name, description, fields, field_names, enabled,
+         source_id) = row
+        return cls(unit_id, code, key, name, description, fields,
+                   tuple(field_names.split(",")) if field_names else (), bool(enabled),
+                   source_id)
+
+    def check_key(self, key):
+        """Is `key` this unit's? In constant time."""
+        return hmac.compare_digest(self.key.encode(), key.encode())
+
+    def label(self, index):
+        """Name of 0-based field `index`: its configured name or L1, L2, ..."""
+        if index < len(self.field_names) and self.field_names[index]:
+            return self.field_names[index]
+        return "L%d" % (index + 1)
+
+    def __repr__(self):
+        return "<Unit %s>" % self.code
+
+
+# A graph axis: its label and the 1-based field numbers it shows.
+Axis = collections.namedtuple("Axis", "label fields")
+# A unit's graph options: size in pixels, and its axes (none: one axis
+# with every field).
+GraphOptions = collections.namedtuple("GraphOptions", "width height axes")
+
+
+class Units:
+    def __init__(self, db):
+        self.db = db
+        self._by_code = {}
+        self._reads = {}  # (reader id, source id) -> may read
+        db.on_stale.append(self._forget)
+
+    def _forget(self):
+        self._by_code.clear()
+        self._reads.clear()
+
+    def add(self, code, key, fields, name="", description="", field_names=(), enabled=True,
+            source=None):
+        """The new unit; Conflict if the code is taken."""
+        self._forget()
+        self.db.insert("units", code=code, key=key, name=name, description=description,
+                       fields=fields, field_names=",".join(field_names), enabled=int(enabled),
+                       source_id=source.id if source else None, created=times.now())
+        return self.get(code)
+
+    def get(self, code):
+        """The unit with that code, or None."""
+        unit = self._by_code.get(code)
+        if unit is None:
+            row = self.db.one(_SELECT + " WHERE code = ?", (code,))
+            if row is None:
+                return None
+            unit = self._by_code[code] = Unit.from_row(row)
+        return unit
+
+    def get_by_id(self, unit_id):
+        row = self.db.one(_SELECT + " WHERE id = ?", (unit_id,))
+        return Unit.from_row(row) if row else None
+
+    def all(self):
+        """Every unit, by code."""
+        return [Unit.from_row(row) for row in self.db.all(_SELECT + " ORDER BY code")]
+
+    def count(self):
+        return self.db.one("SELECT count(*) FROM units")[0]
+
+    def page(self, offset, limit):
+        """[(Unit, sample count, newest timestamp or None)] by code."""
+        rows = self.db.all(
+            "SELECT %s, (SELECT count(*) FROM samples WHERE unit_id = u.id),"
+            " (SELECT max(ts) FROM samples WHERE unit_id = u.id)"
+            " FROM units u ORDER BY u.code LIMIT ? OFFSET ?" % COLUMNS_AS_U, (limit, offset))
+        return [(Unit.from_row(row[:-2]), row[-2], row[-1]) for row in rows]
+
+    # -- who may download whose samples (ttp.md section 6)
+
+    def allow_read(self, reader, source):
+        self._forget()
+        self.db.write(self.db.dialect.insert_ignoring("unit_reads", ("reader_id", "source_id")),
+                      (reader.id, source.id))
+
+    def may_read(self, reader, source):
+        """May `reader` download `source`'s samples? Itself and its own
+        source always; any other unit once `allow_read`."""
+        if reader.id == source.id or reader.source_id == source.id:
+            return True
+        pair = (reader.id, source.id)
+        allowed = self._reads.get(pair)
+        if allowed is None:
+            allowed = self._reads[pair] = self.db.one(
+                "SELECT 1 FROM unit_reads WHERE reader_id = ? AND source_id = ?",
+                pair) is not None
+        return allowed
+
+    # -- graph options (what is allowed is the callers' rule: texmate_ds.rules)
+
+    def graph_options(self, unit):
+        """The unit's GraphOptions; NotFound if the unit is gone."""
+        row = self.db.one("SELECT graph_width, graph_height, graph_axes FROM units WHERE id = ?",
+                          (unit.id,))
+        if row is None:
+            raise NotFound("no unit %s" % unit.code)
+        width, height, axes = row
+        return GraphOptions(width, height, tuple(
+            Axis(axis["label"], tuple(axis["fields"])) for axis in json.loads(axes)))
+
+    def set_graph_options(self, unit, options):
+        self.db.write(
+            "UPDATE units SET graph_width = ?, graph_height = ?, graph_axes = ? WHERE id = ?",
+            (options.width, options.height,
+             json.dumps([{"label": axis.label, "fields": list(axis.fields)}
+                         for axis in options.axes]), unit.id))
