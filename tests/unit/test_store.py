@@ -43,7 +43,10 @@ def test_units_are_rows_with_their_key_check_and_labels():
     assert st.units.get_by_id(unit.id) == unit and st.units.get_by_id(unit.id + 1) is None
     b = st.units.add("B7", "k", 1, enabled=False, source=unit)
     assert (b.enabled, b.source_id, b.field_names) == (False, unit.id, ())
-    assert st.units.all() == [unit, b] and st.units.count() == 2
+    # A key with non-ASCII characters (a vendor database may hold one) still compares.
+    accented = st.units.add("C3", "clé", 1)
+    assert accented.check_key("clé") and not accented.check_key("cle")
+    assert st.units.all() == [unit, b, accented] and st.units.count() == 3
 
 
 def test_store_errors_are_the_stores_own():

@@ -37,6 +37,7 @@ class Samples:
         self.stored = 0
         self._insert_sql = {}
         self._select_cols = {}
+        self._one_sql = {}
         db.on_end.append(self._ended)
 
     def _ended(self, committed):
@@ -112,9 +113,12 @@ class Samples:
         return cols
 
     def _one(self, unit, where, params):
-        return self.db.one(
-            "SELECT %s FROM samples WHERE unit_id = ? %s LIMIT 1"
-            % (self._columns(unit), where), (unit.id, *params))
+        # Made once per field count and query: dl asks this on every request.
+        sql = self._one_sql.get((unit.fields, where))
+        if sql is None:
+            sql = self._one_sql[unit.fields, where] = (
+                "SELECT %s FROM samples WHERE unit_id = ? %s LIMIT 1" % (self._columns(unit), where))
+        return self.db.one(sql, (unit.id, *params))
 
     def last(self, unit):
         """The newest sample by timestamp, or None."""
