@@ -12,11 +12,13 @@ import getpass
 import os
 import re
 import sys
+import time
 
 from texmate_ds import (
     auth,
     config,
     export,
+    importer,
     plugins,
     rules,
     server,
@@ -280,6 +282,98 @@ def cmd_export(args, settings):
         st.close()
 
 
+class _Progress:
+    """The import's progress bar on stderr (a terminal): rows done of the
+    file's rows, and rows/s, redrawn at most `EVERY` seconds."""
+
+    EVERY = 0.25
+
+    def __init__(self, path, out=sys.stderr):
+        self.out = out
+        self.total = self._count_rows(path)
+        self.started = self.shown = time.monotonic()
+        self.width = 0
+
+    @staticmethod
+    def _count_rows(path):
+        """Lines after the header (one pass over the bytes, about 50 ms a
+        million rows); only for the bar, so a newline in a quoted header
+        cell may make it one off."""
+        lines = 0
+        last = b"\n"
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                lines += block.count(b"\n")
+                last = block[-1:]
+        return max(0, lines - 1 + (last != b"\n"))
+
+    def _draw(self, text):
+        self.out.write("\r" + text.ljust(self.width))
+        self.out.flush()
+        self.width = len(text)
+
+    def rows(self, done):
+        now = time.monotonic()
+        if now - self.shown < self.EVERY:
+            return
+        self.shown = now
+        rate = done / (now - self.started) if now > self.started else 0
+        share = " (%d%%)" % (100 * done // self.total) if self.total else ""
+        self._draw("import: %d/%d rows%s, %d rows/s" % (done, self.total, share, rate))
+
+    def storing(self, count):
+        self._draw("import: storing %d samples..." % count)
+
+    def clear(self):
+        if self.width:
+            self.out.write("\r%s\r" % (" " * self.width))
+            self.out.flush()
+
+
+def _duplicate_lines(result):
+    more = result.duplicates - len(result.listed)
+    yield "%d duplicate timestamp(s)%s:" % (
+        result.duplicates, " (the first %d listed)" % len(result.listed) if more else "")
+    for row, ts, note in result.listed:
+        yield "  row %d: %s (%s)" % (row, times.text(ts), note)
+
+
+def cmd_import(args, settings):
+    """read samples into a unit from CSV as export writes it (all or nothing)"""
+    st = _store(settings)
+    try:
+        unit = _unit(st, args.unit)
+        try:
+            binary = open(args.file, "rb")
+        except OSError as exc:
+            raise CommandError("%s: %s" % (args.file, exc.strerror)) from None
+        with binary:
+            progress = _Progress(args.file) if sys.stderr.isatty() else None
+            try:
+                result = importer.import_csv(st, unit, binary, args.duplicates, progress)
+            except importer.BadFile as exc:
+                raise CommandError("%s: %s; nothing imported" % (args.file, exc)) from None
+            except importer.Raced as exc:
+                raise CommandError("%s: %s; nothing imported" % (args.file, exc)) from None
+            finally:
+                if progress:
+                    progress.clear()
+    finally:
+        st.close()
+    if not result.rows:
+        print("%s has no samples (a header only): nothing imported" % args.file)
+        return
+    if result.duplicates:
+        print("\n".join(_duplicate_lines(result)), file=sys.stderr)
+    if result.stored is None:
+        raise CommandError("%d duplicate timestamp(s) and --duplicates refuse: nothing imported"
+                           % result.duplicates)
+    seconds = max(result.seconds, 1e-6)
+    print("imported %d samples into %s (%d duplicates skipped) in %.1f s, %d rows/s"
+          % (result.stored, unit.code, result.duplicates, result.seconds,
+             result.rows / seconds))
+
+
 def cmd_backup(args, settings):
     """copy the database with SQLite's online backup (safe while serving)"""
     if os.path.exists(args.path):
@@ -377,6 +471,13 @@ def build_parser():
     p.add_argument("--from", dest="from_", metavar="TS")
     p.add_argument("--to", metavar="TS")
     p.add_argument("-o", "--output", metavar="FILE")
+    p = parsers["import"]
+    p.add_argument("unit")
+    p.add_argument("file", help="CSV: header id,timestamp,<one name per field>, a row per "
+                                "sample (UTF-8)")
+    p.add_argument("--duplicates", choices=("skip", "refuse"), default="skip",
+                   help="a timestamp stored already or repeated in the file: skip it "
+                        "(the default) or refuse the file")
     parsers["backup"].add_argument("path")
     return parser
 

@@ -175,6 +175,18 @@ def redact(line):
 # n ways, and a line of 20,000 digits then took 19 s to refuse.
 _NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _SAMPLE = re.compile(r"<(%s)((?:;%s)*)>" % (times.PATTERN, _NUM), re.ASCII)
+# The number grammar for other readers of samples (`importer` builds its
+# row pattern from it), so a CSV cell is held to exactly what TTP accepts.
+NUMBER = _NUM
+
+
+def finite(values):
+    """`values` (floats, or None for an empty value) unless one is out of
+    range: ``1e999`` matches the grammar and reads as infinity. TTPError(400)
+    then, as the upload path answers it."""
+    if math.inf in values or -math.inf in values:
+        raise TTPError(400)
+    return values
 
 
 def format_value(value):
@@ -206,9 +218,7 @@ def _samples(argument, fields):
         values = groups[8][1:].split(";") if groups[8] else ()
         if len(values) != fields:
             raise TTPError(400)
-        values = tuple(map(float, values))
-        if not all(map(math.isfinite, values)):  # 1e999 and the like
-            raise TTPError(400)
+        values = finite(tuple(map(float, values)))  # 1e999 and the like
         samples.append((times.from_parts(*groups[1:8]), values, groups[0]))
         pos = match.end()
     return samples

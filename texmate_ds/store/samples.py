@@ -93,6 +93,70 @@ class Samples:
         self.pending += len(fresh)
         return duplicates
 
+    # -- a staged bulk import (``manage import``): rows go to a temporary
+    # table first, which takes no lock on the database, and then into
+    # samples with one INSERT ... SELECT in a short transaction, so the
+    # server's writes wait for the copy only, never for the reading.
+
+    def stage(self, fields):
+        """A new, empty staging table for samples of `fields` values; the
+        statement that adds (ts, row, v1, ...) to it, skipping a timestamp
+        staged already. `row` is the caller's number for the sample."""
+        db = self.db
+        db.dialect.use_temporary_files()
+        db.execute("DROP TABLE IF EXISTS temp.staged_samples")
+        db.execute("CREATE TEMPORARY TABLE staged_samples (ts INTEGER PRIMARY KEY,"
+                   " row INTEGER NOT NULL, %s)"
+                   % ", ".join("%s REAL" % c for c in VALUE_COLUMNS[:fields]))
+        return db.dialect.insert_ignoring("temp.staged_samples",
+                                          ["ts", "row"] + VALUE_COLUMNS[:fields])
+
+    def staged_rows(self, timestamps):
+        """{ts: row} of the staged samples among `timestamps`."""
+        found = {}
+        timestamps = list(timestamps)
+        for start in range(0, len(timestamps), _IN_CHUNK):
+            chunk = timestamps[start:start + _IN_CHUNK]
+            found.update(self.db.all(
+                "SELECT ts, row FROM temp.staged_samples WHERE ts IN (%s)"
+                % ",".join("?" * len(chunk)), chunk))
+        return found
+
+    def staged_stored(self, unit, limit):
+        """(count, [(row, ts), ...]): staged samples whose timestamp `unit`
+        has stored already, and the first `limit` of them by row."""
+        low, high = self.db.one("SELECT min(ts), max(ts) FROM temp.staged_samples")
+        if low is None or not self.db.one(
+                "SELECT count(*) FROM (SELECT 1 FROM samples WHERE unit_id = ?"
+                " AND ts BETWEEN ? AND ? LIMIT 1) AS any_", (unit.id, low, high))[0]:
+            return 0, []   # no stored sample in the staged range: no look-ups
+        join = ("FROM temp.staged_samples AS t JOIN samples AS s"
+                " ON s.unit_id = ? AND s.ts = t.ts")
+        count = self.db.one("SELECT count(*) " + join, (unit.id,))[0]
+        first = self.db.all("SELECT t.row, t.ts %s ORDER BY t.row LIMIT ?" % join,
+                            (unit.id, limit))
+        return count, first
+
+    def add_staged(self, unit):
+        """Copy the staged samples into `unit`'s, skipping timestamps taken,
+        in the shared transaction (begun with the write lock if none is
+        open); returns how many were stored. The caller commits."""
+        db = self.db
+        if not db.in_transaction:
+            db.dialect.begin_writing()
+        before = db.changes
+        values = VALUE_COLUMNS[:unit.fields]
+        db.execute(db.dialect.insert_ignoring(
+            "samples", ["unit_id", "ts", "received"] + values,
+            "SELECT ?, ts, ?, %s FROM temp.staged_samples ORDER BY ts" % ", ".join(values)),
+            (unit.id, times.now()))
+        stored = db.changes - before
+        self.pending += stored
+        return stored
+
+    def drop_staged(self):
+        self.db.execute("DROP TABLE IF EXISTS temp.staged_samples")
+
     def _existing_timestamps(self, unit, timestamps):
         found = set()
         timestamps = list(timestamps)

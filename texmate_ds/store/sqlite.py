@@ -112,11 +112,13 @@ class SQLite:
             tuple(values.values())).lastrowid
 
     @staticmethod
-    def insert_ignoring(table, columns):
+    def insert_ignoring(table, columns, select=None):
         """An INSERT of `columns` that skips a row whose unique key is taken
-        (its cursor's rowcount says 0)."""
-        return "INSERT OR IGNORE INTO %s (%s) VALUES (%s)" % (
-            table, ", ".join(columns), ", ".join("?" * len(columns)))
+        (its cursor's rowcount says 0): of one row of values, or of the
+        rows of the query `select`."""
+        return "INSERT OR IGNORE INTO %s (%s) %s" % (
+            table, ", ".join(columns),
+            select or "VALUES (%s)" % ", ".join("?" * len(columns)))
 
     @staticmethod
     def insert_replacing(table, columns, key):
@@ -159,7 +161,18 @@ class SQLite:
     def begin_migration(self):
         """The write lock at once, so a second process migrating waits here
         and then sees the version this one left."""
+        self.begin_writing()
+
+    def begin_writing(self):
+        """A transaction holding the write lock from its start (waiting for
+        it up to the busy timeout), so no stale read can make its first
+        write fail."""
         self.execute("BEGIN IMMEDIATE")
+
+    def use_temporary_files(self):
+        """Temporary tables in a file, not in memory: a staged import of any
+        size keeps the process's memory flat (the page cache is bounded)."""
+        self.execute("PRAGMA temp_store = FILE")
 
     # -- backup -----------------------------------------------------------------
 

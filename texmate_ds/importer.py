@@ -1,0 +1,233 @@
+"""CSV import of a unit's samples, in the export's own format (``manage
+import``; docs/configuration.md, "manage").
+
+The file is what `export.csv_chunks` writes: a header ``id,timestamp,<one
+cell per field>`` and a row per sample. The header must have exactly 2 +
+unit.fields cells, the first two ``id`` and ``timestamp``; the field cells
+are names (of the unit exported, which may not be this one) or
+``L1``..``Ln``, with or without the ``'`` that `export.text_cell` puts in
+front of a name a spreadsheet would run. ``id`` is ignored (the store
+gives ids). A timestamp is what TTP takes (`times.PATTERN`), a value a TTP
+number (`ttp.NUMBER`, finite), an empty cell an empty value (NULL): one
+pattern per row, built from those two, so a cell is held to exactly what
+an upload is. The file is UTF-8, a BOM allowed.
+
+All or nothing, in constant memory:
+
+1. Each row is checked and added, `BATCH` at a time with one
+   ``executemany``, to a temporary staging table (`Samples.stage`; in a
+   file, not in memory). That takes no lock on the database, so the
+   server goes on writing while a long file is read. The first bad row
+   stops everything: `BadFile` with its row number (the header is row 1)
+   and the reason; the staging table is dropped.
+2. Duplicates: a timestamp repeated in the file is found as it is staged
+   (the staging table's key is the timestamp), one stored already by a
+   join of the staging table with the unit's samples. Both are counted,
+   and the first `LISTED` kept, by row.
+3. One ``INSERT ... SELECT`` copies the staged samples into the unit's,
+   skipping taken timestamps, and one commit ends it. Only this step
+   holds the write lock; a server's writes wait for it (the busy timeout),
+   never for the reading.
+"""
+
+import collections
+import csv
+import re
+import time
+
+from texmate_ds import times, ttp
+
+BATCH = 5000          # rows staged per executemany
+LISTED = 20           # duplicates listed at most
+
+# What `import_csv` did. `duplicates` counts every one; `listed` is the
+# first LISTED as (row, timestamp_us, note); `stored` is None when the
+# duplicates refused the file.
+Result = collections.namedtuple("Result", "rows stored duplicates listed seconds")
+
+
+class BadFile(ValueError):
+    """The file cannot be imported: `row` (1-based, the header is 1) and why."""
+
+    def __init__(self, row, reason):
+        super().__init__("row %d: %s" % (row, reason))
+        self.row = row
+        self.reason = reason
+
+
+class Raced(Exception):
+    """Samples with the file's timestamps were stored while it was read
+    (``--duplicates refuse``): nothing was imported."""
+
+
+def _cell_pattern():
+    return "(?:%s)?" % ttp.NUMBER
+
+
+def row_pattern(fields):
+    """``TIMESTAMP,V1,...,VN`` (values may be empty) as one pattern: the
+    timestamp's seven parts are groups 2-8."""
+    cell = _cell_pattern()
+    return re.compile(r"(%s),(%s(?:,%s){%d})\Z" % (times.PATTERN, cell, cell, fields - 1),
+                      re.ASCII)
+
+
+_VALUE = re.compile(_cell_pattern() + r"\Z", re.ASCII)
+
+
+def _why(record, row):
+    """The reason a row did not match its pattern (the slow path)."""
+    try:
+        times.parse(record[1])
+    except times.BadTime:
+        return BadFile(row, "timestamp %s is not Y-M-D H:M:S[.ffffff]" % times.quoted(record[1]))
+    for field, cell in enumerate(record[2:], 1):
+        if not _VALUE.match(cell):
+            return BadFile(row, "field %d: %s is not a number" % (field, times.quoted(cell)))
+    return BadFile(row, "not a sample")   # a cell holding a comma, quoted
+
+
+class _Lines:
+    """The file's lines as text for csv.reader, UTF-8 checked line by line
+    so a decoding error names its row (`row` is the reader's count)."""
+
+    def __init__(self, binary):
+        self.binary = binary
+        self.row = 0
+
+    def __iter__(self):
+        first = True
+        for raw in self.binary:
+            if first:
+                first = False
+                if raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadFile(self.row + 1, "not UTF-8 (byte %d of the line is %s)"
+                              % (exc.start + 1, hex(raw[exc.start]))) from None
+
+
+def _header(reader, lines, unit):
+    width = 2 + unit.fields
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise BadFile(1, "the file is empty: expected a header id,timestamp and %d field "
+                         "names" % unit.fields) from None
+    except csv.Error as exc:
+        raise BadFile(1, "not CSV: %s" % exc) from None
+    lines.row = 1
+    if len(header) != width:
+        raise BadFile(1, "the header has %d columns; expected %d: id,timestamp and the %d "
+                         "fields of %s" % (len(header), width, unit.fields, unit.code))
+    if header[:2] != ["id", "timestamp"]:
+        raise BadFile(1, "the header starts %s; expected id,timestamp"
+                      % times.quoted(",".join(header[:2])))
+    return width
+
+
+def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.monotonic):
+    """Import the CSV in the binary file `binary` into `unit`: a `Result`.
+
+    `duplicates` is "skip" (store the rest) or "refuse" (store nothing
+    when there is one). `progress`, if given, has ``rows(n)`` (called
+    after each batch) and ``storing(n)`` (before the copy). `BadFile`
+    for a bad file, and then, as on any error, the database is as it was.
+    """
+    started = clock()
+    lines = _Lines(binary)
+    reader = csv.reader(lines)
+    width = _header(reader, lines, unit)
+    samples = db.samples
+    insert = samples.stage(unit.fields)
+    pattern = row_pattern(unit.fields)
+    from_parts = times.from_parts
+    finite = ttp.finite
+    repeated = 0
+    listed = []
+    rows = 0
+    try:
+        db.begin()
+        batch = []
+        try:
+            for record in reader:
+                rows += 1
+                row = rows + 1
+                lines.row = row
+                if len(record) != width:
+                    raise BadFile(row, "%d cells; expected %d (id,timestamp and %d fields)"
+                                  % (len(record), width, unit.fields))
+                cells = record[2:]
+                match = pattern.match(record[1] + "," + ",".join(cells))
+                if match is None:
+                    raise _why(record, row)
+                try:
+                    ts = from_parts(*match.groups()[1:8])
+                except times.BadTime:
+                    raise BadFile(row, "timestamp %s is no real date and time"
+                                  % times.quoted(record[1])) from None
+                try:
+                    values = finite([float(c) if c else None for c in cells])
+                except ttp.TTPError:
+                    raise BadFile(row, "a value is out of range (finite numbers only)") from None
+                batch.append((ts, row, *values))
+                if len(batch) >= BATCH:
+                    repeated += _stage(db, insert, batch, listed)
+                    batch = []
+                    if progress:
+                        progress.rows(rows)
+        except csv.Error as exc:
+            raise BadFile(rows + 2, "not CSV: %s" % exc) from None
+        repeated += _stage(db, insert, batch, listed)
+        if progress:
+            progress.rows(rows)
+        db.commit()   # the staging table's rows; the database is untouched
+        if not rows:
+            return Result(0, 0, 0, [], clock() - started)
+        stored_count, stored_first = samples.staged_stored(unit, LISTED)
+        listed = sorted(listed + [(r, ts, "stored already") for r, ts in stored_first])[:LISTED]
+        found = repeated + stored_count
+        if found and duplicates == "refuse":
+            return Result(rows, None, found, listed, clock() - started)
+        if progress:
+            progress.storing(rows - found)
+        stored = samples.add_staged(unit)
+        if duplicates == "refuse" and stored != rows - repeated:
+            raise Raced("%d samples with the file's timestamps were stored while it was read"
+                        % (rows - repeated - stored))
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    finally:
+        samples.drop_staged()
+    return Result(rows, stored, rows - stored, listed, clock() - started)
+
+
+def _stage(db, insert, batch, listed):
+    """Stage `batch` [(ts, row, v1, ...)]; the number of duplicates in it
+    (repeating a row of the file), the first of them added to `listed`."""
+    first_row = {}
+    fresh = []
+    repeats = []
+    for sample in batch:
+        ts, row = sample[0], sample[1]
+        earlier = first_row.setdefault(ts, row)
+        if earlier == row:
+            fresh.append(sample)
+        else:
+            repeats.append((row, ts, "repeats row %d" % earlier))
+    before = db.changes
+    db.executemany(insert, fresh)
+    if db.changes - before < len(fresh):
+        # Some repeat an earlier batch: the staged row of each timestamp
+        # is its first (the insert skipped the later one).
+        staged = db.samples.staged_rows(s[0] for s in fresh)
+        repeats.extend((s[1], s[0], "repeats row %d" % staged[s[0]])
+                       for s in fresh if staged[s[0]] != s[1])
+        repeats.sort()
+    if len(listed) < LISTED:
+        listed.extend(repeats[:LISTED - len(listed)])
+    return len(repeats)
