@@ -225,9 +225,10 @@ def _samples(argument, fields):
 
 
 def format_sample(row):
-    """A stored row (id, ts, v1, ...) in dl form: ``<ID TS L1=v1 ...>``."""
+    """A stored row (id, ts, v1, ...) in dl form: ``<ID TS L1=v1 ...>``; an
+    empty value (one imported from an empty CSV cell) is ``L2=``."""
     return "<%d %s %s>" % (row[0], times.text(row[1]), " ".join(
-        "L%d=%s" % (i, format_value(v)) for i, v in enumerate(row[2:], 1)))
+        "L%d=%s" % (i, "" if v is None else format_value(v)) for i, v in enumerate(row[2:], 1)))
 
 
 # -- 2. server and channel ----------------------------------------------------

@@ -210,6 +210,8 @@ def test_format_sample():
     ts = times.parse("2009-1-16 15:30:45")
     assert ttp.format_sample((123, ts, 11.0, 22.0, 33.0, 44.0)) == \
         "<123 2009-01-16 15:30:45 L1=11 L2=22 L3=33 L4=44>"
+    # An empty value (imported from an empty CSV cell) goes out empty.
+    assert ttp.format_sample((5, ts, None, -0.5)) == "<5 2009-01-16 15:30:45 L1= L2=-0.5>"
 
 
 def test_redact_hides_key_and_escapes():
