@@ -26,7 +26,7 @@ from conftest import child_env
 
 SCHEMA = store.SCHEMA_VERSION
 COMMANDS = ("syncdb", "createsuperuser", "changepassword", "reset_admin_password",
-            "addunit", "listunits", "export", "backup", "apps", "check", "unlock")
+            "addunit", "listunits", "export", "import", "backup", "apps", "check", "unlock")
 RUN_TIMEOUT = 30
 
 
