@@ -41,3 +41,18 @@ def test_web_bench_reports(tmp_path):
     loaded = report["meters_under_load"]
     assert loaded["export_fetches"] >= 1 and loaded["graph_fetches"] >= 1
     assert loaded["idle_median_ms"] > 0
+
+
+@pytest.mark.slow
+def test_import_bench_reports(tmp_path):
+    out = tmp_path / "import.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "import.py"), "--rows", "3000", "--small", "1000",
+         "--ceiling-seconds", "0.5", "--json", str(out)],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert [fig["rows"] for fig in report["imports"]] == [1000, 3000]
+    assert all(fig["ok"] and fig["peak_rss_kib"] > 0 for fig in report["imports"])
+    assert report["ceiling"]["samples_per_s"] > 0
+    assert "import / ceiling" in result.stdout
