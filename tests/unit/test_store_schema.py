@@ -123,6 +123,13 @@ ROWS = {
     "display_channels": [dict(display_id=1, position=0, unit_id=2, field=2),
                          dict(display_id=1, position=1, unit_id=1, field=32)],
     "sign_in_attempts": [dict(id=1, username="ann", address="10.0.0.1", at=7)],
+    "action_log": [
+        dict(id=1, at=8, actor="manage:root", action="change", model="unit", object_id="1",
+             object_repr="A1 (Pump)", changes='{"key": "(changed)", "name": ["", "Pump"]}',
+             message=""),
+        dict(id=2, at=9, actor="ann", action="delete", model="samples", object_id="2",
+             object_repr="B7", changes="{}", message="3 samples before 2010-01-01"),
+    ],
 }
 
 

@@ -18,11 +18,13 @@ Layout:
   speaking domain terms: `units` (units, download permissions, graph
   options), `samples` (uploads, single samples, ranges, statistics, graph
   rows, the ``dl next`` cursors), `accounts` (users, sessions, API tokens,
-  sign-in attempts), `displays`. Alarms, the mail outbox and the action
-  log will be repositories of their own beside these, each with the
-  tables of its migration.
+  sign-in attempts), `displays`, and `log` (`actionlog`: the action log,
+  who added, changed or deleted what; an entry is written in the same
+  transaction as its change, and never holds a key or a password).
+  Alarms and the mail outbox will be repositories of their own beside
+  these, each with the tables of its migration.
 * Rows are small namedtuples, one per table (`Unit`, `User`, `Session`,
-  `ApiToken`, `Display`; `GraphOptions` and `Axis` for a unit's graph
+  `ApiToken`, `Display`, `LogEntry`; `GraphOptions` and `Axis` for a unit's graph
   columns), except samples: a sample is a plain tuple ``(id, ts, v1,
   ...)``, the hot path's and the wire's form.
 * `schema` and ``migrations/NNNN_*.sql``: the schema's history, one
@@ -39,6 +41,7 @@ exceptions, and callers decide what to answer.
 """
 
 from texmate_ds.store.accounts import ApiToken, Session, User
+from texmate_ds.store.actionlog import Entry as LogEntry
 from texmate_ds.store.database import Database
 from texmate_ds.store.displays import Display
 from texmate_ds.store.errors import Conflict, NotFound, SchemaTooNew, StoreError
@@ -48,5 +51,5 @@ from texmate_ds.store.schema import VERSION as SCHEMA_VERSION
 from texmate_ds.store.units import Axis, GraphOptions, Unit
 
 __all__ = ["ApiToken", "Axis", "Conflict", "Database", "Display", "GraphOptions",
-           "GroupCommit", "MAX_FIELDS", "NotFound", "SCHEMA_VERSION", "SchemaTooNew",
+           "GroupCommit", "LogEntry", "MAX_FIELDS", "NotFound", "SCHEMA_VERSION", "SchemaTooNew",
            "Session", "StoreError", "Unit", "User"]

@@ -55,6 +55,10 @@ class Accounts:
             must_change_password=int(must_change_password), date_joined=times.now())
         return self.get_user(user_id)
 
+    def all_users(self):
+        """Every User, by username."""
+        return [User.from_row(row) for row in self.db.all(_SELECT_USER + " ORDER BY username")]
+
     def count_users(self):
         return self.db.one("SELECT count(*) FROM users")[0]
 

@@ -216,8 +216,21 @@ class Samples:
             sql += " LIMIT %d" % limit
         return self.db.all(sql, (unit.id, *params))
 
-    def count(self, unit):
-        return self.db.one("SELECT count(*) FROM samples WHERE unit_id = ?", (unit.id,))[0]
+    def count(self, unit, before=None):
+        """The unit's samples, or those with ts < `before`."""
+        if before is None:
+            return self.db.one("SELECT count(*) FROM samples WHERE unit_id = ?", (unit.id,))[0]
+        return self.db.one("SELECT count(*) FROM samples WHERE unit_id = ? AND ts < ?",
+                           (unit.id, before))[0]
+
+    def delete_before(self, unit, before, limit):
+        """Delete the oldest `limit` samples with ts < `before` (at most),
+        within the shared transaction; how many went. Deleting in chunks
+        of `limit`, each committed, keeps every write lock short."""
+        return self.db.write(
+            "DELETE FROM samples WHERE id IN (SELECT id FROM samples"
+            " WHERE unit_id = ? AND ts < ? ORDER BY ts LIMIT ?)",
+            (unit.id, before, limit)).rowcount
 
     # -- the dl "next" mailbox: the id of the last sample of `source` that
     # `reader` has had (0: none yet)

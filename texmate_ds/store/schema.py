@@ -20,6 +20,7 @@ MIGRATIONS = (
     "0001_units_samples_users",
     "0002_web_ui",
     "0003_sign_in_attempts",
+    "0004_action_log",
 )
 VERSION = len(MIGRATIONS)
 

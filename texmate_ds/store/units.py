@@ -84,6 +84,44 @@ class Units:
                        source_id=source.id if source else None, created=times.now())
         return self.get(code)
 
+    def change(self, unit, **values):
+        """Set columns of `unit` (key, name, description, fields,
+        field_names (a sequence), enabled, source_id); the unit as it is now."""
+        self._forget()
+        if "field_names" in values:
+            values["field_names"] = ",".join(values["field_names"])
+        if "enabled" in values:
+            values["enabled"] = int(values["enabled"])
+        if values:
+            self.db.write("UPDATE units SET %s WHERE id = ?" % ", ".join(
+                "%s = ?" % column for column in values), (*values.values(), unit.id))
+        return self.get_by_id(unit.id)
+
+    def delete(self, unit):
+        """Delete `unit`. The schema takes the rest with it: its samples,
+        cursors, read permissions and display channels (ON DELETE CASCADE),
+        and units reading it by default fall back to themselves (ON DELETE
+        SET NULL)."""
+        self._forget()
+        self.db.write("DELETE FROM units WHERE id = ?", (unit.id,))
+
+    def dependents(self, unit):
+        """What goes or changes with `unit` when it is deleted, but its
+        samples: {what: count} of its dl cursors (as reader or source),
+        read permissions (either way) and display channels, and the codes
+        of the units that have it as their source."""
+        either = "SELECT count(*) FROM %s WHERE reader_id = ? OR source_id = ?"
+        counts = {
+            "dl cursors": self.db.one(either % "dl_cursors", (unit.id, unit.id))[0],
+            "read permissions": self.db.one(either % "unit_reads", (unit.id, unit.id))[0],
+            "display channels": self.db.one(
+                "SELECT count(*) FROM display_channels WHERE unit_id = ?", (unit.id,))[0],
+        }
+        sourced = [code for (code,) in self.db.all(
+            "SELECT code FROM units WHERE source_id = ? AND id <> ? ORDER BY code",
+            (unit.id, unit.id))]
+        return counts, sourced
+
     def get(self, code):
         """The unit with that code, or None."""
         unit = self._by_code.get(code)
@@ -119,6 +157,19 @@ class Units:
         self._forget()
         self.db.write(self.db.dialect.insert_ignoring("unit_reads", ("reader_id", "source_id")),
                       (reader.id, source.id))
+
+    def reads(self, reader):
+        """The codes of the units `reader` was allowed to read, by code."""
+        return [code for (code,) in self.db.all(
+            "SELECT u.code FROM unit_reads r JOIN units u ON u.id = r.source_id"
+            " WHERE r.reader_id = ? ORDER BY u.code", (reader.id,))]
+
+    def set_reads(self, reader, sources):
+        """`reader` may read exactly `sources` (besides itself and its source)."""
+        self._forget()
+        self.db.write("DELETE FROM unit_reads WHERE reader_id = ?", (reader.id,))
+        for source in sources:
+            self.allow_read(reader, source)
 
     def may_read(self, reader, source):
         """May `reader` download `source`'s samples? Itself and its own
