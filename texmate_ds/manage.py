@@ -100,6 +100,43 @@ def _user(st, username):
     return user
 
 
+def _actor():
+    """Who the action log names for a command: ``manage:<OS user>``."""
+    try:
+        return "manage:" + getpass.getuser()
+    except (KeyError, OSError, ImportError):  # no login name for this uid
+        return "manage:unknown"
+
+
+def _unit_repr(unit):
+    return "%s (%s)" % (unit.code, unit.name) if unit.name else unit.code
+
+
+def _print_table(rows):
+    """`rows` of text cells, the first the header, in aligned columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _add_user(args, settings, username, email, staff, superuser):
+    """Add a user, for createsuperuser and adduser alike: refused if the
+    name is taken, the password from `_password`, an action log entry in
+    the same transaction."""
+    if not username:
+        raise CommandError("a username cannot be empty")
+    st = _store(settings)
+    if st.accounts.get_user_by_name(username):
+        raise CommandError("user %r exists already" % username)
+    password = _password(args, username)
+    user = st.accounts.add_user(username, auth.hash_password(password), email=email,
+                                is_staff=staff, is_superuser=superuser)
+    flags = [flag for flag, on in (("staff", staff), ("superuser", superuser)) if on]
+    st.log.record(_actor(), "add", "user", user.id, user.username, message=", ".join(flags))
+    st.close()
+    return user
+
+
 def cmd_syncdb(args, settings):
     """create or upgrade the database schema (idempotent)"""
     try:
@@ -126,14 +163,29 @@ def cmd_createsuperuser(args, settings):
         username = input("Username: ").strip()
     email = args.email if args.email is not None else (
         "" if args.noinput else input("Email address: ").strip())
-    st = _store(settings)
-    if st.accounts.get_user_by_name(username):
-        raise CommandError("user %r exists already" % username)
-    password = _password(args, username)
-    st.accounts.add_user(username, auth.hash_password(password), email=email,
-                         is_staff=True, is_superuser=True)
-    st.close()
+    _add_user(args, settings, username, email, staff=True, superuser=True)
     print("superuser %s created" % username)
+
+
+def cmd_adduser(args, settings):
+    """add a user: the password asked twice, or with --noinput from TXM_PASSWORD"""
+    user = _add_user(args, settings, args.user, args.email, args.staff, args.superuser)
+    flags = [flag for flag, on in (("staff", user.is_staff), ("superuser", user.is_superuser))
+             if on]
+    print("user %s created%s" % (user.username, " (%s)" % ", ".join(flags) if flags else ""))
+
+
+def cmd_users(args, settings):
+    """list the users: username, staff, superuser, active, last login"""
+    st = _store(settings)
+    rows = [("username", "staff", "superuser", "active", "last login")]
+    for user in st.accounts.all_users():
+        rows.append((user.username,) + tuple(
+            "yes" if flag else "no" for flag in (user.is_staff, user.is_superuser,
+                                                 user.is_active))
+            + (times.shown(user.last_login) if user.last_login else "-",))
+    st.close()
+    _print_table(rows)
 
 
 def cmd_changepassword(args, settings):
@@ -143,6 +195,7 @@ def cmd_changepassword(args, settings):
     password = _password(args, user.username)
     st.accounts.set_password(user.id, auth.hash_password(password),
                              must_change=password == auth.DEFAULT_PASSWORD)
+    st.log.record(_actor(), "change", "user", user.id, user.username, {"password": None})
     st.close()
     print("password changed for %s" % user.username)
 
@@ -154,6 +207,8 @@ def cmd_reset_admin_password(args, settings):
                                     must_change=True):
         raise CommandError("there is no user with id 1")
     user = st.accounts.get_user(1)
+    st.log.record(_actor(), "change", "user", user.id, user.username, {"password": None},
+                  "reset to the default")
     st.close()
     print("password of %s (user id 1) reset to '%s'; change it at the next sign-in"
           % (user.username, auth.DEFAULT_PASSWORD))
@@ -168,47 +223,202 @@ def cmd_unlock(args, settings):
     print("%s cleared (%d counted attempt(s) forgotten)" % (whose, forgotten))
 
 
+def _checked_key(key):
+    if not re.match(r"[\x21-\x7e]{1,64}\Z", key):
+        raise CommandError("key: 1 to 64 printable ASCII characters without spaces "
+                           "(what a meter can send)")
+    return key
+
+
+def _checked_fields(fields):
+    if not 1 <= fields <= 32:
+        raise CommandError("--fields: a number from 1 to 32")
+    return fields
+
+
+def _axes_text(axes):
+    return ["%s:%s" % (axis.label, ",".join(map(str, axis.fields))) for axis in axes]
+
+
+# The unit columns a person sets (the rest are the store's own).
+UNIT_SETTINGS = ("key", "name", "description", "fields", "field_names", "enabled", "source_id")
+
+
+def _apply_unit_options(st, unit, args):
+    """Store on `unit` what `args` gives of the options addunit and
+    changeunit share, each checked here once for both (None or no --axis:
+    unchanged); returns (the unit as it is now, {setting: [old, new]} of
+    what changed). addunit is a bare unit (code, key, fields) with these
+    applied, in the same transaction, so a refusal leaves nothing."""
+    key = unit.key if args.key is None else _checked_key(args.key)
+    fields = unit.fields if args.fields is None else _checked_fields(args.fields)
+    names = (tuple(n.strip() for n in args.field_names.split(",")) if args.field_names
+             else () if args.field_names is not None else unit.field_names)
+    if len(names) > fields:
+        raise CommandError("--field-names: %d names for %d fields" % (len(names), fields))
+    source = unit.source_id
+    if args.source is not None:  # "" is --no-source
+        source = _unit(st, args.source).id if args.source else None
+    new = unit._replace(
+        key=key, fields=fields, field_names=names, source_id=source,
+        name=unit.name if args.name is None else args.name,
+        description=unit.description if args.description is None else args.description,
+        enabled=unit.enabled if args.enabled is None else args.enabled)
+    values = {column: getattr(new, column) for column in UNIT_SETTINGS
+              if getattr(new, column) != getattr(unit, column)}
+    changes = {column: [getattr(unit, column), value] for column, value in values.items()}
+    if "field_names" in changes:
+        changes["field_names"] = [",".join(names) for names in changes["field_names"]]
+    if "source_id" in changes:
+        changes["source"] = [st.units.get_by_id(i).code if i else None
+                             for i in changes.pop("source_id")]
+
+    old_reads = st.units.reads(unit)
+    reads = old_reads
+    if args.reads is not None:  # "" is none
+        reads = sorted({_unit(st, code.strip()).code for code in args.reads.split(",")
+                        if code.strip()})
+        if reads != old_reads:
+            changes["reads"] = [old_reads, reads]
+
+    options = st.units.graph_options(unit)
+    new_options = options
+    if args.graph_size:
+        width, height = _graph_size(args.graph_size)
+        new_options = new_options._replace(width=width, height=height)
+    if args.axis:
+        new_options = new_options._replace(axes=tuple(
+            store.Axis(label, tuple(numbers))
+            for label, numbers in (_numbered(text, "--axis") for text in args.axis)))
+    try:
+        rules.check_field_count(new, new_options, st.displays.fields_shown(unit))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if (options.width, options.height) != (new_options.width, new_options.height):
+        changes["graph_size"] = ["%dx%d" % (o.width, o.height) for o in (options, new_options)]
+    if options.axes != new_options.axes:
+        changes["axes"] = [_axes_text(o.axes) for o in (options, new_options)]
+
+    unit = st.units.change(unit, **values)
+    if "reads" in changes:
+        st.units.set_reads(unit, [st.units.get(code) for code in reads])
+    if new_options != options:
+        st.units.set_graph_options(unit, new_options)
+    return unit, changes
+
+
 def cmd_addunit(args, settings):
     """add a unit (meter)"""
     try:
         ttp.check_unit_code(args.code)
     except ttp.TTPError:
         raise CommandError("unit code %r: 1 to 32 letters and digits" % args.code) from None
-    if not 1 <= args.fields <= 32:
-        raise CommandError("--fields: a number from 1 to 32")
-    if not re.match(r"[\x21-\x7e]{1,64}\Z", args.key):
-        raise CommandError("key: 1 to 64 printable ASCII characters without spaces "
-                           "(what a meter can send)")
-    names = [n.strip() for n in args.field_names.split(",")] if args.field_names else []
-    if len(names) > args.fields:
-        raise CommandError("--field-names: %d names for %d fields" % (len(names), args.fields))
-    axes = []
-    for text in args.axis:
-        label, fields = _numbered(text, "--axis")
-        axes.append(store.Axis(label, tuple(fields)))
-    size = _graph_size(args.graph_size) if args.graph_size else None
+    _checked_fields(args.fields)
+    _checked_key(args.key)
     st = _store(settings)
     if st.units.get(args.code):
         raise CommandError("unit %s exists already" % args.code)
-    source = _unit(st, args.source) if args.source else None
-    readable = [_unit(st, c) for c in args.reads.split(",")] if args.reads else []
-    unit = st.units.add(args.code, args.key, args.fields, name=args.name or "",
-                        description=args.description or "", field_names=names,
-                        enabled=not args.disabled, source=source)
-    for other in readable:
-        st.units.allow_read(unit, other)
-    if size or axes:
-        options = st.units.graph_options(unit)._replace(axes=tuple(axes))
-        if size:
-            options = options._replace(width=size[0], height=size[1])
-        try:
-            rules.check_graph_options(unit, options)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        st.units.set_graph_options(unit, options)
+    unit, _ = _apply_unit_options(st, st.units.add(args.code, args.key, args.fields), args)
+    st.log.record(_actor(), "add", "unit", unit.id, _unit_repr(unit),
+                  message="%d fields" % unit.fields)
     st.close()
     print("unit %s added (%d fields%s)" % (unit.code, unit.fields,
                                            "" if unit.enabled else ", disabled"))
+
+
+def cmd_changeunit(args, settings):
+    """change a unit's options: only those given (the same checks as addunit)"""
+    st = _store(settings)
+    unit, changes = _apply_unit_options(st, _unit(st, args.code), args)
+    if not changes:
+        st.close()
+        print("unit %s unchanged (nothing given differs)" % unit.code)
+        return
+    st.log.record(_actor(), "change", "unit", unit.id, _unit_repr(unit), changes)
+    st.close()
+    print("unit %s changed: %s" % (unit.code, ", ".join(sorted(changes))))
+
+
+# Samples one transaction deletes at most: a running server waits for the
+# write lock while one runs, so each stays short (tens of milliseconds).
+DELETE_CHUNK = 10000
+
+
+def _delete_samples(st, unit, before, total, finish):
+    """Delete `unit`'s samples (with ts < `before` unless None), oldest
+    first, `DELETE_CHUNK` in each transaction of its own, printing
+    progress; `finish(deleted)` runs in the last one, so the action log
+    entry commits with the last chunk. Interrupted, it logs what went."""
+    deleted = 0
+    st.commit()
+    try:
+        while True:
+            st.dialect.begin_writing()
+            gone = st.samples.delete_oldest(unit, DELETE_CHUNK, before)
+            deleted += gone
+            if gone < DELETE_CHUNK:
+                finish(deleted)
+                st.commit()
+                return deleted
+            st.commit()
+            print("deleted %d of %d samples..." % (deleted, total), flush=True)
+    except KeyboardInterrupt:
+        st.rollback()
+        st.log.record(_actor(), "delete", "samples", unit.id, _unit_repr(unit),
+                      message="%d samples (interrupted)" % deleted)
+        st.close()
+        raise CommandError("interrupted after deleting %d samples of %s; run it again to "
+                           "go on" % (deleted, unit.code)) from None
+
+
+def _refuse_without_yes(args, what):
+    if not args.yes:
+        print("would delete " + what)
+        raise CommandError("nothing deleted: add --yes to delete it")
+
+
+def cmd_deleteunit(args, settings):
+    """delete a unit with its samples, cursors, read permissions and display
+    channels (only with --yes; without, print what would go)"""
+    st = _store(settings)
+    unit = _unit(st, args.code)
+    samples = st.samples.count(unit)
+    counts, sourced = st.units.dependents(unit)
+    what = "unit %s with %d samples, %s" % (_unit_repr(unit), samples, ", ".join(
+        "%d %s" % (n, name) for name, n in counts.items()))
+    if sourced:
+        what += "; %s would read themselves by default (no source)" % ", ".join(sourced)
+    _refuse_without_yes(args, what)
+
+    def finish(deleted):
+        st.units.delete(unit)
+        st.log.record(_actor(), "delete", "unit", unit.id, _unit_repr(unit),
+                      message="with %d samples" % deleted)
+    _delete_samples(st, unit, None, samples, finish)
+    st.close()
+    print("deleted " + what)
+
+
+def cmd_deleteold(args, settings):
+    """delete a unit's samples older than --before (only with --yes), in
+    short transactions of 10,000 samples: safe while the server serves"""
+    before = _timestamp("--before", args.before)
+    st = _store(settings)
+    unit = _unit(st, args.unit)
+    count = st.samples.count(unit, before)
+    what = "%d samples of %s before %s" % (count, unit.code, times.text(before))
+    if not count:
+        st.close()
+        print("no samples of %s before %s: nothing to delete" % (unit.code, times.text(before)))
+        return
+    _refuse_without_yes(args, what)
+
+    def finish(deleted):
+        st.log.record(_actor(), "delete", "samples", unit.id, _unit_repr(unit),
+                      message="%d samples before %s" % (deleted, times.text(before)))
+    deleted = _delete_samples(st, unit, before, count, finish)
+    st.close()
+    print("deleted %d samples of %s before %s" % (deleted, unit.code, times.text(before)))
 
 
 def cmd_adddisplay(args, settings):
@@ -262,9 +472,7 @@ def cmd_listunits(args, settings):
         rows.append((unit.code, unit.name, str(unit.fields), "yes" if unit.enabled else "no",
                      str(st.samples.count(unit)), times.text(last[1]) if last else "-"))
     st.close()
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    _print_table(rows)
 
 
 def cmd_export(args, settings):
@@ -425,6 +633,38 @@ def cmd_check(args, settings):
 COMMANDS = {name[4:]: fn for name, fn in globals().items() if name.startswith("cmd_")}
 
 
+def _unit_options(p, adding):
+    """addunit's and changeunit's arguments, defined once: changeunit's are
+    all optional, None (or no --axis) leaving a setting as it is."""
+    p.add_argument("code")
+    if adding:
+        p.add_argument("key")
+        p.add_argument("--fields", type=int, required=True, help="number of data fields, 1 to 32")
+    else:
+        p.add_argument("--key", help="a new key")
+        p.add_argument("--fields", type=int, help="number of data fields, 1 to 32 (fewer: "
+                       "refused while graph axes or displays use the fields that would go)")
+    p.add_argument("--name")
+    p.add_argument("--description")
+    p.add_argument("--field-names", help="comma-separated names of the fields")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--source", metavar="CODE",
+                        help="the unit whose samples dl returns by default")
+    enabled = p.add_mutually_exclusive_group()
+    if not adding:
+        source.add_argument("--no-source", dest="source", action="store_const", const="",
+                            help="dl returns the unit's own samples by default")
+        enabled.add_argument("--enabled", dest="enabled", action="store_const", const=True)
+    enabled.add_argument("--disabled", dest="enabled", action="store_const", const=False)
+    p.add_argument("--reads", metavar="CODE,CODE", help="other units this unit may dl from"
+                   + ("" if adding else " (replacing those it had; '' for none)"))
+    p.add_argument("--graph-size", metavar="WxH", help="graph width and height in pixels")
+    p.add_argument("--axis", metavar="LABEL:N,N", action="append", default=[],
+                   help="a graph axis and its field numbers (repeat for more axes; "
+                        + ("none: one axis with every field)" if adding
+                           else "replacing the unit's axes)"))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="texmate_ds manage",
                                      description="Administration commands.")
@@ -442,20 +682,23 @@ def build_parser():
     p.add_argument("--noinput", action="store_true", help="password from TXM_PASSWORD")
     parsers["unlock"].add_argument("user", nargs="?", metavar="USER",
                                    help="a username (none: every throttle)")
-    p = parsers["addunit"]
+    p = parsers["adduser"]
+    p.add_argument("user")
+    p.add_argument("--email", default="")
+    p.add_argument("--staff", action="store_true", help="may use /metrics (and the admin)")
+    p.add_argument("--superuser", action="store_true", help="has every permission")
+    p.add_argument("--noinput", action="store_true", help="password from TXM_PASSWORD")
+    _unit_options(parsers["addunit"], adding=True)
+    _unit_options(parsers["changeunit"], adding=False)
+    p = parsers["deleteunit"]
     p.add_argument("code")
-    p.add_argument("key")
-    p.add_argument("--fields", type=int, required=True, help="number of data fields, 1 to 32")
-    p.add_argument("--name")
-    p.add_argument("--description")
-    p.add_argument("--field-names", help="comma-separated names of the fields")
-    p.add_argument("--source", metavar="CODE", help="the unit whose samples dl returns by default")
-    p.add_argument("--reads", metavar="CODE,CODE", help="other units this unit may dl from")
-    p.add_argument("--disabled", action="store_true")
-    p.add_argument("--graph-size", metavar="WxH", help="graph width and height in pixels")
-    p.add_argument("--axis", metavar="LABEL:N,N", action="append", default=[],
-                   help="a graph axis and its field numbers (repeat for more axes; "
-                        "none: one axis with every field)")
+    p.add_argument("--yes", action="store_true", help="delete (without: show what would go)")
+    p = parsers["deleteold"]
+    p.add_argument("unit")
+    p.add_argument("--before", metavar="TS", required=True,
+                   help="samples older than this go: a date, a date and time, or -30d "
+                        "and the like (with the =: --before=-30d)")
+    p.add_argument("--yes", action="store_true", help="delete (without: show how many)")
     p = parsers["adddisplay"]
     p.add_argument("name")
     p.add_argument("--refresh", type=int, default=10, metavar="S",

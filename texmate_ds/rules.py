@@ -23,6 +23,17 @@ def check_graph_options(unit, options):
             raise ValueError("axis %r: field numbers from 1 to %d" % (axis.label, unit.fields))
 
 
+def check_field_count(unit, options, shown):
+    """`unit` as it would be (its new field count) still has every field
+    its graph axes (`options`, store.GraphOptions) and the displays
+    (`shown`, 1-based fields) name: fewer fields may not orphan them."""
+    check_graph_options(unit, options)
+    beyond = sorted(field for field in shown if field > unit.fields)
+    if beyond:
+        raise ValueError("a display shows field(s) %s of unit %s, which would have %d"
+                         % (", ".join(map(str, beyond)), unit.code, unit.fields))
+
+
 def check_display(name, refresh, channels):
     """A display needs a name, a refresh of a second or more, and channels,
     each (Unit, 1-based field) a field the unit has, none twice."""

@@ -34,7 +34,8 @@ class ActionLog:
         """Add an entry within the shared transaction; its id. `actor` is a
         username or ``manage:<OS user>``; `action` one of `ACTIONS`;
         `model` what kind of thing (``unit``, ``user``, ``samples``...);
-        `changes` {field: [old, new]} for a change."""
+        `changes` {field: [old, new]} for a change (a secret field's value
+        is not read: None will do)."""
         if action not in ACTIONS:
             raise ValueError("action %r: one of %s" % (action, ", ".join(ACTIONS)))
         shown = {field: SECRET if field in SECRET_FIELDS else list(values)

@@ -50,6 +50,11 @@ class Displays:
             channels[unit_id][1].append(row[-1])
         return list(channels.values())
 
+    def fields_shown(self, unit):
+        """The 1-based fields of `unit` that some display shows."""
+        return {field for (field,) in self.db.all(
+            "SELECT DISTINCT field FROM display_channels WHERE unit_id = ?", (unit.id,))}
+
     def count(self):
         return self.db.one("SELECT count(*) FROM displays")[0]
 

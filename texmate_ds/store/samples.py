@@ -223,14 +223,18 @@ class Samples:
         return self.db.one("SELECT count(*) FROM samples WHERE unit_id = ? AND ts < ?",
                            (unit.id, before))[0]
 
-    def delete_before(self, unit, before, limit):
-        """Delete the oldest `limit` samples with ts < `before` (at most),
-        within the shared transaction; how many went. Deleting in chunks
-        of `limit`, each committed, keeps every write lock short."""
+    def delete_oldest(self, unit, limit, before=None):
+        """Delete the unit's oldest `limit` samples at most, only those with
+        ts < `before` unless None, within the shared transaction; how many
+        went. A caller deleting many commits after each call, so that no
+        transaction holds the write lock for long."""
+        where, params = "unit_id = ?", [unit.id]
+        if before is not None:
+            where += " AND ts < ?"
+            params.append(before)
         return self.db.write(
-            "DELETE FROM samples WHERE id IN (SELECT id FROM samples"
-            " WHERE unit_id = ? AND ts < ? ORDER BY ts LIMIT ?)",
-            (unit.id, before, limit)).rowcount
+            "DELETE FROM samples WHERE id IN (SELECT id FROM samples WHERE %s"
+            " ORDER BY ts LIMIT ?)" % where, params + [limit]).rowcount
 
     # -- the dl "next" mailbox: the id of the last sample of `source` that
     # `reader` has had (0: none yet)
