@@ -401,7 +401,14 @@ def cmd_deleteunit(args, settings):
 
 def cmd_deleteold(args, settings):
     """delete a unit's samples older than --before (only with --yes), in
-    short transactions of 10,000 samples: safe while the server serves"""
+    short transactions of 10,000 samples: safe while the server serves
+
+    A running server shares the database, and SQLite lets one writer at a
+    time: the server's loop waits for the write lock while another process
+    holds it. So no transaction here holds it for long: each chunk of
+    10,000 samples is deleted and committed on its own (tens of
+    milliseconds), and the server's uploads go in between. The action log
+    entry, with the total, commits with the last chunk."""
     before = _timestamp("--before", args.before)
     st = _store(settings)
     unit = _unit(st, args.unit)
@@ -669,7 +676,9 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="texmate_ds manage",
                                      description="Administration commands.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    parsers = {name: sub.add_parser(name, help=fn.__doc__, description=fn.__doc__)
+    # The list shows a docstring's first paragraph; COMMAND --help all of it.
+    parsers = {name: sub.add_parser(name, help=fn.__doc__.split("\n\n")[0],
+                                    description=fn.__doc__)
                for name, fn in COMMANDS.items()}
     sub.add_parser("help", help="list the commands, or explain one").add_argument(
         "topic", nargs="?")
