@@ -218,6 +218,9 @@ def cmd_unlock(args, settings):
     """clear sign-in throttles: every one, or USER's at any address"""
     st = _store(settings)
     forgotten = auth.unlock(st, args.user)
+    if forgotten:
+        st.log.record(_actor(), "delete", "sign_in_attempts", args.user or "*",
+                      args.user or "every user", message="%d attempt(s)" % forgotten)
     st.close()
     whose = "every sign-in throttle" if args.user is None else "sign-in throttles of %s" % args.user
     print("%s cleared (%d counted attempt(s) forgotten)" % (whose, forgotten))
@@ -441,6 +444,8 @@ def cmd_adddisplay(args, settings):
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     display = st.displays.add(args.name, args.refresh, channels)
+    st.log.record(_actor(), "add", "display", display.id, display.name,
+                  message="%d channel(s), refresh %d s" % (len(channels), args.refresh))
     st.close()
     print("display %d %r added: /views/%d/" % (display.id, args.name, display.id))
 
@@ -454,6 +459,7 @@ def cmd_addtoken(args, settings):
     except ValueError as exc:
         raise CommandError("%s (revoke it with: manage revoketoken %s %s)"
                            % (exc, user.username, args.name)) from None
+    st.log.record(_actor(), "add", "api_token", user.id, "%s of %s" % (args.name, user.username))
     st.close()
     print("API token %r for %s; it is shown only this once:" % (args.name, user.username),
           file=sys.stderr)
@@ -466,6 +472,8 @@ def cmd_revoketoken(args, settings):
     user = _user(st, args.user)
     if not auth.revoke_api_token(st, user.id, args.name):
         raise CommandError("%s has no token named %r" % (user.username, args.name))
+    st.log.record(_actor(), "delete", "api_token", user.id,
+                  "%s of %s" % (args.name, user.username))
     st.close()
     print("API token %r of %s revoked" % (args.name, user.username))
 

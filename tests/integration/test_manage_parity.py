@@ -285,3 +285,29 @@ def test_commands_while_the_server_serves(srv):
          "ok", "A1", "k2"], env=child_env(), capture_output=True, text=True, timeout=30)
     assert (client.returncode, client.stdout.strip()) == (0, "OK")
     assert srv.stop() == 0
+
+
+def test_displays_tokens_and_unlocks_are_logged_too(srv):
+    manage(srv, "adddisplay", "Plant", "--refresh", "5", "--channels", "A1:1,2")
+    manage(srv, "addtoken", "Administrator", "--name", "grafana")
+    manage(srv, "revoketoken", "Administrator", "grafana")
+    manage(srv, "unlock")   # nothing to forget: nothing logged
+    logged = [(e.action, e.model, e.object_repr, e.message, e.actor)
+              for e in log_entries(srv, limit=3)]
+    assert logged == [
+        ("delete", "api_token", "grafana of Administrator", "", ACTOR),
+        ("add", "api_token", "grafana of Administrator", "", ACTOR),
+        ("add", "display", "Plant", "2 channel(s), refresh 5 s", ACTOR)]
+    token = manage(srv, "addtoken", "Administrator", "--name", "again").stdout.strip()
+    assert all(token not in e.changes and token not in e.message for e in log_entries(srv))
+
+
+def test_unlock_is_logged_when_it_forgets_something(srv):
+    manage(srv, "syncdb")
+    db = database(srv)
+    db.accounts.add_sign_in_attempt("administrator", "127.0.0.2", times.now())
+    db.close()
+    manage(srv, "unlock", "Administrator")
+    entry = log_entries(srv, model="sign_in_attempts")[0]
+    assert (entry.action, entry.object_repr, entry.message) == (
+        "delete", "Administrator", "1 attempt(s)")
