@@ -128,13 +128,16 @@ def _header(reader, lines, unit):
     return width
 
 
-def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.monotonic):
+def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.monotonic,
+               on_stored=None):
     """Import the CSV in the binary file `binary` into `unit`: a `Result`.
 
     `duplicates` is "skip" (store the rest) or "refuse" (store nothing
     when there is one). `progress`, if given, has ``rows(n)`` (called
-    after each batch) and ``storing(n)`` (before the copy). `BadFile`
-    for a bad file, and then, as on any error, the database is as it was.
+    after each batch) and ``storing(n)`` (before the copy).
+    ``on_stored(n)``, if given, runs in the transaction that stores the `n`
+    samples (the action log's entry). `BadFile` for a bad file, and then,
+    as on any error, the database is as it was.
     """
     started = clock()
     lines = _Lines(binary)
@@ -197,6 +200,8 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
         if duplicates == "refuse" and stored != rows - repeated:
             raise Raced("%d samples with the file's timestamps were stored while it was read"
                         % (rows - repeated - stored))
+        if on_stored is not None and stored:
+            on_stored(stored)
         db.commit()
     except BaseException:
         db.rollback()

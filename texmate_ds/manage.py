@@ -573,7 +573,11 @@ def cmd_import(args, settings):
         with binary:
             progress = _Progress(args.file) if sys.stderr.isatty() else None
             try:
-                result = importer.import_csv(st, unit, binary, args.duplicates, progress)
+                result = importer.import_csv(
+                    st, unit, binary, args.duplicates, progress,
+                    on_stored=lambda stored: st.log.record(
+                        _actor(), "add", "samples", unit.id, _unit_repr(unit),
+                        message="%d imported from %s" % (stored, os.path.basename(args.file))))
             except importer.BadFile as exc:
                 raise CommandError("%s: %s; nothing imported" % (args.file, exc)) from None
             except importer.Raced as exc:

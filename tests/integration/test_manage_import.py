@@ -13,6 +13,8 @@ import threading
 
 import pytest
 
+from texmate_ds import store
+
 from conftest import child_env
 
 ROWS = [  # what export writes: microseconds, empty cells, exponents
@@ -226,3 +228,15 @@ def test_import_while_server_uploads(server_factory, tmp_path):
     stored = export_rows(srv, "BULK")[1:]
     assert len(stored) == 20000 and stored[-1][1:] == rows[-1]
     assert len(export_rows(srv, "LIVE")) - 1 == len(answers)
+
+
+def test_an_import_is_in_the_action_log_and_a_refused_one_is_not(server, unit, tmp_path):
+    manage(server, "import", unit, csv_file(tmp_path, ROWS))
+    refused(manage(server, "import", unit, csv_file(tmp_path, [[seconds(1), "x", "", ""]],
+                                                    name="bad.csv"), check=False), "row 2")
+    db = store.Database(server.db_path)
+    try:
+        entries = [e for e in db.log.entries(model="samples") if e.object_repr.startswith(unit)]
+    finally:
+        db.close()
+    assert [(e.action, e.message) for e in entries] == [("add", "4 imported from in.csv")]
