@@ -32,6 +32,8 @@ Layout:
   transaction.
 * `groupcommit.GroupCommit`: the writer service that commits the shared
   transaction once per loop turn (or every N uploads).
+* `sql`: SQL text the repositories share (a WHERE clause of optional
+  filters).
 * `errors`: `StoreError` and its kinds `Conflict` (a unique key taken),
   `NotFound`, `SchemaTooNew`. Callers catch these, never the driver's.
 

@@ -11,6 +11,7 @@ integer microseconds (`times.now`).
 import collections
 
 from texmate_ds import times
+from texmate_ds.store.sql import filters
 
 _USER_COLUMNS = ("id", "username", "password", "email", "first_name", "last_name",
                  "is_active", "is_staff", "is_superuser", "must_change_password",
@@ -119,13 +120,8 @@ class Accounts:
         """When the n-th newest attempt after `since` was made, counting
         only those of `username` and from `address` (None: any); None
         when there are fewer than n."""
-        where, params = "at > ?", [since]
-        if username is not None:
-            where += " AND username = ?"
-            params.append(username)
-        if address is not None:
-            where += " AND address = ?"
-            params.append(address)
+        where, params = filters(("at > ?", since), ("username = ?", username),
+                                ("address = ?", address))
         row = self.db.one(
             "SELECT at FROM sign_in_attempts WHERE %s ORDER BY at DESC LIMIT 1 OFFSET ?"
             % where, params + [n - 1])
@@ -137,13 +133,7 @@ class Accounts:
     def delete_sign_in_attempts(self, before=None, username=None):
         """Attempts made before `before`, or of `username`, or (neither)
         every one; returns how many went."""
-        where, params = "1 = 1", []
-        if before is not None:
-            where += " AND at < ?"
-            params.append(before)
-        if username is not None:
-            where += " AND username = ?"
-            params.append(username)
+        where, params = filters(("at < ?", before), ("username = ?", username))
         return self.db.write("DELETE FROM sign_in_attempts WHERE " + where, params).rowcount
 
     # -- API tokens

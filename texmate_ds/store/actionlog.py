@@ -15,6 +15,7 @@ import collections
 import json
 
 from texmate_ds import times
+from texmate_ds.store.sql import filters
 
 SECRET_FIELDS = frozenset({"key", "password"})
 SECRET = "(changed)"
@@ -48,12 +49,9 @@ class ActionLog:
     def entries(self, model=None, actor=None, since=None, object_id=None, limit=100):
         """[Entry], newest first: those of `model` (and `object_id`), by
         `actor`, at or after `since` (µs); None matches any."""
-        where, params = [], []
-        for column, value, test in (("model", model, "="), ("object_id", object_id, "="),
-                                    ("actor", actor, "="), ("at", since, ">=")):
-            if value is not None:
-                where.append("%s %s ?" % (column, test))
-                params.append(str(value) if column == "object_id" else value)
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self.db.all(sql + " ORDER BY at DESC, id DESC LIMIT ?", params + [limit])
+        where, params = filters(
+            ("model = ?", model), ("object_id = ?", None if object_id is None else str(object_id)),
+            ("actor = ?", actor), ("at >= ?", since))
+        rows = self.db.all(_SELECT + " WHERE " + where + " ORDER BY at DESC, id DESC LIMIT ?",
+                           params + [limit])
         return [Entry(*row[:7], json.loads(row[7]), row[8]) for row in rows]

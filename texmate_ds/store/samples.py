@@ -22,6 +22,7 @@ transaction and committed since the store opened (/metrics).
 """
 
 from texmate_ds import times
+from texmate_ds.store.sql import filters
 
 MAX_FIELDS = 32
 VALUE_COLUMNS = ["v%d" % i for i in range(1, MAX_FIELDS + 1)]
@@ -202,26 +203,17 @@ class Samples:
         """Samples with start <= ts <= end (either bound may be None), oldest
         first. Timestamps are unique integers per unit, so a caller pages on
         with start = last ts + 1."""
-        where = ""
-        params = []
-        if start is not None:
-            where += " AND ts >= ?"
-            params.append(start)
-        if end is not None:
-            where += " AND ts <= ?"
-            params.append(end)
-        sql = "SELECT %s FROM samples WHERE unit_id = ?%s ORDER BY ts" % (
-            self._columns(unit), where)
+        where, params = filters(("unit_id = ?", unit.id), ("ts >= ?", start),
+                                ("ts <= ?", end))
+        query = "SELECT %s FROM samples WHERE %s ORDER BY ts" % (self._columns(unit), where)
         if limit is not None:
-            sql += " LIMIT %d" % limit
-        return self.db.all(sql, (unit.id, *params))
+            query += " LIMIT %d" % limit
+        return self.db.all(query, params)
 
     def count(self, unit, before=None):
         """The unit's samples, or those with ts < `before`."""
-        if before is None:
-            return self.db.one("SELECT count(*) FROM samples WHERE unit_id = ?", (unit.id,))[0]
-        return self.db.one("SELECT count(*) FROM samples WHERE unit_id = ? AND ts < ?",
-                           (unit.id, before))[0]
+        where, params = filters(("unit_id = ?", unit.id), ("ts < ?", before))
+        return self.db.one("SELECT count(*) FROM samples WHERE " + where, params)[0]
 
     def delete_oldest(self, unit, limit, before=None):
         """Delete the unit's oldest `limit` samples at most, only those with
