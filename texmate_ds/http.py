@@ -842,7 +842,8 @@ class HTTPChannel(loop.Channel):
 
     def _begin(self, head):
         self._cancel_timer()
-        limit = self.server.body_limit(head)
+        # Only a request with a body asks its route (most have none).
+        limit = self.server.body_limit(head) if head.content_length else 0
         if head.content_length > limit:
             self._refuse(ProtocolError(413, "a request to %s takes a body of %d bytes at most"
                                        % (_escaped(head.target[:200]), limit)))
