@@ -259,7 +259,8 @@ def test_login_required_anonymous_is_refused_and_a_token_reads(tmp_path):
     site = Site(str(tmp_path / "web.db"))
     try:
         site.unit("A1", 3, wave(5))
-        user = site.db.accounts.add_user("script", auth.hash_password("not the default"))
+        user = site.db.accounts.add_user("script", auth.hash_password("not the default"),
+                                         all_units=True)
         token = auth.create_api_token(site.db, user.id, "cron")
         site.db.commit()
         for endpoint in ENDPOINTS:

@@ -42,7 +42,7 @@ callers' rules: `texmate_ds.rules`); it returns rows and raises its own
 exceptions, and callers decide what to answer.
 """
 
-from texmate_ds.store.accounts import ApiToken, Session, User
+from texmate_ds.store.accounts import ApiToken, Grants, Group, Session, User
 from texmate_ds.store.actionlog import Entry as LogEntry
 from texmate_ds.store.database import Database
 from texmate_ds.store.displays import Display
@@ -52,6 +52,6 @@ from texmate_ds.store.samples import MAX_FIELDS
 from texmate_ds.store.schema import VERSION as SCHEMA_VERSION
 from texmate_ds.store.units import Axis, GraphOptions, Unit
 
-__all__ = ["ApiToken", "Axis", "Conflict", "Database", "Display", "GraphOptions",
+__all__ = ["ApiToken", "Axis", "Grants", "Group", "Conflict", "Database", "Display", "GraphOptions",
            "GroupCommit", "LogEntry", "MAX_FIELDS", "NotFound", "SCHEMA_VERSION", "SchemaTooNew",
            "Session", "StoreError", "Unit", "User"]

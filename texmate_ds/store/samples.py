@@ -9,7 +9,10 @@
   are the hot ones, and the wire and export code index the tuple.
 * `add` is the upload path: one statement for one sample, and for several
   one look-up of the timestamps already stored and one ``executemany``;
-  nothing per sample in Python beyond building its row.
+  nothing per sample in Python beyond building its row. Every write here
+  (uploads, imports, deletes) also keeps the unit's sample count and
+  newest timestamp in the units table, one statement per call, so that
+  nobody counts a million rows to show them.
 * ``dl next`` reads a source's samples in arrival order (by id) from a
   cursor per (reader, source), kept here.
 * Range reads for the web (`stats`, `plot_rows`) fetch their whole answer
@@ -28,6 +31,12 @@ MAX_FIELDS = 32
 VALUE_COLUMNS = ["v%d" % i for i in range(1, MAX_FIELDS + 1)]
 # Timestamps in one IN (...) query; SQLite before 3.32 allows 999 parameters.
 _IN_CHUNK = 900
+# The upload path keeps its unit's count and newest timestamp (in the
+# units table, which the home page and the admin read) with one statement:
+# (samples added, their newest ts twice, unit id).
+_COUNT_ADDED = (
+    "UPDATE units SET sample_count = sample_count + ?,"
+    " last_ts = CASE WHEN last_ts IS NULL OR last_ts < ? THEN ? ELSE last_ts END WHERE id = ?")
 
 
 class Samples:
@@ -71,6 +80,7 @@ class Samples:
             ts, values = samples[0]
             if db.execute(sql, (unit.id, ts, received, *values)).rowcount == 1:
                 self.pending += 1
+                db.execute(_COUNT_ADDED, (1, ts, ts, unit.id))
                 return []
             return [0]
         duplicates = []
@@ -89,9 +99,12 @@ class Samples:
             fresh = [f for f in fresh if f[1] not in stored]
         # Several rows are not one statement: an atomic block keeps the call
         # all-or-nothing inside the shared group transaction.
-        with db.atomic():
-            db.executemany(sql, [(unit.id, ts, received, *values) for _, ts, values in fresh])
-        self.pending += len(fresh)
+        if fresh:
+            newest = max(ts for _, ts, _ in fresh)
+            with db.atomic():
+                db.executemany(sql, [(unit.id, ts, received, *values) for _, ts, values in fresh])
+                db.execute(_COUNT_ADDED, (len(fresh), newest, newest, unit.id))
+            self.pending += len(fresh)
         return duplicates
 
     # -- a staged bulk import (``manage import``): rows go to a temporary
@@ -152,6 +165,7 @@ class Samples:
             "SELECT ?, ts, ?, %s FROM temp.staged_samples ORDER BY ts" % ", ".join(values)),
             (unit.id, times.now()))
         stored = db.changes - before
+        self._recount(unit, stored)
         self.pending += stored
         return stored
 
@@ -224,9 +238,38 @@ class Samples:
         if before is not None:
             where += " AND ts < ?"
             params.append(before)
-        return self.db.write(
+        gone = self.db.write(
             "DELETE FROM samples WHERE id IN (SELECT id FROM samples WHERE %s"
             " ORDER BY ts LIMIT ?)" % where, params + [limit]).rowcount
+        self._recount(unit, -gone)
+        return gone
+
+    def delete_ids(self, unit, ids):
+        """Delete those of `ids` that are samples of `unit`; the ids of those
+        that went, in the order given (once each)."""
+        ids = list(dict.fromkeys(ids))
+        found = []
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start:start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            there = {row[0] for row in self.db.all(
+                "SELECT id FROM samples WHERE unit_id = ? AND id IN (%s)" % marks,
+                (unit.id, *chunk))}
+            self.db.write("DELETE FROM samples WHERE unit_id = ? AND id IN (%s)" % marks,
+                          (unit.id, *chunk))
+            found.extend(i for i in chunk if i in there)
+        self._recount(unit, -len(found))
+        return found
+
+    def _recount(self, unit, added):
+        """Keep the unit's count and newest timestamp (units table) right
+        after `added` samples (negative: deleted) went in or out anyhow:
+        the newest is looked up again, one index step."""
+        if added:
+            self.db.execute(
+                "UPDATE units SET sample_count = sample_count + ?,"
+                " last_ts = (SELECT max(ts) FROM samples WHERE unit_id = ?) WHERE id = ?",
+                (added, unit.id, unit.id))
 
     # -- the dl "next" mailbox: the id of the last sample of `source` that
     # `reader` has had (0: none yet)

@@ -21,6 +21,7 @@ MIGRATIONS = (
     "0002_web_ui",
     "0003_sign_in_attempts",
     "0004_action_log",
+    "0005_admin",
 )
 VERSION = len(MIGRATIONS)
 

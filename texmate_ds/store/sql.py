@@ -1,11 +1,49 @@
-"""SQL text the repositories share."""
+"""SQL text the repositories share: a WHERE clause of optional filters, a
+search over some columns, a checked ORDER BY, and the units a user was
+given access to."""
+
+# The ids of the units user ? may see, given to them directly or through
+# a group (the same user id twice). Whether they see all units anyway
+# (`all_units`, a superuser) is the caller's to know: it passes no user.
+UNITS_SEEN_BY = (
+    "SELECT unit_id FROM user_units WHERE user_id = ?"
+    " UNION SELECT g.unit_id FROM group_units g JOIN user_groups m"
+    " ON m.group_id = g.group_id WHERE m.user_id = ?")
 
 
 def filters(*tests):
     """The WHERE clause of optional filters, and its parameters: each test
-    is (SQL with one ``?``, value), and one whose value is None is left
-    out. With none left, a clause that holds for every row."""
+    is (SQL with one ``?``, value), or (SQL with several, a tuple of their
+    values), and one whose value is None is left out. With none left, a
+    clause that holds for every row."""
     given = [(text, value) for text, value in tests if value is not None]
     if not given:
         return "1 = 1", []
-    return " AND ".join(text for text, _ in given), [value for _, value in given]
+    params = []
+    for _, value in given:
+        params.extend(value if isinstance(value, tuple) else (value,))
+    return " AND ".join(text for text, _ in given), params
+
+
+def searching(columns, text):
+    """A `filters` test: any of `columns` holds `text`, ignoring case
+    (None or "" text: no test). ``%`` and ``_`` in it are literal."""
+    if not text:
+        return "1 = 1", None
+    pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
+        "_", "\\_") + "%"
+    return ("(%s)" % " OR ".join("lower(%s) LIKE ? ESCAPE '\\'" % c for c in columns),
+            (pattern,) * len(columns))
+
+
+def order_by(allowed, order, tie):
+    """ORDER BY text for `order`, a key of `allowed` ({name: column}),
+    ``-name`` descending, then `tie` (a unique column) so pages never
+    overlap; ValueError for a name not allowed (never SQL from a client)."""
+    name = order[1:] if order.startswith("-") else order
+    if name not in allowed:
+        raise ValueError("cannot sort by %r" % name)
+    direction = " DESC" if order.startswith("-") else ""
+    column = allowed[name]
+    return "%s%s, %s%s" % (column, direction, tie, direction) if column != tie else \
+        column + direction

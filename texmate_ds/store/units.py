@@ -15,28 +15,34 @@ import json
 
 from texmate_ds import times
 from texmate_ds.store.errors import NotFound
+from texmate_ds.store.sql import UNITS_SEEN_BY, filters, order_by, searching
 
 _COLUMNS = ("id", "code", "key", "name", "description", "fields", "field_names", "enabled",
-            "source_id")
+            "source_id", "field_units", "report_fields")
 _SELECT = "SELECT %s FROM units" % ", ".join(_COLUMNS)
 # The same columns of the table aliased "u", for joins (displays).
 COLUMNS_AS_U = ", ".join("u." + column for column in _COLUMNS)
+# What `Units.page` sorts by: the admin's sortable columns.
+ORDERS = {"code": "u.code", "name": "u.name", "fields": "u.fields",
+          "samples": "u.sample_count", "last": "u.last_ts", "enabled": "u.enabled"}
 
 
-class Unit(collections.namedtuple("Unit", _COLUMNS)):
-    """A unit as stored: `field_names` a tuple (maybe shorter than
-    `fields`), `enabled` a bool, `source_id` the unit ``dl`` reads by
-    default (None: itself)."""
+class Unit(collections.namedtuple("Unit", _COLUMNS, defaults=((), ()))):
+    """A unit as stored: `field_names` and `field_units` (each field's
+    unit of measure) tuples of text, maybe shorter than `fields`;
+    `enabled` a bool; `source_id` the unit ``dl`` reads by default (None:
+    itself); `report_fields` the 1-based fields exports and the unit page
+    offer (empty: all)."""
 
     __slots__ = ()
 
     @classmethod
     def from_row(cls, row):
         (unit_id, code, key, name, description, fields, field_names, enabled,
-         source_id) = row
-        return cls(unit_id, code, key, name, description, fields,
-                   tuple(field_names.split(",")) if field_names else (), bool(enabled),
-                   source_id)
+         source_id, field_units, report_fields) = row
+        return cls(unit_id, code, key, name, description, fields, _texts(field_names),
+                   bool(enabled), source_id, _texts(field_units),
+                   tuple(int(n) for n in report_fields.split(",")) if report_fields else ())
 
     def check_key(self, key):
         """Is `key` this unit's? In constant time."""
@@ -53,9 +59,36 @@ class Unit(collections.namedtuple("Unit", _COLUMNS)):
             return self.field_names[index]
         return "L%d" % (index + 1)
 
+    def measure(self, index):
+        """Unit of measure of 0-based field `index` ("" if none is set)."""
+        return self.field_units[index] if index < len(self.field_units) else ""
+
+    def titled(self, index):
+        """The field's name with its unit of measure: ``Flow (m³/h)``."""
+        measure = self.measure(index)
+        return "%s (%s)" % (self.label(index), measure) if measure else self.label(index)
+
+    @property
+    def reported(self):
+        """The 1-based fields reports offer: `report_fields`, else all."""
+        return [f for f in self.report_fields if f <= self.fields] or list(
+            range(1, self.fields + 1))
+
     def __repr__(self):
         return "<Unit %s>" % self.code
 
+
+def _texts(column):
+    return tuple(column.split(",")) if column else ()
+
+
+def _joined(values):
+    """Tuple columns as stored: comma-joined text (numbers too)."""
+    return ",".join(str(value) for value in values)
+
+
+# Settings stored comma-joined (the callers' rules keep commas out of them).
+_JOINED = ("field_names", "field_units", "report_fields")
 
 # A graph axis: its label and the 1-based field numbers it shows.
 Axis = collections.namedtuple("Axis", "label fields")
@@ -80,16 +113,18 @@ class Units:
         """The new unit; Conflict if the code is taken."""
         self._forget()
         self.db.insert("units", code=code, key=key, name=name, description=description,
-                       fields=fields, field_names=",".join(field_names), enabled=int(enabled),
+                       fields=fields, field_names=_joined(field_names), enabled=int(enabled),
                        source_id=source.id if source else None, created=times.now())
         return self.get(code)
 
     def change(self, unit, **values):
-        """Set columns of `unit` (key, name, description, fields,
-        field_names (a sequence), enabled, source_id); the unit as it is now."""
+        """Set columns of `unit` (code, key, name, description, fields,
+        field_names, field_units, report_fields (sequences), enabled,
+        source_id); the unit as it is now. Conflict if a new code is taken."""
         self._forget()
-        if "field_names" in values:
-            values["field_names"] = ",".join(values["field_names"])
+        for column in _JOINED:
+            if column in values:
+                values[column] = _joined(values[column])
         if "enabled" in values:
             values["enabled"] = int(values["enabled"])
         if values:
@@ -140,16 +175,32 @@ class Units:
         """Every unit, by code."""
         return [Unit.from_row(row) for row in self.db.all(_SELECT + " ORDER BY code")]
 
-    def count(self):
-        return self.db.one("SELECT count(*) FROM units")[0]
+    def count(self, search=None, seen_by=None):
+        """How many units `page` would list in all."""
+        where, params = self._where(search, seen_by)
+        return self.db.one("SELECT count(*) FROM units u WHERE " + where, params)[0]
 
-    def page(self, offset, limit):
-        """[(Unit, sample count, newest timestamp or None)] by code."""
+    def page(self, offset, limit, search=None, seen_by=None, order="code"):
+        """[(Unit, sample count, newest timestamp or None)] sorted by the
+        column `order` (``-code``: descending; see `ORDERS`): those whose
+        code, name or description hold `search`, and with `seen_by` (a user
+        id) only the units that user was given access to (`accounts`). The
+        counts are the ones kept in the units table: constant time."""
+        where, params = self._where(search, seen_by)
         rows = self.db.all(
-            "SELECT %s, (SELECT count(*) FROM samples WHERE unit_id = u.id),"
-            " (SELECT max(ts) FROM samples WHERE unit_id = u.id)"
-            " FROM units u ORDER BY u.code LIMIT ? OFFSET ?" % COLUMNS_AS_U, (limit, offset))
+            "SELECT %s, u.sample_count, u.last_ts FROM units u WHERE %s ORDER BY %s"
+            " LIMIT ? OFFSET ?" % (COLUMNS_AS_U, where, order_by(ORDERS, order, "u.code")),
+            params + [limit, offset])
         return [(Unit.from_row(row[:-2]), row[-2], row[-1]) for row in rows]
+
+    def _where(self, search, seen_by):
+        return filters(searching(("u.code", "u.name", "u.description"), search),
+                       ("u.id IN (%s)" % UNITS_SEEN_BY, seen_by and (seen_by, seen_by)))
+
+    def counts(self, unit):
+        """(sample count, newest timestamp or None) as the table keeps them."""
+        row = self.db.one("SELECT sample_count, last_ts FROM units WHERE id = ?", (unit.id,))
+        return tuple(row) if row else (0, None)
 
     # -- who may download whose samples (ttp.md section 6)
 

@@ -37,6 +37,8 @@ import http
 import re
 from urllib.parse import parse_qsl, quote
 
+from texmate_ds.web.access import Access
+
 # Where the browser keeps the session token and, before sign-in, the
 # anonymous CSRF token.
 SESSION_COOKIE = "txm_session"
@@ -164,6 +166,7 @@ class Request:
     when first used; a bad one raises HTTPError 400); `user` is the signed-in
     user (a `store.User`), or None; `bearer` is True when an API token signed
     it in. `site` is the application (its `store`, `settings`, `metrics`).
+    `access` says what the visitor may do and which units they see.
     """
 
     def __init__(self, environ, site):
@@ -223,6 +226,12 @@ class Request:
     def url_for(self, name, *args, **kwargs):
         """The path of the route `name` (see `Router.url_for`)."""
         return self.site.router.url_for(name, *args, **kwargs)
+
+    @functools.cached_property
+    def access(self):
+        """What this visitor may do and see (`access.Access`), worked out
+        when first asked."""
+        return Access(self.store, self.user)
 
     @property
     def csrf_token(self):

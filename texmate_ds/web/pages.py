@@ -1,7 +1,8 @@
-"""The home page (every unit and every multiple-meter display, 50 a page)
-and the display pages (/views/<id>/: the newest sample of each chosen unit
+"""The home page (every unit the visitor may see and every multiple-meter
+display, 50 a page) and the display pages (/views/<id>/: the newest sample of each chosen unit
 and channel, reloading itself at the display's refresh rate with a meta
-refresh, so it needs no JavaScript; live push comes later)."""
+refresh, so it needs no JavaScript; live push comes later). A display
+shows only the channels of units the visitor may see."""
 
 from texmate_ds import ttp
 from texmate_ds.web import app, html
@@ -9,15 +10,14 @@ from texmate_ds.web import app, html
 
 @app.page
 def home(request):
-    units = html.Pager(request, request.store.units.count())
-    displays = html.Pager(request, request.store.displays.count(), "displays_page")
-    # Counting a million samples per unit takes a while: off the loop.
-    return app.Later(lambda store: _home(request, store, units, displays))
-
-
-def _home(request, store, units, displays):
+    """Units the visitor may see, with the counts the units table keeps
+    (constant time however many samples), and every display."""
+    store, seen_by = request.store, request.access.seen_by
+    units = html.Pager(request, store.units.count(seen_by=seen_by))
+    displays = html.Pager(request, store.displays.count(), "displays_page")
     rows = [{"unit": unit, "count": "{:,}".format(count), "newest": newest}
-            for unit, count, newest in store.units.page(units.offset, units.size)]
+            for unit, count, newest in store.units.page(units.offset, units.size,
+                                                        seen_by=seen_by)]
     return html.render(request, "home.html", "Units", units=rows, units_pager=units,
                        displays=store.displays.page(displays.offset, displays.size),
                        displays_pager=displays)
@@ -44,7 +44,8 @@ def display(request, display_id):
         raise app.HTTPError(404, "no display %d" % display_id)
     return html.render(request, "display.html", found.name, refresh=found.refresh,
                        cards=[_card(request.store, unit, fields)
-                              for unit, fields in request.store.displays.channels(found)])
+                              for unit, fields in request.store.displays.channels(found)
+                              if request.access.sees(unit)])
 
 
 ROUTES = [

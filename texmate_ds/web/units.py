@@ -39,7 +39,7 @@ QUICK_RANGES = (("last hour", "-1h"), ("day", "-1d"), ("week", "-1w"),
 def _unit(request, code, *parameters):
     """The unit, once the query holds only `parameters`."""
     unit = request.store.units.get(code)
-    if unit is None:
+    if unit is None or not request.access.sees(unit):
         raise app.HTTPError(404, "no such unit")
     unknown = sorted(set(request.query) - set(parameters))
     if unknown:
