@@ -132,7 +132,7 @@ def _add_user(args, settings, username, email, staff, superuser):
     user = st.accounts.add_user(username, auth.hash_password(password), email=email,
                                 is_staff=staff, is_superuser=superuser)
     flags = [flag for flag, on in (("staff", staff), ("superuser", superuser)) if on]
-    st.log.record(_actor(), "add", "user", user.id, user.username, message=", ".join(flags))
+    st.log.record(_actor(), "add", "users", user.id, user.username, message=", ".join(flags))
     st.close()
     return user
 
@@ -195,7 +195,7 @@ def cmd_changepassword(args, settings):
     password = _password(args, user.username)
     st.accounts.set_password(user.id, auth.hash_password(password),
                              must_change=password == auth.DEFAULT_PASSWORD)
-    st.log.record(_actor(), "change", "user", user.id, user.username, {"password": None})
+    st.log.record(_actor(), "change", "users", user.id, user.username, {"password": None})
     st.close()
     print("password changed for %s" % user.username)
 
@@ -207,7 +207,7 @@ def cmd_reset_admin_password(args, settings):
                                     must_change=True):
         raise CommandError("there is no user with id 1")
     user = st.accounts.get_user(1)
-    st.log.record(_actor(), "change", "user", user.id, user.username, {"password": None},
+    st.log.record(_actor(), "change", "users", user.id, user.username, {"password": None},
                   "reset to the default")
     st.close()
     print("password of %s (user id 1) reset to '%s'; change it at the next sign-in"
@@ -322,7 +322,7 @@ def cmd_addunit(args, settings):
     if st.units.get(args.code):
         raise CommandError("unit %s exists already" % args.code)
     unit, _ = _apply_unit_options(st, st.units.add(args.code, args.key, args.fields), args)
-    st.log.record(_actor(), "add", "unit", unit.id, _unit_repr(unit),
+    st.log.record(_actor(), "add", "units", unit.id, _unit_repr(unit),
                   message="%d fields" % unit.fields)
     st.close()
     print("unit %s added (%d fields%s)" % (unit.code, unit.fields,
@@ -337,7 +337,7 @@ def cmd_changeunit(args, settings):
         st.close()
         print("unit %s unchanged (nothing given differs)" % unit.code)
         return
-    st.log.record(_actor(), "change", "unit", unit.id, _unit_repr(unit), changes)
+    st.log.record(_actor(), "change", "units", unit.id, _unit_repr(unit), changes)
     st.close()
     print("unit %s changed: %s" % (unit.code, ", ".join(sorted(changes))))
 
@@ -395,7 +395,7 @@ def cmd_deleteunit(args, settings):
 
     def finish(deleted):
         st.units.delete(unit)
-        st.log.record(_actor(), "delete", "unit", unit.id, _unit_repr(unit),
+        st.log.record(_actor(), "delete", "units", unit.id, _unit_repr(unit),
                       message="with %d samples" % deleted)
     _delete_samples(st, unit, None, samples, finish)
     st.close()
@@ -444,7 +444,7 @@ def cmd_adddisplay(args, settings):
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     display = st.displays.add(args.name, args.refresh, channels)
-    st.log.record(_actor(), "add", "display", display.id, display.name,
+    st.log.record(_actor(), "add", "displays", display.id, display.name,
                   message="%d channel(s), refresh %d s" % (len(channels), args.refresh))
     st.close()
     print("display %d %r added: /views/%d/" % (display.id, args.name, display.id))
@@ -459,7 +459,8 @@ def cmd_addtoken(args, settings):
     except ValueError as exc:
         raise CommandError("%s (revoke it with: manage revoketoken %s %s)"
                            % (exc, user.username, args.name)) from None
-    st.log.record(_actor(), "add", "api_token", user.id, "%s of %s" % (args.name, user.username))
+    st.log.record(_actor(), "add", "tokens", st.accounts.api_token_named(user.id, args.name).id,
+                  "%s of %s" % (args.name, user.username))
     st.close()
     print("API token %r for %s; it is shown only this once:" % (args.name, user.username),
           file=sys.stderr)
@@ -470,9 +471,10 @@ def cmd_revoketoken(args, settings):
     """delete a user's API token by name"""
     st = _store(settings)
     user = _user(st, args.user)
-    if not auth.revoke_api_token(st, user.id, args.name):
+    token = st.accounts.api_token_named(user.id, args.name)
+    if token is None or not auth.revoke_api_token(st, user.id, args.name):
         raise CommandError("%s has no token named %r" % (user.username, args.name))
-    st.log.record(_actor(), "delete", "api_token", user.id,
+    st.log.record(_actor(), "delete", "tokens", token.id,
                   "%s of %s" % (args.name, user.username))
     st.close()
     print("API token %r of %s revoked" % (args.name, user.username))

@@ -89,7 +89,7 @@ def test_adduser_then_users(srv):
     ann = db.accounts.get_user_by_name("ann")
     assert (ann.email, ann.is_staff, ann.is_superuser) == ("ann@example.com", True, False)
     db.close()
-    entries = log_entries(srv, model="user")
+    entries = log_entries(srv, model="users")
     assert [(e.actor, e.action, e.object_repr, e.changes, e.message) for e in entries] == [
         (ACTOR, "add", "bob", {}, ""), (ACTOR, "add", "ann", {}, "staff")]
 
@@ -101,13 +101,13 @@ def test_adduser_refusals(srv):
     refused(manage(srv, "adduser", "cy", "--noinput", check=False), "TXM_PASSWORD")
     refused(manage(srv, "adduser", "cy", check=False), "no terminal")
     refused(manage(srv, "adduser", "cy", "--group", "ops", check=False), status=2)
-    assert [e.object_repr for e in log_entries(srv, model="user")] == ["ann"]
+    assert [e.object_repr for e in log_entries(srv, model="users")] == ["ann"]
 
 
 def test_createsuperuser_and_changepassword_log_too_never_the_password(srv):
     manage(srv, "createsuperuser", "--noinput", "--username", "ops", TXM_PASSWORD="s3cret-pw")
     manage(srv, "changepassword", "ops", "--noinput", TXM_PASSWORD="n3w-pw")
-    entries = log_entries(srv, model="user")
+    entries = log_entries(srv, model="users")
     assert [(e.action, e.changes, e.message) for e in entries] == [
         ("change", {"password": "(changed)"}, ""), ("add", {}, "staff, superuser")]
     db = database(srv)
@@ -132,7 +132,7 @@ def test_changeunit_changes_only_what_is_given_and_logs_old_and_new(srv):
     assert a1.source_id == after["B7"][0].id and reads == ["B7"]
     assert options == store.GraphOptions(640, 200, (store.Axis("Flow", (1, 2)),))
     assert after["B7"] == before["B7"]
-    [entry] = log_entries(srv, model="unit", object_id=a1.id, actor=ACTOR, limit=1)
+    [entry] = log_entries(srv, model="units", object_id=a1.id, actor=ACTOR, limit=1)
     assert (entry.action, entry.object_repr) == ("change", "A1 (Pump 2)")
     assert entry.changes == {
         "name": ["Pump", "Pump 2"], "fields": [4, 2], "field_names": ["", "a,b"],
@@ -149,7 +149,7 @@ def test_changeunit_changes_only_what_is_given_and_logs_old_and_new(srv):
 def test_changeunit_key_logs_changed_never_the_key(srv):
     manage(srv, "changeunit", "A1", "--key", "new-secret-2")
     assert units(srv)["A1"][0].key == "new-secret-2"
-    [entry] = log_entries(srv, model="unit", limit=1)
+    [entry] = log_entries(srv, model="units", limit=1)
     assert entry.changes == {"key": "(changed)"}
     db = database(srv)
     text = str(db.all("SELECT * FROM action_log"))
@@ -220,7 +220,7 @@ def test_deleteunit_yes_takes_its_samples_and_frees_its_readers(srv):
     db = database(srv)
     assert db.one("SELECT count(*) FROM samples WHERE unit_id = ?", (a1_id,)) == (0,)
     db.close()
-    [entry] = log_entries(srv, model="unit", object_id=a1_id, limit=1)
+    [entry] = log_entries(srv, model="units", object_id=a1_id, limit=1)
     assert (entry.action, entry.object_repr, entry.message) == (
         "delete", "A1 (Pump)", "with 11 samples")
     refused(manage(srv, "deleteunit", "A1", "--yes", check=False), "no unit 'A1'")
@@ -295,9 +295,9 @@ def test_displays_tokens_and_unlocks_are_logged_too(srv):
     logged = [(e.action, e.model, e.object_repr, e.message, e.actor)
               for e in log_entries(srv, limit=3)]
     assert logged == [
-        ("delete", "api_token", "grafana of Administrator", "", ACTOR),
-        ("add", "api_token", "grafana of Administrator", "", ACTOR),
-        ("add", "display", "Plant", "2 channel(s), refresh 5 s", ACTOR)]
+        ("delete", "tokens", "grafana of Administrator", "", ACTOR),
+        ("add", "tokens", "grafana of Administrator", "", ACTOR),
+        ("add", "displays", "Plant", "2 channel(s), refresh 5 s", ACTOR)]
     token = manage(srv, "addtoken", "Administrator", "--name", "again").stdout.strip()
     assert all(token not in e.changes and token not in e.message for e in log_entries(srv))
 

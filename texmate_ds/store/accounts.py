@@ -134,6 +134,11 @@ class Accounts:
         row = self.db.one(_SELECT_GROUP + " WHERE id = ?", (group_id,))
         return Group(row[0], row[1], bool(row[2])) if row else None
 
+    def get_group_by_name(self, name):
+        """The Group of that name in any case, or None."""
+        row = self.db.one(_SELECT_GROUP + " WHERE name = ?", (name,))
+        return Group(row[0], row[1], bool(row[2])) if row else None
+
     def change_group(self, group_id, name, all_units):
         self.db.write("UPDATE groups SET name = ?, all_units = ? WHERE id = ?",
                       (name, int(all_units), group_id))
@@ -282,6 +287,26 @@ class Accounts:
         """The user's [ApiToken], by name."""
         return [ApiToken(*row) for row in self.db.all(
             _SELECT_TOKEN + " WHERE user_id = ? ORDER BY name", (user_id,))]
+
+    def api_token_named(self, user_id, name):
+        """The user's ApiToken of that name, or None."""
+        row = self.db.one(_SELECT_TOKEN + " WHERE user_id = ? AND name = ?", (user_id, name))
+        return ApiToken(*row) if row else None
+
+    def api_token(self, token_id):
+        """The ApiToken with that id, or None."""
+        row = self.db.one(_SELECT_TOKEN + " WHERE id = ?", (token_id,))
+        return ApiToken(*row) if row else None
+
+    def find_api_tokens(self, user_id=None, search=None, offset=0, limit=100):
+        """(how many in all, [ApiToken] of this page) by user and name."""
+        where, params = filters(("t.user_id = ?", user_id),
+                                searching(("t.name", "u.username"), search))
+        join = " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE " + where
+        total = self.db.one("SELECT count(*)" + join, params)[0]
+        rows = self.db.all("SELECT %s%s ORDER BY u.username, t.name LIMIT ? OFFSET ?" % (
+            ", ".join("t." + f for f in ApiToken._fields), join), params + [limit, offset])
+        return total, [ApiToken(*row) for row in rows]
 
     def delete_api_token(self, user_id, name):
         """True if the user had a token of that name."""

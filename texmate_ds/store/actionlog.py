@@ -46,12 +46,16 @@ class ActionLog:
             object_id=str(object_id), object_repr=object_repr,
             changes=json.dumps(shown, sort_keys=True, ensure_ascii=False), message=message)
 
-    def entries(self, model=None, actor=None, since=None, object_id=None, limit=100):
+    def entries(self, model=None, actor=None, since=None, object_id=None, limit=100,
+                until=None, before_id=None):
         """[Entry], newest first: those of `model` (and `object_id`), by
-        `actor`, at or after `since` (µs); None matches any."""
+        `actor`, at or after `since` and at or before `until` (µs), with an
+        id below `before_id` (the page after one ending there); None
+        matches any."""
         where, params = filters(
             ("model = ?", model), ("object_id = ?", None if object_id is None else str(object_id)),
-            ("actor = ?", actor), ("at >= ?", since))
-        rows = self.db.all(_SELECT + " WHERE " + where + " ORDER BY at DESC, id DESC LIMIT ?",
+            ("actor = ?", actor), ("at >= ?", since), ("at <= ?", until),
+            ("id < ?", before_id))
+        rows = self.db.all(_SELECT + " WHERE " + where + " ORDER BY id DESC LIMIT ?",
                            params + [limit])
         return [Entry(*row[:7], json.loads(row[7]), row[8]) for row in rows]

@@ -9,6 +9,7 @@ twice (Conflict) and a unit that is gone (NotFound) by itself.
 import collections
 
 from texmate_ds import times
+from texmate_ds.store.sql import filters, searching
 from texmate_ds.store.units import COLUMNS_AS_U, Unit
 
 Display = collections.namedtuple("Display", "id name refresh created")
@@ -25,12 +26,35 @@ class Displays:
         created = times.now()
         with self.db.atomic():
             display_id = self.db.insert("displays", name=name, refresh=refresh, created=created)
-            self.db.executemany(
-                "INSERT INTO display_channels (display_id, position, unit_id, field)"
-                " VALUES (?, ?, ?, ?)",
-                [(display_id, position, unit.id, field)
-                 for position, (unit, field) in enumerate(channels)])
+            self._add_channels(display_id, channels)
         return Display(display_id, name, refresh, created)
+
+    def change(self, display, name, refresh, channels):
+        """Set the display's name, refresh and channels (as `add`)."""
+        with self.db.atomic():
+            self.db.write("UPDATE displays SET name = ?, refresh = ? WHERE id = ?",
+                          (name, refresh, display.id))
+            self.db.execute("DELETE FROM display_channels WHERE display_id = ?", (display.id,))
+            self._add_channels(display.id, channels)
+        return self.get(display.id)
+
+    def delete(self, display):
+        self.db.write("DELETE FROM displays WHERE id = ?", (display.id,))
+
+    def find(self, search=None, offset=0, limit=100):
+        """(how many in all, [Display] of this page by name) named like `search`."""
+        where, params = filters(searching(("name",), search))
+        total = self.db.one("SELECT count(*) FROM displays WHERE " + where, params)[0]
+        return total, [Display(*row) for row in self.db.all(
+            _SELECT + " WHERE %s ORDER BY name, id LIMIT ? OFFSET ?" % where,
+            params + [limit, offset])]
+
+    def _add_channels(self, display_id, channels):
+        self.db.executemany(
+            "INSERT INTO display_channels (display_id, position, unit_id, field)"
+            " VALUES (?, ?, ?, ?)",
+            [(display_id, position, unit.id, field)
+             for position, (unit, field) in enumerate(channels)])
 
     def get(self, display_id):
         """The Display, or None."""

@@ -29,6 +29,8 @@ from texmate_ds.store.sql import filters
 
 MAX_FIELDS = 32
 VALUE_COLUMNS = ["v%d" % i for i in range(1, MAX_FIELDS + 1)]
+# Earlier than any timestamp a meter can send (year 0).
+_BEFORE_ALL = -(2 ** 62)
 # Timestamps in one IN (...) query; SQLite before 3.32 allows 999 parameters.
 _IN_CHUNK = 900
 # The upload path keeps its unit's count and newest timestamp (in the
@@ -212,6 +214,29 @@ class Samples:
     def after_id(self, unit, sample_id):
         """The first sample of `unit` stored after sample `sample_id`."""
         return self._one(unit, "AND id > ? ORDER BY id", (sample_id,))
+
+    def get_by_id(self, sample_id):
+        """(unit id, received, (id, ts, v1, ..., v32)) of that sample, or None."""
+        row = self.db.one("SELECT unit_id, received, id, ts, %s FROM samples WHERE id = ?"
+                          % ", ".join(VALUE_COLUMNS), (sample_id,))
+        return None if row is None else (row[0], row[1], tuple(row[2:]))
+
+    def newest_page(self, unit, limit, start=None, end=None, before=None, after=None):
+        """A page of `limit` samples, newest first, with start <= ts <= end
+        (None: unbounded): the newest of all, those older than `before`, or
+        with `after` those just newer than it. Keyset paging: every page is
+        an index walk from its edge, as fast at the millionth sample as at
+        the first (no OFFSET)."""
+        where, params = filters(("unit_id = ?", unit.id), ("ts >= ?", start),
+                                ("ts <= ?", end), ("ts < ?", before), ("ts > ?", after))
+        order = "ASC" if after is not None else "DESC"
+        rows = self.db.all("SELECT %s FROM samples WHERE %s ORDER BY ts %s LIMIT ?" % (
+            self._columns(unit), where, order), params + [limit])
+        return rows[::-1] if after is not None else rows
+
+    def oldest_page(self, unit, limit, start=None, end=None):
+        """The oldest `limit` samples in the range, newest first."""
+        return self.newest_page(unit, limit, start, end, after=(start or _BEFORE_ALL) - 1)
 
     def between(self, unit, start=None, end=None, limit=None):
         """Samples with start <= ts <= end (either bound may be None), oldest

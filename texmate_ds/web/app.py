@@ -136,19 +136,44 @@ def local_path(target):
 
 # -- requests -----------------------------------------------------------------
 
+class Params(dict):
+    """Query or form parameters: name -> value (str). A name given more
+    than once is a 400 when read as one value (``params["x"]``, ``get``),
+    rather than a guess at which was meant; `getlist` reads every value
+    of a name a form may repeat (checkboxes, a multiple select)."""
+
+    def __init__(self, pairs, what):
+        super().__init__()
+        self.what = what
+        self.lists = {}
+        for name, value in pairs:
+            self.lists.setdefault(name, []).append(value)
+            self.setdefault(name, value)
+
+    def _single(self, name):
+        if len(self.lists.get(name, ())) > 1:
+            raise HTTPError(400, "%s: %r given twice" % (self.what, name[:40]))
+
+    def __getitem__(self, name):
+        self._single(name)
+        return super().__getitem__(name)
+
+    def get(self, name, default=None):
+        self._single(name)
+        return super().get(name, default)
+
+    def getlist(self, name):
+        return list(self.lists.get(name, ()))
+
+
 def _pairs(data, what):
-    """Urlencoded `data` (str) as a dict; a repeated or non-UTF-8 name or
-    value is a 400 rather than a guess at which one was meant."""
+    """Urlencoded `data` (str) as `Params`; a non-UTF-8 name or value is a
+    400."""
     try:
         pairs = parse_qsl(data, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise HTTPError(400, "%s is not valid UTF-8" % what) from None
-    result = {}
-    for name, value in pairs:
-        if name in result:
-            raise HTTPError(400, "%s: %r given twice" % (what, name))
-        result[name] = value
-    return result
+    return Params(pairs, what)
 
 
 def _cookies(header):
@@ -162,7 +187,7 @@ def _cookies(header):
 class Request:
     """One HTTP request as the views see it.
 
-    `path` is the decoded path; `query` and `form` are dicts of str (parsed
+    `path` is the decoded path; `query` and `form` are `Params` (parsed
     when first used; a bad one raises HTTPError 400); `user` is the signed-in
     user (a `store.User`), or None; `bearer` is True when an API token signed
     it in. `site` is the application (its `store`, `settings`, `metrics`).
@@ -206,7 +231,7 @@ class Request:
 
     def _read_form(self):
         if self.method in ("GET", "HEAD"):
-            return {}
+            return Params((), "form")
         ctype = self.environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         try:
             length = int(self.environ.get("CONTENT_LENGTH") or 0)

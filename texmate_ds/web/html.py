@@ -19,6 +19,7 @@ pages and paging.
   slip still runs nothing.
 """
 
+import base64
 import pkgutil
 import re
 from urllib.parse import urlencode
@@ -44,9 +45,34 @@ PAGES = templates.Pages(_load, app.CSRF_FIELD)
 def render(request, name, title, status=200, headers=(), **context):
     """The page `name` (a template) filled with `context`; `headers` are
     added to the answer's."""
-    context.update(title=title, user=None if request.bearer else request.user)
+    context.update(title=title, user=None if request.bearer else request.user,
+                   notice=_take_notice(request))
     page = PAGES.get(name).render(context, request.url_for, lambda: request.csrf_token)
     return app.Response(status, page, headers=HTML_HEADERS + list(headers))
+
+
+# A line for the next page this visitor sees ("The unit A1 was added."),
+# carried across the redirect after a POST in a cookie, and read once.
+NOTICE_COOKIE = "txm_notice"
+NOTICE_MAX = 300
+
+
+def flash(request, text):
+    """Show `text` on the next page rendered for this visitor."""
+    data = text[:NOTICE_MAX].encode("utf-8")
+    request.set_cookie(NOTICE_COOKIE, base64.urlsafe_b64encode(data).decode("ascii"))
+
+
+def _take_notice(request):
+    value = request.cookies.get(NOTICE_COOKIE)
+    if not value:
+        return ""
+    request.set_cookie(NOTICE_COOKIE, "", max_age=0)
+    try:
+        text = base64.urlsafe_b64decode(value.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError):
+        return ""
+    return text[:NOTICE_MAX]
 
 
 def error_page(request, error):

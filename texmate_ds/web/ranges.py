@@ -46,6 +46,18 @@ def time_range(query, now=None):
     return max(start, times.FIRST_DAY), end
 
 
+def moment(query, name, day_end=False):
+    """The time in parameter `name` (None when not given), as ``from`` and
+    ``to`` read it; `day_end`: a date alone is its last microsecond."""
+    text = _given(query, name)
+    if text is None:
+        return None
+    try:
+        return times.moment(name, text, times.now(), day_end=day_end)
+    except times.BadTime as exc:
+        raise app.HTTPError(400, str(exc)) from None
+
+
 def field_numbers(query, unit):
     """The 1-based field numbers asked for, in the order given; all by default."""
     text = _given(query, "fields")

@@ -32,11 +32,12 @@ from texmate_ds import auth
 # The environ key under which our own HTTP server offers its worker pool,
 # and what it raises when this client has its share of it in use already.
 from texmate_ds.http import OFFLOAD, Busy
-from texmate_ds.web import account, app, html, ops, pages, static, units
+from texmate_ds.web import account, admin, app, html, ops, pages, static, units
 
 log = logging.getLogger("texmate_ds.web")
 
-ROUTES = account.ROUTES + pages.ROUTES + units.ROUTES + ops.ROUTES + static.ROUTES
+ROUTES = (account.ROUTES + pages.ROUTES + units.ROUTES + admin.ROUTES + ops.ROUTES
+          + static.ROUTES)
 
 # Sent with every answer: no MIME sniffing, no framing, no leaking of URLs
 # (a `next` parameter) to other sites.
@@ -57,6 +58,8 @@ class Site:
         self.settings = settings
         self.metrics = metrics
         self.router = app.Router(routes)
+        # The admin's models (web/admin), which its views look up by name.
+        self.admin = admin.ADMIN
         self.started = time.time()
         self.throttle = auth.Throttle()
         self._csrf_key = secrets.token_bytes(32)

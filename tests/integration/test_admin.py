@@ -1,0 +1,456 @@
+"""The Administration Control Panel over real HTTP: each model's list,
+add, change and delete, the permission matrix, unit visibility, the
+deletion switches, the last-superuser rule and the action log."""
+
+import re
+
+import pytest
+
+from texmate_ds import auth
+
+import conftest
+
+PASSWORD = "a long password"
+ALL_TABLES = ("units", "samples", "users", "groups", "user_groups", "user_permissions",
+              "group_permissions", "user_units", "group_units", "api_tokens", "displays",
+              "display_channels", "unit_reads", "action_log")
+
+
+class Admin(conftest.WSGISite):
+    def __init__(self, folder, **settings):
+        super().__init__(folder / "admin.db", **settings)
+        self.root = self.browser("root", superuser=True)
+
+    def add_user(self, username, staff=True, superuser=False, permissions=(), units=(),
+                 all_units=False):
+        db = self.db
+        user = db.accounts.add_user(username, auth.hash_password(PASSWORD), is_staff=staff,
+                                    is_superuser=superuser, all_units=all_units)
+        db.accounts.set_permissions("user", user.id, permissions)
+        db.accounts.set_units("user", user.id, [db.units.get(code).id for code in units])
+        db.commit()
+        return user
+
+    def browser(self, username, **flags):
+        self.add_user(username, **flags)
+        browser = Browser(self.port)
+        assert browser.sign_in(username, PASSWORD).status == 303
+        return browser
+
+    def unit(self, code, fields=2, samples=0, name=""):
+        unit = self.db.units.add(code, "key" + code, fields, name=name)
+        if samples:
+            self.db.samples.add(unit, [(1_000_000 * (i + 1), tuple(float(i + f)
+                                                                   for f in range(fields)))
+                                       for i in range(samples)])
+        self.db.commit()
+        return self.db.units.get(code)
+
+    def snapshot(self):
+        """Every row of every table the admin can change."""
+        self.db.notice_others()
+        return {table: self.db.all("SELECT * FROM %s ORDER BY 1, 2" % table)
+                for table in ALL_TABLES}
+
+    def log(self, **filters):
+        self.db.notice_others()
+        return self.db.log.entries(**filters)
+
+
+class Browser(conftest.Browser):
+    def submit(self, path, fields, page=None):
+        """Post `fields` (pairs or a dict) with the CSRF token of the form
+        at `page` (default `path`), as a person pressing Save would."""
+        pairs = list(fields.items()) if isinstance(fields, dict) else list(fields)
+        return self.post(path, [("csrf_token", self.csrf(page or path))] + pairs)
+
+
+@pytest.fixture
+def admin(tmp_path):
+    sites = []
+
+    def start(**settings):
+        sites.append(Admin(tmp_path / str(len(sites)), **settings))
+        return sites[-1]
+    yield start
+    for site in sites:
+        site.stop()
+
+
+def errors(answer):
+    return re.findall(r'<p class="error">([^<]*)</p>', answer.body)
+
+
+def unit_form(**changes):
+    form = {"code": "A1", "key": "secret", "name": "Pump", "description": "", "fields": "2",
+            "enabled": "on", "graph_width": "800", "graph_height": "300", "source": ""}
+    form.update(changes)
+    return [(k, v) for k, v in form.items() if v is not None]
+
+
+# -- units ---------------------------------------------------------------------
+
+def test_a_unit_is_added_listed_changed_and_deleted_with_a_log_of_each(admin):
+    site = admin()
+    root = site.root
+    answer = root.submit("/admin/units/add/", unit_form() + [
+        ("field_names", "Flow"), ("field_names", "Level"),
+        ("field_units", "m³/h"), ("field_units", "m"),
+        ("field_axis", "1"), ("field_axis", "2"),
+        ("axis_label", "Flow"), ("axis_label", "Level"), ("report_fields", "2")])
+    assert answer.status == 303 and answer.header("Location") == "/admin/units/"
+    unit = site.db.units.get("A1")
+    assert (unit.name, unit.fields, unit.field_names, unit.field_units, unit.report_fields) == (
+        "Pump", 2, ("Flow", "Level"), ("m³/h", "m"), (2,))
+    options = site.db.units.graph_options(unit)
+    assert [(a.label, a.fields) for a in options.axes] == [("Flow", (1,)), ("Level", (2,))]
+    listing = root.get("/admin/units/")
+    assert listing.status == 200 and "Pump" in listing.body and "The unit “A1 (Pump)” was added." \
+        in listing.body
+
+    site.db.samples.add(unit, [(1, (1.0, 2.0)), (2, (1.0, 2.0))])
+    site.db.commit()
+    form = root.get("/admin/units/%d/change/" % unit.id)
+    assert form.status == 200 and 'value="m³/h"' in form.body
+    answer = root.submit("/admin/units/A1/change/", unit_form(name="Main pump", key="new-key")
+                         + [("field_names", "Flow"), ("field_names", "Level")])
+    assert answer.status == 303
+    [entry] = site.log(model="units", limit=1)
+    assert entry.actor == "root" and entry.action == "change"
+    assert entry.changes["name"] == ["Pump", "Main pump"] and entry.changes["key"] == "(changed)"
+    assert "secret" not in str(entry) and "new-key" not in str(entry)
+
+    confirm = root.get("/admin/units/A1/delete/")
+    assert confirm.status == 200 and "2 samples" in confirm.body
+    assert root.submit("/admin/units/A1/delete/", {}, page="/admin/units/A1/delete/").status == 303
+    assert site.db.units.get("A1") is None
+    assert [e.action for e in site.log(model="units")] == ["delete", "change", "add"]
+
+
+def test_a_refused_form_says_why_beside_each_field_and_keeps_what_was_typed(admin):
+    site = admin()
+    site.unit("B7")
+    answer = site.root.submit("/admin/units/add/", unit_form(
+        code="B 7", fields="40", name="<b>Pump</b>", key="has space"))
+    assert answer.status == 400
+    assert "1 to 32 letters and digits" in answer.body
+    assert "a number from 1 to 32" in answer.body
+    assert "printable ASCII" in answer.body
+    assert 'value="B 7"' in answer.body and "&lt;b&gt;Pump&lt;/b&gt;" in answer.body
+    answer = site.root.submit("/admin/units/add/", unit_form(code="B7"))
+    assert answer.status == 400 and "a unit with this code exists already" in errors(answer)
+    assert site.db.units.count() == 1
+
+
+def test_a_unit_cannot_lose_fields_its_displays_show(admin):
+    site = admin()
+    unit = site.unit("A1", fields=3)
+    site.db.displays.add("Plant", 5, [(unit, 3)])
+    site.db.commit()
+    answer = site.root.submit("/admin/units/A1/change/", unit_form(fields="2"))
+    assert answer.status == 400 and "a display shows field(s) 3" in answer.body
+    assert site.db.units.get("A1").fields == 3
+
+
+# -- the permission matrix -----------------------------------------------------
+
+def test_a_staff_user_without_a_permission_gets_403_and_nothing_changes(admin):
+    site = admin()
+    site.unit("A1", samples=3)
+    site.db.displays.add("Plant", 5, [(site.db.units.get("A1"), 1)])
+    site.db.commit()
+    viewer = site.browser("viewer", permissions=["samples.view"], all_units=True)
+    sample_id = site.db.samples.last(site.db.units.get("A1"))[0]
+    before = site.snapshot()
+    root = site.root
+    token = root.csrf("/admin/")
+    viewer_token = viewer.csrf("/admin/")
+    for model, pk in (("units", "A1"), ("users", "1"), ("groups", None), ("displays", "1"),
+                      ("tokens", None)):
+        assert viewer.get("/admin/%s/" % model).status == 403, model
+        assert viewer.get("/admin/%s/add/" % model).status == 403, model
+        assert viewer.post("/admin/%s/add/" % model, {"csrf_token": viewer_token,
+                                                       "name": "x", "code": "Z9"}).status == 403
+        if pk:
+            for page in ("change", "delete"):
+                path = "/admin/%s/%s/%s/" % (model, pk, page)
+                assert viewer.get(path).status == 403, path
+                assert viewer.post(path, {"csrf_token": viewer_token}).status == 403, path
+    # What samples.view allows: the list and each sample, read-only.
+    assert viewer.get("/admin/samples/?unit=A1").status == 200
+    assert viewer.get("/admin/samples/%d/change/" % sample_id).status == 200
+    for action in ("delete_selected", "delete_all"):
+        assert viewer.post("/admin/samples/", {"csrf_token": viewer_token, "action": action,
+                                               "unit": "A1", "selected": str(sample_id),
+                                               "confirm": "yes"}).status == 403
+    assert viewer.post("/admin/samples/%d/delete/" % sample_id,
+                       {"csrf_token": viewer_token}).status == 403
+    assert viewer.get("/admin/log/").status == 403
+    index = viewer.get("/admin/")
+    assert "Samples" in index.body and "Units</a>" not in index.body
+    assert site.snapshot() == before
+    assert token  # the superuser's token was fetched without changing anything either
+
+
+def test_the_admin_needs_staff_and_a_csrf_token(admin):
+    site = admin()
+    anonymous = Browser(site.port)
+    answer = anonymous.get("/admin/units/")
+    assert answer.status == 302 and answer.header("Location").startswith("/login/?next=")
+    plain = site.browser("plain", staff=False, all_units=True)
+    assert plain.get("/admin/").status == 403
+    before = site.snapshot()
+    assert site.root.post("/admin/units/add/", unit_form()).status == 403
+    assert site.snapshot() == before
+
+
+def test_a_permission_given_through_a_group_counts(admin):
+    site = admin()
+    member = site.browser("member")
+    root = site.root
+    assert member.get("/admin/units/").status == 403
+    answer = root.submit("/admin/groups/add/", [("name", "Engineers"),
+                                                ("permissions", "units.view"),
+                                                ("permissions", "units.add"), ("all_units", "on")])
+    assert answer.status == 303
+    group = site.db.accounts.find_groups("Engineers")[1][0]
+    user = site.db.accounts.get_user_by_name("member")
+    form = root.get("/admin/users/%d/change/" % user.id)
+    assert form.status == 200
+    answer = root.submit("/admin/users/%d/change/" % user.id, [
+        ("username", "member"), ("email", ""), ("first_name", ""), ("last_name", ""),
+        ("is_active", "on"), ("is_staff", "on"), ("groups", str(group.id))])
+    assert answer.status == 303, errors(answer)
+    assert member.get("/admin/units/").status == 200
+    assert member.submit("/admin/units/add/", unit_form()).status == 303
+    assert member.get("/admin/units/A1/delete/").status == 403
+
+
+# -- users ---------------------------------------------------------------------
+
+def test_users_are_added_with_two_passwords_and_changed(admin):
+    site = admin()
+    root = site.root
+    answer = root.submit("/admin/users/add/", {"username": "ann", "password1": "one pass",
+                                               "password2": "another", "email": "a@x.org"})
+    assert answer.status == 400 and "the two passwords differ" in errors(answer)
+    assert 'value="ann"' in answer.body and "one pass" not in answer.body
+    answer = root.submit("/admin/users/add/", {"username": "ann", "password1": PASSWORD,
+                                               "password2": PASSWORD, "email": "a@x.org"})
+    assert answer.status == 303
+    ann = site.db.accounts.get_user_by_name("ann")
+    assert answer.header("Location") == "/admin/users/%d/change/" % ann.id
+    assert auth.check_password(PASSWORD, ann.password) and not ann.is_staff
+    [entry] = site.log(model="users", limit=1)
+    assert (entry.action, entry.object_repr) == ("add", "ann")
+    assert PASSWORD not in str(entry) and ann.password not in str(entry)
+    listing = root.get("/admin/users/?q=ANN")
+    table = listing.body.split("<tbody>")[1]
+    assert listing.status == 200 and "a@x.org" in table and ">root<" not in table
+
+
+def test_a_new_password_ends_the_users_other_sessions(admin):
+    site = admin()
+    ann_browser = site.browser("ann", staff=False, all_units=True)
+    ann = site.db.accounts.get_user_by_name("ann")
+    path = "/admin/users/%d/password/" % ann.id
+    answer = site.root.submit(path, {"password1": "x", "password2": "y"})
+    assert answer.status == 400 and "the two passwords differ" in errors(answer)
+    answer = site.root.submit(path, {"password1": "new secret", "password2": "new secret"})
+    assert answer.status == 303
+    assert ann_browser.get("/").status == 302           # signed out
+    [entry] = site.log(model="users", limit=1)
+    assert entry.changes == {"password": "(changed)"}
+    assert Browser(site.port).sign_in("ann", "new secret").status == 303
+
+
+def test_nobody_deletes_themselves_or_the_last_active_superuser(admin):
+    site = admin()
+    root = site.root
+    me = site.db.accounts.get_user_by_name("root")
+    assert root.get("/admin/users/%d/delete/" % me.id).status == 403
+    answer = root.submit("/admin/users/%d/change/" % me.id, [
+        ("username", "root"), ("is_active", "on"), ("is_staff", "on")])  # no is_superuser
+    assert answer.status == 400 and "last active superuser" in answer.body
+    assert site.db.accounts.get_user(me.id).is_superuser
+    other = site.browser("other", superuser=True)
+    assert other.submit("/admin/users/%d/delete/" % me.id, {},
+                        page="/admin/users/%d/delete/" % me.id).status == 303
+    other_id = site.db.accounts.get_user_by_name("other").id
+    assert other.get("/admin/users/%d/delete/" % other_id).status == 403
+
+
+def test_a_staff_user_may_not_raise_themselves(admin):
+    site = admin()
+    manager = site.browser("manager", permissions=["users.view", "users.change"])
+    me = site.db.accounts.get_user_by_name("manager")
+    answer = manager.submit("/admin/users/%d/change/" % me.id, [
+        ("username", "manager"), ("is_active", "on"), ("is_staff", "on"),
+        ("is_superuser", "on"), ("permissions", "units.delete")])
+    assert answer.status == 400
+    assert "only a superuser makes or unmakes one" in answer.body
+    assert "only a superuser gives or takes permissions" in answer.body
+    root_id = site.db.accounts.get_user_by_name("root").id
+    assert manager.get("/admin/users/%d/change/" % root_id).status == 200   # a read-only view
+    assert manager.post("/admin/users/%d/change/" % root_id,
+                        {"csrf_token": manager.csrf("/admin/"), "username": "x"}).status == 403
+    assert not site.db.accounts.get_user(me.id).is_superuser
+
+
+def test_an_api_token_is_shown_once_and_revoked(admin):
+    site = admin()
+    site.unit("A1")
+    ann = site.add_user("ann", staff=False, all_units=True)
+    answer = site.root.submit("/admin/tokens/add/", {"user": str(ann.id), "name": "cron"})
+    assert answer.status == 200
+    secret = re.search(r'<code class="secret">([^<]+)</code>', answer.body).group(1)
+    assert Browser(site.port).get("/units/A1/last.json",
+                                  Authorization="Bearer " + secret).status == 200
+    listing = site.root.get("/admin/tokens/?user=%d" % ann.id)
+    assert "cron" in listing.body and secret not in listing.body
+    token = site.db.accounts.api_token_named(ann.id, "cron")
+    path = "/admin/tokens/%d/delete/" % token.id
+    assert site.root.submit(path, {}, page=path).status == 303
+    assert Browser(site.port).get("/units/A1/last.json",
+                                  Authorization="Bearer " + secret).status == 401
+    assert [e.action for e in site.log(model="tokens")] == ["delete", "add"]
+
+
+# -- unit visibility -----------------------------------------------------------
+
+def test_a_user_sees_only_their_units_everywhere(admin):
+    site = admin()
+    a1, b7 = site.unit("A1", samples=2), site.unit("B7", samples=2, name="Secret")
+    display = site.db.displays.add("Plant", 5, [(a1, 1), (b7, 1)])
+    site.db.commit()
+    ann = site.browser("ann", permissions=["samples.view", "units.view"], units=["A1"])
+    home = ann.get("/")
+    assert "A1" in home.body and "B7" not in home.body and "Secret" not in home.body
+    for endpoint in ("", "graph.svg", "samples.csv", "samples.json", "stats.json", "last.json"):
+        assert ann.get("/units/A1/" + endpoint).status == 200, endpoint
+        assert ann.get("/units/B7/" + endpoint).status == 404, endpoint
+        assert ann.get("/units/NOPE/" + endpoint).status == 404, endpoint
+    shown = ann.get("/views/%d/" % display.id)
+    assert "A1" in shown.body and "B7" not in shown.body
+    assert "B7" not in ann.get("/admin/units/").body
+    assert ann.get("/admin/units/B7/change/").status == 404
+    assert ann.get("/admin/samples/?unit=B7").status == 404
+    other_sample = site.db.samples.last(b7)[0]
+    assert ann.get("/admin/samples/%d/change/" % other_sample).status == 404
+    assert "B7" in site.root.get("/").body
+
+
+# -- samples -------------------------------------------------------------------
+
+def test_samples_page_by_keyset_newest_first_and_are_never_editable(admin):
+    site = admin()
+    unit = site.unit("A1", samples=250)
+    root = site.root
+    first = root.get("/admin/samples/?unit=A1")
+    assert first.status == 200 and "250 samples" in first.body
+    ids = [int(i) for i in re.findall(r'name="selected" value="(\d+)"', first.body)]
+    assert len(ids) == 100 and ids == sorted(ids, reverse=True)
+    older = re.search(r'href="\?([^"]+)">older', first.body).group(1).replace("&amp;", "&")
+    second = root.get("/admin/samples/?" + older)
+    assert [int(i) for i in re.findall(r'name="selected" value="(\d+)"', second.body)][0] == \
+        ids[-1] - 1
+    last = root.get("/admin/samples/?unit=A1&oldest=1")
+    last_ids = [int(i) for i in re.findall(r'name="selected" value="(\d+)"', last.body)]
+    assert last_ids == list(range(100, 0, -1))
+    assert ">older" not in last.body and "newer</a>" in last.body
+    detail = root.get("/admin/samples/%d/change/" % ids[0])
+    assert detail.status == 200 and "<input" not in detail.body.split("<main>")[1]
+    assert root.post("/admin/samples/%d/change/" % ids[0],
+                     {"csrf_token": root.csrf("/admin/")}).status == 403
+    assert root.get("/admin/samples/add/").status == 404
+    assert site.db.units.counts(unit) == (250, 250_000_000)
+
+
+def test_deleting_selected_old_and_all_samples(admin):
+    site = admin()
+    unit = site.unit("A1", samples=30)
+    root = site.root
+    newest = [row[0] for row in site.db.samples.newest_page(unit, 3)]
+    form = [("action", "delete_selected")] + [("selected", str(i)) for i in newest]
+    confirm = root.submit("/admin/samples/", form, page="/admin/samples/?unit=A1")
+    assert confirm.status == 200 and "Are you sure" in confirm.body
+    done = root.submit("/admin/samples/", form + [("confirm", "yes")], page="/admin/")
+    assert done.status == 303
+    assert site.db.units.counts(unit) == (27, 27_000_000)
+    assert len(site.log(model="samples")) == 3                      # one entry each
+
+    old = [("action", "delete_old"), ("unit", "A1"), ("before", "1970-01-01 00:00:11")]
+    confirm = root.submit("/admin/samples/", old, page="/admin/samples/?unit=A1")
+    assert confirm.status == 200 and "10 samples of A1 older than" in confirm.body
+    assert root.submit("/admin/samples/", old + [("confirm", "yes")], page="/admin/").status == 303
+    assert site.db.units.counts(unit) == (17, 27_000_000)
+    [entry] = site.log(model="samples", limit=1)
+    assert entry.message == "10 samples before 1970-01-01 00:00:11"
+
+    everything = [("action", "delete_all"), ("unit", "A1"), ("confirm", "yes")]
+    assert root.submit("/admin/samples/", everything, page="/admin/").status == 303
+    assert site.db.units.counts(unit) == (0, None)
+    assert len(site.log(model="samples")) == 5
+
+
+def test_with_deletion_switched_off_nobody_deletes_samples(admin):
+    site = admin(ALLOW_SAMPLE_DELETION=False)
+    unit = site.unit("A1", samples=5)
+    root = site.root
+    page = root.get("/admin/samples/?unit=A1")
+    assert page.status == 200 and "Delete" not in page.body and 'name="selected"' not in page.body
+    sample = site.db.samples.last(unit)[0]
+    token = root.csrf("/admin/")
+    for form in ({"action": "delete_selected", "selected": str(sample), "confirm": "yes"},
+                 {"action": "delete_all", "unit": "A1", "confirm": "yes"},
+                 {"action": "delete_old", "unit": "A1", "before": "-1d", "confirm": "yes"}):
+        assert root.post("/admin/samples/", dict(form, csrf_token=token)).status == 403, form
+    assert root.get("/admin/samples/%d/delete/" % sample).status == 403
+    assert root.post("/admin/samples/%d/delete/" % sample, {"csrf_token": token}).status == 403
+    assert site.db.units.counts(unit)[0] == 5
+
+
+# -- displays and the log ------------------------------------------------------
+
+def test_a_display_is_added_changed_and_deleted(admin):
+    site = admin()
+    site.unit("A1", fields=3)
+    site.unit("B7")
+    root = site.root
+    answer = root.submit("/admin/displays/add/", [
+        ("name", "Plant"), ("refresh", "5"), ("channel_unit", "A1"), ("channel_fields", "1,3"),
+        ("channel_unit", "B7"), ("channel_fields", "9")])
+    assert answer.status == 400 and "unit B7 has fields 1 to 2, not 9" in answer.body
+    answer = root.submit("/admin/displays/add/", [
+        ("name", "Plant"), ("refresh", "5"), ("channel_unit", "A1"), ("channel_fields", "1,3"),
+        ("channel_unit", "B7"), ("channel_fields", "2")])
+    assert answer.status == 303
+    _, [display] = site.db.displays.find()
+    assert [(u.code, f) for u, f in site.db.displays.channels(display)] == [
+        ("A1", [1, 3]), ("B7", [2])]
+    answer = root.submit("/admin/displays/%d/change/" % display.id, [
+        ("name", "Plant floor"), ("refresh", "10"), ("channel_unit", "B7"),
+        ("channel_fields", "1,2")])
+    assert answer.status == 303
+    [entry] = site.log(model="displays", limit=1)
+    assert entry.changes == {"name": ["Plant", "Plant floor"], "refresh": [5, 10],
+                             "channels": [["A1:1,3", "B7:2"], ["B7:1,2"]]}
+    path = "/admin/displays/%d/delete/" % display.id
+    assert root.submit(path, {}, page=path).status == 303
+    assert site.db.displays.count() == 0
+
+
+def test_the_log_filters_by_user_model_and_date(admin):
+    site = admin()
+    site.root.submit("/admin/units/add/", unit_form())
+    site.root.submit("/admin/groups/add/", {"name": "Ops"})
+
+    def table(query):
+        answer = site.root.get("/admin/log/" + query)
+        assert answer.status == 200
+        return answer.body.split("<tbody>")[1]
+    assert "A1 (Pump)" in table("?model=units") and "Ops" not in table("?model=units")
+    assert "Ops" in table("?actor=root&from=-1d")
+    assert "Ops" not in table("?to=2000-01-01") and "Ops" not in table("?actor=someone")
+    assert site.root.get("/admin/log/?from=yesterday").status == 400
+    assert site.root.get("/admin/log/?evil=1").status == 400

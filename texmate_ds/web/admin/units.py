@@ -1,0 +1,279 @@
+"""Units in the admin: the list, and one form for every setting of a unit
+(docs/web.md, "Units").
+
+The form keeps the per-field settings together in one table, a row per
+field: its name, its unit of measure and the graph axis it is drawn on
+(axes are labelled in a second small table). That is the graph options
+"edited as a form": nothing to parse. The table has a row for each field
+the unit has; a unit given more fields gets their rows once saved ("Save
+and continue editing").
+
+What may be configured is `rules`' to say (graph sizes, axes, fields a
+display still shows), as for ``manage changeunit``; the log gets every
+setting that changed, the key as "(changed)".
+"""
+
+import collections
+
+from texmate_ds import rules, store
+from texmate_ds.web import forms
+from texmate_ds.web.admin.options import Column, ModelAdmin
+
+CODE = r"[A-Za-z0-9]{1,32}"
+KEY = r"[\x21-\x7e]{1,64}"
+# Axes the form offers (a graph with more is unreadable on a phone).
+AXES = 4
+NEW_UNIT_FIELDS = 4
+
+
+class Listed(collections.namedtuple("Listed", "unit samples last")):
+    """A unit in the change list, with the counts the units table keeps."""
+
+    __slots__ = ()
+
+    @property
+    def id(self):
+        return self.unit.id
+
+
+def describe(unit):
+    return "%s (%s)" % (unit.code, unit.name) if unit.name else unit.code
+
+
+class FieldTable(forms.Field):
+    """Several per-row inputs as one field: `columns` are (param, heading,
+    choices or None for text), each posted once per row in order; the
+    value is {param: tuple of the rows' values}."""
+
+    kind = "table"
+    lists = True
+
+    def __init__(self, name, label, rows, columns, help="", commas=False):
+        super().__init__(name, label, help)
+        self.row_names = rows
+        self.columns = columns
+        # Field names and units of measure are stored comma-joined.
+        self.commas = commas
+
+    def read(self, params):
+        return {param: params.getlist(param) for param, _, _ in self.columns}
+
+    def clean(self, raw):
+        value = {}
+        for param, heading, choices in self.columns:
+            cells = [cell.strip() for cell in raw[param]][:len(self.row_names)]
+            cells += [""] * (len(self.row_names) - len(cells))
+            for number, cell in enumerate(cells, 1):
+                if len(cell) > 40 or ("," in cell and not self.commas) or not cell.isprintable():
+                    raise forms.Invalid("%s %d: at most 40 characters%s" % (
+                        heading.lower(), number, "" if self.commas else ", no commas"))
+                if choices is not None and cell not in dict(choices):
+                    raise forms.Invalid("%s %d: not one of the choices" % (heading.lower(),
+                                                                          number))
+            value[param] = tuple(cells)
+        return value
+
+    def shown(self, value):
+        rows = []
+        for index, row_name in enumerate(self.row_names):
+            cells = []
+            for param, heading, choices in self.columns:
+                cell = value[param][index] if index < len(value[param]) else ""
+                cells.append({"param": param, "heading": heading, "value": cell,
+                              "choices": None if choices is None else [
+                                  {"value": v, "text": t, "checked": v == cell}
+                                  for v, t in choices]})
+            rows.append({"name": row_name, "cells": cells})
+        return {"headings": [heading for _, heading, _ in self.columns], "rows": rows}
+
+
+def _settings(st, unit):
+    """Every setting of `unit` as the form and the log compare them."""
+    options = st.units.graph_options(unit)
+    source = st.units.get_by_id(unit.source_id) if unit.source_id else None
+    return {
+        "code": unit.code, "key": unit.key, "name": unit.name,
+        "description": unit.description, "fields": unit.fields, "enabled": unit.enabled,
+        "source": source.code if source else "",
+        "reads": set(st.units.reads(unit)),
+        "field_names": ",".join(unit.field_names), "field_units": ",".join(unit.field_units),
+        "report_fields": {str(f) for f in unit.report_fields},
+        "graph_width": options.width, "graph_height": options.height,
+        "axes": ["%s:%s" % (axis.label, ",".join(map(str, axis.fields)))
+                 for axis in options.axes],
+    }
+
+
+def _table_initial(unit, options):
+    """The field table's value for `unit` as stored."""
+    on_axis = {}
+    for number, axis in enumerate(options.axes[:AXES], 1):
+        for field in axis.fields:
+            on_axis.setdefault(field, str(number))
+    count = unit.fields
+    return {"field_names": tuple(unit.label(i) if i < len(unit.field_names) else ""
+                                 for i in range(count)),
+            "field_units": tuple(unit.measure(i) for i in range(count)),
+            "field_axis": tuple(on_axis.get(f, "") for f in range(1, count + 1))}
+
+
+class UnitAdmin(ModelAdmin):
+    name = "units"
+    singular = "unit"
+    plural = "units"
+    columns = (Column("code", "Code", "code"), Column("name", "Name", "name"),
+               Column("fields", "Fields", "fields", "num"),
+               Column("last", "Last sample", "last", "time"),
+               Column("samples", "Samples", "samples", "num"),
+               Column("enabled", "Enabled", "enabled", "bool"))
+    search = "code, name or description"
+    default_order = "code"
+    secret_fields = ("key",)
+
+    def get(self, request, pk):
+        st = request.store
+        unit = st.units.get_by_id(int(pk)) if pk.isdigit() and len(pk) < 19 else None
+        unit = unit or st.units.get(pk)
+        return unit if unit is not None and request.access.sees(unit) else None
+
+    def describe(self, unit):
+        return describe(unit)
+
+    def search_rows(self, request, query, offset, limit):
+        seen_by = request.access.seen_by
+        st = request.store
+        return (st.units.count(query.q, seen_by),
+                [Listed(*row) for row in st.units.page(offset, limit, query.q, seen_by,
+                                                       query.o or "code")])
+
+    def cell(self, request, row, name):
+        if name == "samples":
+            return "{:,}".format(row.samples)
+        return row.last if name == "last" else getattr(row.unit, name)
+
+    def links(self, request, unit):
+        return [(request.url_for("admin_list", "samples") + "?unit=" + unit.code,
+                 "Samples (%s)" % "{:,}".format(request.store.units.counts(unit)[0])),
+                (request.url_for("unit", unit.code), "Unit page")]
+
+    def dependents(self, request, unit):
+        count = request.store.units.counts(unit)[0]
+        counts, sourced = request.store.units.dependents(unit)
+        lines = ["{:,} samples".format(count)] + [
+            "%d %s" % (n, what) for what, n in counts.items() if n]
+        if sourced:
+            lines.append("%s will read themselves by default (no source)" % ", ".join(sourced))
+        return lines
+
+    def delete(self, request, unit):
+        request.store.units.delete(unit)
+
+    # -- the form
+
+    def form(self, request, unit):
+        st = request.store
+        others = [(u.code, describe(u)) for u in st.units.all()
+                  if (unit is None or u.id != unit.id) and request.access.sees(u)]
+        count = unit.fields if unit is not None else NEW_UNIT_FIELDS
+        numbers = [(str(f), "%d %s" % (f, unit.label(f - 1)) if unit else str(f))
+                   for f in range(1, count + 1)]
+        fields = [
+            forms.Text("code", "Code", "letters and digits, as the meter sends it",
+                       required=True, max_length=32, pattern=CODE,
+                       pattern_reason="1 to 32 letters and digits"),
+            forms.Text("key", "Key", "what the meter sends to prove it is this unit",
+                       required=True, max_length=64, pattern=KEY,
+                       pattern_reason="1 to 64 printable ASCII characters, no spaces"),
+            forms.Text("name", "Name"),
+            forms.Text("description", "Description", multiline=True, max_length=2000),
+            forms.Integer("fields", "Number of data fields", range(1, store.MAX_FIELDS + 1),
+                          "1 to 32 values per sample"),
+            forms.Boolean("enabled", "Enabled", "a disabled unit's requests are refused"),
+            FieldTable("field_table", "Fields",
+                       ["%d" % f for f in range(1, count + 1)],
+                       [("field_names", "Name", None), ("field_units", "Unit of measure", None),
+                        ("field_axis", "Graph axis",
+                         [("", "own")] + [(str(a), "axis %d" % a) for a in range(1, AXES + 1)])],
+                       "each field's name and unit of measure (shown on graphs, statistics "
+                       "and displays), and the graph axis it is drawn on; fields on no axis "
+                       "share one more"),
+            FieldTable("axis_table", "Graph axes", ["axis %d" % a for a in range(1, AXES + 1)],
+                       [("axis_label", "Label", None)], "a label for each axis used"),
+            forms.Integer("graph_width", "Graph width (pixels)", rules.GRAPH_PIXELS),
+            forms.Integer("graph_height", "Graph height (pixels)", rules.GRAPH_PIXELS),
+            forms.Many("report_fields", "Report fields", numbers,
+                       "the fields exports and the unit page offer (none ticked: all)"),
+            forms.Choice("source", "Source unit", [("", "itself")] + others,
+                         "whose samples a plain dl reads"),
+            forms.Many("reads", "Units it may read with dl", others, select=True),
+        ]
+        if unit is None:
+            initial = {"fields": NEW_UNIT_FIELDS, "enabled": True,
+                       "graph_width": 800, "graph_height": 300,
+                       "field_table": {"field_names": (), "field_units": (), "field_axis": ()},
+                       "axis_table": {"axis_label": ()}}
+        else:
+            options = st.units.graph_options(unit)
+            initial = _settings(st, unit)
+            initial["field_table"] = _table_initial(unit, options)
+            initial["axis_table"] = {"axis_label": tuple(
+                axis.label for axis in options.axes[:AXES])}
+        return forms.Form(fields, initial)
+
+    def check(self, request, form, unit):
+        self.unique(form, "code", request.store.units.get(form.cleaned["code"]), unit)
+        try:
+            rules.check_field_count(*self._planned(request, form, unit))
+        except ValueError as exc:
+            form.fail(None, str(exc))
+
+    def _planned(self, request, form, unit):
+        """(the unit as it would be, its graph options, the fields displays show)."""
+        data = form.cleaned
+        table = data["field_table"]
+        count = data["fields"]
+        planned = store.Unit(
+            unit.id if unit else 0, data["code"], data["key"], data["name"],
+            data["description"], count, _trimmed(table["field_names"][:count]),
+            data["enabled"], None, _trimmed(table["field_units"][:count]),
+            tuple(sorted(int(f) for f in data["report_fields"] if int(f) <= count)))
+        labels = data["axis_table"]["axis_label"]
+        axes = []
+        for number in range(1, AXES + 1):
+            on = tuple(f for f, axis in enumerate(table["field_axis"][:count], 1)
+                       if axis == str(number))
+            if on:
+                axes.append(store.Axis(labels[number - 1], on))
+        options = store.GraphOptions(data["graph_width"], data["graph_height"], tuple(axes))
+        shown = request.store.displays.fields_shown(unit) if unit else set()
+        return planned, options, shown
+
+    def save(self, request, form, unit):
+        st = request.store
+        planned, options, _ = self._planned(request, form, unit)
+        data = form.cleaned
+        before = {} if unit is None else _settings(st, unit)
+        if unit is None:
+            unit = st.units.add(planned.code, planned.key, planned.fields)
+        source = st.units.get(data["source"]) if data["source"] else None
+        unit = st.units.change(
+            unit, code=planned.code, key=planned.key, name=planned.name,
+            description=planned.description, fields=planned.fields,
+            field_names=planned.field_names, field_units=planned.field_units,
+            report_fields=planned.report_fields, enabled=planned.enabled,
+            source_id=source.id if source else None)
+        st.units.set_reads(unit, [st.units.get(code) for code in sorted(data["reads"])])
+        st.units.set_graph_options(unit, options)
+        after = _settings(st, unit)
+        changes = {name: [before.get(name), value] for name, value in after.items()
+                   if before and before.get(name) != value}
+        return unit, changes
+
+
+def _trimmed(cells):
+    """Per-field texts without the empty ones at the end (stored shorter)."""
+    cells = list(cells)
+    while cells and not cells[-1]:
+        cells.pop()
+    return tuple(cells)
+
