@@ -1,9 +1,11 @@
 """multipart/form-data without sockets: the parser on realistic bodies split
 at every byte and fed a byte at a time, each of its limits at its edge,
-every malformed body it refuses; `read_form` over a WSGI environ."""
+every malformed body it refuses; `read_form` over a WSGI environ, and
+`app.Request` reading a form with files."""
 
 import hashlib
 import io
+import types
 
 import pytest
 
@@ -17,6 +19,7 @@ from texmate_ds.multipart import (
     PartEnd,
     boundary_of,
 )
+from texmate_ds.web import app
 
 BROWSER = b"----WebKitFormBoundaryePkpFF7tjBAqx29L"
 CURL = b"------------------------d74496d66958873e"
@@ -433,3 +436,55 @@ def test_read_form_refuses_and_leaves_nothing_open(data, length, reason, monkeyp
         multipart.read_form(environ(data, length=length))
     assert caught.value.reason == reason
     assert all(upload.file.closed for upload in made)
+
+
+# -- app.Request: request.form and request.files ------------------------------
+
+@app.page
+def _view(request):
+    pass
+
+
+UPLOADS = app.Route("/import/", _view, methods=("POST",), files=True, body_limit=10000)
+FORM = app.Route("/form/", _view, methods=("POST",))
+SITE = types.SimpleNamespace(store=None, settings=None)
+
+
+def request(route, env):
+    made = app.Request(env, SITE)
+    made.route = route
+    return made
+
+
+def test_a_files_route_reads_a_multipart_form():
+    made = request(UPLOADS, environ(BROWSER_BODY))
+    assert made.form["csrf_token"] == BROWSER_EVENTS[1].data.decode()
+    assert made.files["file"].file.read() == CSV
+    upload = made.files["file"]
+    made.close()
+    assert upload.file.closed
+
+
+def test_a_files_route_still_reads_an_urlencoded_form():
+    made = request(UPLOADS, {"REQUEST_METHOD": "POST", "CONTENT_TYPE": app.FORM_TYPE,
+                             "CONTENT_LENGTH": "3", "wsgi.input": io.BytesIO(b"a=b")})
+    assert (made.form, made.files) == ({"a": "b"}, {})
+
+
+@pytest.mark.parametrize("route, env, status, reason", [
+    (FORM, environ(BROWSER_BODY), 415,
+     "forms must be sent as application/x-www-form-urlencoded"),
+    (None, environ(BROWSER_BODY), 415,
+     "forms must be sent as application/x-www-form-urlencoded"),
+    (UPLOADS, environ(b"{}", CONTENT_TYPE="application/json"), 415,
+     "forms must be sent as application/x-www-form-urlencoded or multipart/form-data"),
+    (UPLOADS, environ(b"x" * 10001), 413, "form larger than 10000 bytes"),
+    (UPLOADS, environ(BROWSER_BODY[:-20]), 400, "form: the body ends before its closing boundary"),
+    (UPLOADS, environ(BROWSER_BODY, CONTENT_TYPE="multipart/form-data"), 400,
+     "form: the Content-Type gives no boundary"),
+])
+def test_forms_refused(route, env, status, reason):
+    made = request(route, env)
+    with pytest.raises(app.HTTPError) as caught:
+        made.form
+    assert (caught.value.status, caught.value.reason) == (status, reason)
