@@ -10,9 +10,9 @@ live in modules named for what they show.
   ``files=True`` where its form carries files (multipart/form-data, read
   by `texmate_ds.multipart`; every other route refuses that with 415).
   ``body_limit`` is the longest body its POST may have (a form's
-  MAX_FORM_BYTES unless it says more); the HTTP server asks before it
-  reads a byte of a body (`Router.find` by the path, in site.py's
-  ``body_limit``) and answers 413 beyond it. Patterns
+  MAX_FORM_BYTES unless it says more): the HTTP server asks the site
+  (``Site.body_limit``, which finds the route as `Router.find` will)
+  before it reads a byte of a body, and answers 413 beyond it. Patterns
   are bottle style: ``<code>`` captures one path segment as the keyword
   argument ``code`` (a str); ``<id:int>`` captures digits as an int. A GET
   route answers HEAD too.
