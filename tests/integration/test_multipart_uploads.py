@@ -23,7 +23,7 @@ import pytest
 from texmate_ds import config, http, store
 from texmate_ds.web import app, site
 
-from conftest import loop_serving
+from conftest import loop_serving, read_all
 
 MIB = 1024 * 1024
 LIMIT = 2 * MIB
@@ -104,19 +104,6 @@ def web(tmp_path):
 
 def connect(server):
     return socket.create_connection(("127.0.0.1", server.port), timeout=BOUND)
-
-
-def read_all(sock):
-    """Everything `sock` receives until the server closes (or resets) it."""
-    data = b""
-    try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-    except ConnectionResetError:
-        return data
 
 
 def answer_of(data):

@@ -237,6 +237,11 @@ def test_a_preamble_or_padding_longer_than_a_header_block():
 DISPOSITION = b'Content-Disposition: form-data; name="f"'
 
 
+def part_with(*headers):
+    """A body of one part with these header lines."""
+    return body(BROWSER, [(list(headers), b"v")])
+
+
 @pytest.mark.parametrize("data, reason", [
     (b"", "the body ends before its closing boundary"),
     (body(BROWSER, [field(b"f", b"v")])[:-10], "the body ends before its closing boundary"),
@@ -244,45 +249,45 @@ DISPOSITION = b'Content-Disposition: form-data; name="f"'
      "the body ends before its closing boundary"),
     (b"--" + BROWSER + b"\r\n\r\nv\r\n--" + BROWSER + b"--",
      "a part without a Content-Disposition header"),
-    (body(BROWSER, [([b"Content-Type: text/plain"], b"v")]),
+    (part_with(b"Content-Type: text/plain"),
      "a part without a Content-Disposition header"),
-    (body(BROWSER, [([b'Content-Disposition: attachment; name="f"'], b"v")]),
+    (part_with(b'Content-Disposition: attachment; name="f"'),
      "a part is 'attachment', not form-data"),
-    (body(BROWSER, [([b'Content-Disposition: form-data; filename="a.csv"'], b"v")]),
+    (part_with(b'Content-Disposition: form-data; filename="a.csv"'),
      "a part without a name"),
-    (body(BROWSER, [([b'Content-Disposition: form-data; name=""'], b"v")]),
+    (part_with(b'Content-Disposition: form-data; name=""'),
      "a part without a name"),
     (body(BROWSER, [field(b"f", b"1"), file_part(b"f", b"a.csv", b"2")]),
      "the field 'f' is given twice"),
-    (body(BROWSER, [([b'Content-Disposition: form-data; name="\xff"'], b"v")]),
+    (part_with(b'Content-Disposition: form-data; name="\xff"'),
      "a part's headers are not valid UTF-8"),
-    (body(BROWSER, [([b"Content-Disposition: form-data;", b' name="f"'], b"v")]),
+    (part_with(b"Content-Disposition: form-data;", b' name="f"'),
      "obsolete line folding in a part's headers"),
-    (body(BROWSER, [([DISPOSITION, b"Content-Type : text/plain"], b"v")]),
+    (part_with(DISPOSITION, b"Content-Type : text/plain"),
      "malformed header field in a part: 'Content-Type : text/plain'"),
-    (body(BROWSER, [([DISPOSITION, b"no colon"], b"v")]),
+    (part_with(DISPOSITION, b"no colon"),
      "malformed header field in a part: 'no colon'"),
-    (body(BROWSER, [([DISPOSITION + b"\nX-Smuggled: 1"], b"v")]),
+    (part_with(DISPOSITION + b"\nX-Smuggled: 1"),
      "a control character in a part's 'Content-Disposition' header"),
-    (body(BROWSER, [([DISPOSITION, b"X: a\rb"], b"v")]),
+    (part_with(DISPOSITION, b"X: a\rb"),
      "a control character in a part's 'X' header"),
-    (body(BROWSER, [([DISPOSITION, b"X: a\x00b"], b"v")]),
+    (part_with(DISPOSITION, b"X: a\x00b"),
      "a control character in a part's 'X' header"),
-    (body(BROWSER, [([DISPOSITION, DISPOSITION], b"v")]),
+    (part_with(DISPOSITION, DISPOSITION),
      "a part with two content-disposition headers"),
-    (body(BROWSER, [([DISPOSITION, b"Content-Type: a/b", b"Content-Type: a/b"], b"v")]),
+    (part_with(DISPOSITION, b"Content-Type: a/b", b"Content-Type: a/b"),
      "a part with two content-type headers"),
-    (body(BROWSER, [([DISPOSITION, b"Content-Type: csv"], b"v")]),
+    (part_with(DISPOSITION, b"Content-Type: csv"),
      "a part's Content-Type is not type/subtype: 'csv'"),
-    (body(BROWSER, [([b'Content-Disposition: form-data; name="f'], b"v")]),
+    (part_with(b'Content-Disposition: form-data; name="f'),
      "Content-Disposition: a quoted string is not closed"),
-    (body(BROWSER, [([b'Content-Disposition: form-data; name="f"; name="g"'], b"v")]),
+    (part_with(b'Content-Disposition: form-data; name="f"; name="g"'),
      "Content-Disposition: name is given twice"),
-    (body(BROWSER, [([b'Content-Disposition: form-data; name="f" x'], b"v")]),
+    (part_with(b'Content-Disposition: form-data; name="f" x'),
      "Content-Disposition: malformed parameter name"),
-    (body(BROWSER, [([b"Content-Disposition: form-data; name=a b"], b"v")]),
+    (part_with(b"Content-Disposition: form-data; name=a b"),
      "Content-Disposition: malformed value of name"),
-    (body(BROWSER, [([b"Content-Disposition: form-data; name"], b"v")]),
+    (part_with(b"Content-Disposition: form-data; name"),
      "Content-Disposition: malformed parameter"),
     # The boundary inside a part's content, as if the sender chose it badly.
     (body(BROWSER, [field(b"f", b"a\r\n--" + BROWSER + b"x")]),
@@ -354,7 +359,7 @@ def test_the_parser_refuses_a_bad_boundary(boundary):
     (b'form-data; name="f"; filename="x"; size=3;', "f", "x"),
 ])
 def test_content_disposition_parameters(disposition, name, filename):
-    events = parse(BROWSER, body(BROWSER, [([b"Content-Disposition: " + disposition], b"v")]))
+    events = parse(BROWSER, part_with(b"Content-Disposition: " + disposition))
     assert events[0][:2] == (name, filename)
 
 
