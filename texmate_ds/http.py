@@ -89,7 +89,9 @@ MAX_HEAD = 16384
 MAX_BODY = 1024 * 1024
 # Bodies longer than this wait for their app in a temporary file, not in
 # memory: a thousand connections each holding a body cost no more than
-# their heads.
+# their heads. (A form's files are read from that file into files of
+# their own, web/app.py: a large upload is on disk twice at most, never in
+# memory.)
 SPOOL_BYTES = 16384
 # Bytes a second a request body must keep arriving at, once its head is in
 # and HTTP_HEADER_TIMEOUT has passed (Apache mod_reqtimeout's MinRate).
