@@ -167,6 +167,19 @@ def read_answers(sock, count):
     return [a.decode("ascii") for a in buf.split(b"\r")[:count]]
 
 
+def read_all(sock):
+    """Everything `sock` receives until the server closes (or resets) it."""
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
 BASE_CONF = """\
 DS_PORT: 0
 HTTP_PORT: 0

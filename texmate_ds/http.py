@@ -10,8 +10,11 @@ Three layers, each usable without the next, as in ttp.py, and a router:
    strictly where leniency has let requests be smuggled past other parsers
    (whitespace before a colon, obs-fold, bare CR, conflicting
    Content-Length) and caps what it holds: the request line (`MAX_LINE`,
-   414), the head (`MAX_HEAD`, 431) and the body (`MAX_BODY`, 413). Bodies
-   come with Content-Length only; a request Transfer-Encoding is 501.
+   414), the head (`MAX_HEAD`, 431) and the body (413): MAX_BODY, or the
+   largest body the app takes (`largest_body_of`). Each request's own
+   limit, often smaller, is the app's (`limit_of`), asked before a byte
+   of the body is read. Bodies come with Content-Length only; a request
+   Transfer-Encoding is 501.
 2. The bridge: `build_environ` makes a request's PEP 3333 environ, and
    `WSGIResponse` is the producer that runs the app. Its first ``more()``
    calls the app, each later one takes the next item of the app's
@@ -79,20 +82,26 @@ log = logging.getLogger("texmate_ds.http")
 # that ends them (a CR before it counts). RFC 9112 asks for at least 8000.
 MAX_LINE = 8192
 MAX_HEAD = 16384
-# Largest request body at all; each request's own limit comes from the app
-# (`body_limit`), and a longer Content-Length is a 413 before any of the
-# body is read.
+# Largest request body of an app that says nothing of its bodies. An app
+# may say more (`largest_body_of`); each request's own limit comes from
+# the app (`limit_of`), and a longer Content-Length is a 413 before any of
+# the body is read.
 MAX_BODY = 1024 * 1024
 # Bodies longer than this wait for their app in a temporary file, not in
 # memory: a thousand connections each holding a body cost no more than
-# their heads.
+# their heads. (A form's files are read from that file into files of
+# their own, web/app.py: a large upload is on disk twice at most, never in
+# memory.)
 SPOOL_BYTES = 16384
 # Bytes a second a request body must keep arriving at, once its head is in
 # and HTTP_HEADER_TIMEOUT has passed (Apache mod_reqtimeout's MinRate).
 BODY_MIN_RATE = 500
 # Bytes of pipelined requests a client may send ahead while an answer is
-# being written: one whole request. Past that it is cut off, so a client
-# that sends without reading cannot make the server buffer without bound.
+# being written: a whole request of the default size. Past that it is cut
+# off, so a client that sends without reading cannot make the server
+# buffer without bound. A route that takes a larger body does not raise
+# it: that body is read once its request is the one being served (into a
+# file), never held ahead in memory.
 MAX_AHEAD = MAX_HEAD + MAX_BODY
 
 SERVER = "texmate_ds/" + __version__
@@ -155,7 +164,8 @@ def split_target(target):
 
 
 class RequestParser:
-    """Splits received bytes into request events.
+    """Splits received bytes into request events; a body longer than
+    `max_body` is a 413.
 
     ``next_event()`` returns the next `RequestHead`, `Data`, `END` or
     `ProtocolError`, or None when it needs more bytes. After a
@@ -166,7 +176,8 @@ class RequestParser:
     `Data`).
     """
 
-    def __init__(self):
+    def __init__(self, max_body=MAX_BODY):
+        self._max_body = max_body
         self._buf = bytearray()
         # Where the search for the end of the head resumes.
         self._scanned = 0
@@ -287,8 +298,8 @@ class RequestParser:
         digits = lengths.pop() if lengths else ""
         # The length of the digits first: int() of thousands of them is slow
         # or refused.
-        if len(digits) > len(str(MAX_BODY)) or int(digits or 0) > MAX_BODY:
-            return self._fail(413, "request body larger than %d bytes" % MAX_BODY)
+        if len(digits) > len(str(self._max_body)) or int(digits or 0) > self._max_body:
+            return self._fail(413, "request body larger than %d bytes" % self._max_body)
         length = int(digits or 0)
         connection = {token.strip().lower() for value in values["connection"]
                       for token in value.split(",")}
@@ -713,6 +724,23 @@ class Offloaded:
 
 # -- 3. server and channel ----------------------------------------------------
 
+def largest_body_of(application):
+    """The longest request body the WSGI `application` takes on any
+    request: its ``largest_body`` attribute where it is larger than
+    MAX_BODY, the default, else MAX_BODY."""
+    return max(MAX_BODY, getattr(application, "largest_body", 0))
+
+
+def limit_of(application, method, path):
+    """The longest body `application` takes for `method` on `path`
+    (PATH_INFO): what its ``body_limit(method, path)`` answers, never more
+    than `largest_body_of` it; MAX_BODY for an app without body_limit."""
+    ask = getattr(application, "body_limit", None)
+    if ask is None:
+        return MAX_BODY
+    return min(largest_body_of(application), ask(method, path))
+
+
 class HTTPServer:
     """The web port: the WSGI app, the settings, and the counters the
     /metrics page reads: ``bytes_received`` and ``bytes_sent`` (counted at
@@ -739,14 +767,13 @@ class HTTPServer:
         self.bytes_sent = loop.Counter()
         self.requests_by_status = collections.Counter()
 
+    def largest_body(self):
+        """The longest body any request may announce (the parser's cap)."""
+        return largest_body_of(self.app)
+
     def body_limit(self, head):
-        """The longest body `head`'s request may carry: what the app says
-        (a WSGI app may have ``body_limit(method, path)``), else MAX_BODY;
-        never more than MAX_BODY."""
-        ask = getattr(self.app, "body_limit", None)
-        if ask is None:
-            return MAX_BODY
-        return min(MAX_BODY, ask(head.method, request_path(head)))
+        """The longest body `head`'s request may carry (`limit_of`)."""
+        return limit_of(self.app, head.method, request_path(head))
 
     def accept(self, loop_, sock, addr):
         """Listener factory: one HTTPChannel per connection."""
@@ -765,7 +792,7 @@ class HTTPChannel(loop.Channel):
         self.server = server
         if server.tls_context is not None:
             self.transport = tls.TLSLayer(server.tls_context)
-        self.parser = RequestParser()
+        self.parser = RequestParser(server.largest_body())
         self.local = sock.getsockname()[:2]
         self._head = None       # the request whose body is being read
         self._body = None       # its bytes so far: a bytearray, or a file if long
@@ -969,6 +996,8 @@ class Mounted:
     def __init__(self, root, mounts):
         self.root = root
         self.mounts = sorted(mounts, key=lambda mount: -len(mount[0]))
+        self.largest_body = max(largest_body_of(application) for application in
+                                [root] + [application for _, application in self.mounts])
 
     def _route(self, path):
         """(app, SCRIPT_NAME, PATH_INFO) for a request on `path`."""
@@ -983,7 +1012,6 @@ class Mounted:
         return application(environ, start_response)
 
     def body_limit(self, method, path):
-        """The mounted app's `body_limit` if it has one, else MAX_BODY."""
+        """The limit of the app `path` goes to (`limit_of`)."""
         application, _, rest = self._route(path)
-        ask = getattr(application, "body_limit", None)
-        return MAX_BODY if ask is None else ask(method, rest)
+        return limit_of(application, method, rest)

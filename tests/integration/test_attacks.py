@@ -16,23 +16,10 @@ import datetime
 import socket
 import threading
 
-from conftest import read_answers
+from conftest import read_all, read_answers
 
 # A healthy answer takes milliseconds; the attacks took 19 s to minutes.
 BOUND = 10
-
-
-def read_all(sock):
-    """Everything `sock` receives until the server closes (or resets) it."""
-    data = b""
-    try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-    except ConnectionResetError:
-        return data
 
 
 def http_get(port, path, source="127.0.0.1", timeout=BOUND, headers=""):

@@ -1,5 +1,5 @@
-"""The sans-IO HTTP request parser, split_target, build_environ and
-check_response.
+"""The sans-IO HTTP request parser, split_target, build_environ,
+check_response, and how an app's body limits are read.
 
 Every parser case is fed whole and split in two at every byte offset, and
 must give the same events each way (a body may come in more `Data` pieces;
@@ -19,11 +19,14 @@ from texmate_ds.http import (
     MAX_LINE,
     Data,
     ErrorStream,
+    Mounted,
     ProtocolError,
     RequestHead,
     RequestParser,
     build_environ,
     check_response,
+    largest_body_of,
+    limit_of,
     split_target,
 )
 
@@ -203,6 +206,16 @@ def test_body_over_the_cap_is_413_before_it_arrives():
     error(413)(parse(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1)))
 
 
+def test_a_parser_may_take_larger_bodies():
+    parser = RequestParser(3 * MAX_BODY)
+    parser.feed(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (3 * MAX_BODY))
+    assert parser.next_event().content_length == 3 * MAX_BODY
+    parser = RequestParser(3 * MAX_BODY)
+    parser.feed(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (3 * MAX_BODY + 1))
+    assert parser.next_event() == ProtocolError(413, "request body larger than %d bytes"
+                                                % (3 * MAX_BODY))
+
+
 def test_a_length_of_thousands_of_digits_is_413():
     error(413)(parse(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1" + b"0" * 5000 + b"\r\n\r\n"))
 
@@ -380,3 +393,52 @@ def test_a_closed_parser_holds_nothing():
     parser.close()
     parser.feed(b"defghi" * 1000)
     assert (parser.pending(), parser.next_event()) == (0, None)
+
+
+# -- an app's body limits -----------------------------------------------------
+
+class Limited:
+    """A WSGI app that says what bodies it takes."""
+
+    def __init__(self, limits, largest=None):
+        self.limits = limits
+        if largest is not None:
+            self.largest_body = largest
+
+    def __call__(self, environ, start_response):
+        raise AssertionError("not called")
+
+    def body_limit(self, method, path):
+        return self.limits.get(path, 0)
+
+
+def plain_app(environ, start_response):
+    raise AssertionError("not called")
+
+
+def test_an_app_that_says_nothing_takes_max_body():
+    assert (largest_body_of(plain_app), limit_of(plain_app, "POST", "/")) == (MAX_BODY, MAX_BODY)
+
+
+def test_an_app_limit_stops_at_its_largest_body():
+    small = Limited({"/a": 10, "/big": 9 * MAX_BODY})
+    assert largest_body_of(small) == MAX_BODY
+    assert (limit_of(small, "POST", "/a"), limit_of(small, "POST", "/big")) == (10, MAX_BODY)
+    large = Limited({"/big": 9 * MAX_BODY, "/huge": 99 * MAX_BODY}, largest=10 * MAX_BODY)
+    assert largest_body_of(large) == 10 * MAX_BODY
+    assert limit_of(large, "POST", "/big") == 9 * MAX_BODY
+    assert limit_of(large, "POST", "/huge") == 10 * MAX_BODY
+    # Saying less than MAX_BODY lowers nothing: MAX_BODY is a floor.
+    assert largest_body_of(Limited({}, largest=5)) == MAX_BODY
+
+
+def test_mounted_apps_keep_their_own_limits():
+    root = Limited({"/upload/": 4 * MAX_BODY}, largest=4 * MAX_BODY)
+    tool = Limited({"/x": 2 * MAX_BODY})   # says no largest_body: MAX_BODY at most
+    mounted = Mounted(root, [("/tools/t/", tool), ("/tools/p/", plain_app)])
+    assert mounted.largest_body == 4 * MAX_BODY
+    assert limit_of(mounted, "POST", "/upload/") == 4 * MAX_BODY
+    assert limit_of(mounted, "POST", "/tools/t/x") == MAX_BODY
+    assert limit_of(mounted, "POST", "/tools/p/x") == MAX_BODY
+    assert limit_of(mounted, "POST", "/tools/t/other") == 0
+    assert Mounted(plain_app, []).largest_body == MAX_BODY

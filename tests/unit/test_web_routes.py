@@ -107,7 +107,9 @@ def test_routes_without_parameters_are_found_before_the_others():
         pass
     router = app.Router([app.Route("/<page>/", catch_all), app.Route("/about/", home),
                          app.Route("/form/", logout, methods=("POST",))])
-    assert router.static == {"/about/": {"GET": home}, "/form/": {"POST": logout}}
+    static = {path: {method: route.view for method, route in at.items()}
+              for path, at in router.static.items()}
+    assert static == {"/about/": {"GET": home}, "/form/": {"POST": logout}}
     assert router.match("GET", "/about/") == (home, {})
     assert router.match("HEAD", "/about/") == (home, {})
     assert router.match("GET", "/other/") == (catch_all, {"page": "other"})
@@ -116,6 +118,60 @@ def test_routes_without_parameters_are_found_before_the_others():
     with pytest.raises(app.HTTPError) as caught:
         router.match("POST", "/about/")
     assert caught.value.headers == [("Allow", "GET, HEAD")]
+
+
+# -- request bodies: files and limits -----------------------------------------
+
+MIB = 1024 * 1024
+
+
+def test_find_gives_the_route_with_its_body_options():
+    upload = app.Route("/units/<code>/import/", unit_csv, methods=("POST",), files=True,
+                       body_limit=256 * MIB)
+    router = app.Router([app.Route("/", home), upload])
+    route, args = router.find("POST", "/units/A1/import/")
+    assert (route, args, route.files, route.body_limit) == (upload, {"code": "A1"}, True,
+                                                            256 * MIB)
+    plain, _ = router.find("GET", "/")
+    assert (plain.files, plain.body_limit) == (False, app.MAX_FORM_BYTES)
+
+
+def test_the_largest_body_counts_only_routes_that_take_one():
+    assert app.Router([app.Route("/", home)]).largest_body == app.MAX_FORM_BYTES
+    router = app.Router([app.Route("/", home, body_limit=9 * MIB),
+                         app.Route("/a/", logout, methods=("POST",), body_limit=2 * MIB),
+                         app.Route("/b/", logout, methods=("PUT",), body_limit=3 * MIB)])
+    assert router.largest_body == 3 * MIB
+
+
+def test_files_need_a_method_with_a_body():
+    with pytest.raises(ValueError, match="takes files but no method with a body"):
+        app.Route("/x/", home, methods=("GET", "HEAD"), files=True)
+
+
+def test_a_group_keeps_its_routes_body_options():
+    [route] = app.group("/admin", [app.Route("/import/", logout, "import", methods=("POST",),
+                                             files=True, body_limit=5 * MIB)], app.staff)
+    assert (route.pattern, route.files, route.body_limit) == ("/admin/import/", True, 5 * MIB)
+
+
+def test_the_site_asks_the_route_for_a_body_limit():
+    upload = app.Route("/units/<code>/import/", unit_csv, methods=("POST",), files=True,
+                       body_limit=256 * MIB)
+    ui = site.Site(None, None, routes=site.ROUTES + [upload])
+    assert ui.largest_body == 256 * MIB
+    assert ui.body_limit("POST", "/units/A1/import/") == 256 * MIB
+    # PATH_INFO is latin-1 text of the UTF-8 the browser sent.
+    assert ui.body_limit("POST", "/units/Ã©/import/") == 256 * MIB
+    assert ui.body_limit("POST", "/login/") == app.MAX_FORM_BYTES
+    # GET and HEAD take none, even on a route that takes one.
+    assert ui.body_limit("GET", "/units/A1/import/") == 0
+    assert ui.body_limit("HEAD", "/") == 0
+    # No route answers (404, 405, 501): a form's, and the refusal follows.
+    for method, path in (("POST", "/nowhere/"), ("PUT", "/units/A1/import/"),
+                         ("POST", "/healthz"), ("BREW", "/")):
+        assert ui.body_limit(method, path) == app.MAX_FORM_BYTES
+    assert site.Site(None, None).largest_body == app.MAX_FORM_BYTES
 
 
 # -- reverse lookup -----------------------------------------------------------

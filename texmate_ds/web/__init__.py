@@ -23,6 +23,14 @@ well. ``/x`` redirects to ``/x/`` when only the latter exists. Routes that
 share a prefix, or a guard, are a group: ``app.group("/admin", [...],
 app.staff)`` (patterns in it start with ``/``; ``"/"`` is ``/admin/``).
 
+A route whose form carries files says ``files=True``, and one whose body
+may be longer than a form's 64 KiB says how long:
+``app.Route("/units/<code>/import/", import_csv, "unit_import",
+methods=("GET", "POST"), files=True, body_limit=256 * 1024 * 1024)``
+(a group keeps both). The server answers 413 to a longer Content-Length
+before the body is sent; a route without ``files`` answers a multipart
+form 415.
+
 Addresses are written once, in the routes: a view links with
 ``request.url_for("unit", code=unit.code)`` (or ``request.url_for("unit",
 unit.code)``), a template with ``{% url 'unit' row.unit.code %}``; both
@@ -49,12 +57,24 @@ returns None (go on) or a Response (a redirect), or raises HTTPError.
 everyone else but staff with 403.
 
 The `request` (`app.Request`): ``method``, ``path``, ``query`` (dict of
-str), ``form`` (dict of str from an urlencoded POST body), ``cookies``,
-``user`` (a `store.User`, or None), ``bearer``, ``store``,
-``settings``, ``site``, ``csrf_token``, ``environ``, ``url_for(name,
-...)``. A repeated or non-UTF-8 parameter is a 400 before the view sees
-it. Every POST is checked against the CSRF token before the view runs;
-forms write ``{% csrf_token %}``.
+str), ``form`` (dict of str from an urlencoded POST body, or a multipart
+one on a ``files`` route), ``files``, ``cookies``, ``user`` (a
+`store.User`, or None), ``bearer``, ``store``, ``settings``, ``site``,
+``route``, ``csrf_token``, ``environ``, ``url_for(name, ...)``. A
+repeated or non-UTF-8 parameter is a 400 before the view sees it, and so
+is a malformed multipart body (with the reason). Every POST is checked
+against the CSRF token before the view runs; forms write ``{% csrf_token
+%}`` (a form with files also ``enctype="multipart/form-data"``).
+
+``request.files`` is {name: `multipart.Upload`}: ``upload.filename``
+(the client's name for it, to show, never a path to write to),
+``upload.content_type`` (the client's word), ``upload.size`` (bytes) and
+``upload.file``, a temporary file at its start; read it in pieces
+(``for line in io.TextIOWrapper(upload.file, "utf-8", newline="")`` or
+``upload.file.read(65536)``), never whole. A file input left empty is not
+in it. The files are closed, and gone from the disk, once the view's
+answer is made (a `Later`'s once its ``finish`` has run): a view reads
+them before it returns, or in its `Later`'s ``compute``.
 
 Answers: ``app.Response(status, body, content_type="text/html;
 charset=utf-8", headers=[...])`` where body is bytes, str, or an iterable of

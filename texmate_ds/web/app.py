@@ -6,7 +6,13 @@ out, `site.py` ties these pieces into the WSGI application, and the views
 live in modules named for what they show.
 
 * A route is a `Route`: ``Route("/units/<code>/", unit_page, "unit")``,
-  with ``methods=("GET", "POST")`` where it takes more than GET. Patterns
+  with ``methods=("GET", "POST")`` where it takes more than GET, and
+  ``files=True`` where its form carries files (multipart/form-data, read
+  by `texmate_ds.multipart`; every other route refuses that with 415).
+  ``body_limit`` is the longest body its POST may have (a form's
+  MAX_FORM_BYTES unless it says more): the HTTP server asks the site
+  (``Site.body_limit``, which finds the route as `Router.find` will)
+  before it reads a byte of a body, and answers 413 beyond it. Patterns
   are bottle style: ``<code>`` captures one path segment as the keyword
   argument ``code`` (a str); ``<id:int>`` captures digits as an int. A GET
   route answers HEAD too.
@@ -37,6 +43,7 @@ import http
 import re
 from urllib.parse import parse_qsl, quote
 
+from texmate_ds import multipart
 from texmate_ds.web.access import Access
 
 # Where the browser keeps the session token and, before sign-in, the
@@ -45,7 +52,8 @@ SESSION_COOKIE = "txm_session"
 CSRF_COOKIE = "txm_csrf"
 # The form field every state-changing form carries.
 CSRF_FIELD = "csrf_token"
-# Urlencoded form bodies larger than this are refused (413).
+# Urlencoded form bodies larger than this are refused (413); so is any
+# body larger than this on a route that does not say it takes more.
 MAX_FORM_BYTES = 65536
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -176,6 +184,12 @@ def _pairs(data, what):
     return Params(pairs, what)
 
 
+def decoded_path(path_info):
+    """The path a view sees: WSGI hands PATH_INFO over as latin-1 text,
+    the browser sent UTF-8."""
+    return path_info.encode("latin-1").decode("utf-8", "replace") or "/"
+
+
 def _cookies(header):
     cookies = {}
     for part in header.split(";"):
@@ -188,7 +202,9 @@ class Request:
     """One HTTP request as the views see it.
 
     `path` is the decoded path; `query` and `form` are `Params` (parsed
-    when first used; a bad one raises HTTPError 400); `user` is the signed-in
+    when first used; a bad one raises HTTPError 400); `files` holds the
+    form's files, {name: `multipart.Upload`}, on a route that takes them
+    (`route`, set once the request is routed); `user` is the signed-in
     user (a `store.User`), or None; `bearer` is True when an API token signed
     it in. `site` is the application (its `store`, `settings`, `metrics`).
     `access` says what the visitor may do and which units they see.
@@ -201,9 +217,7 @@ class Request:
         self.settings = site.settings
         # Methods are case-sensitive (RFC 9110 9.1): "get" is not GET.
         self.method = environ["REQUEST_METHOD"]
-        # WSGI hands the path over as latin-1 text; the browser sent UTF-8.
-        self.path = environ.get("PATH_INFO", "").encode("latin-1").decode(
-            "utf-8", "replace") or "/"
+        self.path = decoded_path(environ.get("PATH_INFO", ""))
         self.query_string = environ.get("QUERY_STRING", "")
         self.cookies = _cookies(environ.get("HTTP_COOKIE", ""))
         self.remote_addr = environ.get("REMOTE_ADDR", "")
@@ -213,7 +227,9 @@ class Request:
         self.guard = None
         self.session = None  # auth.Session when signed in by cookie
         self.set_cookies = []  # Set-Cookie header values for the answer
+        self.route = None   # the Route, once routed
         self._form = None
+        self._files = {}
 
     @property
     def full_path(self):
@@ -229,6 +245,19 @@ class Request:
             self._form = self._read_form()
         return self._form
 
+    @property
+    def files(self):
+        """{name: `multipart.Upload`} of a multipart form, on a route with
+        ``files=True`` (empty otherwise). Each is closed, and its
+        temporary file gone, once the answer is made (see site.py)."""
+        self.form
+        return self._files
+
+    def close(self):
+        """Close the form's uploads."""
+        for upload in self._files.values():
+            upload.close()
+
     def _read_form(self):
         if self.method in ("GET", "HEAD"):
             return Params((), "form")
@@ -237,8 +266,12 @@ class Request:
             length = int(self.environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             raise HTTPError(400, "bad Content-Length") from None
+        files = self.route is not None and self.route.files
+        if length and files and ctype == multipart.FORM_DATA:
+            return self._read_multipart(length)
         if length and ctype != FORM_TYPE:
-            raise HTTPError(415, "forms must be sent as %s" % FORM_TYPE)
+            raise HTTPError(415, "forms must be sent as %s" % (
+                FORM_TYPE + " or " + multipart.FORM_DATA if files else FORM_TYPE))
         if length > MAX_FORM_BYTES:
             raise HTTPError(413, "form larger than %d bytes" % MAX_FORM_BYTES)
         body = self.environ["wsgi.input"].read(length) if length > 0 else b""
@@ -247,6 +280,17 @@ class Request:
         except UnicodeDecodeError:
             raise HTTPError(400, "form body: urlencoded text expected") from None
         return _pairs(data, "form")
+
+    def _read_multipart(self, length):
+        # Our server has refused a longer body already; another WSGI
+        # server may not have asked.
+        if length > self.route.body_limit:
+            raise HTTPError(413, "form larger than %d bytes" % self.route.body_limit)
+        try:
+            fields, self._files = multipart.read_form(self.environ)
+        except multipart.MultipartError as error:
+            raise HTTPError(400, "form: " + error.reason) from None
+        return Params(fields.items(), "form")
 
     def url_for(self, name, *args, **kwargs):
         """The path of the route `name` (see `Router.url_for`)."""
@@ -369,15 +413,25 @@ def staff(request):
 _PARAM = re.compile(r"<([a-z_][a-z0-9_]*)(?::(int))?>")
 
 
+def _takes_body(method):
+    return method not in ("GET", "HEAD")
+
+
 class Route:
     """`view` answering `methods` at `pattern`, known as `name` (None: it
-    cannot be looked up)."""
+    cannot be looked up). `files`: its form may be multipart/form-data,
+    with files (`Request.files`). `body_limit`: the longest request body
+    it takes, in bytes (a GET or HEAD never takes one)."""
 
-    def __init__(self, pattern, view, name=None, methods=("GET",)):
+    def __init__(self, pattern, view, name=None, methods=("GET",), files=False,
+                 body_limit=MAX_FORM_BYTES):
         if not isinstance(getattr(view, "guard", None), Guard):
             raise TypeError("view %s for %s has no guard (public, page, signed_in, "
                             "data)" % (view.__name__, pattern))
         self.pattern, self.view, self.name, self.methods = pattern, view, name, tuple(methods)
+        if files and not any(map(_takes_body, self.methods)):
+            raise ValueError("the route %s takes files but no method with a body" % pattern)
+        self.files, self.body_limit = files, body_limit
         # The pattern as literal text and (parameter, is an int) pairs.
         self.parts, end = [], 0
         for found in _PARAM.finditer(pattern):
@@ -433,7 +487,7 @@ def group(prefix, routes, guard=None):
         raise ValueError("a group's prefix starts with / and does not end with one: %r"
                          % prefix)
     return [Route(prefix + route.pattern, _guarded(route.view, guard), route.name,
-                  route.methods) for route in routes]
+                  route.methods, route.files, route.body_limit) for route in routes]
 
 
 def _guarded(view, guard):
@@ -448,12 +502,14 @@ def _guarded(view, guard):
 
 
 class Router:
-    """The routing table, from a list of `Route`."""
+    """The routing table, from a list of `Route`. `largest_body` is the
+    longest body any of them takes."""
 
     def __init__(self, routes):
-        self.static = {}        # path -> {method: view}
+        self.static = {}        # path -> {method: Route}
         self.dynamic = []
         self.names = {}
+        self.largest_body = MAX_FORM_BYTES
         taken = set()
         for route in routes:
             for method in route.methods:
@@ -467,28 +523,35 @@ class Router:
             if route.parameters:
                 self.dynamic.append(route)
             else:
-                views = self.static.setdefault(route.pattern, {})
-                views.update((method, route.view) for method in route.methods)
+                routes_at = self.static.setdefault(route.pattern, {})
+                routes_at.update((method, route) for method in route.methods)
+            if any(map(_takes_body, route.methods)):
+                self.largest_body = max(self.largest_body, route.body_limit)
         self.methods = {method for method, _ in taken} | {"HEAD"}
 
     def match(self, method, path):
-        """``(view, kwargs)`` for `method` on `path`; HTTPError 404 or 405,
+        """``(view, kwargs)`` for `method` on `path`, as `find` has it."""
+        route, args = self.find(method, path)
+        return route.view, args
+
+    def find(self, method, path):
+        """``(Route, kwargs)`` for `method` on `path`; HTTPError 404 or 405,
         or 501 for a method no route has (RFC 9110 15.6.2)."""
         if method not in self.methods:
             raise HTTPError(501, "the method %s is not implemented here" % printable(method))
         allowed = []
-        views = self.static.get(path)
-        if views is not None:
-            view = views.get(method) or (views.get("GET") if method == "HEAD" else None)
-            if view is not None:
-                return view, {}
-            allowed.extend(views)
+        routes_at = self.static.get(path)
+        if routes_at is not None:
+            route = routes_at.get(method) or (routes_at.get("GET") if method == "HEAD" else None)
+            if route is not None:
+                return route, {}
+            allowed.extend(routes_at)
         for route in self.dynamic:
             found = route.regex.fullmatch(path)
             if found is None:
                 continue
             if route.answers(method):
-                return route.view, route.arguments(found)
+                return route, route.arguments(found)
             allowed.extend(route.methods)
         if allowed:
             if "GET" in allowed:

@@ -8,7 +8,9 @@ application that takes each request through the same steps:
 3. the guard admits, redirects to /login/ or /password/, or refuses;
 4. any other method than GET/HEAD must carry the CSRF token in its form,
    unless a Bearer token signed it in (a browser never sends one by itself):
-   403 and the view never runs;
+   403 and the view never runs. On a route that takes files the form may
+   be multipart, read whole for the check (each file into a temporary
+   file, closed once the answer is made);
 5. the view answers. An `app.HTTPError` becomes a one-line answer in the
    guard's style; any other exception is logged with its traceback and
    answers 500 without one. Either way the writes of a POST's view are
@@ -60,6 +62,8 @@ class Site:
         self.router = app.Router(routes)
         # The admin's models (web/admin), which its views look up by name.
         self.admin = admin.ADMIN
+        # What http.HTTPServer lets a request's head announce at most.
+        self.largest_body = self.router.largest_body
         self.started = time.time()
         self.throttle = auth.Throttle()
         self._csrf_key = secrets.token_bytes(32)
@@ -85,12 +89,19 @@ class Site:
                              "moment", [("Retry-After", "1")]))
         return self._answer(request, response, start_response)
 
-    @staticmethod
-    def body_limit(method, path):
+    def body_limit(self, method, path):
         """The longest request body the server reads for `method` on `path`
-        (http.HTTPServer asks before reading any, and answers 413 beyond
-        it): none for GET and HEAD, a form's MAX_FORM_BYTES otherwise."""
-        return 0 if method in ("GET", "HEAD") else app.MAX_FORM_BYTES
+        (PATH_INFO; http.HTTPServer asks before reading any, and answers
+        413 beyond it): none for GET and HEAD, else the `body_limit` of the
+        route the request will reach; a form's MAX_FORM_BYTES where none
+        answers (it will be refused all the same)."""
+        if method in ("GET", "HEAD"):
+            return 0
+        try:
+            route, _ = self.router.find(method, app.decoded_path(path))
+        except app.HTTPError:
+            return app.MAX_FORM_BYTES
+        return route.body_limit
 
     def _finish(self, request, later, value):
         """A `Later`'s Response from its computed value (which is already
@@ -108,6 +119,9 @@ class Site:
             return answer()
 
     def _answer(self, request, response, start_response):
+        # The view (or a Later's compute and finish) is done with the
+        # form's files: their disk is freed now, not when garbage is.
+        request.close()
         headers = response.headers + SECURITY_HEADERS
         headers += [("Set-Cookie", cookie) for cookie in request.set_cookies]
         body = response.body
@@ -129,12 +143,13 @@ class Site:
     def _run_view(self, request):
         self._sign_in_by_cookie(request)
         try:
-            view, args = self.router.match(request.method, request.path)
+            request.route, args = self.router.find(request.method, request.path)
         except app.HTTPError as error:
             twin = self._slash_twin(request) if error.status == 404 else None
             if twin is None:
                 raise
             return twin
+        view = request.route.view
         request.guard = guard = view.guard
         if guard.bearer:
             self._sign_in_by_token(request)
