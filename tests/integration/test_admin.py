@@ -454,3 +454,75 @@ def test_the_log_filters_by_user_model_and_date(admin):
     assert "Ops" not in table("?to=2000-01-01") and "Ops" not in table("?actor=someone")
     assert site.root.get("/admin/log/?from=yesterday").status == 400
     assert site.root.get("/admin/log/?evil=1").status == 400
+
+
+# -- CSV import ------------------------------------------------------------------
+
+def upload(browser, path, fields, filename, content):
+    """Post a multipart form with one file, as a browser does."""
+    boundary = "----txmtest7d1f"
+    parts = []
+    for name, value in [("csrf_token", browser.csrf(path))] + list(fields):
+        parts.append('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+                     % (boundary, name, value))
+    body = "".join(parts).encode() + (
+        '--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
+        "Content-Type: text/csv\r\n\r\n" % (boundary, filename)).encode() + content + (
+        "\r\n--%s--\r\n" % boundary).encode()
+    return browser.post(path, body,
+                        **{"Content-Type": "multipart/form-data; boundary=" + boundary})
+
+
+def csv_rows(first, count):
+    lines = ["id,timestamp,Flow,Level"] + [
+        ",2024-03-01 00:%02d:%02d,%d.5,%d" % ((first + i) // 60, (first + i) % 60, i, i)
+        for i in range(count)]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def test_a_csv_file_is_imported_whole_or_not_at_all(admin):
+    site = admin()
+    unit = site.unit("A1")
+    root = site.root
+    path = "/admin/samples/import/"
+    assert "Import samples" in root.get("/admin/samples/?unit=A1").body
+    answer = upload(root, path, [("unit", "A1"), ("duplicates", "skip")], "a.csv",
+                    csv_rows(0, 100))
+    assert answer.status == 200 and "Imported 100 samples into A1" in answer.body
+    assert site.db.units.counts(unit)[0] == 100
+    [entry] = site.log(model="samples", limit=1)
+    assert (entry.actor, entry.message) == ("root", "100 imported from a.csv")
+
+    bad = csv_rows(100, 10).replace(b",5.5,5", b",1e999,5")
+    for content, why in ((bad, "row 7: a value is out of range"),
+                         ("id,timestamp,Flow,Level\r\n,2024-03-01 01:00:00,Débit,1\r\n"
+                          .encode("latin-1"), "row 2: not UTF-8"),
+                         (b"", "the file is empty"),
+                         (b"id,timestamp,Flow\r\n", "the header has 3 columns; expected 4")):
+        answer = upload(root, path, [("unit", "A1"), ("duplicates", "skip")], "b.csv", content)
+        assert answer.status == 400 and why in answer.body, why
+        assert "nothing imported" in answer.body
+    assert site.db.units.counts(unit)[0] == 100
+
+    again = csv_rows(90, 20)            # ten stored already, ten new
+    answer = upload(root, path, [("unit", "A1"), ("duplicates", "refuse")], "c.csv", again)
+    assert answer.status == 409 and "10 duplicate timestamp(s)" in answer.body
+    assert "2024-03-01 00:01:30" in answer.body and "stored already" in answer.body
+    assert site.db.units.counts(unit)[0] == 100
+    answer = upload(root, path, [("unit", "A1"), ("duplicates", "skip")], "c.csv", again)
+    assert answer.status == 200 and "Imported 10 samples" in answer.body
+    assert site.db.units.counts(unit)[0] == 110
+
+
+def test_importing_needs_samples_add_and_the_unit(admin):
+    site = admin()
+    site.unit("A1")
+    site.unit("B7")
+    viewer = site.browser("viewer", permissions=["samples.view"], all_units=True)
+    assert viewer.get("/admin/samples/import/").status == 403
+    assert "Import samples" not in viewer.get("/admin/samples/?unit=A1").body
+    adder = site.browser("adder", permissions=["samples.view", "samples.add"], units=["A1"])
+    answer = upload(adder, "/admin/samples/import/", [("unit", "B7"), ("duplicates", "skip")],
+                    "a.csv", csv_rows(0, 3))
+    assert answer.status == 400 and "not one of the choices" in answer.body
+    assert site.db.units.counts(site.db.units.get("B7"))[0] == 0

@@ -7,21 +7,22 @@ every model, and `ADMIN` the registry the views look models up in. Each
 model's module holds only what is truly its own: `units` (the per-field
 table and the graph axes), `accounts` (users, groups, API tokens, the
 password form and the last-superuser rule), `samples` (keyset paging,
-large deletes), `displays`.
+large deletes), `imports` (CSV files into a unit), `displays`.
 
 URLs (route names in brackets): ``/admin/`` [admin_index],
 ``/admin/<model>/`` [admin_list] with bulk actions posted to it,
 ``/admin/<model>/add/`` [admin_add], ``/admin/<model>/<pk>/change/``
 [admin_change], ``/admin/<model>/<pk>/delete/`` [admin_delete],
-``/admin/log/`` [admin_log] and ``/admin/users/<pk>/password/``
-[admin_user_password]. Every one is behind `app.staff`: only staff
+``/admin/log/`` [admin_log], ``/admin/users/<pk>/password/``
+[admin_user_password] and ``/admin/samples/import/``
+[admin_samples_import] (a CSV upload, up to 256 MiB). Every one is behind `app.staff`: only staff
 enter, and what they may do is their permissions' (``units.change``).
 
 An HTTP app adds a model with ``ADMIN.register(MyAdmin())``.
 """
 
 from texmate_ds.web import app
-from texmate_ds.web.admin import accounts, displays, samples, units, views
+from texmate_ds.web.admin import accounts, displays, imports, samples, units, views
 from texmate_ds.web.admin.options import AdminSite
 
 ADMIN = AdminSite()
@@ -35,6 +36,8 @@ ROUTES = app.group("/admin", [
     app.Route("/", views.index, "admin_index"),
     app.Route("/log/", views.log, "admin_log"),
     app.Route("/users/<pk>/password/", accounts.user_password, "admin_user_password", _FORM),
+    app.Route("/samples/import/", imports.import_samples, "admin_samples_import", _FORM,
+              files=True, body_limit=imports.IMPORT_BYTES),
     app.Route("/<model>/", views.change_list, "admin_list", _FORM),
     app.Route("/<model>/add/", views.add, "admin_add", _FORM),
     app.Route("/<model>/<pk>/change/", views.change, "admin_change", _FORM),

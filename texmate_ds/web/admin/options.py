@@ -157,8 +157,8 @@ class ModelAdmin:
         """[(href, text)] of the row's own pages, shown on its form."""
         return []
 
-    def notes(self, request):
-        """Lines shown above the change list."""
+    def list_links(self, request):
+        """[(href, text)] of the model's own pages, above its change list."""
         return []
 
 

@@ -16,6 +16,7 @@ filter, a read-only view of each, and three ways to delete (docs/web.md,
 """
 
 import collections
+from urllib.parse import urlencode
 
 from texmate_ds import times
 from texmate_ds.web import app, forms, html, ranges
@@ -38,7 +39,7 @@ class SampleAdmin(ModelAdmin):
     def allows(self, request, action, row=None):
         if action == "delete" and not request.settings.ALLOW_SAMPLE_DELETION:
             return False
-        return action not in ("add", "change") and request.access.may(self.name, action)
+        return action != "change" and request.access.may(self.name, action)
 
     def filters(self, request):
         units = [(u.code, u.code + (" (%s)" % u.name if u.name else ""))
@@ -58,6 +59,14 @@ class SampleAdmin(ModelAdmin):
             return self.columns
         return self.columns + tuple(Column(str(i), unit.titled(i), None, "num")
                                     for i in range(unit.fields))
+
+    def list_links(self, request):
+        if not request.access.may(self.name, "add"):
+            return []
+        unit = request.query.get("unit")
+        return [(request.url_for("admin_samples_import") + ("?" + urlencode({"unit": unit})
+                                                            if unit else ""),
+                 "Import samples from a CSV file")]
 
     def get(self, request, pk):
         if not (pk.isdigit() and len(pk) < 19):

@@ -85,7 +85,7 @@ def change_list(request, model):
         filters=[{"param": f.param, "label": f.label, "value": query.given[f.param],
                   "choices": f.choices} for f in filters],
         add=not model.read_only and model.allows(request, "add"),
-        notes=model.notes(request), tools=model.tools(request, query))
+        list_links=model.list_links(request), tools=model.tools(request, query))
 
 
 def _sort_link(query, column):
