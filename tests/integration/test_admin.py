@@ -526,3 +526,22 @@ def test_importing_needs_samples_add_and_the_unit(admin):
                     "a.csv", csv_rows(0, 3))
     assert answer.status == 400 and "not one of the choices" in answer.body
     assert site.db.units.counts(site.db.units.get("B7"))[0] == 0
+
+
+def test_units_of_measure_and_report_fields_reach_the_pages(admin):
+    site = admin()
+    site.root.submit("/admin/units/add/", unit_form(fields="3") + [
+        ("field_names", "Flow"), ("field_names", "Level"), ("field_names", "Spare"),
+        ("field_units", "m³/h"), ("field_units", "m"), ("field_units", ""),
+        ("report_fields", "1"), ("report_fields", "2")])
+    unit = site.db.units.get("A1")
+    site.db.samples.add(unit, [(10 ** 15, (1.0, 2.0, 3.0))])
+    display = site.db.displays.add("Plant", 5, [(unit, 1)])
+    site.db.commit()
+    page = site.root.get("/units/A1/?from=2001-01-01&to=2010-01-01")
+    assert "Flow (m³/h)" in page.body and "Level (m)" in page.body and "Spare" not in page.body
+    header = site.root.get("/units/A1/samples.csv?from=2001-01-01&to=2010-01-01").body
+    assert header.splitlines()[0] == "id,timestamp,Flow,Level"
+    stats = site.root.get("/units/A1/stats.json?from=2001-01-01&to=2010-01-01&fields=3").body
+    assert '"name": "Spare"' in stats and '"measure": ""' in stats
+    assert "m³/h</span>" in site.root.get("/views/%d/" % display.id).body

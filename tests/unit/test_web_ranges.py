@@ -90,6 +90,7 @@ def test_bad_times_are_refused_with_a_reason(query, words):
 
 class FourFields:
     fields = 4
+    reported = [1, 2, 3, 4]     # the report fields: all, by default
 
 
 def test_fields():

@@ -33,7 +33,7 @@ def _card(store, unit, fields):
     sample = store.samples.last(unit)
     return {"unit": unit, "last": sample[1] if sample else None,
             # A unit may have fewer fields now than when the display was made.
-            "values": [(unit.label(field - 1), _value(sample, field))
+            "values": [(unit.label(field - 1), _value(sample, field), unit.measure(field - 1))
                        for field in fields if field <= unit.fields]}
 
 

@@ -59,10 +59,11 @@ def moment(query, name, day_end=False):
 
 
 def field_numbers(query, unit):
-    """The 1-based field numbers asked for, in the order given; all by default."""
+    """The 1-based field numbers asked for, in the order given; by default
+    the unit's report fields (all, unless the admin chose some)."""
     text = _given(query, "fields")
     if text is None:
-        return list(range(1, unit.fields + 1))
+        return unit.reported
     numbers = []
     for part in text.split(","):
         part = part.strip()

@@ -66,7 +66,7 @@ def _graph(request, store, unit, axes, start, end, width, height, title):
     columns = svg_graph.columns(width, len(axes), request.settings.MAX_PLOT_POINTS)
     fields = [f for _, numbers in axes for f in numbers]
     rows = store.samples.plot_rows(unit, fields, start, end, columns)
-    named = [(label, [unit.label(f - 1) for f in numbers]) for label, numbers in axes]
+    named = [(label, [unit.titled(f - 1) for f in numbers]) for label, numbers in axes]
     return svg_graph.render(rows, named, start, end, width, height, title)
 
 
@@ -99,7 +99,7 @@ def unit_page(request, code):
 
 
 def _unit_page(request, store, unit, start, end):
-    fields = list(range(1, unit.fields + 1))
+    fields = unit.reported
     stats = store.samples.stats(unit, fields, start, end)
     # The links name the range shown in absolute times: "-1h" would move.
     shown = urlencode({"from": times.text(start), "to": times.text(end)})
@@ -125,7 +125,7 @@ def _beside(request, name, unit):
 def _page_graphs(request, store, unit, fields, start, end):
     """A figure per axis, captioned with its label (or its fields' names)."""
     options = store.units.graph_options(unit)
-    return [{"caption": label or ", ".join(unit.label(f - 1) for f in numbers),
+    return [{"caption": label or ", ".join(unit.titled(f - 1) for f in numbers),
              "svg": templates.Markup(_graph(request, store, unit, [(label, numbers)], start, end,
                                             options.width, options.height, ""))}
             for label, numbers in _axes(options, fields)]
@@ -142,7 +142,7 @@ def _quick_links(store, unit):
 
 def _stats_row(unit, field, entry):
     first, last = entry["first"] or (None, None), entry["last"] or (None, None)
-    return {"name": unit.label(field - 1), "count": entry["count"],
+    return {"name": unit.titled(field - 1), "count": entry["count"],
             "min": _number(entry["min"]), "max": _number(entry["max"]),
             "mean": _number(entry["mean"]), "stddev": _number(entry["stddev"]),
             "first": _number(first[1]), "first_at": first[0],
@@ -208,7 +208,8 @@ def stats_json(request, code):
 def _stats_json(store, unit, fields, start, end):
     stats = store.samples.stats(unit, fields, start, end)
     return _json({"unit": unit.code, "from": _moment(start), "to": _moment(end), "fields": [
-        {"field": field, "name": unit.label(field - 1), "count": entry["count"],
+        {"field": field, "name": unit.label(field - 1), "measure": unit.measure(field - 1),
+         "count": entry["count"],
          "min": entry["min"], "max": entry["max"], "mean": entry["mean"],
          "stddev": entry["stddev"], "first": _value_at(entry["first"]),
          "last": _value_at(entry["last"])}
