@@ -162,3 +162,49 @@ def test_a_newcomer_signs_in_over_https_in_chromium(tmp_path, certificate):
     finally:
         browser.close()
         srv.stop()
+
+
+def test_a_newcomer_adds_a_unit_with_a_two_axis_graph_in_the_admin(tmp_path):
+    """Sign in, open the admin, add a unit of four fields on two labelled
+    axes with units of measure through the form, as a person clicks and
+    types, and see its page draw one graph per axis."""
+    srv = Server(tmp_path / "srv", BASE_CONF)
+    srv.start()
+    browser = Chromium(CHROMIUM, FLAGS, tmp_path / "profile")
+    try:
+        base = "http://127.0.0.1:%d" % srv.http_port
+        browser.open(base + "/admin/")
+        sign_in_first_time(browser)
+        assert browser.run("location.pathname") == "/admin/"
+        browser.run("document.querySelector('a[href=\"/admin/units/add/\"]').click()",
+                    wait_for_load=True)
+        assert browser.run("location.pathname") == "/admin/units/add/"
+        browser.run("""
+            const form = document.querySelector('form.admin-form');
+            const set = (name, value) => { form.elements[name].value = value; };
+            set('code', 'T4'); set('key', 'tank-key'); set('name', 'Tank farm');
+            set('fields', '4');
+            const names = ['Flow', 'Level', 'Temperature', 'Pressure'];
+            const units = ['m³/h', 'm', '°C', 'bar'];
+            const axes = ['1', '1', '2', '2'];
+            form.querySelectorAll('input[name=field_names]').forEach((e, i) => e.value = names[i]);
+            form.querySelectorAll('input[name=field_units]').forEach((e, i) => e.value = units[i]);
+            form.querySelectorAll('select[name=field_axis]').forEach((e, i) => e.value = axes[i]);
+            const labels = form.querySelectorAll('input[name=axis_label]');
+            labels[0].value = 'Flow and level'; labels[1].value = 'Temperature and pressure';
+            form.querySelector('button[name=_save]').click();""", wait_for_load=True)
+        assert browser.run("location.pathname") == "/admin/units/"
+        assert "The unit “T4 (Tank farm)” was added." in browser.run("document.body.innerText")
+
+        srv.ask("TTP /up/T4/<2024-03-01 00:00:00;1;2;20;1.5><2024-03-01 00:01:00;2;3;21;1.6>"
+                " tank-key")
+        browser.open(base + "/units/T4/?from=2024-03-01&to=2024-03-02")
+        captions = browser.run(
+            "[...document.querySelectorAll('figure.graph figcaption')].map(e => e.innerText)")
+        assert captions == ["Flow and level", "Temperature and pressure"]
+        assert browser.run("document.querySelectorAll('figure.graph svg').length") == 2
+        text = browser.run("document.body.innerText")
+        assert "Flow (m³/h)" in text and "Pressure (bar)" in text
+    finally:
+        browser.close()
+        srv.stop()
