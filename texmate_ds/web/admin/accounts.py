@@ -85,6 +85,7 @@ def _check_passwords(form):
 
 class UserAdmin(ModelAdmin):
     name = "users"
+    description = "People who sign in: their flags, groups, permissions and units."
     singular = "user"
     plural = "users"
     columns = (Column("username", "Username", "username"), Column("email", "Email", "email"),
@@ -208,6 +209,7 @@ class UserAdmin(ModelAdmin):
 
 class GroupAdmin(ModelAdmin):
     name = "groups"
+    description = "Permissions and unit access given to several users at once."
     singular = "group"
     plural = "groups"
     columns = (Column("name", "Name", "name"), Column("all_units", "All units", None, "bool"))
@@ -260,6 +262,7 @@ class TokenAdmin(ModelAdmin):
     changed (a changed secret is a new token)."""
 
     name = "tokens"
+    description = "Secrets scripts send as Authorization: Bearer, per user."
     singular = "API token"
     plural = "API tokens"
     columns = (Column("name", "Name"), Column("username", "User"),

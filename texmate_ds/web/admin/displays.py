@@ -18,6 +18,7 @@ _NUMBERS = re.compile(r"[0-9]{1,2}(?:,[0-9]{1,2}){0,31}")
 
 class DisplayAdmin(ModelAdmin):
     name = "displays"
+    description = "Multiple-meter displays: chosen fields of several units on one page."
     singular = "display"
     plural = "displays"
     columns = (Column("name", "Name"), Column("refresh", "Refresh (s)", None, "num"))

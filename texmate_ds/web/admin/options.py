@@ -50,6 +50,7 @@ class ModelAdmin:
     name = None
     singular = None
     plural = None
+    description = ""     # a line for the index
     columns = ()
     search = None
     actions = ("delete_selected",)

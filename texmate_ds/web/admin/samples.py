@@ -30,6 +30,7 @@ DELETE_CHUNK = 2000
 
 class SampleAdmin(ModelAdmin):
     name = "samples"
+    description = "What meters uploaded, unit by unit: view, delete, import from CSV."
     singular = "sample"
     plural = "samples"
     read_only = True

@@ -119,6 +119,7 @@ def _table_initial(unit, options):
 
 class UnitAdmin(ModelAdmin):
     name = "units"
+    description = "Meters: codes, keys, fields and their names, graphs, who reads whom."
     singular = "unit"
     plural = "units"
     columns = (Column("code", "Code", "code"), Column("name", "Name", "name"),
