@@ -27,6 +27,7 @@ from texmate_ds import (
     tls,
     ttp,
 )
+from texmate_ds.web.app import printable
 
 
 class CommandError(Exception):
@@ -119,19 +120,29 @@ def _print_table(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
-def _add_user(args, settings, username, email, staff, superuser):
+def _add_user(args, settings, username, email, staff, superuser, groups=(), all_units=False):
     """Add a user, for createsuperuser and adduser alike: refused if the
-    name is taken, the password from `_password`, an action log entry in
-    the same transaction."""
+    name is taken or a group unknown, the password from `_password`, an
+    action log entry in the same transaction."""
     if not username:
         raise CommandError("a username cannot be empty")
     st = _store(settings)
     if st.accounts.get_user_by_name(username):
         raise CommandError("user %r exists already" % username)
+    found = []
+    for name in groups:
+        group = st.accounts.get_group_by_name(name)
+        if group is None:
+            raise CommandError("no group %r (groups are made in the admin, /admin/groups/)"
+                               % name)
+        found.append(group)
     password = _password(args, username)
     user = st.accounts.add_user(username, auth.hash_password(password), email=email,
-                                is_staff=staff, is_superuser=superuser)
-    flags = [flag for flag, on in (("staff", staff), ("superuser", superuser)) if on]
+                                is_staff=staff, is_superuser=superuser, all_units=all_units)
+    st.accounts.set_groups(user.id, [group.id for group in found])
+    flags = [flag for flag, on in (("staff", staff), ("superuser", superuser),
+                                   ("all units", all_units)) if on]
+    flags += ["group %s" % group.name for group in found]
     st.log.record(_actor(), "add", "users", user.id, user.username, message=", ".join(flags))
     st.close()
     return user
@@ -169,9 +180,11 @@ def cmd_createsuperuser(args, settings):
 
 def cmd_adduser(args, settings):
     """add a user: the password asked twice, or with --noinput from TXM_PASSWORD"""
-    user = _add_user(args, settings, args.user, args.email, args.staff, args.superuser)
-    flags = [flag for flag, on in (("staff", user.is_staff), ("superuser", user.is_superuser))
-             if on]
+    user = _add_user(args, settings, args.user, args.email, args.staff, args.superuser,
+                     args.group, args.all_units)
+    flags = [flag for flag, on in (("staff", user.is_staff), ("superuser", user.is_superuser),
+                                   ("all units", user.all_units)) if on]
+    flags += ["group %s" % name for name in args.group]
     print("user %s created%s" % (user.username, " (%s)" % ", ".join(flags) if flags else ""))
 
 
@@ -186,6 +199,28 @@ def cmd_users(args, settings):
             + (times.shown(user.last_login) if user.last_login else "-",))
     st.close()
     _print_table(rows)
+
+
+def cmd_log(args, settings):
+    """show the action log, newest first: who added, changed or deleted
+    what, and when (the admin's log page, for a terminal)"""
+    st = _store(settings)
+    entries = st.log.entries(model=args.model, actor=args.user,
+                             since=_timestamp("--from", args.from_),
+                             until=_timestamp("--to", args.to, end=True), limit=args.limit)
+    st.close()
+    rows = [("when", "who", "action", "model", "object", "what")]
+    for entry in entries:
+        what = ["%s: %s" % (field, values if values == "(changed)" else "%s -> %s" % tuple(
+            values)) for field, values in sorted(entry.changes.items())]
+        rows.append((times.shown(entry.at), entry.actor, entry.action, entry.model,
+                     entry.object_repr, "; ".join(what + ([entry.message] if entry.message
+                                                          else []))))
+    if len(rows) == 1:
+        print("no entries")
+        return
+    # Names were typed in the admin: no control character reaches the terminal.
+    _print_table([tuple(printable(cell) for cell in row) for row in rows])
 
 
 def cmd_changepassword(args, settings):
@@ -710,7 +745,17 @@ def build_parser():
     p.add_argument("--email", default="")
     p.add_argument("--staff", action="store_true", help="may use /metrics (and the admin)")
     p.add_argument("--superuser", action="store_true", help="has every permission")
+    p.add_argument("--group", metavar="G", action="append", default=[],
+                   help="a group (made in the admin) the user is in; repeat for more")
+    p.add_argument("--all-units", action="store_true",
+                   help="sees every unit (otherwise only those the admin or groups give)")
     p.add_argument("--noinput", action="store_true", help="password from TXM_PASSWORD")
+    p = parsers["log"]
+    p.add_argument("--model", help="units, users, samples, ... (the admin's names)")
+    p.add_argument("--user", help="who: a username, or manage:<OS user>")
+    p.add_argument("--from", dest="from_", metavar="TS")
+    p.add_argument("--to", metavar="TS")
+    p.add_argument("--limit", type=int, default=50, help="entries at most (default 50)")
     _unit_options(parsers["addunit"], adding=True)
     _unit_options(parsers["changeunit"], adding=False)
     p = parsers["deleteunit"]

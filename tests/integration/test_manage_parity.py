@@ -311,3 +311,24 @@ def test_unlock_is_logged_when_it_forgets_something(srv):
     entry = log_entries(srv, model="sign_in_attempts")[0]
     assert (entry.action, entry.object_repr, entry.message) == (
         "delete", "Administrator", "1 attempt(s)")
+
+
+def test_adduser_puts_the_user_in_groups_and_log_shows_it(srv):
+    db = database(srv)
+    db.accounts.add_group("Operators")
+    db.close()
+    refused(manage(srv, "adduser", "ann", "--group", "Nobody", "--noinput",
+                   check=False, TXM_PASSWORD="pw-for-ann"), "no group 'Nobody'")
+    manage(srv, "adduser", "ann", "--group", "operators", "--all-units", "--noinput",
+           TXM_PASSWORD="pw-for-ann")
+    db = database(srv)
+    ann = db.accounts.get_user_by_name("ann")
+    assert ann.all_units and db.accounts.groups_of(ann.id) == {
+        db.accounts.get_group_by_name("Operators").id}
+    db.close()
+    shown = manage(srv, "log", "--model", "users").stdout
+    assert "ann" in shown and "group Operators" in shown and "all units" in shown
+    manage(srv, "changeunit", "A1", "--name", "Main\x1bpump")
+    shown = manage(srv, "log", "--model", "units", "--limit", "1").stdout
+    assert "Main\\x1bpump" in shown and "\x1b" not in shown
+    assert manage(srv, "log", "--user", "nobody").stdout == "no entries\n"
