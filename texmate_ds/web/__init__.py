@@ -56,13 +56,19 @@ returns None (go on) or a Response (a redirect), or raises HTTPError.
 ``app.staff`` sends an anonymous visitor of a page to sign in and refuses
 everyone else but staff with 403.
 
-The `request` (`app.Request`): ``method``, ``path``, ``query`` (dict of
-str), ``form`` (dict of str from an urlencoded POST body, or a multipart
-one on a ``files`` route), ``files``, ``cookies``, ``user`` (a
-`store.User`, or None), ``bearer``, ``store``, ``settings``, ``site``,
-``route``, ``csrf_token``, ``environ``, ``url_for(name, ...)``. A
-repeated or non-UTF-8 parameter is a 400 before the view sees it, and so
-is a malformed multipart body (with the reason). Every POST is checked
+The `request` (`app.Request`): ``method``, ``path``, ``query`` and
+``form`` (`app.Params`: dicts of str; ``form`` from an urlencoded POST
+body, or a multipart one on a ``files`` route), ``files``, ``cookies``,
+``user`` (a `store.User`, or None), ``access`` (what they may do and
+which units they see: a view showing a unit asks
+``request.access.sees(unit)`` and answers 404 when not; lists pass
+``request.access.seen_by`` to the store), ``bearer``, ``store``,
+``settings``, ``site``, ``route``, ``csrf_token``, ``environ``,
+``url_for(name, ...)``. A non-UTF-8 parameter is a 400 before the view
+sees it, and so is a malformed multipart body (with the reason); a
+parameter given twice is a 400 when read as one value (``form["x"]``,
+``form.get``), while ``form.getlist("x")`` reads a field a form repeats
+(checkboxes). Every POST is checked
 against the CSRF token before the view runs; forms write ``{% csrf_token
 %}`` (a form with files also ``enctype="multipart/form-data"``).
 

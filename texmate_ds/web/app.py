@@ -98,10 +98,13 @@ class Later:
     value is the Response). Under texmate_ds's own server `compute` runs on
     a worker thread with that thread's store, so the loop serves meters
     meanwhile, and `finish` back on the loop thread; under any other WSGI
-    server both run at once on the site's store. `compute` only reads (its
-    store sees committed data) and never uses the request's store; writes
+    server both run at once on the site's store. `compute` never uses the
+    request's store, and reads (its store sees committed data); writes
     belong in `finish`, which runs as the view would have (a POST's in
-    its savepoint)."""
+    its savepoint). The one exception is a write too long for the loop,
+    the admin's CSV import: its `compute` writes and commits on its own
+    store in one transaction of its own, as ``manage`` does from another
+    process."""
 
     def __init__(self, compute, finish=None):
         self.compute = compute
