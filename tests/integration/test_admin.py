@@ -545,3 +545,32 @@ def test_units_of_measure_and_report_fields_reach_the_pages(admin):
     stats = site.root.get("/units/A1/stats.json?from=2001-01-01&to=2010-01-01&fields=3").body
     assert '"name": "Spare"' in stats and '"measure": ""' in stats
     assert "m³/h</span>" in site.root.get("/views/%d/" % display.id).body
+
+
+def test_a_staff_user_gives_no_more_than_they_have(admin):
+    site = admin()
+    site.unit("A1")
+    b7 = site.unit("B7")
+    group = site.db.accounts.add_group("Powerful")
+    site.db.accounts.set_permissions("group", group.id, ["units.delete"])
+    site.db.commit()
+    manager = site.browser("manager", permissions=["users.view", "users.change", "tokens.add",
+                                                    "tokens.view"], units=["A1"])
+    ann = site.add_user("ann", staff=False)
+    path = "/admin/users/%d/change/" % ann.id
+    base = [("username", "ann"), ("is_active", "on")]
+    for extra, why in (([("all_units", "on")], "you cannot give all"),
+                       ([("units", str(b7.id))], "only units you see yourself"),
+                       ([("groups", str(group.id))], "only a superuser gives or takes groups")):
+        answer = manager.submit(path, base + extra)
+        assert answer.status == 400 and why in answer.body, why
+    a1 = site.db.units.get("A1")
+    assert manager.submit(path, base + [("units", str(a1.id))]).status == 303
+    root = site.db.accounts.get_user_by_name("root")
+    answer = manager.submit("/admin/tokens/add/", {"user": str(root.id), "name": "mine"})
+    assert answer.status == 400 and "not one of the choices" in answer.body
+    me = site.db.accounts.get_user_by_name("manager")
+    assert manager.submit("/admin/tokens/add/", {"user": str(me.id), "name": "mine"}).status \
+        == 200
+    site.db.notice_others()
+    assert site.db.accounts.grants(site.db.accounts.get_user(ann.id)).unit_ids == {a1.id}

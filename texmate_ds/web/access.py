@@ -36,7 +36,10 @@ class Access:
         return self.user.id
 
     def sees(self, unit):
-        return self.seen_by is None or unit.id in self._grants.unit_ids
+        return self.sees_id(unit.id)
+
+    def sees_id(self, unit_id):
+        return self.seen_by is None or unit_id in self._grants.unit_ids
 
     def may(self, model, action):
         """May this visitor `action` (one of ACTIONS) `model` in the admin?"""

@@ -57,11 +57,22 @@ def _save_access(st, owner, owner_id, data):
 
 
 def _check_grants(request, form):
-    """A non-superuser gives no permission (they could give themselves any)."""
-    if request.access.superuser:
+    """What a non-superuser may not give, not even to themselves: any
+    permission or group (a group carries permissions), and unit access
+    beyond their own."""
+    access = request.access
+    if access.superuser:
         return
-    if form.cleaned.get("permissions") != form.initial.get("permissions", set()):
-        form.fail("permissions", "only a superuser gives or takes permissions")
+    data, initial = form.cleaned, form.initial
+    for name, what in (("permissions", "permissions"), ("groups", "groups")):
+        if name in data and data[name] != initial.get(name, set()):
+            form.fail(name, "only a superuser gives or takes %s" % what)
+    if data.get("all_units") and not initial.get("all_units") and access.seen_by is not None:
+        form.fail("all_units", "you see only some units: you cannot give all")
+    added = {int(i) for i in data.get("units", ())} - {int(i) for i in initial.get("units", ())}
+    unseen = [i for i in added if not access.sees_id(i)]
+    if unseen:
+        form.fail("units", "you can give only units you see yourself")
 
 
 def _password_fields():
@@ -299,7 +310,10 @@ class TokenAdmin(ModelAdmin):
         return total, [self._token(request.store, t) for t in tokens]
 
     def form(self, request, token):
-        users = [(str(u.id), u.username) for u in request.store.accounts.all_users()]
+        # A token signs in as its user: only a superuser makes one for
+        # someone else (it could be a superuser's).
+        users = [(str(u.id), u.username) for u in request.store.accounts.all_users()
+                 if request.access.superuser or u.id == request.user.id]
         fields = [forms.Choice("user", "User", users, required=True),
                   forms.Text("name", "Name", "what the token is for (cron, grafana...)",
                              required=True, max_length=100)]

@@ -175,6 +175,11 @@ class UnitAdmin(ModelAdmin):
         st = request.store
         others = [(u.code, describe(u)) for u in st.units.all()
                   if (unit is None or u.id != unit.id) and request.access.sees(u)]
+        # Its source stays a choice even if this visitor does not see it
+        # (else saving the form would quietly change it).
+        sources = others + [(u.code, describe(u)) for u in st.units.all()
+                            if unit is not None and u.id == unit.source_id
+                            and not request.access.sees(u)]
         count = unit.fields if unit is not None else NEW_UNIT_FIELDS
         numbers = [(str(f), "%d %s" % (f, unit.label(f - 1)) if unit else str(f))
                    for f in range(1, count + 1)]
@@ -204,7 +209,7 @@ class UnitAdmin(ModelAdmin):
             forms.Integer("graph_height", "Graph height (pixels)", rules.GRAPH_PIXELS),
             forms.Many("report_fields", "Report fields", numbers,
                        "the fields exports and the unit page offer (none ticked: all)"),
-            forms.Choice("source", "Source unit", [("", "itself")] + others,
+            forms.Choice("source", "Source unit", [("", "itself")] + sources,
                          "whose samples a plain dl reads"),
             forms.Many("reads", "Units it may read with dl", others, select=True),
         ]
@@ -216,6 +221,8 @@ class UnitAdmin(ModelAdmin):
         else:
             options = st.units.graph_options(unit)
             initial = _settings(st, unit)
+            initial["reads"] = {code for code in initial["reads"]
+                                if request.access.sees(st.units.get(code))}
             initial["field_table"] = _table_initial(unit, options)
             initial["axis_table"] = {"axis_label": tuple(
                 axis.label for axis in options.axes[:AXES])}
@@ -263,7 +270,11 @@ class UnitAdmin(ModelAdmin):
             field_names=planned.field_names, field_units=planned.field_units,
             report_fields=planned.report_fields, enabled=planned.enabled,
             source_id=source.id if source else None)
-        st.units.set_reads(unit, [st.units.get(code) for code in sorted(data["reads"])])
+        # Units it reads that this visitor does not see were not offered:
+        # they stay as they were.
+        hidden = {code for code in (before.get("reads") or ())
+                  if not request.access.sees(st.units.get(code))}
+        st.units.set_reads(unit, [st.units.get(code) for code in sorted(data["reads"] | hidden)])
         st.units.set_graph_options(unit, options)
         after = _settings(st, unit)
         changes = {name: [before.get(name), value] for name, value in after.items()
