@@ -452,6 +452,11 @@ def test_the_log_filters_by_user_model_and_date(admin):
     assert "A1 (Pump)" in table("?model=units") and "Ops" not in table("?model=units")
     assert "Ops" in table("?actor=root&from=-1d")
     assert "Ops" not in table("?to=2000-01-01") and "Ops" not in table("?actor=someone")
+    unit = site.db.units.get("A1")
+    form = site.root.get("/admin/units/A1/change/").body
+    assert "/admin/log/?model=units&amp;object=%d" % unit.id in form
+    assert "A1 (Pump)" in table("?model=units&object=%d" % unit.id)
+    assert "A1 (Pump)" not in table("?model=units&object=999")
     assert site.root.get("/admin/log/?from=yesterday").status == 400
     assert site.root.get("/admin/log/?evil=1").status == 400
 

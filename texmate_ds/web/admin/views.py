@@ -201,7 +201,7 @@ def _form_page(request, model, row):
     title = ("Add %s" % model.singular) if row is None else model.describe(row)
     return _render(request, "admin/change_form.html", title, model=model, form=form,
                    fields=form.rows(), row=row, key=None if row is None else model.key(row), status=status,
-                   links=[] if row is None else model.links(request, row),
+                   links=[] if row is None else _row_links(request, model, row),
                    delete=row is not None and model.allows(request, "delete", row))
 
 
@@ -233,9 +233,18 @@ def _saved(request, model, form, row, worked=None):
 def _detail_page(request, model, row):
     form = model.form(request, row)
     return _render(request, "admin/detail.html", model.describe(row), model=model,
-                   rows=form.rows(), links=model.links(request, row),
+                   rows=form.rows(), links=_row_links(request, model, row),
                    delete=model.allows(request, "delete", row),
                    key=model.key(row))
+
+
+def _row_links(request, model, row):
+    """The row's own pages, and its history in the log for who may read it."""
+    links = model.links(request, row)
+    if request.access.may("log", "view"):
+        links.append((request.url_for("admin_log") + "?" + urlencode(
+            {"model": model.name, "object": model.key(row)}), "History"))
+    return links
 
 
 # -- delete --------------------------------------------------------------------
@@ -266,7 +275,7 @@ def log(request):
     if not request.access.may("log", "view"):
         raise app.HTTPError(403, "you may not read the action log (%s)" % LOG_VIEW)
     query = request.query
-    unknown = sorted(set(query) - {"actor", "model", "from", "to", "before"})
+    unknown = sorted(set(query) - {"actor", "model", "object", "from", "to", "before"})
     if unknown:
         raise app.HTTPError(400, "unknown parameter %r" % unknown[0][:40])
     start, end = ranges.moment(query, "from"), ranges.moment(query, "to", day_end=True)
@@ -274,7 +283,8 @@ def log(request):
     if before and not (before.isdigit() and len(before) <= 18):
         raise app.HTTPError(400, "before: an entry id")
     entries = request.store.log.entries(
-        model=query.get("model") or None, actor=query.get("actor") or None, since=start,
+        model=query.get("model") or None, actor=query.get("actor") or None,
+        object_id=query.get("object") or None, since=start,
         until=end, before_id=int(before) if before else None, limit=LOG_PAGE + 1)
     older = None
     if len(entries) > LOG_PAGE:
@@ -284,7 +294,8 @@ def log(request):
     return _render(request, "admin/log.html", "Action log",
                    entries=[_entry(entry) for entry in entries], older=older,
                    models=models, given={name: query.get(name, "")
-                                         for name in ("actor", "model", "from", "to")})
+                                         for name in ("actor", "model", "object", "from",
+                                                      "to")})
 
 
 def _entry(entry):
