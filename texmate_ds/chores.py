@@ -176,6 +176,16 @@ class Chores:
         """The chores queued, the one taking the next step first."""
         return list(self._queue)
 
+    def cancel(self, chore):
+        """Drop `chore` if it has taken no step yet, without calling its
+        `done` (a web view that failed after submitting it: like the view's
+        writes, its chore never was); True if it was dropped."""
+        if chore.steps or chore not in self._queue:
+            return False
+        self._queue.remove(chore)
+        log.info("chore %s cancelled before its first step", _printable(chore.name))
+        return True
+
     def _schedule(self):
         if self._queue and not self._scheduled:
             self._scheduled = True

@@ -239,3 +239,17 @@ def test_run_at_once_commits_after_each_step(tmp_path):
     assert deleting.progress == "6 of 6" and st.samples.count(unit) == 1
     other.close()
     st.close()
+
+
+def test_cancel_drops_a_chore_only_before_its_first_step(site):
+    s = site(samples=10)
+    ended = []
+    started = s.chores.submit("started", chores.DeleteSamples(s.store, s.unit, chunk=2),
+                              ended.append)
+    s.turn()
+    waiting = s.chores.submit("waiting", lambda: True, ended.append)
+    assert not s.chores.cancel(started) and s.chores.cancel(waiting)
+    assert not s.chores.cancel(waiting)
+    assert s.chores.active() == [started]
+    s.turn(10)
+    assert ended == [started] and waiting.outcome is None
