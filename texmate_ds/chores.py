@@ -15,7 +15,8 @@ bounded chunk of writes and returns True once nothing is left, which the
   chunk is on disk before the next one starts, whatever COMMIT_INTERVAL
   says. While a chore is queued ``select()`` does not sleep (a soon call
   is waiting), so the chore goes as fast as the turns do, and a meter's
-  request waits for one chunk at most. How much a chunk holds is the
+  answer waits for two chunks at most: the one running as its request
+  comes in, and the one its commit shares. How much a chunk holds is the
   step's business; `DeleteSamples` takes `DELETE_CHUNK` samples, a size
   chosen by measurement (bench/deleteold.py).
 * One step per turn in all, the chores taking turns (round robin): the
@@ -52,12 +53,13 @@ log = logging.getLogger("texmate_ds.chores")
 
 # Chores queued at once, running ones included.
 MAX_CHORES = 16
-# Samples a `DeleteSamples` step deletes. Each chunk holds the loop for its
-# length, so it is small: about a millisecond here, which keeps the median
-# answer of 50 busy meters within 2x of the idle one (bench/deleteold.py).
-# `manage deleteold` runs in a process of its own and holds only the write
-# lock, so its chunks (manage.DELETE_CHUNK) are ten times larger.
-DELETE_CHUNK = 1000
+# Samples a `DeleteSamples` step deletes. A chunk holds the loop for as long
+# as it takes and lengthens every turn it runs in, so it is small: 50 busy
+# meters' median answer stays within 2x of the idle one with 500 (1.6-1.7x
+# here, a million samples in about 4.5 s), not with 1,000 (2.1-2.2x), by
+# bench/deleteold.py. `manage deleteold` runs in a process of its own and
+# holds only the write lock, so its chunks (manage.DELETE_CHUNK) are larger.
+DELETE_CHUNK = 500
 
 
 class Busy(loop.Busy):
