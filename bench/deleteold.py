@@ -480,11 +480,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, harness._interrupt)
-    env = harness.environment()
-    env["competing_processes"] = harness.competitors()
-    if env["competing_processes"]:
-        print("warning: these share the CPUs with the benchmark; its figures will be off:\n  "
-              + "\n  ".join(env["competing_processes"]), flush=True)
+    env = harness.checked_environment()
     work = tempfile.mkdtemp(prefix="txm-bench-deleteold-")
     runs, failures = [], {}
     started = time.monotonic()
@@ -542,10 +538,7 @@ def main(argv=None):
         "seconds": args.seconds, "warmup": args.warmup, "default_chunk": chores.DELETE_CHUNK,
         "runs": runs, "notes": notes, "failures": failures,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(document, f, indent=2)
-        f.write("\n")
+    harness.write_json(args.json, document)
     print("results: %s" % args.json)
     return 1 if failures else 0
 
