@@ -35,11 +35,12 @@ How the deletion is asked for (``--via``):
   process; this one only waits meanwhile.
 * ``admin``: the real server (``python -m texmate_ds serve``, as bench/run.py
   starts it), signed in as the staff user through ``POST /login/``, and
-  ``POST /admin/samples/`` with ``action=delete_old``, ``unit``, ``before``
-  and the page's ``csrf_token``; the deletion is over when D1 has no sample
-  before that time. Its chunk is whatever the server uses
-  (`chores.DELETE_CHUNK`): ``--chunks`` does not apply. This needs the
-  admin's page, which does not exist yet (the POST answers 404 until then).
+  ``POST /admin/samples/`` with ``action=delete_old``, ``unit``, ``before``,
+  ``confirm=yes`` (the confirmation page's answer) and the ``csrf_token``
+  of the unit's samples page; the deletion is over when D1 has no sample
+  before that time. Its chunk is whatever the server uses: ``--chunks``
+  does not apply. This needs the admin's page, which this branch does not
+  have (``GET /admin/samples/`` answers 404 here).
 
 Each figure is printed in a table; the JSON (default
 ``bench/results/deleteold.json``) holds them all and the environment. Exit
@@ -93,10 +94,18 @@ STAFF, STAFF_PASSWORD = "bench", "bench deletes old samples"
 DELETION_TIMEOUT = 600.0     # seconds a deletion may take before the run is failed
 LOAD_CAP = 900.0             # the during run's planned length; SIGINT ends it first
 MIN_WINDOW = 0.3             # seconds of a measured window at least, however fast the deletion
+# Seconds the window stays open after the deletion is over, for the answers
+# then on their way (those its last commit released): a request cut off by
+# SIGINT counts as unanswered (one per meter, in a closed loop), never in
+# the answer times.
+TAIL = 0.1
 
 
 def seed(path, samples):
-    """The database every run starts from a copy of."""
+    """The database every run starts from a copy of. D1's samples go in as
+    ``manage import`` stores them: one ``executemany`` into the store's
+    staging table, one copy into samples (`Samples.add_staged`), so that
+    whatever the store keeps beside the samples (a unit's count) is kept."""
     st = store.Database(path, durable=False)
     try:
         st.migrate()
@@ -105,11 +114,15 @@ def seed(path, samples):
         unit = st.units.add(UNIT, harness.KEY, harness.FIELDS, name="deleted")
         st.accounts.add_user(STAFF, auth.hash_password(STAFF_PASSWORD), is_staff=True,
                              is_superuser=True)
-        st.begin()
-        st.executemany(st.samples.insert_sql(harness.FIELDS),
-                       ((unit.id, T0 + i * SECOND, T0, 1.0, 2.0, 3.0, float(i))
-                        for i in range(samples + KEEP)))
         st.commit()
+        insert = st.samples.stage(harness.FIELDS)
+        st.begin()
+        st.executemany(insert, ((T0 + i * SECOND, i, 1.0, 2.0, 3.0, float(i))
+                                for i in range(samples + KEEP)))
+        st.commit()
+        st.samples.add_staged(unit)
+        st.commit()
+        st.samples.drop_staged()
     finally:
         st.close()
 
@@ -241,8 +254,10 @@ class Browser:
             raise harness.HarnessError("GET %s answered %d without a csrf_token" % (path, status))
         return found.group(1)
 
-    def post(self, path, **form):
-        form["csrf_token"] = self.csrf(path)
+    def post(self, path, form_page=None, **form):
+        """POST `form` to `path` with the csrf_token of `form_page` (the
+        page the form is on; `path` itself by default)."""
+        form["csrf_token"] = self.csrf(form_page or path)
         return self.request("POST", path, form)
 
 
@@ -257,8 +272,9 @@ def admin_deletion(server, db_path, before):
     if status != 303:
         raise harness.HarnessError("signing in as %s answered %d" % (STAFF, status))
     deletion = Deletion()
-    status, page = browser.post("/admin/samples/", action="delete_old", unit=UNIT,
-                                before=times.text(before))
+    status, page = browser.post("/admin/samples/", "/admin/samples/?unit=" + UNIT,
+                                action="delete_old", unit=UNIT, before=times.text(before),
+                                confirm="yes")
     if status >= 400:
         raise harness.HarnessError("POST /admin/samples/ answered %d%s" % (
             status, " (no admin page yet?)" if status == 404 else ""))
@@ -313,7 +329,7 @@ def load_during(server, folder, warmup, ask):
         window_started = time.monotonic()
         deletion = ask()
         deletion.wait()
-        time.sleep(max(0.0, window_started + MIN_WINDOW - time.monotonic()))
+        time.sleep(max(TAIL, window_started + MIN_WINDOW - time.monotonic()))
         proc.send_signal(signal.SIGINT)
         status = proc.wait(harness.LOAD_SLACK)
     finally:
@@ -371,7 +387,7 @@ def _ratio(a, b):
 
 def table(runs):
     header = ("chunk", "deletion", "samples/s", "idle median / p99", "during median / p99",
-              "median x idle", "target", "met")
+              "answers/s idle, during", "median x idle", "target", "met")
     rows = [header]
     for r in runs:
         idle, during = r["idle"], r["during"]
@@ -381,6 +397,8 @@ def table(runs):
             "%.2f s" % r["deletion_s"], format(r["samples_per_s"], ","),
             "%.2f / %.2f ms" % (idle["median_ms"], idle["p99_ms"]),
             "%.2f / %.2f ms" % (during["median_ms"], during["p99_ms"]),
+            "%s, %s" % (format(round(idle["requests_per_s"]), ","),
+                        format(round(during["requests_per_s"]), ",")),
             "-" if ratio is None else "%.2f x" % ratio, "<= 2 x",
             "-" if ratio is None else "yes" if ratio <= 2 else "NO"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -413,7 +431,7 @@ def cpu_lines(runs):
 def notes_for(runs):
     notes = []
     for r in runs:
-        label = "chunk %s" % r["chunk"]
+        label = "chunk %s" % ("(the server's)" if r["chunk"] is None else r["chunk"])
         for phase in ("idle", "during"):
             fig = r[phase]
             other = fig.get("other_cpu_s")
