@@ -83,9 +83,16 @@ def _delete_then_fail(request, code):
     raise app.HTTPError(409, "changed my mind")
 
 
+@app.data
+def _running(request):
+    return app.text(200, "".join("%s: %s\n" % (chore.name, chore.progress)
+                                 for chore in app.active_chores(request)))
+
+
 ROUTES = site.ROUTES + [
     app.Route("/test/delete/<code>/", _delete, methods=("POST",)),
     app.Route("/test/fail/<code>/", _delete_then_fail, methods=("POST",)),
+    app.Route("/test/running/", _running, methods=("GET", "POST")),
 ]
 
 
@@ -218,6 +225,9 @@ def test_a_meter_is_answered_between_the_chunks_of_a_deletion(served):
     assert status == "HTTP/1.1 200 OK"
     assert body == "delete samples of A1: 0 steps, 0 of 2,000; server's chores: True\n"
     chore = served.chores.active()[0]
+    running = served.post("/test/running/")[1]
+    assert running.startswith("delete samples of A1: ") and running.endswith(" of 2,000\n")
+    assert running != "delete samples of A1: 0 of 2,000\n"
     answers = []
     while served.chores.active():
         answers.append((meter.upload(), chore.steps, committed(served.path, "A1"),
@@ -297,5 +307,6 @@ def test_without_the_loop_the_steps_run_at_once_a_commit_each(tmp_path):
         web.db.commit()
         failed = web.post("/test/fail/A2/")
         assert failed.status == 409 and committed(web.path, "A2") == 10
+        assert web.post("/test/running/").body == ""   # nothing left running, ever
     finally:
         web.stop()

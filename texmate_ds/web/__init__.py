@@ -110,9 +110,9 @@ action log entry once it is over (``chore.outcome``: ``"finished"``,
 ``"failed"``, or ``"stopped"`` by a server stop, what went staying gone).
 texmate_ds's server offers its `chores.Chores` (``environ["texmate.chores"]``):
 a chunk per loop turn, each committed with the meters' uploads of that turn,
-so meters are answered meanwhile; ``chores.active()`` lists what is queued
-with each one's ``progress`` ("400,000 of 1,000,000"), and when 16 are
-queued `run_chore` answers 503. Any other WSGI server runs every chunk
+so meters are answered meanwhile; ``app.active_chores(request)`` lists what
+is queued with each one's ``progress`` ("400,000 of 1,000,000"), and when
+16 are queued `run_chore` answers 503. Any other WSGI server runs every chunk
 once the view has returned, committing after each. Either way no chunk
 starts before the view has returned, and a view that raises leaves no
 chore behind; the view answers at once (a redirect to a page that shows

@@ -112,6 +112,13 @@ def run_chore(request, name, step, done=None):
     return request.site.run_chore(request, name, step, done)
 
 
+def active_chores(request):
+    """The chores the server has queued (`chores.Chore`: ``name``,
+    ``progress``, ``steps``), the next to take a step first; none under
+    another WSGI server, where a chore is over before its view answers."""
+    return request.site.active_chores(request)
+
+
 def status_line(status):
     """``404 Not Found`` for 404."""
     return "%d %s" % (status, http.HTTPStatus(status).phrase)

@@ -136,6 +136,12 @@ class Site:
         request.chores.append((owner, chore))
         return chore
 
+    @staticmethod
+    def active_chores(request):
+        """See `app.active_chores`."""
+        owner = request.environ.get(CHORES)
+        return [] if owner is None else owner.active()
+
     def _answer(self, request, response, start_response):
         headers = response.headers + SECURITY_HEADERS
         headers += [("Set-Cookie", cookie) for cookie in request.set_cookies]
