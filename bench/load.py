@@ -24,6 +24,10 @@ Every mode writes one JSON object to --json: the simulator's figures
 (requests/s, samples/s, median and p99 answer times, errors by code...),
 plus ``server_cpu_s``/``load_cpu_s`` over the measured window. A warm-up
 run of --warmup seconds precedes the measured one and is not counted.
+A harness that does something during the measured window (bench/deleteold.py)
+passes ``--started-file PATH``, created as the window begins (up, dl and ok
+modes), and may end the window early with SIGINT: the figures are then
+over the window's real length.
 
 Exit status: 0 when the run happened (whatever the answers were), 2 when
 it could not (server unreachable, idle connections could not be opened).
@@ -183,6 +187,8 @@ def run_closed(args):
     if args.warmup > 0:
         warm = simulate(args, devices, args.interval, args.warmup)
         result["warmup"] = {k: warm[k] for k in ("answered", "errors", "connection_failures")}
+    if args.started_file:
+        open(args.started_file, "w").close()
     result.update(simulate(args, devices, args.interval, args.seconds))
     return result
 
@@ -386,6 +392,8 @@ def main(argv=None):
     parser.add_argument("--db")
     parser.add_argument("--batch", type=int, default=10000)
     parser.add_argument("--json", required=True)
+    parser.add_argument("--started-file",
+                        help="created when the measured window begins (SIGINT ends it early)")
     args = parser.parse_args(argv)
 
     try:

@@ -632,6 +632,26 @@ def environment():
     }
 
 
+def checked_environment():
+    """`environment()` with the processes that would share the CPUs
+    (``competing_processes``), and a warning on stdout when there are any.
+    Call it before the servers run: it names the code they ran."""
+    env = environment()
+    env["competing_processes"] = competitors()
+    if env["competing_processes"]:
+        print("warning: these share the CPUs with the benchmark; its figures will be off:\n  "
+              + "\n  ".join(env["competing_processes"]), flush=True)
+    return env
+
+
+def write_json(path, document):
+    """Write `document` to `path` (its folder made if need be), indented."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as out:
+        json.dump(document, out, indent=2)
+        out.write("\n")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Benchmark texmate_ds against a bare selectors baseline.")
@@ -687,11 +707,7 @@ def main(argv=None):
     # SIGTERM ends the run like Ctrl-C: the finally blocks stop every process.
     signal.signal(signal.SIGTERM, _interrupt)
     interrupted = False
-    env = environment()   # before the servers run: the code they ran
-    env["competing_processes"] = competitors()
-    if env["competing_processes"]:
-        print("warning: these share the CPUs with the benchmark; its figures will be off:\n  "
-              + "\n  ".join(env["competing_processes"]), flush=True)
+    env = checked_environment()
     work = tempfile.mkdtemp(prefix="txm-bench-")
     started = time.monotonic()
     results = {}
@@ -761,10 +777,7 @@ def main(argv=None):
         "profiled": bool(PROFILE_DIR),
         "scenarios": results,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as out:
-        json.dump(document, out, indent=2)
-        out.write("\n")
+    write_json(args.json, document)
     print("results: %s" % args.json)
     return 1 if failures else 0
 

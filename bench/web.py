@@ -40,7 +40,6 @@ the environment. Exit status 0, or 2 for a bad command line.
 import argparse
 import bisect
 import datetime
-import json
 import math
 import os
 import random
@@ -311,11 +310,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    env = harness.environment()
-    env["competing_processes"] = harness.competitors()
-    if env["competing_processes"]:
-        print("warning: these share the CPUs with the benchmark; its figures will be off:\n  "
-              + "\n  ".join(env["competing_processes"]), flush=True)
+    env = harness.checked_environment()
     work = tempfile.mkdtemp(prefix="txm-bench-web-")
     try:
         path = os.path.join(work, "web.db")
@@ -343,9 +338,7 @@ def main(argv=None):
                     sys.argv[1:] if argv is None else list(argv))),
                 "environment": env, "table": rows, "graph": graph, "csv": csvs,
                 "meters_under_load": loaded}
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(document, f, indent=2)
+    harness.write_json(args.json, document)
     print("results written to %s" % args.json)
     return 0
 

@@ -27,6 +27,10 @@ Three layers, each usable without the next, as in ttp.py, and a router:
    at no cost until ``environ["texmate.wake"]()`` is called on the loop
    thread. One that is also ``long_lived`` (a stream of events) keeps its
    connection from the idle sweep while it waits (see `loop.Channel`).
+   Besides ``texmate.wake`` the environ offers the server's worker pool
+   (``texmate.offload``, see `Offloaded`) and its chores
+   (``texmate.chores``: a `chores.Chores`, for long writes a chunk per
+   turn), where the server has them.
 3. `HTTPChannel` reads, feeds its parser and answers one request at a
    time: a pipelined request is dispatched once the answer before it is
    written, so answers go out in order and one app at a time runs for a
@@ -118,6 +122,9 @@ OFFLOAD = "texmate.offload"
 # The environ key of the callable (loop thread only) that has the server
 # look at the app's iterable again once it is `ready`; see WSGIResponse.
 WAKE = "texmate.wake"
+# The environ key of the server's `chores.Chores`, which takes long writes a
+# chunk per loop turn; WSGI servers other than ours leave it out.
+CHORES = "texmate.chores"
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
            b"Content-Length: 30\r\nConnection: close\r\n\r\n"
            b"too many connections; retry.\r\n")
@@ -748,13 +755,16 @@ class HTTPServer:
     before encryption) and ``requests_by_status`` (answers by status code,
     protocol errors included). `tls_context` is the `ssl.SSLContext` of an
     HTTPS port (`tls.server_context`), None for plain HTTP; `refusal` is
-    what the listener answers a connection beyond the limit."""
+    what the listener answers a connection beyond the limit. `pool` and
+    `chores` (a `loop.Pool`, a `chores.Chores`) are offered to the app in
+    each request's environ (OFFLOAD, CHORES) when given."""
 
-    def __init__(self, settings, app, loop_, pool=None, tls_context=None):
+    def __init__(self, settings, app, loop_, pool=None, tls_context=None, chores=None):
         self.settings = settings
         self.app = app
         self.loop = loop_
         self.pool = pool
+        self.chores = chores
         self.tls_context = tls_context
         behind_proxy = settings.BEHIND_HTTPS_PROXY
         self.scheme = "https" if tls_context is not None or behind_proxy else "http"
@@ -899,6 +909,8 @@ class HTTPChannel(loop.Channel):
         if self.server.pool is not None:
             environ[OFFLOAD] = functools.partial(Offloaded, self.server.pool, self,
                                                  environ["REMOTE_ADDR"])
+        if self.server.chores is not None:
+            environ[CHORES] = self.server.chores
         self._response = WSGIResponse(self, head, environ)
         self.push(self._response)
 

@@ -27,6 +27,11 @@ needs:
 * *Turn hooks* run once per loop turn, after all ready sockets were served and
   before the next ``select()``: the batched writes and the group commit live
   there.
+* *Soon calls* (`Loop.call_soon`) run at the end of the turn, after its
+  sockets and timers. One queued while they run waits for the next turn,
+  and while any is queued ``select()`` does not sleep: work cut into pieces
+  that asks for its next piece this way gets one piece per turn, between
+  everyone else's requests (`chores.Chores`).
 * Code outside a channel's own socket events that made one of its held
   producers ready (a worker's result, an event for a stream) calls
   `Channel.wake()`, and the channel is looked at again with the turn's
@@ -57,9 +62,9 @@ needs:
 One failure, one channel: an exception raised while serving a channel is
 logged with its traceback and closes that channel only; a transport's
 `TransportError` (a client's broken TLS) is logged in one line instead.
-Timers, turn hooks and calls from other threads run under the same guard
-(`Loop.call_guarded`): one that fails is logged and the loop goes on.
-KeyboardInterrupt and SystemExit always propagate.
+Timers, turn hooks, soon calls and calls from other threads run under the
+same guard (`Loop.call_guarded`): one that fails is logged and the loop goes
+on. KeyboardInterrupt and SystemExit always propagate.
 """
 
 import errno
@@ -180,6 +185,8 @@ class Loop:
         self._signals = False
         # Calls other threads asked for (call_soon_threadsafe).
         self._from_threads = deque()
+        # Calls for the end of this turn (call_soon).
+        self._soon = deque()
         # A socket pair lets a signal handler, or another thread, interrupt
         # select() at once.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -277,6 +284,18 @@ class Loop:
         self._stopping = True
         self.wake()
 
+    @property
+    def stopping(self):
+        """True once `stop()` was called: the loop is draining or done, and
+        work that can wait (a chore's next piece) should not start."""
+        return self._stopping
+
+    def call_soon(self, fn):
+        """Call `fn` on the loop thread at the end of this turn, after its
+        sockets and timers, or of the next turn when asked from such a call;
+        ``select()`` does not sleep meanwhile. Loop thread only."""
+        self._soon.append(fn)
+
     def call_soon_threadsafe(self, fn):
         """Run `fn` on the loop thread soon; safe to call from any thread."""
         self._from_threads.append(fn)
@@ -312,14 +331,23 @@ class Loop:
     def _turn(self, timeout=None):
         for hook in self.turn_hooks:
             self.call_guarded("a turn hook", hook)
-        if self.to_flush:
-            # A later hook queued answers after _flush ran: no sleeping.
+        if self.to_flush or self._soon:
+            # A later hook queued answers after _flush ran, or work waits
+            # for the end of the turn: no sleeping.
             timeout = 0
         elif timeout is None:
             timeout = self._timeout()
         for key, mask in self.selector.select(timeout):
             key.data(mask)
         self._run_timers()
+        self._run_soon()
+
+    def _run_soon(self):
+        # Only what was queued before this point: a call that asks for
+        # another one gets it next turn, so it cannot hold the loop.
+        calls, self._soon = self._soon, deque()
+        for fn in calls:
+            self.call_guarded("a call_soon", fn)
 
     def _shutdown(self):
         for listener in self.listeners:

@@ -5,8 +5,8 @@ apps, the HTTPS certificate and key, database schema), so a mistake stops
 the server with a clear message and nothing half-started; then it binds
 both listeners, prints where everything is, and runs the loop until SIGINT
 or SIGTERM. Stopping closes the listeners, lets in-flight answers finish,
-stops the services in reverse order (the group commit writes everything
-pending) and exits 0.
+stops the services in reverse order (a chore stops between two chunks, the
+group commit writes everything pending) and exits 0.
 """
 
 import faulthandler
@@ -17,6 +17,7 @@ import sys
 from texmate_ds import (
     __version__,
     auth,
+    chores,
     config,
     events,
     http,
@@ -107,7 +108,12 @@ def serve(settings, out=sys.stdout):
     workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Database(settings.DATABASE_NAME),
                         WEB_WORK_PER_CLIENT)
     the_loop.add_service(workers)
-    site = http.HTTPServer(settings, None, the_loop, workers, tls_context)
+    # Long writes (the admin's deletions of many samples) go a chunk per
+    # loop turn, each committed with that turn's uploads; stopped before
+    # the group commit's last commit, which writes what they did.
+    long_writes = chores.Chores(the_loop, commits)
+    the_loop.add_service(long_writes)
+    site = http.HTTPServer(settings, None, the_loop, workers, tls_context, long_writes)
     site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
         the_loop, server, site, st, commits)), mounted)
     try:

@@ -579,3 +579,16 @@ def test_a_staff_user_gives_no_more_than_they_have(admin):
         == 200
     site.db.notice_others()
     assert site.db.accounts.grants(site.db.accounts.get_user(ann.id)).unit_ids == {a1.id}
+
+
+def test_a_unit_with_many_samples_goes_as_a_chore_and_is_logged_once(admin):
+    site = admin()
+    site.unit("A1", samples=1200)
+    path = "/admin/units/A1/delete/"
+    answer = site.root.submit(path, {}, page=path)
+    assert answer.status == 303
+    assert "1,200 samples" in site.root.get("/admin/units/").body     # the notice
+    site.db.notice_others()
+    assert site.db.units.get("A1") is None
+    [entry] = site.log(model="units")
+    assert (entry.action, entry.message) == ("delete", "with 1,200 samples")

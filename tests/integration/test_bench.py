@@ -1,6 +1,7 @@
-"""The benchmark harnesses keep working (bench/run.py, bench/web.py). Figures are printed
-and written as JSON; this test checks that the run completes and reports,
-never what the figures are."""
+"""The benchmark harnesses keep working (bench/run.py, bench/web.py,
+bench/import.py, bench/deleteold.py). Figures are printed and written as
+JSON; this test checks that the run completes and reports, never what the
+figures are."""
 
 import json
 import subprocess
@@ -56,3 +57,20 @@ def test_import_bench_reports(tmp_path):
     assert all(fig["ok"] and fig["peak_rss_kib"] > 0 for fig in report["imports"])
     assert report["ceiling"]["samples_per_s"] > 0
     assert "import / ceiling" in result.stdout
+
+
+def test_deleteold_bench_reports(tmp_path):
+    out = tmp_path / "deleteold.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "deleteold.py"), "--samples", "5000",
+         "--chunks", "500,2000", "--seconds", "0.5", "--warmup", "0.2", "--json", str(out)],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["failures"] == {}
+    assert [run["chunk"] for run in report["runs"]] == [500, 2000]
+    for run in report["runs"]:
+        assert run["deleted"] == 5000 and run["kept_as_expected"] and run["outcome"] == "finished"
+        assert run["steps"] == 5000 // run["chunk"] + 1
+        assert run["idle"]["median_ms"] > 0 and run["during"]["answered"] > 0
+    assert "during median / p99" in result.stdout

@@ -1,6 +1,6 @@
 """loop.Loop and loop.Channel over socket pairs, the loop turned by the test:
-guarded turn hooks, waking a channel from outside its socket events, and
-long-lived answers that the idle sweep and a stop leave alone."""
+guarded turn hooks, soon calls, waking a channel from outside its socket
+events, and long-lived answers that the idle sweep and a stop leave alone."""
 
 import socket
 import time
@@ -119,3 +119,50 @@ def test_stop_does_not_wait_for_a_long_lived_answer(the_loop):
     assert time.monotonic() - started < loop.DRAIN_SECONDS / 2
     assert channel.closed
     assert peer.recv(100) == b"last words"   # what it gave was written first
+
+
+def test_soon_calls_run_after_the_turns_sockets_one_piece_per_turn(the_loop, caplog):
+    order = []
+    timeouts = []
+    select = the_loop.selector.select
+
+    def recording(timeout=None):
+        timeouts.append(timeout)
+        return select(timeout)
+    the_loop.selector.select = recording
+
+    class Noting(Echo):
+        def received(self, data):
+            order.append("read")
+            super().received(data)
+
+    def piece(n):
+        order.append("piece %d" % n)
+        if n < 3:
+            the_loop.call_soon(lambda: piece(n + 1))
+
+    def broken():
+        raise RuntimeError("soon trouble")
+    channel, peer = connected(the_loop, Noting)
+    peer.sendall(b"ping")
+    the_loop.call_soon(broken)
+    the_loop.call_soon(lambda: piece(1))
+    the_loop.call_later(60, lambda: None)   # without the soon calls, select would wait for it
+    for _ in range(3):
+        the_loop._turn()
+    # The first turn reads the socket, then runs what was queued before;
+    # each piece queued by a piece waits for the next turn, whose select
+    # does not sleep meanwhile.
+    assert order == ["read", "piece 1", "piece 2", "piece 3"]
+    assert timeouts == [0, 0, 0]
+    the_loop.wake()   # nothing queued now: this select would wait for the timer
+    the_loop._turn()
+    assert timeouts[3] > 1
+    assert "a call_soon failed" in caplog.text and "soon trouble" in caplog.text
+    assert peer.recv(10) == b"ping"
+
+
+def test_stopping_says_a_stop_was_asked_for(the_loop):
+    assert not the_loop.stopping
+    the_loop.stop()
+    assert the_loop.stopping

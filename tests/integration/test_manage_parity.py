@@ -100,7 +100,8 @@ def test_adduser_refusals(srv):
             "exists already")
     refused(manage(srv, "adduser", "cy", "--noinput", check=False), "TXM_PASSWORD")
     refused(manage(srv, "adduser", "cy", check=False), "no terminal")
-    refused(manage(srv, "adduser", "cy", "--group", "ops", check=False), status=2)
+    refused(manage(srv, "adduser", "cy", "--group", "ops", "--noinput", check=False,
+                   TXM_PASSWORD="pw"), "no group 'ops'")
     assert [e.object_repr for e in log_entries(srv, model="users")] == ["ann"]
 
 

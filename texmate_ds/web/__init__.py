@@ -126,6 +126,23 @@ transaction; they never commit. In the server the group-commit turn hook
 commits before the next select(); elsewhere `committing` does it after
 each request. A POST's view runs inside `Database.atomic()`: if it raises,
 its writes are undone and the rest of the transaction is kept.
+
+Long writes (deleting a unit's million samples): a view never does them
+itself, it calls ``app.run_chore(request, name, step, done=None)``, where
+``step()`` writes one bounded chunk through ``request.store`` and returns
+True once nothing is left (``chores.DeleteSamples(request.store, unit,
+before, total)`` is the step for samples), and ``done(chore)`` writes the
+action log entry once it is over (``chore.outcome``: ``"finished"``,
+``"failed"``, or ``"stopped"`` by a server stop, what went staying gone).
+texmate_ds's server offers its `chores.Chores` (``environ["texmate.chores"]``):
+a chunk per loop turn, each committed with the meters' uploads of that turn,
+so meters are answered meanwhile; ``app.active_chores(request)`` lists what
+is queued with each one's ``progress`` ("400,000 of 1,000,000"), and when
+16 are queued `run_chore` answers 503. Any other WSGI server runs every chunk
+once the view has returned, committing after each. Either way no chunk
+starts before the view has returned, and a view that raises leaves no
+chore behind; the view answers at once (a redirect to a page that shows
+the progress or the log), never with the result.
 """
 
 from texmate_ds.web import site

@@ -111,6 +111,27 @@ class Later:
         self.finish = finish
 
 
+def run_chore(request, name, step, done=None):
+    """Have a long write done in chunks (`texmate_ds.chores`): ``step()``
+    does one bounded chunk of writes through ``request.store`` and returns
+    True once nothing is left; ``done(chore)`` follows once, when it is
+    over (``chore.outcome``: finished, failed or stopped). Under
+    texmate_ds's server a chunk goes each loop turn, after this answer, so
+    meters are served meanwhile; under any other WSGI server every chunk
+    runs once the view has returned, each committed. Either way nothing
+    starts before the view has returned, and a view that fails leaves no
+    chore behind. Returns the `chores.Chore` (its ``progress``); 503 when
+    the server has as many chores queued as it takes."""
+    return request.site.run_chore(request, name, step, done)
+
+
+def active_chores(request):
+    """The chores the server has queued (`chores.Chore`: ``name``,
+    ``progress``, ``steps``), the next to take a step first; none under
+    another WSGI server, where a chore is over before its view answers."""
+    return request.site.active_chores(request)
+
+
 def status_line(status):
     """``404 Not Found`` for 404."""
     return "%d %s" % (status, http.HTTPStatus(status).phrase)
@@ -231,6 +252,9 @@ class Request:
         self.session = None  # auth.Session when signed in by cookie
         self.set_cookies = []  # Set-Cookie header values for the answer
         self.route = None   # the Route, once routed
+        # (Chores or None, chore) for each run_chore: the site runs or
+        # cancels them once the view is done.
+        self.chores = []
         self._form = None
         self._files = {}
 

@@ -15,7 +15,8 @@ application that takes each request through the same steps:
    guard's style; any other exception is logged with its traceback and
    answers 500 without one. Either way the writes of a POST's view are
    undone (`Database.atomic`), while the rest of the shared transaction, the
-   meters' uploads, goes on to its commit.
+   meters' uploads, goes on to its commit, and the chores it asked for
+   (`app.run_chore`) are cancelled before their first chunk.
 
 CSRF tokens: a signed-in visitor's forms carry the session's secret. A
 visitor without a session (the sign-in form) gets a random ``txm_csrf``
@@ -29,11 +30,12 @@ import re
 import secrets
 import time
 
-from texmate_ds import auth
+from texmate_ds import auth, chores
 
-# The environ key under which our own HTTP server offers its worker pool,
-# and what it raises when this client has its share of it in use already.
-from texmate_ds.http import OFFLOAD, Busy
+# The environ keys under which our own HTTP server offers its worker pool
+# and its chores, and what the pool raises when this client has its share
+# of it in use already.
+from texmate_ds.http import CHORES, OFFLOAD, Busy
 from texmate_ds.web import account, admin, app, html, ops, pages, static, units
 
 log = logging.getLogger("texmate_ds.web")
@@ -112,11 +114,47 @@ class Site:
 
     def _saving(self, request, answer):
         """`answer()`; a POST's inside its savepoint, so that it leaves no
-        writes behind when it fails (`Database.atomic`)."""
-        if request.method in ("GET", "HEAD"):
-            return answer()
-        with self.store.atomic():
-            return answer()
+        writes behind when it fails (`Database.atomic`). Then the chores it
+        asked for (`run_chore`) are cancelled if it failed, and without the
+        server's loop run to their end now that its writes are in."""
+        try:
+            if request.method in ("GET", "HEAD"):
+                response = answer()
+            else:
+                with self.store.atomic():
+                    response = answer()
+        except BaseException:
+            for owner, chore in request.chores:
+                if owner is not None:
+                    owner.cancel(chore)
+            request.chores = []
+            raise
+        waiting, request.chores = request.chores, []
+        for owner, chore in waiting:
+            if owner is None:
+                chores.run_at_once(self.store, chore)
+        return response
+
+    def run_chore(self, request, name, step, done):
+        """See `app.run_chore`: the server's Chores (environ CHORES) when it
+        has them, else a chore that `_saving` runs at once."""
+        owner = request.environ.get(CHORES)
+        if owner is None:
+            chore = chores.Chore(name, step, done)
+        else:
+            try:
+                chore = owner.submit(name, step, done)
+            except chores.Busy:
+                raise app.HTTPError(503, "the server has as many long jobs queued as it "
+                                         "takes; retry in a minute", [("Retry-After", "60")])
+        request.chores.append((owner, chore))
+        return chore
+
+    @staticmethod
+    def active_chores(request):
+        """See `app.active_chores`."""
+        owner = request.environ.get(CHORES)
+        return [] if owner is None else owner.active()
 
     def _answer(self, request, response, start_response):
         # The view (or a Later's compute and finish) is done with the

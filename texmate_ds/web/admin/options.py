@@ -148,6 +148,9 @@ class ModelAdmin:
         raise NotImplementedError
 
     def delete(self, request, row):
+        """Delete `row` now (None; the views log it), or start deleting it
+        in the background and return the line saying so (the model logs
+        it when it is over)."""
         raise NotImplementedError
 
     def dependents(self, request, row):

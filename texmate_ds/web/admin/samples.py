@@ -9,8 +9,9 @@ filter, a read-only view of each, and three ways to delete (docs/web.md,
   every row before it). The count shown is the one the units table keeps.
 * "Delete selected" writes a log entry per sample; "Delete ALL" and
   "Delete old" one entry in all, with the count, after a confirmation
-  page. Both delete oldest first in chunks (`chunks`) with a commit
-  between, so meters' uploads go on meanwhile.
+  page. Both are chores (`texmate_ds.chores`): oldest first, a chunk per
+  loop turn, each committed with that turn's uploads, so meters are
+  answered meanwhile; the list shows their progress.
 * ``ALLOW_SAMPLE_DELETION: no`` takes every delete away: the actions and
   links vanish and their URLs answer 403, for superusers too.
 """
@@ -18,14 +19,12 @@ filter, a read-only view of each, and three ways to delete (docs/web.md,
 import collections
 from urllib.parse import urlencode
 
-from texmate_ds import times
+from texmate_ds import chores, times
 from texmate_ds.web import app, forms, html, ranges
 from texmate_ds.web.admin.options import Column, Filter, Listing, ModelAdmin
 from texmate_ds.web.admin.units import describe as describe_unit
 
 Sample = collections.namedtuple("Sample", "id unit ts received values")
-# Samples one chunk of a large delete takes (one short write transaction).
-DELETE_CHUNK = 2000
 
 
 class SampleAdmin(ModelAdmin):
@@ -168,25 +167,36 @@ class SampleAdmin(ModelAdmin):
         unit = self._unit(request, request.form.get("unit", ""))
         if unit is None:
             raise app.HTTPError(400, "unit: which unit's samples")
-        st = request.store
-        count = st.units.counts(unit)[0] if before is None else st.samples.count(unit, before)
+        if before is None:
+            return self._confirmed(request, unit, None, request.store.units.counts(unit)[0])
+
+        # Counting a million samples older than a date takes a while: off the loop.
+        def count(store):
+            return store.samples.count(store.units.get(unit.code), before)
+        return app.Later(count, lambda total: self._confirmed(request, unit, before, total))
+
+    def _confirmed(self, request, unit, before, count):
+        """The confirmation page, or once confirmed the deletion, as a
+        chore: a chunk per loop turn, the log's entry when it is over."""
         what = "all {:,} samples of {}".format(count, unit.code) if before is None else \
             "{:,} samples of {} older than {}".format(count, unit.code, times.text(before))
-        back = request.url_for("admin_list", self.name) + "?unit=" + unit.code
+        back = request.url_for("admin_list", self.name) + "?" + urlencode({"unit": unit.code})
         if request.form.get("confirm") != "yes":
             return html.render(request, "admin/delete_many.html", "Delete samples?",
                                model=self, what=what, unit=unit.code, back=back,
                                action="delete_all" if before is None else "delete_old",
                                before=request.form.get("before", ""))
-        deleted = 0
-        while True:
-            gone = st.samples.delete_oldest(unit, DELETE_CHUNK, before)
-            deleted += gone
-            if gone < DELETE_CHUNK:
-                break
-        message = "{:,} samples".format(deleted) if before is None else \
-            "{:,} samples before {}".format(deleted, times.text(before))
-        st.log.record(request.user.username, "delete", self.name, unit.id, describe_unit(unit),
-                      message=message)
-        html.flash(request, "Deleted %s." % message)
+        step = chores.DeleteSamples(request.store, unit, before, count)
+        actor = request.user.username
+
+        def done(chore):
+            message = "{:,} samples".format(step.deleted) if before is None else \
+                "{:,} samples before {}".format(step.deleted, times.text(before))
+            if not chore.finished:
+                message += " (%s before the end)" % chore.outcome
+            request.store.log.record(actor, "delete", self.name, unit.id, describe_unit(unit),
+                                     message=message)
+        app.run_chore(request, "Deleting %s" % what, step, done)
+        html.flash(request, "Deleting %s: a chunk at a time, meters are answered meanwhile."
+                   % what)
         return app.redirect(back, 303)

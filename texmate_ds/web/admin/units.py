@@ -15,8 +15,8 @@ setting that changed, the key as "(changed)".
 
 import collections
 
-from texmate_ds import rules, store
-from texmate_ds.web import forms
+from texmate_ds import chores, rules, store
+from texmate_ds.web import app, forms
 from texmate_ds.web.admin.options import Column, ModelAdmin
 
 CODE = r"[A-Za-z0-9]{1,32}"
@@ -167,7 +167,30 @@ class UnitAdmin(ModelAdmin):
         return lines
 
     def delete(self, request, unit):
-        request.store.units.delete(unit)
+        """A unit with many samples goes as a chore: disabled at once (its
+        meter is refused), its samples a chunk per loop turn, then the unit
+        with everything else that refers to it, and the log's entry."""
+        st = request.store
+        count = st.units.counts(unit)[0]
+        if count <= chores.DELETE_CHUNK:
+            st.units.delete(unit)
+            return None
+        st.units.change(unit, enabled=False)
+        step = chores.DeleteSamples(st, unit, None, count)
+        actor = request.user.username
+
+        def done(chore):
+            if chore.finished:
+                st.units.delete(unit)
+                st.log.record(actor, "delete", self.name, unit.id, describe(unit),
+                              message="with {:,} samples".format(step.deleted))
+            else:
+                st.log.record(actor, "delete", "samples", unit.id, describe(unit),
+                              message="{:,} samples, deleting unit {} ({}); it is disabled"
+                              .format(step.deleted, unit.code, chore.outcome))
+        app.run_chore(request, "Deleting unit %s" % unit.code, step, done)
+        return ("Deleting the unit “{}” and its {:,} samples: it is disabled now, and goes "
+                "once its samples have, a chunk at a time.".format(describe(unit), count))
 
     # -- the form
 

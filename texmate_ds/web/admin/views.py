@@ -85,7 +85,9 @@ def change_list(request, model):
         filters=[{"param": f.param, "label": f.label, "value": query.given[f.param],
                   "choices": f.choices} for f in filters],
         add=not model.read_only and model.allows(request, "add"),
-        list_links=model.list_links(request), tools=model.tools(request, query))
+        list_links=model.list_links(request), tools=model.tools(request, query),
+        chores=[{"name": chore.name, "progress": chore.progress}
+                for chore in app.active_chores(request)])
 
 
 def _sort_link(query, column):
@@ -142,11 +144,13 @@ def _delete_selected(request, model):
         return _render(request, "admin/delete_selected.html", "Delete %s?" % model.plural,
                        model=model, rows=[(model.key(row), model.describe(row),
                                            model.dependents(request, row)) for row in rows])
+    later = [row for row in rows if model.delete(request, row) is not None]
     for row in rows:
-        model.delete(request, row)
-        record(request, model, "delete", row)
-    html.flash(request, "%d %s deleted." % (len(rows), model.plural if len(rows) != 1
-                                             else model.singular))
+        if row not in later:
+            record(request, model, "delete", row)
+    html.flash(request, "%d %s deleted%s." % (
+        len(rows), model.plural if len(rows) != 1 else model.singular,
+        " (%d of them in the background)" % len(later) if later else ""))
     return app.redirect(request.url_for("admin_list", model.name), 303)
 
 
@@ -259,9 +263,11 @@ def delete(request, model, pk):
         return _render(request, "admin/delete.html", "Delete %s?" % model.describe(row),
                        model=model, key=model.key(row), what=model.describe(row),
                        dependents=model.dependents(request, row))
-    record(request, model, "delete", row)
-    model.delete(request, row)
-    html.flash(request, "The %s “%s” was deleted." % (model.singular, model.describe(row)))
+    later = model.delete(request, row)
+    if later is None:
+        record(request, model, "delete", row)
+        later = "The %s “%s” was deleted." % (model.singular, model.describe(row))
+    html.flash(request, later)
     return app.redirect(request.url_for("admin_list", model.name), 303)
 
 
