@@ -89,10 +89,10 @@ def _why(record, row):
 
 
 class _Lines:
-    """The file's lines as text for csv.reader (`row` is the reader's
-    count). UTF-8 is decoded a block of whole lines at a time (one call
+    """The file's lines as text. UTF-8 is decoded a block of whole lines at a time (one call
     for thousands of rows); a block that does not decode is decoded again
-    line by line, so the error names its row. A line longer than a block
+    line by line, the lines before a bad one given first (`Unreadable`
+    for the bad one, which the reader names by its row). A line longer than a block
     (1 MiB; a row is under a kilobyte) refuses the file rather than fill
     the memory."""
 
@@ -100,7 +100,6 @@ class _Lines:
 
     def __init__(self, binary):
         self.binary = binary
-        self.row = 0
 
     def __iter__(self):
         rest = b""
@@ -117,7 +116,7 @@ class _Lines:
             end = data.rfind(b"\n") + 1
             if end == 0:           # no whole line yet: a longer one
                 if len(data) > self.BLOCK:
-                    raise BadFile(self.row + 1, "a line longer than %d bytes" % self.BLOCK)
+                    raise Unreadable("a line longer than %d bytes" % self.BLOCK)
                 rest = data
                 continue
             rest = data[end:]
@@ -140,12 +139,38 @@ class _Lines:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise BadFile(self.row + 1, "not UTF-8 (byte %d of the line is %s)"
-                              % (exc.start + 1, hex(raw[exc.start]))) from None
+                raise Unreadable("not UTF-8 (byte %d of the line is %s)"
+                                 % (exc.start + 1, hex(raw[exc.start]))) from None
             yield line
 
 
-def _header(reader, lines, unit):
+class Unreadable(Exception):
+    """A line that cannot be read at all (`_Lines`); its row is the
+    reader's to say."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _other_row(line, row, width, pattern):
+    """The row pattern's match of a line that is not the common kind
+    (quoted cells, an id of other text), read as CSV; BadFile saying what
+    is wrong with it otherwise."""
+    try:
+        record = next(csv.reader([line]), [])
+    except csv.Error as exc:
+        raise BadFile(row, "not CSV: %s" % exc) from None
+    if len(record) != width:
+        raise BadFile(row, "%d cells; expected %d (id,timestamp and %d fields)"
+                      % (len(record), width, width - 2))
+    match = pattern.match(record[1] + "," + ",".join(record[2:]))
+    if match is None:
+        raise _why(record, row)
+    return match
+
+
+def _header(reader, unit):
     width = 2 + unit.fields
     try:
         header = next(reader)
@@ -154,7 +179,6 @@ def _header(reader, lines, unit):
                          "names" % unit.fields) from None
     except csv.Error as exc:
         raise BadFile(1, "not CSV: %s" % exc) from None
-    lines.row = 1
     if len(header) != width:
         raise BadFile(1, "the header has %d columns; expected %d: id,timestamp and the %d "
                          "fields of %s" % (len(header), width, unit.fields, unit.code))
@@ -176,12 +200,17 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
     as on any error, the database is as it was.
     """
     started = clock()
-    lines = _Lines(binary)
-    reader = csv.reader(lines)
-    width = _header(reader, lines, unit)
+    each = iter(_Lines(binary))
+    try:
+        width = _header(csv.reader(each), unit)
+    except Unreadable as exc:
+        raise BadFile(1, exc.reason) from None
     samples = db.samples
     insert = samples.stage(unit.fields)
     pattern = row_pattern(unit.fields)
+    # The common row, an id of digits (or none) and no quotes, is matched
+    # whole as the line it is; any other line is read as CSV first.
+    plain = re.compile(r"[0-9]*," + pattern.pattern[:-len(r"\Z")] + r"\r?\n?\Z", re.ASCII)
     moment = _Moments().of
     finite = ttp.finite
     repeated = 0
@@ -191,24 +220,20 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
         db.begin()
         batch = []
         try:
-            for record in reader:
+            for line in each:
                 rows += 1
+                match = plain.match(line)
                 row = rows + 1
-                lines.row = row
-                if len(record) != width:
-                    raise BadFile(row, "%d cells; expected %d (id,timestamp and %d fields)"
-                                  % (len(record), width, unit.fields))
-                cells = record[2:]
-                match = pattern.match(record[1] + "," + ",".join(cells))
                 if match is None:
-                    raise _why(record, row)
+                    match = _other_row(line, row, width, pattern)
+                parts = match.groups()
                 try:
-                    ts = moment(*match.groups()[1:8])
+                    ts = moment(*parts[1:8])
                 except times.BadTime:
                     raise BadFile(row, "timestamp %s is no real date and time"
-                                  % times.quoted(record[1])) from None
+                                  % times.quoted(parts[0])) from None
                 try:
-                    values = finite([float(c) if c else None for c in cells])
+                    values = finite([float(c) if c else None for c in parts[8].split(",")])
                 except ttp.TTPError:
                     raise BadFile(row, "a value is out of range (finite numbers only)") from None
                 batch.append((ts, row, *values))
@@ -217,8 +242,8 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
                     batch = []
                     if progress:
                         progress.rows(rows)
-        except csv.Error as exc:
-            raise BadFile(rows + 2, "not CSV: %s" % exc) from None
+        except Unreadable as exc:   # the line after the last row read
+            raise BadFile(rows + 2, exc.reason) from None
         repeated += _stage(db, insert, batch, listed)
         if progress:
             progress.rows(rows)
