@@ -97,13 +97,13 @@ def test_a_unit_is_added_listed_changed_and_deleted_with_a_log_of_each(admin):
         ("field_names", "Flow"), ("field_names", "Level"),
         ("field_units", "m³/h"), ("field_units", "m"),
         ("field_axis", "1"), ("field_axis", "2"),
-        ("axis_label", "Flow"), ("axis_label", "Level"), ("report_fields", "2")])
+        ("axis_label", "Flow, m³/h"), ("axis_label", "Level"), ("report_fields", "2")])
     assert answer.status == 303 and answer.header("Location") == "/admin/units/"
     unit = site.db.units.get("A1")
     assert (unit.name, unit.fields, unit.field_names, unit.field_units, unit.report_fields) == (
         "Pump", 2, ("Flow", "Level"), ("m³/h", "m"), (2,))
     options = site.db.units.graph_options(unit)
-    assert [(a.label, a.fields) for a in options.axes] == [("Flow", (1,)), ("Level", (2,))]
+    assert [(a.label, a.fields) for a in options.axes] == [("Flow, m³/h", (1,)), ("Level", (2,))]
     listing = root.get("/admin/units/")
     assert listing.status == 200 and "Pump" in listing.body and "The unit “A1 (Pump)” was added." \
         in listing.body

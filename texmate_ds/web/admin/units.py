@@ -52,7 +52,8 @@ class FieldTable(forms.Field):
         super().__init__(name, label, help)
         self.row_names = rows
         self.columns = columns
-        # Field names and units of measure are stored comma-joined.
+        # Field names and units of measure are stored comma-joined (axis
+        # labels are not).
         self.commas = commas
 
     def read(self, params):
@@ -227,7 +228,8 @@ class UnitAdmin(ModelAdmin):
                        "and displays), and the graph axis it is drawn on; fields on no axis "
                        "share one more"),
             FieldTable("axis_table", "Graph axes", ["axis %d" % a for a in range(1, AXES + 1)],
-                       [("axis_label", "Label", None)], "a label for each axis used"),
+                       [("axis_label", "Label", None)], "a label for each axis used",
+                       commas=True),
             forms.Integer("graph_width", "Graph width (pixels)", rules.GRAPH_PIXELS),
             forms.Integer("graph_height", "Graph height (pixels)", rules.GRAPH_PIXELS),
             forms.Many("report_fields", "Report fields", numbers,
