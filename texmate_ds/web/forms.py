@@ -1,6 +1,10 @@
 """Forms: fields that read what a browser (or a script) posted, check it,
 and say what is wrong beside the field.
 
+Fields: `Text`, `Password`, `Integer`, `Boolean` (a checkbox), `Choice`
+(one of a list), `Many` (checkboxes or a multiple select), `Table` (a row
+of inputs per item: a unit's fields).
+
 A `Form` is a list of fields and the values it starts from (`initial`).
 ``form.bind(params)`` reads each field's value out of the posted
 parameters (`app.Params`), and `cleaned` holds the typed values of those
@@ -164,6 +168,54 @@ class Many(Field):
 
     def shown(self, value):
         return value or set()
+
+
+class Table(Field):
+    """Several per-row inputs as one field, laid out as a table: `rows`
+    are the rows' names, `columns` (param, heading, choices or None for
+    text), each posted once per row in order; the value is {param: tuple
+    of the rows' values}. Cells hold 40 characters at most, and no comma
+    unless `commas` (values stored comma-joined must not)."""
+
+    kind = "table"
+    lists = True
+
+    def __init__(self, name, label, rows, columns, help="", commas=False):
+        super().__init__(name, label, help)
+        self.row_names = rows
+        self.columns = columns
+        self.commas = commas
+
+    def read(self, params):
+        return {param: params.getlist(param) for param, _, _ in self.columns}
+
+    def clean(self, raw):
+        value = {}
+        for param, heading, choices in self.columns:
+            cells = [cell.strip() for cell in raw[param]][:len(self.row_names)]
+            cells += [""] * (len(self.row_names) - len(cells))
+            for number, cell in enumerate(cells, 1):
+                if len(cell) > 40 or ("," in cell and not self.commas) or not cell.isprintable():
+                    raise Invalid("%s %d: at most 40 characters%s" % (
+                        heading.lower(), number, "" if self.commas else ", no commas"))
+                if choices is not None and cell not in dict(choices):
+                    raise Invalid("%s %d: not one of the choices" % (heading.lower(),
+                                                                          number))
+            value[param] = tuple(cells)
+        return value
+
+    def shown(self, value):
+        rows = []
+        for index, row_name in enumerate(self.row_names):
+            cells = []
+            for param, heading, choices in self.columns:
+                cell = value[param][index] if index < len(value[param]) else ""
+                cells.append({"param": param, "heading": heading, "value": cell,
+                              "choices": None if choices is None else [
+                                  {"value": v, "text": t, "checked": v == cell}
+                                  for v, t in choices]})
+            rows.append({"name": row_name, "cells": cells})
+        return {"headings": [heading for _, heading, _ in self.columns], "rows": rows}
 
 
 class Form:

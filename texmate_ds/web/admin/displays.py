@@ -8,7 +8,6 @@ import re
 from texmate_ds import rules
 from texmate_ds.web import forms
 from texmate_ds.web.admin.options import Column, ModelAdmin
-from texmate_ds.web.admin.units import FieldTable
 
 # Unit rows the form offers at least (and two free beyond those in use).
 ROWS = 8
@@ -48,7 +47,7 @@ class DisplayAdmin(ModelAdmin):
             forms.Text("name", "Name", required=True, max_length=100),
             forms.Integer("refresh", "Refresh (seconds)", REFRESH,
                           "how often the page reloads without script"),
-            FieldTable("channels", "Channels", ["%d" % n for n in range(1, count + 1)],
+            forms.Table("channels", "Channels", ["%d" % n for n in range(1, count + 1)],
                        [("channel_unit", "Unit", [("", "—")] + units),
                         ("channel_fields", "Fields", None)],
                        "a unit per row, and which of its fields to show: 1,3", commas=True),

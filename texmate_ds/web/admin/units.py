@@ -40,54 +40,6 @@ def describe(unit):
     return "%s (%s)" % (unit.code, unit.name) if unit.name else unit.code
 
 
-class FieldTable(forms.Field):
-    """Several per-row inputs as one field: `columns` are (param, heading,
-    choices or None for text), each posted once per row in order; the
-    value is {param: tuple of the rows' values}."""
-
-    kind = "table"
-    lists = True
-
-    def __init__(self, name, label, rows, columns, help="", commas=False):
-        super().__init__(name, label, help)
-        self.row_names = rows
-        self.columns = columns
-        # Field names and units of measure are stored comma-joined (axis
-        # labels are not).
-        self.commas = commas
-
-    def read(self, params):
-        return {param: params.getlist(param) for param, _, _ in self.columns}
-
-    def clean(self, raw):
-        value = {}
-        for param, heading, choices in self.columns:
-            cells = [cell.strip() for cell in raw[param]][:len(self.row_names)]
-            cells += [""] * (len(self.row_names) - len(cells))
-            for number, cell in enumerate(cells, 1):
-                if len(cell) > 40 or ("," in cell and not self.commas) or not cell.isprintable():
-                    raise forms.Invalid("%s %d: at most 40 characters%s" % (
-                        heading.lower(), number, "" if self.commas else ", no commas"))
-                if choices is not None and cell not in dict(choices):
-                    raise forms.Invalid("%s %d: not one of the choices" % (heading.lower(),
-                                                                          number))
-            value[param] = tuple(cells)
-        return value
-
-    def shown(self, value):
-        rows = []
-        for index, row_name in enumerate(self.row_names):
-            cells = []
-            for param, heading, choices in self.columns:
-                cell = value[param][index] if index < len(value[param]) else ""
-                cells.append({"param": param, "heading": heading, "value": cell,
-                              "choices": None if choices is None else [
-                                  {"value": v, "text": t, "checked": v == cell}
-                                  for v, t in choices]})
-            rows.append({"name": row_name, "cells": cells})
-        return {"headings": [heading for _, heading, _ in self.columns], "rows": rows}
-
-
 def _settings(st, unit):
     """Every setting of `unit` as the form and the log compare them."""
     options = st.units.graph_options(unit)
@@ -219,7 +171,7 @@ class UnitAdmin(ModelAdmin):
             forms.Integer("fields", "Number of data fields", range(1, store.MAX_FIELDS + 1),
                           "1 to 32 values per sample"),
             forms.Boolean("enabled", "Enabled", "a disabled unit's requests are refused"),
-            FieldTable("field_table", "Fields",
+            forms.Table("field_table", "Fields",
                        ["%d" % f for f in range(1, count + 1)],
                        [("field_names", "Name", None), ("field_units", "Unit of measure", None),
                         ("field_axis", "Graph axis",
@@ -227,7 +179,7 @@ class UnitAdmin(ModelAdmin):
                        "each field's name and unit of measure (shown on graphs, statistics "
                        "and displays), and the graph axis it is drawn on; fields on no axis "
                        "share one more"),
-            FieldTable("axis_table", "Graph axes", ["axis %d" % a for a in range(1, AXES + 1)],
+            forms.Table("axis_table", "Graph axes", ["axis %d" % a for a in range(1, AXES + 1)],
                        [("axis_label", "Label", None)], "a label for each axis used",
                        commas=True),
             forms.Integer("graph_width", "Graph width (pixels)", rules.GRAPH_PIXELS),

@@ -38,8 +38,7 @@ def _loggable(changes):
 
 
 def _render(request, template, title, model=None, **context):
-    return html.render(request, template, title, model=model,
-                       admin_models=_visible_models(request), **context)
+    return html.render(request, template, title, model=model, **context)
 
 
 def _visible_models(request):
@@ -144,13 +143,15 @@ def _delete_selected(request, model):
         return _render(request, "admin/delete_selected.html", "Delete %s?" % model.plural,
                        model=model, rows=[(model.key(row), model.describe(row),
                                            model.dependents(request, row)) for row in rows])
-    later = [row for row in rows if model.delete(request, row) is not None]
+    background = 0
     for row in rows:
-        if row not in later:
+        if model.delete(request, row) is None:
             record(request, model, "delete", row)
+        else:              # going in the background: the model logs it when done
+            background += 1
     html.flash(request, "%d %s deleted%s." % (
         len(rows), model.plural if len(rows) != 1 else model.singular,
-        " (%d of them in the background)" % len(later) if later else ""))
+        " (%d of them in the background)" % background if background else ""))
     return app.redirect(request.url_for("admin_list", model.name), 303)
 
 
@@ -204,7 +205,8 @@ def _form_page(request, model, row):
         status = 400
     title = ("Add %s" % model.singular) if row is None else model.describe(row)
     return _render(request, "admin/change_form.html", title, model=model, form=form,
-                   fields=form.rows(), row=row, key=None if row is None else model.key(row), status=status,
+                   fields=form.rows(), row=row, status=status,
+                   key=None if row is None else model.key(row),
                    links=[] if row is None else _row_links(request, model, row),
                    delete=row is not None and model.allows(request, "delete", row))
 
