@@ -592,3 +592,17 @@ def test_a_unit_with_many_samples_goes_as_a_chore_and_is_logged_once(admin):
     assert site.db.units.get("A1") is None
     [entry] = site.log(model="units")
     assert (entry.action, entry.message) == ("delete", "with 1,200 samples")
+
+
+def test_a_field_without_a_name_stays_without_one_when_saved(admin):
+    site = admin()
+    unit = site.db.units.add("A1", "key", 3, field_names=("Flow", "", "Temp"))
+    site.db.commit()
+    form = site.root.get("/admin/units/A1/change/").body
+    names = re.findall(r'name="field_names" value="([^"]*)"', form)
+    assert names == ["Flow", "", "Temp"]
+    answer = site.root.submit("/admin/units/A1/change/", unit_form(fields="3") + [
+        ("field_names", n) for n in names])
+    assert answer.status == 303
+    site.db.notice_others()
+    assert site.db.units.get_by_id(unit.id).field_names == ("Flow", "", "Temp")

@@ -64,7 +64,7 @@ def _table_initial(unit, options):
         for field in axis.fields:
             on_axis.setdefault(field, str(number))
     count = unit.fields
-    return {"field_names": tuple(unit.label(i) if i < len(unit.field_names) else ""
+    return {"field_names": tuple(unit.field_names[i] if i < len(unit.field_names) else ""
                                  for i in range(count)),
             "field_units": tuple(unit.measure(i) for i in range(count)),
             "field_axis": tuple(on_axis.get(f, "") for f in range(1, count + 1))}
