@@ -279,7 +279,8 @@ def _axes_text(axes):
 
 
 # The unit columns a person sets (the rest are the store's own).
-UNIT_SETTINGS = ("key", "name", "description", "fields", "field_names", "enabled", "source_id")
+UNIT_SETTINGS = ("key", "name", "description", "fields", "field_names", "field_units",
+                 "report_fields", "enabled", "source_id")
 
 
 def _apply_unit_options(st, unit, args):
@@ -294,19 +295,34 @@ def _apply_unit_options(st, unit, args):
              else () if args.field_names is not None else unit.field_names)
     if len(names) > fields:
         raise CommandError("--field-names: %d names for %d fields" % (len(names), fields))
+    measures = (tuple(n.strip() for n in args.field_units.split(",")) if args.field_units
+                else () if args.field_units is not None else unit.field_units)
+    if len(measures) > fields:
+        raise CommandError("--field-units: %d units for %d fields" % (len(measures), fields))
+    report = unit.report_fields
+    if args.report_fields is not None:   # "" is all
+        try:
+            report = tuple(sorted({int(n) for n in args.report_fields.split(",") if n.strip()}))
+        except ValueError:
+            report = (0,)
+        if not set(report) <= set(range(1, fields + 1)):
+            raise CommandError("--report-fields: field numbers from 1 to %d, comma-separated"
+                               % fields)
     source = unit.source_id
     if args.source is not None:  # "" is --no-source
         source = _unit(st, args.source).id if args.source else None
     new = unit._replace(
-        key=key, fields=fields, field_names=names, source_id=source,
+        key=key, fields=fields, field_names=names, field_units=measures,
+        report_fields=report, source_id=source,
         name=unit.name if args.name is None else args.name,
         description=unit.description if args.description is None else args.description,
         enabled=unit.enabled if args.enabled is None else args.enabled)
     values = {column: getattr(new, column) for column in UNIT_SETTINGS
               if getattr(new, column) != getattr(unit, column)}
     changes = {column: [getattr(unit, column), value] for column, value in values.items()}
-    if "field_names" in changes:
-        changes["field_names"] = [",".join(names) for names in changes["field_names"]]
+    for joined in ("field_names", "field_units", "report_fields"):
+        if joined in changes:
+            changes[joined] = [",".join(map(str, values)) for values in changes[joined]]
     if "source_id" in changes:
         changes["source"] = [st.units.get_by_id(i).code if i else None
                              for i in changes.pop("source_id")]
@@ -703,6 +719,10 @@ def _unit_options(p, adding):
     p.add_argument("--name")
     p.add_argument("--description")
     p.add_argument("--field-names", help="comma-separated names of the fields")
+    p.add_argument("--field-units", metavar="UNITS",
+                   help="comma-separated units of measure of the fields (m3/h,bar,...)")
+    p.add_argument("--report-fields", metavar="N,N",
+                   help="the fields the unit page and exports offer ('' for all)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--source", metavar="CODE",
                         help="the unit whose samples dl returns by default")

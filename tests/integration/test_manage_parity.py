@@ -333,3 +333,17 @@ def test_adduser_puts_the_user_in_groups_and_log_shows_it(srv):
     shown = manage(srv, "log", "--model", "units", "--limit", "1").stdout
     assert "Main\\x1bpump" in shown and "\x1b" not in shown
     assert manage(srv, "log", "--user", "nobody").stdout == "no entries\n"
+
+
+def test_changeunit_sets_units_of_measure_and_report_fields(srv):
+    manage(srv, "changeunit", "A1", "--field-units", "m3/h,m,,bar", "--report-fields", "4,1")
+    unit = units(srv)["A1"][0]
+    assert unit.field_units == ("m3/h", "m", "", "bar") and unit.report_fields == (1, 4)
+    [entry] = log_entries(srv, model="units", limit=1)
+    assert entry.changes == {"field_units": ["", "m3/h,m,,bar"], "report_fields": ["", "1,4"]}
+    refused(manage(srv, "changeunit", "A1", "--report-fields", "5", check=False),
+            "--report-fields: field numbers from 1 to 4")
+    refused(manage(srv, "changeunit", "A1", "--field-units", "a,b,c,d,e", check=False),
+            "5 units for 4 fields")
+    manage(srv, "changeunit", "A1", "--report-fields", "")
+    assert units(srv)["A1"][0].report_fields == ()
