@@ -209,8 +209,13 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
     insert = samples.stage(unit.fields)
     pattern = row_pattern(unit.fields)
     # The common row, an id of digits (or none) and no quotes, is matched
-    # whole as the line it is; any other line is read as CSV first.
-    plain = re.compile(r"[0-9]*," + pattern.pattern[:-len(r"\Z")] + r"\r?\n?\Z", re.ASCII)
+    # whole as the line it is, its cells made only of the characters of
+    # numbers: over those, `float` takes exactly what ttp.NUMBER does (no
+    # inf, nan, _ or spaces can be there), so it checks them as it reads
+    # them. Any other line, or one `float` refuses, is read as CSV and
+    # checked by the row pattern, which says what is wrong.
+    plain = re.compile(r"[0-9]*,(%s),([-+.,0-9eE]*)\r?\n?\Z" % times.PATTERN, re.ASCII)
+    fields = unit.fields
     moment = _Moments().of
     finite = ttp.finite
     repeated = 0
@@ -222,10 +227,19 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
         try:
             for line in each:
                 rows += 1
-                match = plain.match(line)
                 row = rows + 1
-                if match is None:
+                match = plain.match(line)
+                values = None
+                if match is not None:
+                    cells = match.group(9).split(",")
+                    if len(cells) == fields:
+                        try:
+                            values = [float(c) if c else None for c in cells]
+                        except ValueError:
+                            pass
+                if values is None:
                     match = _other_row(line, row, width, pattern)
+                    values = [float(c) if c else None for c in match.group(9).split(",")]
                 parts = match.groups()
                 try:
                     ts = moment(*parts[1:8])
@@ -233,7 +247,7 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
                     raise BadFile(row, "timestamp %s is no real date and time"
                                   % times.quoted(parts[0])) from None
                 try:
-                    values = finite([float(c) if c else None for c in parts[8].split(",")])
+                    values = finite(values)
                 except ttp.TTPError:
                     raise BadFile(row, "a value is out of range (finite numbers only)") from None
                 batch.append((ts, row, *values))

@@ -74,3 +74,25 @@ def test_a_line_longer_than_a_block_refuses_the_file(monkeypatch):
     with pytest.raises(importer.BadFile) as refused:
         importer.import_csv(db, unit, io.BytesIO(data))
     assert refused.value.row == 5 and "longer than 64 bytes" in refused.value.reason
+
+
+@pytest.mark.parametrize("cell", ["inf", "nan", "1_0", " 1", "1e", "+-1", "1.2.3", "0x1",
+                                  "١", "1e5e5", ".", "-"])
+def test_a_cell_float_reads_but_ttp_does_not_is_refused(cell):
+    db, unit = fresh()
+    data = ("id,timestamp,a,b\n,2024-03-01 00:00:00,1,%s\n" % cell).encode()
+    with pytest.raises(importer.BadFile) as refused:
+        importer.import_csv(db, unit, io.BytesIO(data))
+    assert refused.value.row == 2 and "field 2" in refused.value.reason
+    assert db.units.counts(unit) == (0, None)
+
+
+def test_cells_ttp_reads_are_read_alike_by_either_path():
+    db, unit = fresh()
+    cells = ["1", "-2.5", "+.5", "5.", "1e5", "-1.5E-3", "", "007"]
+    lines = ["id,timestamp,a,b"] + [
+        "%s,2024-03-01 00:00:%02d,%s,%s" % ('"9"' if i % 2 else "9", i, c, cells[-1 - i])
+        for i, c in enumerate(cells)]                 # a quoted id: the CSV path
+    importer.import_csv(db, unit, io.BytesIO("\n".join(lines).encode()))
+    assert [row[2:] for row in db.samples.between(unit)] == [
+        (float(a) if a else None, float(b) if b else None) for a, b in zip(cells, cells[::-1])]
