@@ -97,3 +97,51 @@ def test_active_superusers_are_counted():
     db.accounts.change_user(db.accounts.get_user_by_name("off").id, is_active=False)
     assert db.accounts.count_active_superusers() == 1
     assert db.accounts.count_active_superusers(besides=root.id) == 0
+
+
+def test_upload_counts_are_written_once_per_unit_at_the_commit():
+    db = fresh()
+    a1 = db.units.add("A1", "k", 1)
+    db.commit()
+    for ts in range(1, 101):
+        db.samples.add(a1, [(ts, (1.0,))])
+    before = db.changes
+    db.commit()
+    assert db.changes == before + 1                       # one row: A1's counters
+    assert db.units.counts(a1) == (100, 100)
+    db.samples.add(a1, [(500, (1.0,))])
+    db.rollback()                                         # its tally goes with it
+    db.commit()
+    assert db.units.counts(a1) == (100, 100)
+
+
+def test_counts_read_in_the_transaction_see_its_uploads():
+    db = fresh()
+    a1 = db.units.add("A1", "k", 1)
+    db.samples.add(a1, [(7, (1.0,))])
+    assert db.units.counts(a1) == (1, 7)
+    assert db.units.page(0, 1)[0][1:] == (1, 7)
+
+
+def test_an_undone_savepoint_takes_its_uploads_counts_with_it():
+    db = fresh()
+    a1 = db.units.add("A1", "k", 1)
+    db.samples.add(a1, [(1, (1.0,))])
+    with pytest.raises(RuntimeError):
+        with db.atomic():
+            db.samples.add(a1, [(2, (1.0,))])
+            db.samples.add(a1, [(3, (1.0,)), (4, (1.0,))])
+            raise RuntimeError("the view failed")
+    db.commit()
+    assert db.units.counts(a1) == (1, 1) and db.samples.count(a1) == 1
+
+
+def test_deleting_after_uploads_in_one_transaction_keeps_the_newest_right():
+    db = fresh()
+    a1 = db.units.add("A1", "k", 1)
+    db.samples.add(a1, [(1, (1.0,)), (2, (1.0,))])
+    db.commit()
+    db.samples.add(a1, [(9, (1.0,))])                     # tallied, not yet written
+    assert db.samples.delete_oldest(a1, 10) == 3          # ...and deleted in the same turn
+    db.commit()
+    assert db.units.counts(a1) == (0, None)

@@ -47,6 +47,10 @@ class Database:
         self.all = self.dialect.all
         # fn(committed) for each commit (True) and rollback (False).
         self.on_end = []
+        # fn() just before each commit, writing within the transaction.
+        self.before_commit = []
+        # Savepoints open (`atomic` blocks): writes in one may be undone.
+        self.savepoints = 0
         # fn() that drops rows a repository cached: after a rollback (of the
         # transaction or an atomic block, which may have read them) and
         # once another connection committed.
@@ -114,6 +118,8 @@ class Database:
 
     def commit(self):
         if self.dialect.in_transaction:
+            for write in self.before_commit:
+                write()
             self.execute("COMMIT")
         for ended in self.on_end:
             ended(True)
@@ -133,13 +139,16 @@ class Database:
         go on to their commit."""
         self.begin()
         self.execute("SAVEPOINT atomic")
+        self.savepoints += 1
         try:
             yield
         except BaseException:
+            self.savepoints -= 1
             self.execute("ROLLBACK TO atomic")
             self.execute("RELEASE atomic")
             self._stale()
             raise
+        self.savepoints -= 1
         self.execute("RELEASE atomic")
 
     def notice_others(self):

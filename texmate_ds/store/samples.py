@@ -11,8 +11,9 @@
   one look-up of the timestamps already stored and one ``executemany``;
   nothing per sample in Python beyond building its row. Every write here
   (uploads, imports, deletes) also keeps the unit's sample count and
-  newest timestamp in the units table, one statement per call, so that
-  nobody counts a million rows to show them.
+  newest timestamp in the units table, so that nobody counts a million
+  rows to show them: uploads tally them and write them once per unit
+  just before the transaction commits, the rest at once.
 * ``dl next`` reads a source's samples in arrival order (by id) from a
   cursor per (reader, source), kept here.
 * Range reads for the web (`stats`, `plot_rows`) fetch their whole answer
@@ -50,9 +51,14 @@ class Samples:
         self._insert_sql = {}
         self._select_cols = {}
         self._one_sql = {}
+        # unit id -> [samples added, newest ts] by uploads of the open
+        # transaction, written to the units table just before it commits.
+        self._tally = {}
         db.on_end.append(self._ended)
+        db.before_commit.append(self.write_counts)
 
     def _ended(self, committed):
+        self._tally.clear()
         if committed:
             self.stored += self.pending
         self.pending = 0
@@ -82,7 +88,7 @@ class Samples:
             ts, values = samples[0]
             if db.execute(sql, (unit.id, ts, received, *values)).rowcount == 1:
                 self.pending += 1
-                db.execute(_COUNT_ADDED, (1, ts, ts, unit.id))
+                self._count(unit.id, 1, ts)
                 return []
             return [0]
         duplicates = []
@@ -105,8 +111,8 @@ class Samples:
             newest = max(ts for _, ts, _ in fresh)
             with db.atomic():
                 db.executemany(sql, [(unit.id, ts, received, *values) for _, ts, values in fresh])
-                db.execute(_COUNT_ADDED, (len(fresh), newest, newest, unit.id))
             self.pending += len(fresh)
+            self._count(unit.id, len(fresh), newest)
         return duplicates
 
     # -- a staged bulk import (``manage import``): rows go to a temporary
@@ -286,10 +292,40 @@ class Samples:
         self._recount(unit, -len(found))
         return found
 
+    def _count(self, unit_id, added, newest):
+        """Uploads of `added` samples, the newest at `newest`: tallied, and
+        written once per unit at the commit (one statement for many
+        uploads); inside a savepoint at once, so that it goes if the
+        savepoint is undone."""
+        if self.db.savepoints:
+            self.db.execute(_COUNT_ADDED, (added, newest, newest, unit_id))
+            return
+        tally = self._tally.get(unit_id)
+        if tally is None:
+            self._tally[unit_id] = [added, newest]
+        else:
+            tally[0] += added
+            if newest > tally[1]:
+                tally[1] = newest
+
+    def write_counts(self, unit_id=None):
+        """Write the uploads' tally (or only unit `unit_id`'s) into the units
+        table: before a commit, and before anyone reads the counts."""
+        if unit_id is None:
+            rows = [(added, newest, newest, uid) for uid, (added, newest) in self._tally.items()]
+            self._tally.clear()
+        else:
+            found = self._tally.pop(unit_id, None)
+            rows = [] if found is None else [(found[0], found[1], found[1], unit_id)]
+        if rows:
+            self.db.executemany(_COUNT_ADDED, rows)
+
     def _recount(self, unit, added):
         """Keep the unit's count and newest timestamp (units table) right
         after `added` samples (negative: deleted) went in or out anyhow:
-        the newest is looked up again, one index step."""
+        the newest is looked up again, one index step (after the unit's
+        tally is written, which could name a sample gone since)."""
+        self.write_counts(unit.id)
         if added:
             self.db.execute(
                 "UPDATE units SET sample_count = sample_count + ?,"

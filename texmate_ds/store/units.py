@@ -187,6 +187,7 @@ class Units:
         id) only the units that user was given access to (`accounts`). The
         counts are the ones kept in the units table: constant time."""
         where, params = self._where(search, seen_by)
+        self.db.samples.write_counts()
         rows = self.db.all(
             "SELECT %s, u.sample_count, u.last_ts FROM units u WHERE %s ORDER BY %s"
             " LIMIT ? OFFSET ?" % (COLUMNS_AS_U, where, order_by(ORDERS, order, "u.code")),
@@ -199,6 +200,7 @@ class Units:
 
     def counts(self, unit):
         """(sample count, newest timestamp or None) as the table keeps them."""
+        self.db.samples.write_counts(unit.id)
         row = self.db.one("SELECT sample_count, last_ts FROM units WHERE id = ?", (unit.id,))
         return tuple(row) if row else (0, None)
 
