@@ -95,10 +95,13 @@ ROWS = {
              field_names="Flow,,Level", enabled=1, source_id=None, created=5,
              graph_width=640, graph_height=200,
              graph_axes='[{"label": "Flow", "fields": [1, 2]}]', field_units="m³/h,,m",
-             report_fields="1,3", sample_count=2, last_ts=10),
+             report_fields="1,3", sample_count=2, last_ts=10, webhook_url="https://x/hook",
+             silent_minutes=15, silent_level=3, silent_since=None, last_received=12),
         dict(id=2, code="B7", key="k;'2", name="", description="", fields=2, field_names="",
              enabled=0, source_id=1, created=6, graph_width=800, graph_height=300,
-             graph_axes="[]", field_units="", report_fields="", sample_count=1, last_ts=10),
+             graph_axes="[]", field_units="", report_fields="", sample_count=1, last_ts=10,
+             webhook_url="", silent_minutes=None, silent_level=1, silent_since=None,
+             last_received=13),
     ],
     "unit_reads": [dict(reader_id=2, source_id=1)],
     "samples": [
@@ -131,6 +134,16 @@ ROWS = {
     "group_permissions": [dict(group_id=1, permission="units.change")],
     "user_units": [dict(user_id=2, unit_id=1)],
     "group_units": [dict(group_id=1, unit_id=2)],
+    "alarms": [dict(id=1, unit_id=1, kind="meter", level=2, data='["2009-1-16 15:30:45", "hi"]',
+                    meter_ts=5, received=6, acknowledged=None, acknowledged_by="", note=""),
+               dict(id=2, unit_id=2, kind="silent", level=1, data="[]", meter_ts=None,
+                    received=7, acknowledged=8, acknowledged_by="ann", note="checked")],
+    "alarm_messages": [dict(id=1, unit_id=1, level=2, subject="{{ unit }}", body="{{ data.0 }}"),
+                       dict(id=2, unit_id=None, level=None, subject="s", body="b")],
+    "mailing_list": [dict(unit_id=1, user_id=2)],
+    "outbox": [dict(id=1, alarm_id=1, kind="email", recipient="ann@example.com",
+                    subject="A1", body="hi", state="queued", created=6, attempts=1,
+                    next_attempt=9, last_attempt=7, last_reply="451 later")],
     "action_log": [
         dict(id=1, at=8, actor="manage:root", action="change", model="unit", object_id="1",
              object_repr="A1 (Pump)", changes='{"key": "(changed)", "name": ["", "Pump"]}',
@@ -147,6 +160,7 @@ DERIVED = {
     ("units", "sample_count"): [(1, 2), (2, 1)],      # A1 has two samples, B7 one
     ("units", "last_ts"): [(1, 10), (2, 10)],
     ("users", "all_units"): [(1, 1), (2, 1)],          # everyone saw every unit before
+    ("units", "last_received"): [(1, 12), (2, 13)],
 }
 
 

@@ -6,6 +6,7 @@ import contextlib
 from texmate_ds.store import schema
 from texmate_ds.store.accounts import Accounts
 from texmate_ds.store.actionlog import ActionLog
+from texmate_ds.store.alarms import Alarms, Outbox
 from texmate_ds.store.displays import Displays
 from texmate_ds.store.errors import SchemaTooNew
 from texmate_ds.store.samples import Samples
@@ -15,7 +16,8 @@ from texmate_ds.store.units import Units
 
 class Database:
     """One connection to the database at `path` and its repositories:
-    ``db.units``, ``db.samples``, ``db.accounts``, ``db.displays``, ``db.log``.
+    ``db.units``, ``db.samples``, ``db.accounts``, ``db.displays``, ``db.log``,
+    ``db.alarms``, ``db.outbox``.
 
     Writes join one shared transaction, begun by the first write and ended
     only by `commit` or `rollback`: the group commit (or whoever runs the
@@ -60,6 +62,8 @@ class Database:
         self.accounts = Accounts(self)
         self.displays = Displays(self)
         self.log = ActionLog(self)
+        self.alarms = Alarms(self)
+        self.outbox = Outbox(self)
 
     # -- schema ---------------------------------------------------------------
 

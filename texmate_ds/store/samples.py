@@ -36,10 +36,11 @@ _BEFORE_ALL = -(2 ** 62)
 _IN_CHUNK = 900
 # The upload path keeps its unit's count and newest timestamp (in the
 # units table, which the home page and the admin read) with one statement:
-# (samples added, their newest ts twice, unit id).
+# (samples added, their newest ts twice, when they came, unit id).
 _COUNT_ADDED = (
     "UPDATE units SET sample_count = sample_count + ?,"
-    " last_ts = CASE WHEN last_ts IS NULL OR last_ts < ? THEN ? ELSE last_ts END WHERE id = ?")
+    " last_ts = CASE WHEN last_ts IS NULL OR last_ts < ? THEN ? ELSE last_ts END,"
+    " last_received = ? WHERE id = ?")
 
 
 class Samples:
@@ -88,7 +89,7 @@ class Samples:
             ts, values = samples[0]
             if db.execute(sql, (unit.id, ts, received, *values)).rowcount == 1:
                 self.pending += 1
-                self._count(unit.id, 1, ts)
+                self._count(unit.id, 1, ts, received)
                 return []
             return [0]
         duplicates = []
@@ -112,7 +113,7 @@ class Samples:
             with db.atomic():
                 db.executemany(sql, [(unit.id, ts, received, *values) for _, ts, values in fresh])
             self.pending += len(fresh)
-            self._count(unit.id, len(fresh), newest)
+            self._count(unit.id, len(fresh), newest, received)
         return duplicates
 
     # -- a staged bulk import (``manage import``): rows go to a temporary
@@ -292,19 +293,20 @@ class Samples:
         self._recount(unit, -len(found))
         return found
 
-    def _count(self, unit_id, added, newest):
-        """Uploads of `added` samples, the newest at `newest`: tallied, and
-        written once per unit at the commit (one statement for many
-        uploads); inside a savepoint at once, so that it goes if the
-        savepoint is undone."""
+    def _count(self, unit_id, added, newest, received):
+        """Uploads of `added` samples, the newest at `newest`, come at
+        `received`: tallied, and written once per unit at the commit (one
+        statement for many uploads); inside a savepoint at once, so that it
+        goes if the savepoint is undone."""
         if self.db.savepoints:
-            self.db.execute(_COUNT_ADDED, (added, newest, newest, unit_id))
+            self.db.execute(_COUNT_ADDED, (added, newest, newest, received, unit_id))
             return
         tally = self._tally.get(unit_id)
         if tally is None:
-            self._tally[unit_id] = [added, newest]
+            self._tally[unit_id] = [added, newest, received]
         else:
             tally[0] += added
+            tally[2] = received
             if newest > tally[1]:
                 tally[1] = newest
 
@@ -312,11 +314,12 @@ class Samples:
         """Write the uploads' tally (or only unit `unit_id`'s) into the units
         table: before a commit, and before anyone reads the counts."""
         if unit_id is None:
-            rows = [(added, newest, newest, uid) for uid, (added, newest) in self._tally.items()]
+            rows = [(added, newest, newest, received, uid)
+                    for uid, (added, newest, received) in self._tally.items()]
             self._tally.clear()
         else:
             found = self._tally.pop(unit_id, None)
-            rows = [] if found is None else [(found[0], found[1], found[1], unit_id)]
+            rows = [] if found is None else [(found[0], found[1], found[1], found[2], unit_id)]
         if rows:
             self.db.executemany(_COUNT_ADDED, rows)
 

@@ -22,6 +22,7 @@ MIGRATIONS = (
     "0003_sign_in_attempts",
     "0004_action_log",
     "0005_admin",
+    "0006_alarms",
 )
 VERSION = len(MIGRATIONS)
 

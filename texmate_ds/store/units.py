@@ -18,7 +18,8 @@ from texmate_ds.store.errors import NotFound
 from texmate_ds.store.sql import UNITS_SEEN_BY, filters, order_by, searching
 
 _COLUMNS = ("id", "code", "key", "name", "description", "fields", "field_names", "enabled",
-            "source_id", "field_units", "report_fields")
+            "source_id", "field_units", "report_fields", "webhook_url", "silent_minutes",
+            "silent_level")
 _SELECT = "SELECT %s FROM units" % ", ".join(_COLUMNS)
 # The same columns of the table aliased "u", for joins (displays).
 COLUMNS_AS_U = ", ".join("u." + column for column in _COLUMNS)
@@ -27,22 +28,26 @@ ORDERS = {"code": "u.code", "name": "u.name", "fields": "u.fields",
           "samples": "u.sample_count", "last": "u.last_ts", "enabled": "u.enabled"}
 
 
-class Unit(collections.namedtuple("Unit", _COLUMNS, defaults=((), ()))):
+class Unit(collections.namedtuple("Unit", _COLUMNS, defaults=((), (), "", None, 1))):
     """A unit as stored: `field_names` and `field_units` (each field's
     unit of measure) tuples of text, maybe shorter than `fields`;
     `enabled` a bool; `source_id` the unit ``dl`` reads by default (None:
     itself); `report_fields` the 1-based fields exports and the unit page
-    offer (empty: all)."""
+    offer (empty: all); `webhook_url` where its alarms are posted ("":
+    nowhere); `silent_minutes` how long without a sample raises a
+    silent-meter alarm (None: never) at `silent_level`."""
 
     __slots__ = ()
 
     @classmethod
     def from_row(cls, row):
         (unit_id, code, key, name, description, fields, field_names, enabled,
-         source_id, field_units, report_fields) = row
+         source_id, field_units, report_fields, webhook_url, silent_minutes,
+         silent_level) = row
         return cls(unit_id, code, key, name, description, fields, _texts(field_names),
                    bool(enabled), source_id, _texts(field_units),
-                   tuple(int(n) for n in report_fields.split(",")) if report_fields else ())
+                   tuple(int(n) for n in report_fields.split(",")) if report_fields else (),
+                   webhook_url, silent_minutes, silent_level)
 
     def check_key(self, key):
         """Is `key` this unit's? In constant time."""
