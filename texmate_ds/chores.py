@@ -255,8 +255,11 @@ class DeleteSamples:
         self.chunk = chunk
         self.deleted = 0
 
+    # The repository whose `delete_oldest(unit, limit, before)` it calls.
+    rows = "samples"
+
     def __call__(self):
-        gone = self.store.samples.delete_oldest(self.unit, self.chunk, self.before)
+        gone = getattr(self.store, self.rows).delete_oldest(self.unit, self.chunk, self.before)
         self.deleted += gone
         return gone < self.chunk
 
@@ -265,3 +268,10 @@ class DeleteSamples:
         if self.total is None:
             return "%s deleted" % format(self.deleted, ",")
         return "%s of %s" % (format(self.deleted, ","), format(self.total, ","))
+
+
+class DeleteAlarms(DeleteSamples):
+    """The same for `unit`'s alarms (`Alarms.delete_oldest`; `before` is
+    when they were received)."""
+
+    rows = "alarms"

@@ -606,3 +606,121 @@ def test_a_field_without_a_name_stays_without_one_when_saved(admin):
     assert answer.status == 303
     site.db.notice_others()
     assert site.db.units.get_by_id(unit.id).field_names == ("Flow", "", "Temp")
+
+
+# -- alarms, the outbox, mailing lists -----------------------------------------
+
+def test_alarms_are_listed_acknowledged_and_shown_on_the_home_page(admin):
+    site = admin()
+    a1, b7 = site.unit("A1"), site.unit("B7")
+    first = site.db.alarms.add(a1, 2, ["2009-1-16 15:30:45", "high"])
+    second = site.db.alarms.add(b7, 5, ["low"])
+    site.db.commit()
+    root = site.root
+    home = root.get("/").body
+    assert "state=active" in home and 'class="alarm"' in home
+    listing = root.get("/admin/alarms/")
+    assert listing.status == 200 and "high" in listing.body and "low" in listing.body
+    assert "low" not in root.get("/admin/alarms/?unit=A1").body
+    page = root.get("/admin/alarms/%d/change/" % first.id)
+    assert page.status == 200 and "2009-1-16 15:30:45" in page.body and "Acknowledge" in page.body
+    path = "/admin/alarms/%d/acknowledge/" % first.id
+    assert root.submit(path, {"note": "valve closed"}).status == 303
+    site.db.notice_others()
+    done = site.db.alarms.get(first.id)
+    assert (done.acknowledged_by, done.note, done.active) == ("root", "valve closed", False)
+    [entry] = site.log(model="alarms", limit=1)
+    assert entry.changes == {"acknowledged": [None, "root"]} and entry.message == "valve closed"
+    assert "high" not in root.get("/admin/alarms/?state=active").body
+    assert "high" in root.get("/admin/alarms/?state=acknowledged").body
+    answer = root.submit("/admin/alarms/", [("action", "acknowledge_selected"),
+                                            ("selected", str(second.id))], page="/admin/alarms/")
+    assert answer.status == 303
+    assert site.db.alarms.active_counts() == {}
+    viewer = site.browser("viewer", permissions=["alarms.view"], units=["A1"])
+    assert "low" not in viewer.get("/admin/alarms/").body
+    assert viewer.get("/admin/alarms/%d/change/" % second.id).status == 404
+    assert viewer.post(path, {"csrf_token": viewer.csrf("/admin/")}).status == 403
+
+
+def test_alarms_are_deleted_as_samples_are_and_the_switch_holds(admin):
+    site = admin(ALLOW_ALARM_DELETION=False)
+    a1 = site.unit("A1")
+    alarm = site.db.alarms.add(a1, 1, [])
+    site.db.commit()
+    root = site.root
+    token = root.csrf("/admin/")
+    assert "Delete" not in root.get("/admin/alarms/?unit=A1").body
+    for form in ({"action": "delete_selected", "selected": str(alarm.id), "confirm": "yes"},
+                 {"action": "delete_all", "unit": "A1", "confirm": "yes"}):
+        assert root.post("/admin/alarms/", dict(form, csrf_token=token)).status == 403
+    site2 = admin()
+    a1 = site2.unit("A1")
+    for _ in range(3):
+        site2.db.alarms.add(a1, 1, [])
+    site2.db.commit()
+    everything = [("action", "delete_all"), ("unit", "A1")]
+    confirm = site2.root.submit("/admin/alarms/", everything, page="/admin/alarms/")
+    assert confirm.status == 200 and "all 3 alarms of A1" in confirm.body
+    assert site2.root.submit("/admin/alarms/", everything + [("confirm", "yes")],
+                             page="/admin/alarms/").status == 303
+    site2.db.notice_others()
+    assert site2.db.alarms.count(a1) == 0
+    assert site2.log(model="alarms", limit=1)[0].message == "3 alarms"
+
+
+def test_the_outbox_lists_messages_and_queues_them_again(admin):
+    site = admin()
+    a1 = site.unit("A1")
+    alarm = site.db.alarms.add(a1, 1, [])
+    letter_id = site.db.outbox.add(alarm.id, "email", "ann@x.org", "A1 level 1", "body")
+    site.db.outbox.attempted(site.db.outbox.get(letter_id), "failed", "550 no such user")
+    site.db.commit()
+    listing = site.root.get("/admin/outbox/?state=failed")
+    assert listing.status == 200 and "550 no such user" in listing.body
+    assert "ann@x.org" in site.root.get("/admin/outbox/?alarm=%d" % alarm.id).body
+    assert site.root.get("/admin/outbox/add/").status == 404
+    answer = site.root.submit("/admin/outbox/", [("action", "retry_selected"),
+                                                 ("selected", str(letter_id))],
+                              page="/admin/outbox/")
+    assert answer.status == 303
+    site.db.notice_others()
+    assert site.db.outbox.get(letter_id).state == "queued"
+
+
+def test_a_mailing_list_is_edited_and_sent_a_test_message(admin):
+    site = admin()
+    a1 = site.unit("A1")
+    ann = site.db.accounts.add_user("ann", "x", email="ann@x.org")
+    site.db.accounts.add_user("bob", "x")                        # no address: not offered
+    site.db.commit()
+    form = site.root.get("/admin/mailinglists/A1/change/").body
+    assert "ann &lt;ann@x.org&gt;" in form and "bob" not in form
+    assert site.root.submit("/admin/mailinglists/%d/change/" % a1.id,
+                            [("users", str(ann.id))]).status == 303
+    site.db.notice_others()
+    assert site.db.alarms.recipients(a1) == ["ann@x.org"]
+    answer = site.root.submit("/admin/mailinglists/", [("action", "send_test"),
+                                                       ("selected", str(a1.id))],
+                              page="/admin/mailinglists/")
+    assert answer.status == 303
+    site.db.notice_others()
+    [letter] = site.db.outbox.find()
+    assert (letter.recipient, letter.subject) == ("ann@x.org", "Test message for A1")
+
+
+def test_a_units_silent_alarm_and_webhook_are_set_in_its_form(admin):
+    site = admin()
+    site.unit("A1")
+    answer = site.root.submit("/admin/units/A1/change/", unit_form(
+        silent_minutes="15", silent_level="3", webhook_url="ftp://nope"))
+    assert answer.status == 400 and "an http:// or https:// address" in answer.body
+    answer = site.root.submit("/admin/units/A1/change/", unit_form(
+        silent_minutes="15", silent_level="3", webhook_url="https://chat.example/hook/T0K3N"))
+    assert answer.status == 303
+    site.db.notice_others()
+    unit = site.db.units.get("A1")
+    assert (unit.silent_minutes, unit.silent_level, unit.webhook_url) == (
+        15, 3, "https://chat.example/hook/T0K3N")
+    [entry] = site.log(model="units", limit=1)
+    assert entry.changes["webhook_url"] == "(changed)" and "T0K3N" not in str(entry)

@@ -358,7 +358,7 @@ def test_home_lists_units_with_counts_and_pages_them(web):
     w.db.commit()
     b = w.browser()
     first = b.get("/").body
-    assert first.count('<td class="num">') == 50
+    assert first.count('<td class="num">') == 2 * 50     # samples and active alarms, a row each
     assert "U49" in first and "U50" not in first
     # The newest sample's time, to the second as pages show times.
     assert '<td class="num">2</td>' in first and "<td>2001-09-09 01:46:40</td>" in first

@@ -8,7 +8,8 @@ The log is append-only; nothing here updates or deletes an entry.
 Secrets never reach it: a change to a field named in `SECRET_FIELDS` (a
 unit's key, a user's password) is written as ``"(changed)"``, whatever
 the caller passed (the string in place of the [old, new] pair), so no
-caller can leak one by mistake.
+caller can leak one by mistake; a caller may pass ``"(changed)"`` for a
+field of its own that it keeps secret (a webhook's address).
 """
 
 import collections
@@ -39,7 +40,7 @@ class ActionLog:
         is not read: None will do)."""
         if action not in ACTIONS:
             raise ValueError("action %r: one of %s" % (action, ", ".join(ACTIONS)))
-        shown = {field: SECRET if field in SECRET_FIELDS else list(values)
+        shown = {field: SECRET if field in SECRET_FIELDS or values == SECRET else list(values)
                  for field, values in (changes or {}).items()}
         return self.db.insert(
             "action_log", at=times.now(), actor=actor, action=action, model=model,

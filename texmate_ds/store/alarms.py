@@ -74,16 +74,18 @@ class Alarms:
         row = self.db.one(_SELECT_ALARM + " WHERE id = ?", (alarm_id,))
         return Alarm.from_row(row) if row else None
 
-    def find(self, unit=None, active=None, seen_by=None, before=None, limit=100):
+    def find(self, unit=None, active=None, seen_by=None, before=None, limit=100,
+             start=None, end=None):
         """[Alarm], newest first: of `unit` (None: any), active or not
-        (None: both), of units user `seen_by` may see (None: any), with an
-        id below `before` (the page after one ending there)."""
+        (None: both), of units user `seen_by` may see (None: any), received
+        from `start` to `end` (µs, None: unbounded), with an id below
+        `before` (the page after one ending there)."""
         where, params = filters(
             ("unit_id = ?", unit.id if unit else None),
             ("acknowledged IS NULL" if active else "acknowledged IS NOT NULL",
              () if active is not None else None),
             ("unit_id IN (%s)" % UNITS_SEEN_BY, seen_by and (seen_by, seen_by)),
-            ("id < ?", before))
+            ("received >= ?", start), ("received <= ?", end), ("id < ?", before))
         return [Alarm.from_row(row) for row in self.db.all(
             _SELECT_ALARM + " WHERE %s ORDER BY id DESC LIMIT ?" % where, params + [limit])]
 
@@ -100,8 +102,10 @@ class Alarms:
                       (times.now(), who, note, alarm.id))
         return self.get(alarm.id)
 
-    def count(self, unit):
-        return self.db.one("SELECT count(*) FROM alarms WHERE unit_id = ?", (unit.id,))[0]
+    def count(self, unit, before=None):
+        """`unit`'s alarms, or those received before `before`."""
+        where, params = filters(("unit_id = ?", unit.id), ("received < ?", before))
+        return self.db.one("SELECT count(*) FROM alarms WHERE " + where, params)[0]
 
     def delete_ids(self, ids):
         """Delete those of `ids` that are alarms; how many went."""
@@ -224,6 +228,18 @@ class Outbox:
                                 ("id < ?", before))
         return [Letter(*row) for row in self.db.all(
             _SELECT_LETTER + " WHERE %s ORDER BY id DESC LIMIT ?" % where, params + [limit])]
+
+    def states_of(self, alarm_ids):
+        """{alarm id: {state: letters}} of those alarms that have letters."""
+        ids = list(alarm_ids)
+        found = {}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            for alarm_id, state, count in self.db.all(
+                    "SELECT alarm_id, state, count(*) FROM outbox WHERE alarm_id IN (%s)"
+                    " GROUP BY alarm_id, state" % ",".join("?" * len(chunk)), chunk):
+                found.setdefault(alarm_id, {})[state] = count
+        return found
 
     def counts(self):
         """{state: how many}."""

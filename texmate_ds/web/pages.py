@@ -11,11 +11,14 @@ from texmate_ds.web import app, html
 @app.page
 def home(request):
     """Units the visitor may see, with the counts the units table keeps
-    (constant time however many samples), and every display."""
+    (constant time however many samples) and their active alarms, and
+    every display."""
     store, seen_by = request.store, request.access.seen_by
     units = html.Pager(request, store.units.count(seen_by=seen_by))
     displays = html.Pager(request, store.displays.count(), "displays_page")
-    rows = [{"unit": unit, "count": "{:,}".format(count), "newest": newest}
+    active = store.alarms.active_counts()
+    rows = [{"unit": unit, "count": "{:,}".format(count), "newest": newest,
+             "alarms": active.get(unit.id, 0)}
             for unit, count, newest in store.units.page(units.offset, units.size,
                                                         seen_by=seen_by)]
     return html.render(request, "home.html", "Units", units=rows, units_pager=units,

@@ -7,26 +7,38 @@ every model, and `ADMIN` the registry the views look models up in. Each
 model's module holds only what is truly its own: `units` (the per-field
 table and the graph axes), `accounts` (users, groups, API tokens, the
 password form and the last-superuser rule), `samples` (keyset paging,
-large deletes), `imports` (CSV files into a unit), `displays`.
+large deletes; `per_unit` what they share with alarms), `imports` (CSV
+files into a unit), `alarms` (alarms and their acknowledgement, the
+outbox, mailing lists), `displays`.
 
 URLs (route names in brackets): ``/admin/`` [admin_index],
 ``/admin/<model>/`` [admin_list] with bulk actions posted to it,
 ``/admin/<model>/add/`` [admin_add], ``/admin/<model>/<pk>/change/``
 [admin_change], ``/admin/<model>/<pk>/delete/`` [admin_delete],
 ``/admin/log/`` [admin_log], ``/admin/users/<pk>/password/``
-[admin_user_password] and ``/admin/samples/import/``
-[admin_samples_import] (a CSV upload, up to 256 MiB). Every one is behind `app.staff`: only staff
+[admin_user_password], ``/admin/samples/import/``
+[admin_samples_import] (a CSV upload, up to 256 MiB) and
+``/admin/alarms/<pk>/acknowledge/`` [admin_alarm_ack]. Every one is behind `app.staff`: only staff
 enter, and what they may do is their permissions' (``units.change``).
 
 An HTTP app adds a model with ``ADMIN.register(MyAdmin())``.
 """
 
 from texmate_ds.web import app
-from texmate_ds.web.admin import accounts, displays, imports, samples, units, views
+from texmate_ds.web.admin import (
+    accounts,
+    alarms,
+    displays,
+    imports,
+    samples,
+    units,
+    views,
+)
 from texmate_ds.web.admin.options import AdminSite
 
 ADMIN = AdminSite()
-for _model in (units.UnitAdmin(), samples.SampleAdmin(), displays.DisplayAdmin(),
+for _model in (units.UnitAdmin(), samples.SampleAdmin(), alarms.AlarmAdmin(),
+               displays.DisplayAdmin(), alarms.MailingListAdmin(), alarms.OutboxAdmin(),
                accounts.UserAdmin(), accounts.GroupAdmin(), accounts.TokenAdmin()):
     ADMIN.register(_model)
 del _model
@@ -38,6 +50,7 @@ ROUTES = app.group("/admin", [
     app.Route("/users/<pk>/password/", accounts.user_password, "admin_user_password", _FORM),
     app.Route("/samples/import/", imports.import_samples, "admin_samples_import", _FORM,
               files=True, body_limit=imports.IMPORT_BYTES),
+    app.Route("/alarms/<pk>/acknowledge/", alarms.acknowledge, "admin_alarm_ack", _FORM),
     app.Route("/<model>/", views.change_list, "admin_list", _FORM),
     app.Route("/<model>/add/", views.add, "admin_add", _FORM),
     app.Route("/<model>/<pk>/change/", views.change, "admin_change", _FORM),

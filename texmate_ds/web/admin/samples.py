@@ -7,51 +7,37 @@ filter, a read-only view of each, and three ways to delete (docs/web.md,
   last page. Each is an index walk from its edge, so the last page of ten
   million samples comes as fast as the first (an OFFSET would step over
   every row before it). The count shown is the one the units table keeps.
-* "Delete selected" writes a log entry per sample; "Delete ALL" and
-  "Delete old" one entry in all, with the count, after a confirmation
-  page. Both are chores (`texmate_ds.chores`): oldest first, a chunk per
-  loop turn, each committed with that turn's uploads, so meters are
-  answered meanwhile; the list shows their progress.
-* ``ALLOW_SAMPLE_DELETION: no`` takes every delete away: the actions and
-  links vanish and their URLs answer 403, for superusers too.
+* Deleting, selected, all or old, and ``ALLOW_SAMPLE_DELETION``: as for
+  every unit's rows (`per_unit.UnitRows`).
 """
 
 import collections
 from urllib.parse import urlencode
 
 from texmate_ds import chores, times
-from texmate_ds.web import app, forms, html, ranges
-from texmate_ds.web.admin.options import Column, Filter, Listing, ModelAdmin
+from texmate_ds.web import app, forms, ranges
+from texmate_ds.web.admin.options import Column, Listing
+from texmate_ds.web.admin.per_unit import UnitRows
 from texmate_ds.web.admin.units import describe as describe_unit
 
 Sample = collections.namedtuple("Sample", "id unit ts received values")
 
 
-class SampleAdmin(ModelAdmin):
+class SampleAdmin(UnitRows):
     name = "samples"
     description = "What meters uploaded, unit by unit: view, delete, import from CSV."
     singular = "sample"
     plural = "samples"
-    read_only = True
     paging_params = ("before", "after", "oldest")
     columns = (Column("id", "Id", None, "num"), Column("ts", "Timestamp", None, "exact"))
+    switch = "ALLOW_SAMPLE_DELETION"
+    step = chores.DeleteSamples
 
-    def allows(self, request, action, row=None):
-        if action == "delete" and not request.settings.ALLOW_SAMPLE_DELETION:
-            return False
-        return action != "change" and request.access.may(self.name, action)
+    def count_all(self, store, unit):
+        return store.units.counts(unit)[0]
 
-    def filters(self, request):
-        units = [(u.code, u.code + (" (%s)" % u.name if u.name else ""))
-                 for u in request.store.units.all() if request.access.sees(u)]
-        return [Filter("unit", "Unit", [("", "choose a unit")] + units),
-                Filter("from", "From", None), Filter("to", "To", None)]
-
-    def _unit(self, request, code):
-        unit = request.store.units.get(code) if code else None
-        if code and (unit is None or not request.access.sees(unit)):
-            raise app.HTTPError(404, "no such unit")
-        return unit
+    def count_before(self, store, unit, before):
+        return store.samples.count(unit, before)
 
     def list_columns(self, request, query):
         unit = self._unit(request, query.given["unit"])
@@ -137,66 +123,3 @@ class SampleAdmin(ModelAdmin):
 
     def delete(self, request, sample):
         request.store.samples.delete_ids(sample.unit, [sample.id])
-
-    # -- deleting many: the tools above the list
-
-    def tools(self, request, query):
-        """Forms of their own above the list: delete all, delete old, import."""
-        unit = self._unit(request, query.given["unit"])
-        if unit is None or not self.allows(request, "delete"):
-            return []
-        return [
-            {"action": "delete_old", "label": "Delete samples older than", "unit": unit.code,
-             "input": {"name": "before", "placeholder": "YYYY-MM-DD or -30d"}},
-            {"action": "delete_all", "label": "Delete ALL samples of %s" % unit.code,
-             "unit": unit.code, "input": None},
-        ]
-
-    def tool_delete_all(self, request):
-        return self._delete_many(request, None)
-
-    def tool_delete_old(self, request):
-        before = ranges.moment(request.form, "before")
-        if before is None:
-            raise app.HTTPError(400, "before: a date or time (YYYY-MM-DD, -30d...)")
-        return self._delete_many(request, before)
-
-    def _delete_many(self, request, before):
-        if not self.allows(request, "delete"):
-            raise app.HTTPError(403, "you may not delete samples")
-        unit = self._unit(request, request.form.get("unit", ""))
-        if unit is None:
-            raise app.HTTPError(400, "unit: which unit's samples")
-        if before is None:
-            return self._confirmed(request, unit, None, request.store.units.counts(unit)[0])
-
-        # Counting a million samples older than a date takes a while: off the loop.
-        def count(store):
-            return store.samples.count(store.units.get(unit.code), before)
-        return app.Later(count, lambda total: self._confirmed(request, unit, before, total))
-
-    def _confirmed(self, request, unit, before, count):
-        """The confirmation page, or once confirmed the deletion, as a
-        chore: a chunk per loop turn, the log's entry when it is over."""
-        what = "all {:,} samples of {}".format(count, unit.code) if before is None else \
-            "{:,} samples of {} older than {}".format(count, unit.code, times.text(before))
-        back = request.url_for("admin_list", self.name) + "?" + urlencode({"unit": unit.code})
-        if request.form.get("confirm") != "yes":
-            return html.render(request, "admin/delete_many.html", "Delete samples?",
-                               model=self, what=what, unit=unit.code, back=back,
-                               action="delete_all" if before is None else "delete_old",
-                               before=request.form.get("before", ""))
-        step = chores.DeleteSamples(request.store, unit, before, count)
-        actor = request.user.username
-
-        def done(chore):
-            message = "{:,} samples".format(step.deleted) if before is None else \
-                "{:,} samples before {}".format(step.deleted, times.text(before))
-            if not chore.finished:
-                message += " (%s before the end)" % chore.outcome
-            request.store.log.record(actor, "delete", self.name, unit.id, describe_unit(unit),
-                                     message=message)
-        app.run_chore(request, "Deleting %s" % what, step, done)
-        html.flash(request, "Deleting %s: a chunk at a time, meters are answered meanwhile."
-                   % what)
-        return app.redirect(back, 303)

@@ -21,6 +21,9 @@ from texmate_ds.web.admin.options import Column, ModelAdmin
 
 CODE = r"[A-Za-z0-9]{1,32}"
 KEY = r"[\x21-\x7e]{1,64}"
+# A silent meter's wait, up to a week; alarm levels as TTP's `al` has them.
+SILENT_MINUTES = range(1, 7 * 24 * 60 + 1)
+LEVELS = range(0, 100)
 # Axes the form offers (a graph with more is unreadable on a phone).
 AXES = 4
 NEW_UNIT_FIELDS = 4
@@ -54,6 +57,8 @@ def _settings(st, unit):
         "graph_width": options.width, "graph_height": options.height,
         "axes": ["%s:%s" % (axis.label, ",".join(map(str, axis.fields)))
                  for axis in options.axes],
+        "silent_minutes": unit.silent_minutes, "silent_level": unit.silent_level,
+        "webhook_url": unit.webhook_url,
     }
 
 
@@ -82,7 +87,7 @@ class UnitAdmin(ModelAdmin):
                Column("enabled", "Enabled", "enabled", "bool"))
     search = "code, name or description"
     default_order = "code"
-    secret_fields = ("key",)
+    secret_fields = ("key", "webhook_url")     # a hook's address often holds its token
 
     def get(self, request, pk):
         st = request.store
@@ -113,7 +118,8 @@ class UnitAdmin(ModelAdmin):
     def dependents(self, request, unit):
         count = request.store.units.counts(unit)[0]
         counts, sourced = request.store.units.dependents(unit)
-        lines = ["{:,} samples".format(count)] + [
+        lines = ["{:,} samples".format(count),
+                 "{:,} alarms".format(request.store.alarms.count(unit))] + [
             "%d %s" % (n, what) for what, n in counts.items() if n]
         if sourced:
             lines.append("%s will read themselves by default (no source)" % ", ".join(sourced))
@@ -189,9 +195,19 @@ class UnitAdmin(ModelAdmin):
             forms.Choice("source", "Source unit", [("", "itself")] + sources,
                          "whose samples a plain dl reads"),
             forms.Many("reads", "Units it may read with dl", others, select=True),
+            forms.Integer("silent_minutes", "Silent-meter alarm after (minutes)",
+                          SILENT_MINUTES, "with no upload for this long, an alarm is raised "
+                          "once, and a \u201cback online\u201d one when data resumes; empty: "
+                          "never", required=False),
+            forms.Integer("silent_level", "Silent-meter alarm level", LEVELS,
+                          "0 to 99 (empty: 1)", required=False),
+            forms.Text("webhook_url", "Webhook", "an http(s) address its alarms are posted "
+                       "to as JSON (chat, paging); empty: none", max_length=500,
+                       pattern=r"https?://[^\s]{1,490}", pattern_reason="an http:// or "
+                       "https:// address"),
         ]
         if unit is None:
-            initial = {"fields": NEW_UNIT_FIELDS, "enabled": True,
+            initial = {"fields": NEW_UNIT_FIELDS, "enabled": True, "silent_level": 1,
                        "graph_width": 800, "graph_height": 300,
                        "field_table": {"field_names": (), "field_units": (), "field_axis": ()},
                        "axis_table": {"axis_label": ()}}
@@ -246,7 +262,9 @@ class UnitAdmin(ModelAdmin):
             description=planned.description, fields=planned.fields,
             field_names=planned.field_names, field_units=planned.field_units,
             report_fields=planned.report_fields, enabled=planned.enabled,
-            source_id=source.id if source else None)
+            source_id=source.id if source else None, silent_minutes=data["silent_minutes"],
+            silent_level=1 if data["silent_level"] is None else data["silent_level"],
+            webhook_url=data["webhook_url"])
         # Units it reads that this visitor does not see were not offered:
         # they stay as they were.
         hidden = {code for code in (before.get("reads") or ())

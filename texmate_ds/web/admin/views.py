@@ -124,7 +124,8 @@ def _bulk_action(request, model):
     return _delete_selected(request, model)
 
 
-def _selected(request, model):
+def selected(request, model):
+    """The rows of the `selected` ids posted (those the visitor may see)."""
     keys = request.form.getlist("selected")
     if not keys:
         raise app.HTTPError(400, "select one or more %s first" % model.plural)
@@ -135,7 +136,7 @@ def _selected(request, model):
 
 
 def _delete_selected(request, model):
-    rows = _selected(request, model)
+    rows = selected(request, model)
     refused = [model.describe(row) for row in rows if not model.allows(request, "delete", row)]
     if refused:
         raise app.HTTPError(403, "you may not delete %s" % ", ".join(refused)[:200])
