@@ -191,8 +191,8 @@ def acknowledge(request, pk):
 class OutboxAdmin(ModelAdmin):
     name = "outbox"
     description = "Every alarm message, sent or still to send, with the server's replies."
-    singular = "message"
-    plural = "messages"
+    singular = "outbox message"
+    plural = "outbox messages"
     read_only = True
     actions = ("retry_selected",)
     paging_params = ("before",)
@@ -207,7 +207,7 @@ class OutboxAdmin(ModelAdmin):
 
     def filters(self, request):
         return [Filter("state", "State", [("", "any")] + [(s, s) for s in (
-            "queued", "sent", "failed")]), Filter("alarm", "Alarm", None)]
+            "queued", "sent", "failed")]), Filter("alarm", "Alarm", None, "an alarm's id")]
 
     def get(self, request, pk):
         letter = request.store.outbox.get(int(pk)) if pk.isdigit() and len(pk) < 19 else None

@@ -35,8 +35,10 @@ from texmate_ds.web.access import ACTIONS
 # the sort key the store takes (None: not sortable); `kind` how it is
 # shown: text, num, time (a timestamp), bool.
 Column = collections.namedtuple("Column", "name heading order kind", defaults=(None, "text"))
-# A change list filter: the query parameter, its label and [(value, text)].
-Filter = collections.namedtuple("Filter", "param label choices")
+# A change list filter: the query parameter, its label and [(value, text)]
+# (None: typed in, with the `placeholder` shown while empty).
+Filter = collections.namedtuple("Filter", "param label choices placeholder",
+                                defaults=("YYYY-MM-DD or -7d",))
 # What a change list shows: its rows, how many in all (None: not counted)
 # and the query strings of the pages around it (None: none).
 Listing = collections.namedtuple("Listing", "rows total first previous next last page pages",

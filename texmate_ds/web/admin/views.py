@@ -82,7 +82,7 @@ def change_list(request, model):
         query=query, columns=columns, rows=rows, listing=listing, actions=actions,
         total=None if listing.total is None else "{:,}".format(listing.total),
         filters=[{"param": f.param, "label": f.label, "value": query.given[f.param],
-                  "choices": f.choices} for f in filters],
+                  "choices": f.choices, "placeholder": f.placeholder} for f in filters],
         add=not model.read_only and model.allows(request, "add"),
         list_links=model.list_links(request), tools=model.tools(request, query),
         chores=[{"name": chore.name, "progress": chore.progress}
