@@ -40,6 +40,7 @@ import collections
 import email
 import email.policy
 import select
+import signal
 import socketserver
 import sys
 import threading
@@ -299,6 +300,10 @@ class SMTPSink:
         self.stop()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="An SMTP sink on 127.0.0.1 that prints every message it takes.")
@@ -319,6 +324,9 @@ def main(argv=None):
               else received.data.decode("utf-8", "replace"))
         print(flush=True)
 
+    # SIGTERM ends it as Ctrl-C does (a sink started in the background
+    # ignores SIGINT).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         sink = SMTPSink(args.port, args.mode, on_message=show)
     except OSError as exc:
