@@ -75,7 +75,6 @@ UNIT = "A1"
 RECIPIENT = "operator@example.com"
 SENDER = "dataserver@example.com"
 DELIVERY_TIMEOUT = 300.0    # seconds for all letters to arrive before the run is failed
-LOAD_CAP = 900.0            # the during window's planned length; SIGINT ends it first
 TAIL = 0.1                  # seconds the window stays open after the last message
 
 
@@ -158,39 +157,14 @@ def outbox_counts(db_path, expect_sent, timeout=10.0):
 def during_meters(server, folder, sink, db_path, args, start):
     """The meters' figures over a window that begins as the letters are
     queued and ends once the last is accepted; and the sending's."""
-    started_file = os.path.join(folder, "window-started")
-    json_path = os.path.join(folder, "load-during.json")
-    out_path = os.path.join(folder, "load-during.out")
-    command = [harness.PYTHON, os.path.join(BENCH, "load.py"), "--mode", "up",
-               "--port", str(server.port), "--server-pid", str(server.pid),
-               "--meters", str(args.meters), "--interval", "0.1", "--seconds", str(LOAD_CAP),
-               "--warmup", str(args.warmup), "--started-file", started_file,
-               "--json", json_path]
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(command, cwd=folder, env=harness.child_env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + args.warmup + harness.LOAD_SLACK
-        while not os.path.exists(started_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise harness.HarnessError("load.py never began its window:\n%s"
-                                           % harness._read(out_path)[-2000:])
-            time.sleep(0.005)
+    def during():
         before = len(sink.messages)
         committed = queue_alarms(db_path, args.letters, start)
         sending = delivery(sink, before, args.letters, committed)
         time.sleep(TAIL)
-        proc.send_signal(signal.SIGINT)
-        status = proc.wait(harness.LOAD_SLACK)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    if status != 0 or not os.path.exists(json_path):
-        raise harness.HarnessError("load.py failed (exit %s):\n%s"
-                                   % (status, harness._read(out_path)[-3000:]))
-    with open(json_path) as f:
-        return json.load(f), sending
+        return sending
+    return harness.load_window(server, folder, args.warmup, during,
+                               "--meters", args.meters, "--interval", "0.1")
 
 
 # -- the baseline: smtplib alone ---------------------------------------------------
