@@ -51,13 +51,11 @@ command line.
 import argparse
 import datetime
 import http.client
-import json
 import os
 import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -92,7 +90,6 @@ T0 = times.parse("2020-01-01 00:00:00")
 SECOND = 1000000
 STAFF, STAFF_PASSWORD = "bench", "bench deletes old samples"
 DELETION_TIMEOUT = 600.0     # seconds a deletion may take before the run is failed
-LOAD_CAP = 900.0             # the during run's planned length; SIGINT ends it first
 MIN_WINDOW = 0.3             # seconds of a measured window at least, however fast the deletion
 # Seconds the window stays open after the deletion is over, for the answers
 # then on their way (those its last commit released): a request cut off by
@@ -309,38 +306,13 @@ def start_admin_server(folder, seeded):
 def load_during(server, folder, warmup, ask):
     """The meters' figures over a window that begins as `ask()` is called
     (it returns a `Deletion`) and ends with the deletion."""
-    started_file = os.path.join(folder, "window-started")
-    json_path = os.path.join(folder, "load-during.json")
-    out_path = os.path.join(folder, "load-during.out")
-    command = [harness.PYTHON, os.path.join(BENCH, "load.py"), "--mode", "up",
-               "--port", str(server.port), "--server-pid", str(server.pid),
-               "--meters", str(METERS), "--seconds", str(LOAD_CAP), "--warmup", str(warmup),
-               "--started-file", started_file, "--json", json_path]
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(command, cwd=folder, env=harness.child_env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + warmup + harness.LOAD_SLACK
-        while not os.path.exists(started_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise harness.HarnessError("load.py never began its window:\n%s"
-                                           % harness._read(out_path)[-2000:])
-            time.sleep(0.005)
+    def during():
         window_started = time.monotonic()
         deletion = ask()
         deletion.wait()
         time.sleep(max(TAIL, window_started + MIN_WINDOW - time.monotonic()))
-        proc.send_signal(signal.SIGINT)
-        status = proc.wait(harness.LOAD_SLACK)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    if status != 0 or not os.path.exists(json_path):
-        raise harness.HarnessError("load.py failed (exit %s):\n%s"
-                                   % (status, harness._read(out_path)[-3000:]))
-    with open(json_path) as f:
-        return json.load(f), deletion
+        return deletion
+    return harness.load_window(server, folder, warmup, during, "--meters", METERS)
 
 
 def run_one(folder, seeded, samples, chunk, plan):

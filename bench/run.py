@@ -236,6 +236,45 @@ def run_load(server, folder, mode, seconds, warmup, *extra):
                        seconds + warmup, json_path)
 
 
+# The planned length of a window `load_window` ends with SIGINT.
+WINDOW_CAP = 900.0
+
+
+def load_window(server, folder, warmup, during, *extra):
+    """bench/load.py's ``up`` figures over a window that begins just before
+    ``during()`` is called and ends as it returns (SIGINT to load.py, which
+    then reports over the window's real length); and what ``during()``
+    returned. `extra`: more of load.py's arguments (``--meters 50``)."""
+    started_file = os.path.join(folder, "window-started")
+    json_path = os.path.join(folder, "load-during.json")
+    out_path = os.path.join(folder, "load-during.out")
+    command = [PYTHON, os.path.join(BENCH, "load.py"), "--mode", "up",
+               "--port", str(server.port), "--server-pid", str(server.pid),
+               "--seconds", str(WINDOW_CAP), "--warmup", str(warmup),
+               "--started-file", started_file, "--json", json_path] + [str(e) for e in extra]
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(command, cwd=folder, env=child_env(), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + warmup + LOAD_SLACK
+        while not os.path.exists(started_file):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise HarnessError("load.py never began its window:\n%s"
+                                   % _read(out_path)[-2000:])
+            time.sleep(0.005)
+        result = during()
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(LOAD_SLACK)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    if status != 0 or not os.path.exists(json_path):
+        raise HarnessError("load.py failed (exit %s):\n%s" % (status, _read(out_path)[-3000:]))
+    with open(json_path) as f:
+        return json.load(f), result
+
+
 # -- setting up units ----------------------------------------------------------
 
 def open_store(conf):

@@ -175,6 +175,9 @@ DEFAULTS = (
     Key("email", "EMAIL_HOST_PASSWORD", "", "SMTP login password", _text),
     Key("email", "DEFAULT_FROM_EMAIL", "dataserver@localhost", "sender",
         _nonempty),
+    Key("email", "EMAIL_RETRY_HOURS", 24,
+        "hours an alarm's email or webhook is retried before it is failed; "
+        "0: tried once", _integer(0)),
     Key("database", "DATABASE_ENGINE", "sqlite3", "the store", _engine),
     Key("database", "DATABASE_NAME", "db/data_server3.db", "database file",
         _path),

@@ -5,8 +5,9 @@ apps, the HTTPS certificate and key, database schema), so a mistake stops
 the server with a clear message and nothing half-started; then it binds
 both listeners, prints where everything is, and runs the loop until SIGINT
 or SIGTERM. Stopping closes the listeners, lets in-flight answers finish,
-stops the services in reverse order (a chore stops between two chunks, the
-group commit writes everything pending) and exits 0.
+stops the services in reverse order (the mail service finishes or leaves
+the letter in hand, a chore stops between two chunks, the group commit
+writes everything pending) and exits 0.
 """
 
 import faulthandler
@@ -22,6 +23,7 @@ from texmate_ds import (
     events,
     http,
     loop,
+    mail,
     metrics,
     models,
     plugins,
@@ -113,6 +115,12 @@ def serve(settings, out=sys.stdout):
     # the group commit's last commit, which writes what they did.
     long_writes = chores.Chores(the_loop, commits)
     the_loop.add_service(long_writes)
+    # Alarm letters (emails, webhooks) go out of the outbox from a thread
+    # with its own connection, never the loop's; the alarm code calls
+    # mailer.wake() once the letters it queued are committed. Started
+    # last, so stopped first: the letter in hand is finished or left queued.
+    mailer = mail.MailService(settings)
+    the_loop.add_service(mailer)
     site = http.HTTPServer(settings, None, the_loop, workers, tls_context, long_writes)
     site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
         the_loop, server, site, st, commits)), mounted)

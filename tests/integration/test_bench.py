@@ -1,7 +1,7 @@
 """The benchmark harnesses keep working (bench/run.py, bench/web.py,
-bench/import.py, bench/deleteold.py). Figures are printed and written as
-JSON; this test checks that the run completes and reports, never what the
-figures are."""
+bench/import.py, bench/deleteold.py, bench/mail.py). Figures are printed
+and written as JSON; this test checks that the run completes and reports,
+never what the figures are."""
 
 import json
 import subprocess
@@ -74,3 +74,20 @@ def test_deleteold_bench_reports(tmp_path):
         assert run["steps"] == 5000 // run["chunk"] + 1
         assert run["idle"]["median_ms"] > 0 and run["during"]["answered"] > 0
     assert "during median / p99" in result.stdout
+
+
+def test_mail_bench_reports(tmp_path):
+    out = tmp_path / "mail.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "mail.py"), "--letters", "100", "--meters", "5",
+         "--seconds", "0.5", "--warmup", "0.2", "--json", str(out)],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["failure"] is None
+    assert report["quiet"]["letters"] == 100 and report["quiet"]["commit_to_last_s"] > 0
+    assert report["with_meters"]["sending"]["letters"] == 100
+    assert report["with_meters"]["idle"]["median_ms"] > 0
+    assert report["outbox"] == {"sent": 200}
+    assert report["baseline"]["letters_per_s_sending"] > 0
+    assert "smtplib alone (baseline)" in result.stdout

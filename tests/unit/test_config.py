@@ -197,6 +197,7 @@ EMAIL_USE_SSL: 0
 EMAIL_HOST_USER: meter
 EMAIL_HOST_PASSWORD: s3cret: yes
 DEFAULT_FROM_EMAIL: ds@example.com
+EMAIL_RETRY_HOURS: 48
 [database]
 DATABASE_ENGINE: SQLite3
 DATABASE_NAME: data/x.db
@@ -222,7 +223,8 @@ EXPECTED = {
     "EMAIL_HOST": "mail.example.com", "EMAIL_PORT": 587,
     "EMAIL_USE_TLS": True, "EMAIL_USE_SSL": False, "EMAIL_HOST_USER": "meter",
     "EMAIL_HOST_PASSWORD": "s3cret: yes",
-    "DEFAULT_FROM_EMAIL": "ds@example.com", "DATABASE_ENGINE": "sqlite3",
+    "DEFAULT_FROM_EMAIL": "ds@example.com", "EMAIL_RETRY_HOURS": 48,
+    "DATABASE_ENGINE": "sqlite3",
     "DATABASE_NAME": "/site/data/x.db", "COMMIT_INTERVAL": 100,
     "COMMIT_DELAY": 0, "MAX_PLOT_POINTS": 2000,
     "ALLOW_SAMPLE_DELETION": False, "ALLOW_ALARM_DELETION": False,
