@@ -16,6 +16,7 @@ import sys
 
 from texmate_ds import (
     __version__,
+    alarms,
     auth,
     chores,
     config,
@@ -127,6 +128,9 @@ def serve(settings, out=sys.stdout):
             ("MAX_HTTP_CONNECTIONS", settings.MAX_HTTP_CONNECTIONS), site.refusal)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
+    # Started with the loop, after the group commit: a check's alarms are
+    # committed (and their letters queued) by the next turn's commit.
+    the_loop.add_service(alarms.SilentMeters(server, settings.SILENT_CHECK_SECONDS))
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)
     the_loop.every(ttp.REFUSAL_LOG_SECONDS, server.refusals.flush)
     the_loop.install_signal_handlers()
