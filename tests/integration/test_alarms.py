@@ -14,6 +14,7 @@ import itertools
 import json
 import socket
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -382,3 +383,29 @@ def test_letters_wake_the_mail_service_after_the_commit_only(site):
     site.loop._turn(0.01)
     assert site.received() == "OK\r"
     assert woken == [1]                  # the letter was there to read when it woke
+
+
+# -- the simulator ------------------------------------------------------------------
+
+def test_simulated_meters_raise_an_alarm_every_n_requests(server, tmp_path):
+    figures = tmp_path / "figures.json"
+    result = subprocess.run(
+        server.command + ["simulate", "--port", str(server.ttp_port), "--meters", "3",
+                          "--interval", "0.1", "--duration", "1.5", "--prefix", "SIMAL",
+                          "--alarm-every", "3", "--create", str(server.conf),
+                          "--json", str(figures)],
+        env=server.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    data = json.loads(figures.read_text())
+    assert data["alarm_every"] == 3 and data["errors"] == {}
+    assert "alarms raised and answered OK: %d" % data["alarms_ok"] in result.stdout
+    stored = rows(server, "SELECT u.code, a.level, a.data, a.meter_ts FROM alarms a"
+                          " JOIN units u ON u.id = a.unit_id WHERE u.code LIKE 'SIMAL%'")
+    assert len(stored) == data["alarms_ok"] >= 3
+    assert all(level == 1 and json.loads(items)[1].startswith("simulated alarm ")
+               and meter_ts is not None for _, level, items, meter_ts in stored)
+    samples = rows(server, "SELECT count(*) FROM samples s JOIN units u ON u.id = s.unit_id"
+                           " WHERE u.code LIKE 'SIMAL%'")[0][0]
+    assert samples == data["samples_ok"] and data["ok"] == data["alarms_ok"] + samples
+    # Each meter's every third answered request was an alarm.
+    assert data["alarms_ok"] in range(data["ok"] // 3 - 3, data["ok"] // 3 + 4)
