@@ -17,10 +17,10 @@ Design:
   the sockets and the schedule.  Answers are cut out of the stream by the
   client's ``ResponseSplitter``, requests built by its ``*_request``
   functions.
-- ``--alarm-every N`` makes each uploading meter raise an alarm (``al``)
-  instead of uploading on every Nth request, at level 1 with its time and
-  a count as data (``<TS;simulated alarm K>``), counted apart
-  (``alarms_ok``); the samples it did not upload that time are none lost.
+- ``--alarm-every N`` makes each uploading meter's every Nth request an
+  alarm (``al``) instead of an upload: level 1, its time and a count as
+  data (``<TS;simulated alarm K>``), answered OK counted apart
+  (``alarms_ok``), so samples stored still equal samples answered OK.
 - Downloading meters (``--download``) read the newest sample of an
   uploading unit as that unit itself (same code and key), so they need no
   read permission set up by an administrator.  They start one interval
@@ -425,13 +425,15 @@ class Simulation:
 
 
 def format_figures(fig: dict) -> str:
+    alarms = (["alarms raised and answered OK: %d" % fig["alarms_ok"]]
+              if fig.get("alarm_every") else [])
     return "\n".join([
         "meters: %d uploading, %d downloading" % (fig["meters"], fig["downloading_meters"]),
         "requests sent: %d, answered OK: %d" % (fig["requests_sent"], fig["ok"]),
         "errors: %s" % _format_errors(fig["errors"]),
         "connection failures: %d, unanswered at the end: %d"
         % (fig["connection_failures"], fig["unanswered"]),
-        "alarms raised and answered OK: %d" % fig.get("alarms_ok", 0),
+    ] + alarms + [
         "achieved: %.1f samples/s, %.1f requests/s over %.1f s"
         % (fig["samples_per_s"], fig["requests_per_s"], fig["elapsed_s"]),
         "answer time: median %s, p99 %s"
