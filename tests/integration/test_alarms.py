@@ -18,8 +18,9 @@ import subprocess
 import time
 
 import pytest
+import test_sample_events as sample_events
 
-from texmate_ds import config, events, loop, plugins, store, times, ttp
+from texmate_ds import store, times
 
 from conftest import _factory
 
@@ -257,47 +258,19 @@ def test_a_meter_that_never_uploaded_is_silent_from_its_creation(server):
 
 # -- in-process: the OK and the event wait for the commit ---------------------------
 
-class Spoiler(ttp.Answer):
-    """A test app leaving a row its COMMIT refuses (a dangling reference,
-    checked at the commit): the whole group's commit fails, as on a full
-    disk."""
-
-    def __init__(self, server, request, unit, key):
-        db = server.store
-        db.begin()
-        db.execute("PRAGMA defer_foreign_keys = ON")
-        db.execute("INSERT INTO unit_reads (reader_id, source_id) VALUES (998, 999)")
-        super().__init__("OK\r")
-
-
-class Site:
-    """The server's parts on a file, turned by the test; a meter on a
-    socket pair; a second connection to see what is committed."""
+class Site(sample_events.Site):
+    """test_sample_events' parts on a file, turned by the test (its
+    Spoiler app as ``zz``), listening to alarms; what a second connection
+    sees of them as each event comes."""
 
     def __init__(self, path):
-        settings = config.Settings(DATABASE_NAME=str(path))
-        self.store = store.Database(str(path))
-        self.store.migrate()
-        self.store.units.add("A1", "k1", 2)
-        self.store.commit()
-        self.loop = loop.Loop()
-        self.commits = store.GroupCommit(self.store, self.loop, 1, 50)
-        self.commits.start()
-        self.bus = events.Bus()
-        extensions = plugins.load_ttp_apps(settings)
-        extensions["zz"] = plugins.Extension(plugins.AppInfo("zz", False, None, True), "zz",
-                                             Spoiler, None, None)
-        self.server = ttp.TTPServer(settings, self.store, self.commits, self.bus, extensions,
-                                    self.loop)
-        ours, self.meter = socket.socketpair()
-        self.meter.setblocking(False)
-        ttp.TTPChannel(self.server, self.loop, ours, ("meter", 1))
-        self.other = sqlite3.connect(str(path))
-        self.seen_then = []
+        super().__init__(path, 1)
+        self.subscription.close()
         self.subscription = self.bus.subscribe(["alarm"], {"A1"}, size=10, wake=self._woken)
+        self.meter.setblocking(False)
 
     def _woken(self):
-        self.seen_then.append(self.committed())
+        self.committed_then.append(self.committed())
 
     def committed(self):
         return self.other.execute("SELECT count(*) FROM alarms").fetchone()[0]
@@ -307,14 +280,6 @@ class Site:
             return self.meter.recv(65536, socket.MSG_PEEK if peek else 0).decode()
         except BlockingIOError:
             return ""
-
-    def close(self):
-        self.other.close()
-        self.meter.close()
-        for channel in list(self.loop.channels):
-            channel.close()
-        self.loop.selector.close()
-        self.store.close()
 
 
 @pytest.fixture
@@ -345,7 +310,7 @@ def test_the_ok_and_the_event_come_after_the_commit(site, monkeypatch):
         "unit": "A1", "id": alarm_id[0], "kind": "meter", "level": 2,
         "data": ("2009-1-16 15:30:45", "high"), "meter_ts": times.parse("2009-1-16 15:30:45"),
         "received": alarm_id[1]}
-    assert site.seen_then == [1]        # on disk when the event came
+    assert site.committed_then == [1]        # on disk when the event came
 
 
 def test_a_failed_commit_answers_500_stores_nothing_and_tells_nobody(site, caplog):
