@@ -165,6 +165,8 @@ DEFAULTS = (
         "the web UI (not /admin/, which always needs staff) needs a login",
         _boolean),
     Key("main", "SESSION_DAYS", 14, "days a web sign-in lasts", _POSITIVE),
+    Key("main", "SILENT_CHECK_SECONDS", 30,
+        "seconds between looks for silent meters", _POSITIVE),
     Key("main", "LOG_LEVEL", "info", "debug, info, warning, error",
         _log_level),
     Key("email", "EMAIL_HOST", "localhost", "SMTP server", _nonempty),

@@ -9,11 +9,14 @@ so a subscriber can listen to some units only.
     topic   payload fields                  published by
     sample  unit, id, timestamp, values     apps/up.py, for each sample stored,
                                             once its upload's transaction committed
+    alarm   unit, id, kind, level, data,    alarms.py (`announce`), for each alarm
+            meter_ts, received              raised (by apps/al.py, or the silent-
+                                            meter check), once it committed
 
-``alarm`` (a meter's alarm raised) and ``unit`` (a unit added, changed or
-removed) join the table with their publishers, alarms.py and the admin
-panel: a topic is declared with the code that publishes it, so nobody
-subscribes to a promise and no payload is guessed at before its use.
+``unit`` (a unit added, changed or removed) joins the table with its
+publisher, the admin panel: a topic is declared with the code that
+publishes it, so nobody subscribes to a promise and no payload is guessed
+at before its use.
 
 Design. The bus, its publishers and its subscribers live on the loop
 thread; another thread publishes through ``loop.call_soon_threadsafe``.
@@ -48,6 +51,12 @@ TOPICS = {
     # timestamp: the meter's, integer microseconds (times.py); values: the
     # floats as stored, in field order.
     "sample": Topic(frozenset(("unit", "id", "timestamp", "values")), "apps/up.py"),
+    # unit: the unit code; id: the alarm's id in the store; kind: meter,
+    # silent or back; level: 0-99; data: the data items, a tuple of text;
+    # meter_ts: the meter's time (µs) when d0 read as a timestamp, else None;
+    # received: the server's time (µs).
+    "alarm": Topic(frozenset(("unit", "id", "kind", "level", "data", "meter_ts", "received")),
+                   "alarms.py"),
 }
 
 Event = collections.namedtuple("Event", "topic data")

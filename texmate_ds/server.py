@@ -17,6 +17,7 @@ import sys
 
 from texmate_ds import (
     __version__,
+    alarms,
     auth,
     chores,
     config,
@@ -116,10 +117,12 @@ def serve(settings, out=sys.stdout):
     long_writes = chores.Chores(the_loop, commits)
     the_loop.add_service(long_writes)
     # Alarm letters (emails, webhooks) go out of the outbox from a thread
-    # with its own connection, never the loop's; the alarm code calls
-    # mailer.wake() once the letters it queued are committed. Started
-    # last, so stopped first: the letter in hand is finished or left queued.
+    # with its own connection, never the loop's, woken after each commit
+    # of this store that queued letters (alarms, the admin's retries and
+    # test messages). Stopped before the group commit: the letter in hand
+    # is finished or left queued.
     mailer = mail.MailService(settings)
+    st.outbox.on_queued.append(mailer.wake)
     the_loop.add_service(mailer)
     site = http.HTTPServer(settings, None, the_loop, workers, tls_context, long_writes)
     site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
@@ -135,6 +138,9 @@ def serve(settings, out=sys.stdout):
             ("MAX_HTTP_CONNECTIONS", settings.MAX_HTTP_CONNECTIONS), site.refusal)
     except OSError as exc:
         raise StartupError("cannot listen: %s" % exc) from None
+    # Started with the loop, after the group commit: a check's alarms are
+    # committed (and their letters queued) by the next turn's commit.
+    the_loop.add_service(alarms.SilentMeters(server, settings.SILENT_CHECK_SECONDS))
     the_loop.every(min(IDLE_SWEEP_SECONDS, settings.CHANNEL_TIMEOUT), server.sweep)
     the_loop.every(ttp.REFUSAL_LOG_SECONDS, server.refusals.flush)
     the_loop.install_signal_handlers()

@@ -17,6 +17,10 @@ Design:
   the sockets and the schedule.  Answers are cut out of the stream by the
   client's ``ResponseSplitter``, requests built by its ``*_request``
   functions.
+- ``--alarm-every N`` makes each uploading meter's every Nth request an
+  alarm (``al``) instead of an upload: level 1, its time and a count as
+  data (``<TS;simulated alarm K>``), answered OK counted apart
+  (``alarms_ok``), so samples stored still equal samples answered OK.
 - Downloading meters (``--download``) read the newest sample of an
   uploading unit as that unit itself (same code and key), so they need no
   read permission set up by an administrator.  They start one interval
@@ -46,6 +50,7 @@ from texmate_ds.client import (
     DEFAULT_PORT,
     RECV_SIZE,
     ResponseSplitter,
+    al_request,
     answer_code,
     dl_request,
     format_ts,
@@ -65,17 +70,32 @@ class Meter:
     next (the server would answer 406 to a repeated one)."""
 
     def __init__(self, code: str, key: str, fields: int, samples_per_request: int = 1,
-                 interval: float = 1.0):
+                 interval: float = 1.0, alarm_every: int = 0):
         self.code = code
         self.key = key
         self.samples_per_request = samples_per_request
+        self.alarm_every = alarm_every
+        self.requests = 0
+        self.alarms = 0
+        # What the request built last carries: samples, or an alarm.
+        self.last_samples = 0
+        self.last_was_alarm = False
         self._spacing = datetime.timedelta(seconds=interval / samples_per_request)
         self._rng = random.Random(code)
         self._waves = [self._new_wave() for _ in range(fields)]
         self._last = None
 
     def next_request(self) -> str:
-        return up_request(self.code, self.key, self.next_samples(datetime.datetime.now()))
+        self.requests += 1
+        now = datetime.datetime.now()
+        self.last_was_alarm = bool(self.alarm_every) and self.requests % self.alarm_every == 0
+        if self.last_was_alarm:
+            self.alarms += 1
+            self.last_samples = 0
+            return al_request(self.code, self.key, 1,
+                              "%s;simulated alarm %d" % (format_ts(now), self.alarms))
+        self.last_samples = self.samples_per_request
+        return up_request(self.code, self.key, self.next_samples(now))
 
     def next_samples(self, now: datetime.datetime) -> list[str]:
         """The samples of one upload: the latest ends at ``now``, the others
@@ -139,18 +159,20 @@ class Stats:
         self.ok = 0
         self.errors = collections.Counter()   # error code -> answers
         self.samples_ok = 0
+        self.alarms_ok = 0
         self.answer_times = []   # seconds, one per answer, in arrival order
 
     @property
     def answered(self) -> int:
         return len(self.answer_times)
 
-    def record(self, answer: str, seconds: float, samples: int):
+    def record(self, answer: str, seconds: float, samples: int, alarm: bool = False):
         self.answer_times.append(seconds)
         code = answer_code(answer)
         if code == "OK":
             self.ok += 1
             self.samples_ok += samples
+            self.alarms_ok += alarm
         else:
             self.errors[code] += 1
 
@@ -231,6 +253,7 @@ class Simulation:
             "connection_failures": stats.connection_failures,
             "unanswered": self.unanswered(),
             "samples_ok": stats.samples_ok,
+            "alarms_ok": stats.alarms_ok,
             "samples_per_s": round(stats.samples_ok / elapsed, 1),
             "requests_per_s": round(stats.answered / elapsed, 1),
             "median_ms": _ms(percentile(times, 0.5)),
@@ -338,7 +361,12 @@ class Simulation:
 
     def _on_answer(self, link: _Link, answer: str):
         now = time.monotonic()
-        self.stats.record(answer, now - link.sent_at, link.device.samples_per_request)
+        # A device may tell what its last request carried (a Meter with
+        # --alarm-every does); one that does not always sends the same.
+        device = link.device
+        self.stats.record(answer, now - link.sent_at,
+                          getattr(device, "last_samples", device.samples_per_request),
+                          getattr(device, "last_was_alarm", False))
         link.sent_at = None
         if self.open_no:
             self._close(link)
@@ -397,12 +425,15 @@ class Simulation:
 
 
 def format_figures(fig: dict) -> str:
+    alarms = (["alarms raised and answered OK: %d" % fig["alarms_ok"]]
+              if fig.get("alarm_every") else [])
     return "\n".join([
         "meters: %d uploading, %d downloading" % (fig["meters"], fig["downloading_meters"]),
         "requests sent: %d, answered OK: %d" % (fig["requests_sent"], fig["ok"]),
         "errors: %s" % _format_errors(fig["errors"]),
         "connection failures: %d, unanswered at the end: %d"
         % (fig["connection_failures"], fig["unanswered"]),
+    ] + alarms + [
         "achieved: %.1f samples/s, %.1f requests/s over %.1f s"
         % (fig["samples_per_s"], fig["requests_per_s"], fig["elapsed_s"]),
         "answer time: median %s, p99 %s"
@@ -438,7 +469,8 @@ def main(argv: list[str]) -> int:
         print("texmate_ds simulate: %s:%d: %s" % (args.host, args.port, exc.strerror or exc),
               file=sys.stderr)
         return 2
-    devices = ([Meter(code, args.key, args.fields, args.samples, args.interval) for code in codes]
+    devices = ([Meter(code, args.key, args.fields, args.samples, args.interval, args.alarm_every)
+                for code in codes]
                + [Reader(codes[n % len(codes)], args.key) for n in range(args.download)])
     raise_open_files(len(devices) + 64)
     simulation = Simulation(family, address, devices, args.interval, args.duration,
@@ -446,7 +478,8 @@ def main(argv: list[str]) -> int:
     simulation.run()
     result = dict(meters=len(codes), downloading_meters=args.download,
                   interval_s=args.interval, duration_s=args.duration, fields=args.fields,
-                  samples_per_request=args.samples, open_no=args.open_no,
+                  samples_per_request=args.samples, alarm_every=args.alarm_every,
+                  open_no=args.open_no,
                   **simulation.figures())
     print(format_figures(result))
     if args.json:
@@ -481,6 +514,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--download", type=_count, default=0, metavar="N",
                         help="extra meters doing 'dl last' of the uploading units "
                              "(default %(default)s)")
+    parser.add_argument("--alarm-every", type=_count, default=0, metavar="N",
+                        help="each uploading meter raises an alarm instead of uploading "
+                             "every Nth request (default 0: never)")
     parser.add_argument("--open-no", action="store_true",
                         help="open a new connection for every request")
     parser.add_argument("--create", metavar="CONFIG",

@@ -5,9 +5,9 @@ Two layers, the first usable without the second:
 1. Sans-IO parsing. `LineParser` turns received bytes into request lines
    (h11 style: ``feed(data)``, then ``next_event()`` until it returns None);
    it never touches a socket and caps a line at ``MAX_REQUEST_BYTES``.
-   `parse_request`, `parse_samples` and the formatters are pure functions
-   (timestamps are times.py's). A malformed request raises `TTPError` with its
-   answer code.
+   `parse_request`, `parse_samples`, `parse_alarm` and the formatters are
+   pure functions (timestamps are times.py's). A malformed request raises
+   `TTPError` with its answer code.
 2. `TTPServer` (the ``server`` object apps receive) and `TTPChannel`, which
    reads, feeds the parser, dispatches each line to its app and queues the
    producer. Every ``<app>`` code is served by a `plugins.Extension`
@@ -222,6 +222,22 @@ def _samples(argument, fields):
         samples.append((times.from_parts(*groups[1:8]), values, groups[0]))
         pos = match.end()
     return samples
+
+
+# An alarm's argument (docs/protocol.md, "al: raise an alarm"): a level of
+# one or two digits, then its data items in one pair of angle brackets.
+_ALARM = re.compile(r"([0-9]{1,2})/<([^<>]*)>\Z", re.ASCII)
+
+
+def parse_alarm(argument):
+    """``<level>/<d0;d1;...>`` as (level, [item, ...]): ``<>`` is no item,
+    an item is any text without ``;``, ``<``, ``>`` (empty too). Anything
+    else raises `TTPError(400)`."""
+    match = _ALARM.match(argument)
+    if match is None:
+        raise TTPError(400)
+    level, items = match.groups()
+    return int(level), items.split(";") if items else []
 
 
 def format_sample(row):

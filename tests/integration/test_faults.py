@@ -4,6 +4,7 @@ Each test starts its own server. Loads are small and bounded in count and
 time; everything targets 127.0.0.1.
 """
 
+import json
 import os
 import random
 import signal
@@ -158,7 +159,8 @@ def test_garbage_gets_spec_codes_and_the_server_stays_up(server_factory):
     srv.start()
     rng = random.Random(20091116)
     valid = [b"TTP /up/G1/<2009-1-16 15:30:45;11;22> kg", b"TTP /dl/G1/last kg",
-             b"TTP /dl/G1/from<9-1-16 0:0:0> kg", b"TTP /ok/G1 kg"]
+             b"TTP /dl/G1/from<9-1-16 0:0:0> kg", b"TTP /ok/G1 kg",
+             b"TTP /al/G1/2/<2009-1-16 15:30:45;high> kg"]
     odd_numbers = [b"1e999", b"nan", b"-0", b"inf", b"1" * 400, b"0x1F", b"1e-999", b"--1"]
     cases = []
     for _ in range(3000):
@@ -191,6 +193,9 @@ def test_garbage_gets_spec_codes_and_the_server_stays_up(server_factory):
     db = sqlite3.connect(srv.db_path)
     for v1, v2 in db.execute("SELECT v1, v2 FROM samples"):
         assert abs(v1) < 1e308 and abs(v2) < 1e308
+    for level, data in db.execute("SELECT level, data FROM alarms"):
+        assert 0 <= level <= 99
+        assert not any(c in item for item in json.loads(data) for c in ";<>"), data
     db.close()
 
 

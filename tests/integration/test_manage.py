@@ -656,7 +656,7 @@ def test_check_prints_every_setting_and_source(server_factory):
     assert "  [email] EMAIL_HOST_PASSWORD = ********   (%s:6)" % conf in out
     assert "hunter2" not in out
     assert "  [ttpapps] ok = on   (default)" in out
-    assert "TTP apps: /dl/ (dl), /ok/ (ok), /up/ (up)" in out
+    assert "TTP apps: /al/ (al), /dl/ (dl), /ok/ (ok), /up/ (up)" in out
     assert out.rstrip().endswith("configuration OK")
 
 

@@ -260,6 +260,18 @@ def test_meter_timestamps_strictly_increase():
         simulate.Meter("SIM2", "simkey", 3).next_samples(now)[0]
 
 
+def test_meter_raises_an_alarm_every_nth_request():
+    meter = simulate.Meter("SIM1", "simkey", fields=2, samples_per_request=3, alarm_every=3)
+    requests = [meter.next_request() for _ in range(7)]
+    kinds = [r.split("/")[1] for r in requests]
+    assert kinds == ["up", "up", "al", "up", "up", "al", "up"]
+    assert re.fullmatch(r"TTP /al/SIM1/1/<\d{4}-\d\d-\d\d [0-9:.]+;simulated alarm 2> simkey",
+                        requests[5])
+    assert (meter.last_samples, meter.last_was_alarm, meter.alarms) == (3, False, 2)
+    never = simulate.Meter("SIM2", "simkey", fields=1)
+    assert all(never.next_request().startswith("TTP /up/") for _ in range(5))
+
+
 def test_percentile():
     values = [float(n) for n in range(1, 101)]
     assert simulate.percentile(values, 0.5) == 50.0

@@ -188,6 +188,7 @@ TTP_APPS_DIR: apps/ttp
 HTTP_APPS_DIR: /srv/http
 LOGIN_REQUIRED: off
 SESSION_DAYS: 2
+SILENT_CHECK_SECONDS: 7
 LOG_LEVEL: DEBUG
 [email]
 EMAIL_HOST: mail.example.com
@@ -219,7 +220,7 @@ EXPECTED = {
     "MAX_REQUEST_BYTES": 256,
     "DL_MAX_SAMPLES": 5,
     "TTP_APPS_DIR": "/site/apps/ttp", "HTTP_APPS_DIR": "/srv/http",
-    "LOGIN_REQUIRED": False, "SESSION_DAYS": 2, "LOG_LEVEL": "debug",
+    "LOGIN_REQUIRED": False, "SESSION_DAYS": 2, "SILENT_CHECK_SECONDS": 7, "LOG_LEVEL": "debug",
     "EMAIL_HOST": "mail.example.com", "EMAIL_PORT": 587,
     "EMAIL_USE_TLS": True, "EMAIL_USE_SSL": False, "EMAIL_HOST_USER": "meter",
     "EMAIL_HOST_PASSWORD": "s3cret: yes",

@@ -105,10 +105,14 @@ def test_a_subscriber_may_close_another_while_being_woken():
 
 def test_only_declared_topics_and_fields():
     bus = Bus()
-    assert set(events.TOPICS) == {"sample"}
+    assert set(events.TOPICS) == {"sample", "alarm"}
     assert events.TOPICS["sample"].fields == {"unit", "id", "timestamp", "values"}
-    with pytest.raises(ValueError, match="no event topic 'alarm'"):
-        bus.subscribe(["alarm"], size=1)
+    assert events.TOPICS["alarm"].fields == {"unit", "id", "kind", "level", "data", "meter_ts",
+                                             "received"}
+    with pytest.raises(ValueError, match="no event topic 'unit'"):
+        bus.subscribe(["unit"], size=1)
+    with pytest.raises(ValueError, match="alarm event has the fields"):
+        bus.publish("alarm", unit="A1", id=1, level=2)
     with pytest.raises(ValueError, match="no event topic"):
         bus.publish("smaple", **sample())
     with pytest.raises(ValueError, match="a sample event has the fields"):

@@ -219,3 +219,32 @@ def test_redact_hides_key_and_escapes():
     assert ttp.redact(b"TTP /ok/\x1b[2J\x00 x") == "TTP /ok/\\x1b[2J\\x00 ***"
     assert "secret" not in ttp.redact("TTP /up/A1/<x> secret")
 
+
+
+@pytest.mark.parametrize("argument, parsed", [
+    ("2/<>", (2, [])),
+    ("0/<2009-1-16 15:30:45;high>", (0, ["2009-1-16 15:30:45", "high"])),
+    ("99/<a b/c d=1,2 (x)>", (99, ["a b/c d=1,2 (x)"])),
+    ("07/<;;>", (7, ["", "", ""])),
+])
+def test_parse_alarm(argument, parsed):
+    assert ttp.parse_alarm(argument) == parsed
+
+
+@pytest.mark.parametrize("argument", [
+    "", "2", "2/", "/<>", "100/<>", "-1/<>", "+1/<>", " 2/<>", "2 /<>", "x/<>", "1e1/<>",
+    "2/high", "2/<high", "2/high>", "2/<a<b>", "2/<a>b>", "2/<a><b>", "2/<a>x", "2/<a>/",
+    "2/<>\n", "٢/<>",
+])
+def test_parse_alarm_refuses_anything_else(argument):
+    with pytest.raises(TTPError) as caught:
+        ttp.parse_alarm(argument)
+    assert caught.value.code == 400
+
+
+def test_parse_alarm_is_linear_on_long_input():
+    items = ";".join(["x" * 10] * 5000)
+    assert len(ttp.parse_alarm("1/<%s>" % items)[1]) == 5000
+    for bad in ("1/<" + "a;" * 30000, "1/<" + "<" * 60000 + ">"):
+        with pytest.raises(TTPError):
+            ttp.parse_alarm(bad)

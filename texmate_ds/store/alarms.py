@@ -16,9 +16,12 @@ integer microseconds (`times.now`).
 
 import collections
 import json
+import logging
 
 from texmate_ds import times
 from texmate_ds.store.sql import UNITS_SEEN_BY, filters
+
+log = logging.getLogger("texmate_ds.store")
 
 KINDS = ("meter", "silent", "back")
 
@@ -182,14 +185,36 @@ class Alarms:
 
 
 class Outbox:
+    """The outbox of one connection.
+
+    `on_queued` is the mail service's wake-up: each ``fn()`` in it is
+    called (on the thread that commits) once a transaction that queued
+    letters here (`add`, `retry`) has committed, so the service sends them
+    at once rather than at its next look. A hook that raises is logged and
+    skipped; it can never undo the commit."""
+
     def __init__(self, db):
         self.db = db
+        self.on_queued = []
+        self._queued = False
+        db.on_end.append(self._ended)
+
+    def _ended(self, committed):
+        queued, self._queued = self._queued, False
+        if committed and queued:
+            for wake in self.on_queued:
+                try:
+                    wake()
+                except Exception:
+                    log.exception("an outbox wake-up hook failed (%r)", wake)
 
     def add(self, alarm_id, kind, recipient, subject, body):
         """Queue a message, due now, in the shared transaction; its id."""
         now = times.now()
-        return self.db.insert("outbox", alarm_id=alarm_id, kind=kind, recipient=recipient,
-                              subject=subject, body=body, created=now, next_attempt=now)
+        letter_id = self.db.insert("outbox", alarm_id=alarm_id, kind=kind, recipient=recipient,
+                                   subject=subject, body=body, created=now, next_attempt=now)
+        self._queued = True
+        return letter_id
 
     def get(self, letter_id):
         row = self.db.one(_SELECT_LETTER + " WHERE id = ?", (letter_id,))
@@ -221,6 +246,7 @@ class Outbox:
         """Queue `letter` again, due now (the admin's "retry")."""
         self.db.write("UPDATE outbox SET state = 'queued', next_attempt = ? WHERE id = ?",
                       (times.now(), letter.id))
+        self._queued = True
 
     def find(self, state=None, alarm_id=None, before=None, limit=100):
         """[Letter], newest first, in `state` (None: any), of `alarm_id`."""

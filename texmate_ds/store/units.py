@@ -21,6 +21,13 @@ _COLUMNS = ("id", "code", "key", "name", "description", "fields", "field_names",
             "source_id", "field_units", "report_fields", "webhook_url", "silent_minutes",
             "silent_level")
 _SELECT = "SELECT %s FROM units" % ", ".join(_COLUMNS)
+# `Units.silence`: the units falling silent, and those silent that spoke.
+_SILENCE = (
+    "SELECT %s, silent_since, coalesce(last_received, created) FROM units"
+    " WHERE (silent_since IS NULL AND silent_minutes IS NOT NULL AND enabled = 1"
+    " AND coalesce(last_received, created) + silent_minutes * ? < ?)"
+    " OR (silent_since IS NOT NULL AND last_received > silent_since) LIMIT ?"
+    % ", ".join(_COLUMNS))
 # The same columns of the table aliased "u", for joins (displays).
 COLUMNS_AS_U = ", ".join("u." + column for column in _COLUMNS)
 # What `Units.page` sorts by: the admin's sortable columns.
@@ -208,6 +215,26 @@ class Units:
         self.db.samples.write_counts(unit.id)
         row = self.db.one("SELECT sample_count, last_ts FROM units WHERE id = ?", (unit.id,))
         return tuple(row) if row else (0, None)
+
+    # -- silent meters (docs/protocol.md, "Silent meters")
+
+    def silence(self, now, limit):
+        """[(Unit, silent_since, newest upload)] of at most `limit` units
+        whose silence changed at `now`: enabled units with `silent_minutes` set, no
+        silent-meter alarm yet (silent_since None) and no upload (or, with
+        none ever, no creation) for that long; and units with silent_since
+        set that uploaded since. "Newest upload" is `last_received` (the
+        server's clock), or `created` for a unit that never uploaded.
+
+        One pass over the units table, with no index to keep on the hot
+        upload path: the figure is in docs/performance.md."""
+        self.db.samples.write_counts()
+        rows = self.db.all(_SILENCE, (times.MINUTE, now, limit))
+        return [(Unit.from_row(row[:-2]), row[-2], row[-1]) for row in rows]
+
+    def set_silent_since(self, unit, when):
+        """Mark `unit` silent since `when` (None: not silent)."""
+        self.db.write("UPDATE units SET silent_since = ? WHERE id = ?", (when, unit.id))
 
     # -- who may download whose samples (ttp.md section 6)
 
