@@ -18,7 +18,7 @@
 import collections
 from urllib.parse import urlencode
 
-from texmate_ds import chores, times
+from texmate_ds import alarms, chores, times
 from texmate_ds.web import app, forms, html, ranges
 from texmate_ds.web.admin.options import Column, Filter, Listing, ModelAdmin
 from texmate_ds.web.admin.per_unit import UnitRows
@@ -262,6 +262,63 @@ class OutboxAdmin(ModelAdmin):
     action_retry_selected.text = "Retry the selected %(plural)s"
 
 
+MESSAGE_PARAMS = ("message_level", "message_subject", "message_body")
+SUBJECT_MAX, BODY_MAX = 200, 10000
+
+
+class Messages(forms.Field):
+    """A unit's alarm messages as rows of a level (empty: every level), a
+    subject and a body, a row for each message set and one more, blank,
+    for a new one; a row whose subject and body are both empty is no
+    message. `check(subject, body)` refuses a template that does not
+    parse (ValueError saying which, the line and why)."""
+
+    kind = "messages"
+    lists = True
+
+    def __init__(self, name, label, check, help=""):
+        super().__init__(name, label, help)
+        self.check = check
+
+    def read(self, params):
+        return {param: params.getlist(param) for param in MESSAGE_PARAMS}
+
+    def clean(self, raw):
+        rows = list(zip(*(raw[param] for param in MESSAGE_PARAMS)))
+        messages, levels = [], set()
+        for number, (level, subject, body) in enumerate(rows, 1):
+            level, subject, body = level.strip(), subject.strip(), body.strip()
+            if not subject and not body:
+                continue
+            if not (level == "" or (level.isdigit() and int(level) < 100)):
+                raise forms.Invalid("message %d: the level is 0 to 99, or empty for every "
+                                    "level" % number)
+            level = int(level) if level else None
+            if level in levels:
+                raise forms.Invalid("message %d: a second message for %s" % (
+                    number, "every level" if level is None else "level %d" % level))
+            levels.add(level)
+            if not subject or not body or len(subject) > SUBJECT_MAX or len(body) > BODY_MAX:
+                raise forms.Invalid("message %d: a subject (%d characters at most) and a body "
+                                    "(%d at most)" % (number, SUBJECT_MAX, BODY_MAX))
+            try:
+                self.check(subject, body)
+            except ValueError as exc:
+                raise forms.Invalid("message %d: %s" % (number, exc)) from None
+            messages.append((level, subject, body))
+        return tuple(messages)
+
+    def shown(self, value):
+        if isinstance(value, dict):     # as posted: shown again as typed
+            rows = list(zip(*(value[param] for param in MESSAGE_PARAMS)))
+        else:
+            rows = [("" if level is None else str(level), subject, body)
+                    for level, subject, body in value or ()]
+            rows.append(("", "", ""))
+        return [{"level": level, "subject": subject, "body": body}
+                for level, subject, body in rows]
+
+
 class MailingListAdmin(ModelAdmin):
     name = "mailinglists"
     description = "Who gets each unit's alarms by email; send a test message."
@@ -294,16 +351,33 @@ class MailingListAdmin(ModelAdmin):
         return getattr(unit, name)
 
     def form(self, request, unit):
+        st = request.store
         users = [(str(u.id), "%s <%s>" % (u.username, u.email))
-                 for u in request.store.accounts.all_users() if u.email]
-        return forms.Form([forms.Many("users", "People", users,
-                                      "users with an email address; add addresses to users "
-                                      "in Users")],
-                          {"users": {str(i) for i in request.store.alarms.mailing_list(unit)}})
+                 for u in st.accounts.all_users() if u.email]
+        return forms.Form(
+            [forms.Many("users", "People", users,
+                        "users with an email address; add addresses to users in Users"),
+             Messages("messages", "Alarm messages", alarms.check_message,
+                      "the subject and body of the email, per level, in the template "
+                      "language: {{ unit }}, {{ unit.name }}, {{ level }}, {{ data.0 }}, "
+                      "{{ received }}, {% if %}, {% for x in data %}; a level without one "
+                      "takes the unit's message for every level, then the built-in one")],
+            {"users": {str(i) for i in st.alarms.mailing_list(unit)},
+             "messages": tuple((m.level, m.subject, m.body) for m in st.alarms.messages(unit))})
 
     def save(self, request, form, unit):
-        request.store.alarms.set_mailing_list(unit, [int(i) for i in form.cleaned["users"]])
-        return unit, form.changed()
+        st = request.store
+        st.alarms.set_mailing_list(unit, [int(i) for i in form.cleaned["users"]])
+        for message in st.alarms.messages(unit):
+            st.alarms.delete_message(message.id)
+        for level, subject, body in form.cleaned["messages"]:
+            st.alarms.set_message(unit, level, subject, body)
+        changes = form.changed()
+        if "messages" in changes:   # a template is the admin's text: the log says which
+            changes["messages"] = [sorted("every level" if m[0] is None else "level %d" % m[0]
+                                          for m in values or ()) for values in
+                                   changes["messages"]]
+        return unit, changes
 
     def action_send_test(self, request):
         if not self.allows(request, "change"):
