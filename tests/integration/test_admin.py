@@ -724,3 +724,27 @@ def test_a_units_silent_alarm_and_webhook_are_set_in_its_form(admin):
         15, 3, "https://chat.example/hook/T0K3N")
     [entry] = site.log(model="units", limit=1)
     assert entry.changes["webhook_url"] == "(changed)" and "T0K3N" not in str(entry)
+
+
+def test_alarm_messages_are_checked_when_saved_and_used(admin):
+    site = admin()
+    a1 = site.unit("A1", name="Pump")
+    site.db.commit()
+    path = "/admin/mailinglists/A1/change/"
+    bad = [("message_level", "2"), ("message_subject", "{{ unit }} alarm"),
+           ("message_body", "line one\n{% if data.0 %}{{ user.password }}{% endif %}")]
+    answer = site.root.submit(path, bad)
+    assert answer.status == 400 and "message 1: body, line 2: unknown name" in answer.body
+    assert "line one" in answer.body                               # kept as typed
+    manual = "{% if data.0 %}The localtime for this Alarm was {{ data.0 }}{% endif %}"
+    good = [("message_level", "2"), ("message_subject", "{{ unit }}: level {{ level }}"),
+            ("message_body", manual), ("message_level", ""), ("message_subject", "every"),
+            ("message_body", "any level")]
+    assert site.root.submit(path, good).status == 303
+    site.db.notice_others()
+    assert site.db.alarms.message(a1, 2).body == manual
+    assert site.db.alarms.message(a1, 7).subject == "every"
+    [entry] = site.log(model="mailinglists", limit=1)
+    assert entry.changes == {"messages": [[], ["every level", "level 2"]]}
+    twice = good + [("message_level", "2"), ("message_subject", "x"), ("message_body", "y")]
+    assert "a second message for level 2" in site.root.submit(path, twice).body
