@@ -30,14 +30,17 @@ everything). Three measurements:
   and smtplib allow on this machine. The ratio ours/baseline compares the
   sending rates.
 
-Until the ``al`` TTP app exists, the alarms and letters are written
-directly (`queue_alarms`). Once it does, raise them over TTP instead: the
-unit A1 with a mailing list of one user (``alarms.set_mailing_list``),
-then N ``TTP /al/A1/2/<d0;d1> KEY`` lines pipelined on one connection
-(``TTPClient.pipeline``), the clock started before the first is sent;
-alarms/s stored is N over the time to the last ``OK``, and the time to
-the last message then includes the alarm code's rendering and its
-``wake()``, with no poll in it.
+* **over TTP**: N alarms raised as a meter raises them, ``TTP
+  /al/A1/2/<d0;d1;n> KEY`` pipelined on one connection
+  (``TTPClient.pipeline``), unit A1 having one person on its mailing
+  list: alarms/s stored (N over the time to the last ``OK``, each sent
+  only once its alarm and letter are committed), and the time from the
+  first request to the last message, which includes the alarm code's
+  rendering and its wake-up of the mail service (no poll).
+
+The quiet and with-meters runs write the alarms and letters directly
+through the store (`queue_alarms`), from another process, so they time
+the mail service alone.
 
 Figures are printed in a table and written as JSON (default
 ``bench/results/mail.json``) with the environment; nothing is asserted.
@@ -67,6 +70,7 @@ for folder in (ROOT, BENCH, os.path.join(ROOT, "tests")):
 import run as harness  # noqa: E402  (bench/run.py: servers, load runs, environment)
 
 from texmate_ds import mail, store, times  # noqa: E402
+from texmate_ds.client import TTPClient  # noqa: E402
 from texmate_ds.store.alarms import Letter  # noqa: E402
 
 from smtp_sink import SMTPSink  # noqa: E402  (tests/smtp_sink.py)
@@ -116,7 +120,10 @@ def setup_for(sink_port):
                     % (sink_port, SENDER))
         st = harness.open_store(conf)
         try:
-            st.units.add(UNIT, harness.KEY, harness.FIELDS, name="Pump house 1")
+            unit = st.units.add(UNIT, harness.KEY, harness.FIELDS, name="Pump house 1")
+            # For the alarms raised over TTP: one person on the unit's list.
+            person = st.accounts.add_user("operator", "x", email=RECIPIENT)
+            st.alarms.set_mailing_list(unit, [person.id])
             st.commit()
         finally:
             st.close()
@@ -165,6 +172,24 @@ def during_meters(server, folder, sink, db_path, args, start):
         return sending
     return harness.load_window(server, folder, args.warmup, during,
                                "--meters", args.meters, "--interval", "0.1")
+
+
+def over_ttp(server, sink, count):
+    """`count` alarms raised by ``al`` requests pipelined on one connection:
+    alarms/s to the last ``OK`` (each committed before its OK), and the
+    delivery of their letters (the alarm code renders each and wakes the
+    mail service after its commit: no poll)."""
+    before = len(sink.messages)
+    lines = ["TTP /al/%s/2/<2009-1-16 15:30:45;high;%d> %s" % (UNIT, n, harness.KEY)
+             for n in range(count)]
+    started = time.time()
+    with TTPClient("127.0.0.1", server.port, timeout=60) as client:
+        answers = client.pipeline(lines)
+    answered = time.time() - started
+    fig = delivery(sink, before, count, started)
+    fig.update(alarms_ok=answers.count("OK"), answered_s=round(answered, 3),
+               alarms_per_s=round(count / answered, 1))
+    return fig
 
 
 # -- the baseline: smtplib alone ---------------------------------------------------
@@ -217,6 +242,13 @@ def table(doc):
                      "%.3f s" % fig["first_to_last_s"], "%.3f s" % fig["commit_to_last_s"],
                      "-" if rate is None else format(round(rate), ","),
                      "%.2f" % (rate / base) if rate and base else "-"))
+    t = doc["over_ttp"]
+    rows.append(("raised over TTP (al)", format(t["letters"], ","),
+                 "%.3f s" % t["commit_to_first_s"], "%.3f s" % t["first_to_last_s"],
+                 "%.3f s" % t["commit_to_last_s"],
+                 format(round(t["letters_per_s_sending"] or 0), ","),
+                 "%.2f" % (t["letters_per_s_sending"] / base)
+                 if t["letters_per_s_sending"] and base else "-"))
     b = doc["baseline"]
     rows.append(("smtplib alone (baseline)", format(b["letters"], ","), "-",
                  "%.3f s" % b["first_to_last_s"], "-",
@@ -227,6 +259,10 @@ def table(doc):
     lines.insert(1, "  ".join("-" * width for width in widths))
     idle, during = doc["with_meters"]["idle"], doc["with_meters"]["during"]
     lines.append("")
+    lines.append("al: %s alarms stored (each OK after its commit) in %.3f s, %s alarms/s; "
+                 "the row's times count from the first request sent" % (
+                     format(t["alarms_ok"], ","), t["answered_s"],
+                     format(round(t["alarms_per_s"]), ",")))
     lines.append("meters' answers (median / p99 ms): idle %s / %s, while mailing %s / %s "
                  "(median x idle: %s)" % (
                      _ms(idle, "median_ms"), _ms(idle, "p99_ms"), _ms(during, "median_ms"),
@@ -243,7 +279,9 @@ def notes_for(doc):
         errors = sum(fig.get("errors", {}).values()) + fig.get("connection_failures", 0)
         if errors:
             notes.append("meters %s: %d error answers or failed connections" % (phase, errors))
-    expected = 2 * doc["letters"]
+    expected = 3 * doc["letters"]
+    if doc["over_ttp"]["alarms_ok"] != doc["letters"]:
+        notes.append("al: %d OK of %d" % (doc["over_ttp"]["alarms_ok"], doc["letters"]))
     if doc["outbox"].get("sent", 0) != expected:
         notes.append("outbox: %s, %d sent expected" % (doc["outbox"], expected))
     if (doc["server"] or {}).get("stderr_notes", {}).get("lines"):
@@ -307,7 +345,8 @@ def main(argv=None):
                                 "--meters", args.meters, "--interval", "0.1")
         during, sending = during_meters(server, folder, sink, db_path, args, args.letters)
         doc["with_meters"] = {"idle": idle, "during": during, "sending": sending}
-        doc["outbox"] = outbox_counts(db_path, 2 * args.letters)
+        doc["over_ttp"] = over_ttp(server, sink, args.letters)
+        doc["outbox"] = outbox_counts(db_path, 3 * args.letters)
         server.stop()
         doc["server"] = server.stopped
         doc["baseline"] = run_baseline(sink, args.letters, work)
