@@ -18,11 +18,11 @@ Layout:
   speaking domain terms: `units` (units, download permissions, graph
   options), `samples` (uploads, single samples, ranges, statistics, graph
   rows, the ``dl next`` cursors), `accounts` (users, sessions, API tokens,
-  sign-in attempts), `displays`, and `log` (`actionlog`: the action log,
+  sign-in attempts), `displays`, `log` (`actionlog`: the action log,
   who added, changed or deleted what; an entry is written in the same
-  transaction as its change, and never holds a key or a password).
-  Alarms and the mail outbox will be repositories of their own beside
-  these, each with the tables of its migration.
+  transaction as its change, and never holds a key or a password), and
+  `alarms` and `outbox` (`store/alarms.py`: alarms, their messages and
+  mailing lists, and the letters the mail service sends).
 * Rows are small namedtuples, one per table (`Unit`, `User`, `Session`,
   `ApiToken`, `Display`, `LogEntry`; `GraphOptions` and `Axis` for a unit's graph
   columns), except samples: a sample is a plain tuple ``(id, ts, v1,
