@@ -202,10 +202,14 @@ class Loop:
         return timer
 
     def every(self, interval, fn):
-        """Call `fn` every `interval` seconds until the loop stops."""
+        """Call `fn` every `interval` seconds until the loop stops; a call
+        that raises is logged (as any timer's) and the next one still
+        comes."""
         def tick():
-            fn()
-            self.call_later(interval, tick)
+            try:
+                fn()
+            finally:
+                self.call_later(interval, tick)
         return self.call_later(interval, tick)
 
     def _flush(self):

@@ -166,3 +166,17 @@ def test_stopping_says_a_stop_was_asked_for(the_loop):
     assert not the_loop.stopping
     the_loop.stop()
     assert the_loop.stopping
+
+
+def test_a_periodic_call_that_fails_is_logged_and_comes_again(the_loop, caplog):
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        raise RuntimeError("sweep trouble")
+    the_loop.every(0.001, flaky)
+    deadline = time.monotonic() + 5
+    while len(calls) < 3 and time.monotonic() < deadline:
+        the_loop._turn(0.005)
+    assert len(calls) >= 3
+    assert caplog.text.count("a timer failed") >= 3 and "sweep trouble" in caplog.text
