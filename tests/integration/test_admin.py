@@ -679,6 +679,8 @@ def test_the_outbox_lists_messages_and_queues_them_again(admin):
     listing = site.root.get("/admin/outbox/?state=failed")
     assert listing.status == 200 and "550 no such user" in listing.body
     assert "ann@x.org" in site.root.get("/admin/outbox/?alarm=%d" % alarm.id).body
+    detail = site.root.get("/admin/outbox/%d/change/" % letter_id).body
+    assert "Attempt 1" in detail and "failed: 550 no such user" in detail
     assert site.root.get("/admin/outbox/add/").status == 404
     answer = site.root.submit("/admin/outbox/", [("action", "retry_selected"),
                                                  ("selected", str(letter_id))],

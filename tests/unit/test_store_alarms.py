@@ -70,3 +70,5 @@ def test_the_outbox_queues_retries_and_records_every_attempt():
     assert db.outbox.get(letter_id).state == "queued"
     assert db.outbox.counts() == {"queued": 1}
     assert [x.id for x in db.outbox.find(alarm_id=alarm.id)] == [letter_id]
+    assert [(state, reply) for _, state, reply in db.outbox.attempts(failed)] == [
+        ("queued", "451 try later"), ("failed", "550 no such user")]

@@ -144,6 +144,7 @@ ROWS = {
     "outbox": [dict(id=1, alarm_id=1, kind="email", recipient="ann@example.com",
                     subject="A1", body="hi", state="queued", created=6, attempts=1,
                     next_attempt=9, last_attempt=7, last_reply="451 later")],
+    "outbox_attempts": [dict(id=1, letter_id=1, at=7, state="queued", reply="451 later")],
     "action_log": [
         dict(id=1, at=8, actor="manage:root", action="change", model="unit", object_id="1",
              object_repr="A1 (Pump)", changes='{"key": "(changed)", "name": ["", "Pump"]}',

@@ -241,6 +241,15 @@ class Outbox:
             " last_reply = ?, next_attempt = ? WHERE id = ?",
             (state, now, reply[:500], next_attempt if next_attempt is not None else now,
              letter.id))
+        self.db.insert("outbox_attempts", letter_id=letter.id, at=now, state=state,
+                       reply=reply[:500])
+
+    def attempts(self, letter, limit=100):
+        """[(when, state after it, the reply)] of the attempts at `letter`,
+        the newest `limit` of them, oldest first."""
+        rows = self.db.all("SELECT at, state, reply FROM outbox_attempts WHERE letter_id = ?"
+                           " ORDER BY id DESC LIMIT ?", (letter.id, limit))
+        return rows[::-1]
 
     def retry(self, letter):
         """Queue `letter` again, due now (the admin's "retry")."""

@@ -23,6 +23,7 @@ MIGRATIONS = (
     "0004_action_log",
     "0005_admin",
     "0006_alarms",
+    "0007_outbox_attempts",
 )
 VERSION = len(MIGRATIONS)
 

@@ -243,6 +243,11 @@ class OutboxAdmin(ModelAdmin):
         initial = {name: getattr(letter, name) for name in names}
         for name in ("created", "last_attempt", "next_attempt"):
             initial[name] = times.shown(initial[name]) if initial[name] else "—"
+        attempts = request.store.outbox.attempts(letter)
+        fields += [forms.Text("attempt%d" % number, "Attempt %d" % number)
+                   for number in range(1, len(attempts) + 1)]
+        initial.update(("attempt%d" % number, "%s, %s: %s" % (times.shown(at), state, reply))
+                       for number, (at, state, reply) in enumerate(attempts, 1))
         return forms.Form(fields, initial)
 
     def links(self, request, letter):
