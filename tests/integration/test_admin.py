@@ -682,6 +682,13 @@ def test_the_outbox_lists_messages_and_queues_them_again(admin):
     detail = site.root.get("/admin/outbox/%d/change/" % letter_id).body
     assert "Attempt 1" in detail and "failed: 550 no such user" in detail
     assert site.root.get("/admin/outbox/add/").status == 404
+    b7 = site.unit("B7")
+    other = site.db.outbox.add(site.db.alarms.add(b7, 1, []).id, "email", "bob@x.org", "B7", "b")
+    site.db.commit()
+    viewer = site.browser("viewer", permissions=["outbox.view"], units=["A1"])
+    assert "ann@x.org" in viewer.get("/admin/outbox/").body
+    assert "bob@x.org" not in viewer.get("/admin/outbox/").body
+    assert viewer.get("/admin/outbox/%d/change/" % other).status == 404
     answer = site.root.submit("/admin/outbox/", [("action", "retry_selected"),
                                                  ("selected", str(letter_id))],
                               page="/admin/outbox/")

@@ -257,10 +257,14 @@ class Outbox:
                       (times.now(), letter.id))
         self._queued = True
 
-    def find(self, state=None, alarm_id=None, before=None, limit=100):
-        """[Letter], newest first, in `state` (None: any), of `alarm_id`."""
-        where, params = filters(("state = ?", state), ("alarm_id = ?", alarm_id),
-                                ("id < ?", before))
+    def find(self, state=None, alarm_id=None, before=None, limit=100, seen_by=None):
+        """[Letter], newest first, in `state` (None: any), of `alarm_id`;
+        with `seen_by` (a user id) only those of alarms of units that user
+        may see."""
+        where, params = filters(
+            ("state = ?", state), ("alarm_id = ?", alarm_id), ("id < ?", before),
+            ("alarm_id IN (SELECT id FROM alarms WHERE unit_id IN (%s))" % UNITS_SEEN_BY,
+             seen_by and (seen_by, seen_by)))
         return [Letter(*row) for row in self.db.all(
             _SELECT_LETTER + " WHERE %s ORDER BY id DESC LIMIT ?" % where, params + [limit])]
 

@@ -210,8 +210,13 @@ class OutboxAdmin(ModelAdmin):
             "queued", "sent", "failed")]), Filter("alarm", "Alarm", None, "an alarm's id")]
 
     def get(self, request, pk):
+        """The letter, if this visitor sees the unit of its alarm (a letter
+        of no alarm, a test message, only with every unit)."""
         letter = request.store.outbox.get(int(pk)) if pk.isdigit() and len(pk) < 19 else None
-        return letter
+        if letter is None or request.access.seen_by is None:
+            return letter
+        alarm = letter.alarm_id and request.store.alarms.get(letter.alarm_id)
+        return letter if alarm and request.access.sees_id(alarm.unit_id) else None
 
     def describe(self, letter):
         return "%s to %s" % (letter.subject or letter.kind, letter.recipient)
@@ -229,7 +234,8 @@ class OutboxAdmin(ModelAdmin):
             if value and not (value.isdigit() and len(value) < 19):
                 raise app.HTTPError(400, "%s: an id" % name)
         letters = request.store.outbox.find(state or None, int(alarm) if alarm else None,
-                                            int(before) if before else None, PAGE + 1)
+                                            int(before) if before else None, PAGE + 1,
+                                            seen_by=request.access.seen_by)
         more = len(letters) > PAGE
         letters = letters[:PAGE]
         return Listing(letters, None, first=query.string(before=None) if before else None,
