@@ -88,6 +88,7 @@ def test_mail_bench_reports(tmp_path):
     assert report["quiet"]["letters"] == 100 and report["quiet"]["commit_to_last_s"] > 0
     assert report["with_meters"]["sending"]["letters"] == 100
     assert report["with_meters"]["idle"]["median_ms"] > 0
-    assert report["outbox"] == {"sent": 200}
+    assert report["over_ttp"]["alarms_ok"] == 100 and report["over_ttp"]["letters"] == 100
+    assert report["outbox"] == {"sent": 300}
     assert report["baseline"]["letters_per_s_sending"] > 0
     assert "smtplib alone (baseline)" in result.stdout
