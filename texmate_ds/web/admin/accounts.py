@@ -19,7 +19,7 @@ import collections
 
 from texmate_ds import auth
 from texmate_ds.web import app, forms, html
-from texmate_ds.web.admin.options import Column, Filter, ModelAdmin
+from texmate_ds.web.admin.options import Column, Filter, ModelAdmin, row_id
 from texmate_ds.web.admin.views import record
 
 USERNAME = r"[\w.@+-]{1,150}"
@@ -111,7 +111,7 @@ class UserAdmin(ModelAdmin):
 
     def get(self, request, pk):
         st = request.store
-        user = st.accounts.get_user(int(pk)) if pk.isdigit() and len(pk) < 19 else None
+        user = st.accounts.get_user(row_id(pk)) if row_id(pk) is not None else None
         return user or st.accounts.get_user_by_name(pk)
 
     def describe(self, user):
@@ -228,8 +228,7 @@ class GroupAdmin(ModelAdmin):
     default_order = "name"
 
     def get(self, request, pk):
-        return request.store.accounts.get_group(int(pk)) if pk.isdigit() and len(pk) < 19 \
-            else None
+        return None if row_id(pk) is None else request.store.accounts.get_group(row_id(pk))
 
     def describe(self, group):
         return group.name
@@ -294,8 +293,7 @@ class TokenAdmin(ModelAdmin):
                      user.username if user else "?")
 
     def get(self, request, pk):
-        token = request.store.accounts.api_token(int(pk)) if pk.isdigit() and len(pk) < 19 \
-            else None
+        token = None if row_id(pk) is None else request.store.accounts.api_token(row_id(pk))
         return self._token(request.store, token) if token else None
 
     def describe(self, token):
@@ -303,7 +301,7 @@ class TokenAdmin(ModelAdmin):
 
     def search_rows(self, request, query, offset, limit):
         user = query.given["user"]
-        if user and not user.isdigit():
+        if user and row_id(user) is None:
             raise app.HTTPError(400, "user: a user id")
         total, tokens = request.store.accounts.find_api_tokens(
             int(user) if user else None, query.q, offset, limit)

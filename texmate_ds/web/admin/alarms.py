@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from texmate_ds import alarms, chores, times
 from texmate_ds.web import app, forms, html, ranges
-from texmate_ds.web.admin.options import Column, Filter, Listing, ModelAdmin
+from texmate_ds.web.admin.options import Column, Filter, Listing, ModelAdmin, row_id
 from texmate_ds.web.admin.per_unit import UnitRows
 from texmate_ds.web.admin.units import describe as describe_unit
 from texmate_ds.web.admin.views import record, selected
@@ -68,9 +68,9 @@ class AlarmAdmin(UnitRows):
             Filter("state", "State", [("", "any")] + list(STATES))]
 
     def get(self, request, pk):
-        if not (pk.isdigit() and len(pk) < 19):
+        if row_id(pk) is None:
             return None
-        alarm = request.store.alarms.get(int(pk))
+        alarm = request.store.alarms.get(row_id(pk))
         unit = alarm and request.store.units.get_by_id(alarm.unit_id)
         if unit is None or not request.access.sees(unit):
             return None
@@ -111,7 +111,7 @@ class AlarmAdmin(UnitRows):
         if state not in ("", "active", "acknowledged"):
             raise app.HTTPError(400, "state: active or acknowledged")
         before = given["before"]
-        if before and not (before.isdigit() and len(before) < 19):
+        if before and row_id(before) is None:
             raise app.HTTPError(400, "before: an alarm id")
         alarms = request.store.alarms.find(
             unit=unit, active=None if not state else state == "active",
@@ -212,7 +212,7 @@ class OutboxAdmin(ModelAdmin):
     def get(self, request, pk):
         """The letter, if this visitor sees the unit of its alarm (a letter
         of no alarm, a test message, only with every unit)."""
-        letter = request.store.outbox.get(int(pk)) if pk.isdigit() and len(pk) < 19 else None
+        letter = None if row_id(pk) is None else request.store.outbox.get(row_id(pk))
         if letter is None or request.access.seen_by is None:
             return letter
         alarm = letter.alarm_id and request.store.alarms.get(letter.alarm_id)
@@ -231,7 +231,7 @@ class OutboxAdmin(ModelAdmin):
         if state not in ("", "queued", "sent", "failed"):
             raise app.HTTPError(400, "state: queued, sent or failed")
         for name, value in (("alarm", alarm), ("before", before)):
-            if value and not (value.isdigit() and len(value) < 19):
+            if value and row_id(value) is None:
                 raise app.HTTPError(400, "%s: an id" % name)
         letters = request.store.outbox.find(state or None, int(alarm) if alarm else None,
                                             int(before) if before else None, PAGE + 1,

@@ -7,7 +7,7 @@ import re
 
 from texmate_ds import rules
 from texmate_ds.web import forms
-from texmate_ds.web.admin.options import Column, ModelAdmin
+from texmate_ds.web.admin.options import Column, ModelAdmin, row_id
 
 # Unit rows the form offers at least (and two free beyond those in use).
 ROWS = 8
@@ -24,7 +24,7 @@ class DisplayAdmin(ModelAdmin):
     search = "name"
 
     def get(self, request, pk):
-        return request.store.displays.get(int(pk)) if pk.isdigit() and len(pk) < 19 else None
+        return None if row_id(pk) is None else request.store.displays.get(row_id(pk))
 
     def describe(self, display):
         return display.name

@@ -168,6 +168,11 @@ class ModelAdmin:
         return []
 
 
+def row_id(pk):
+    """`pk` (a URL segment) as a row id, or None if it is not one."""
+    return int(pk) if pk.isdigit() and len(pk) < 19 else None
+
+
 class Query:
     """A change list's query string read and checked: `q`, `o`, `p`, and
     the filters' parameters (`given`: param -> value)."""

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from texmate_ds import chores, times
 from texmate_ds.web import app, forms, ranges
-from texmate_ds.web.admin.options import Column, Listing
+from texmate_ds.web.admin.options import Column, Listing, row_id
 from texmate_ds.web.admin.per_unit import UnitRows
 from texmate_ds.web.admin.units import describe as describe_unit
 
@@ -55,9 +55,9 @@ class SampleAdmin(UnitRows):
                  "Import samples from a CSV file")]
 
     def get(self, request, pk):
-        if not (pk.isdigit() and len(pk) < 19):
+        if row_id(pk) is None:
             return None
-        found = request.store.samples.get_by_id(int(pk))
+        found = request.store.samples.get_by_id(row_id(pk))
         if found is None:
             return None
         unit = request.store.units.get_by_id(found[0])

@@ -17,7 +17,7 @@ import collections
 
 from texmate_ds import chores, rules, store
 from texmate_ds.web import app, forms
-from texmate_ds.web.admin.options import Column, ModelAdmin
+from texmate_ds.web.admin.options import Column, ModelAdmin, row_id
 
 CODE = r"[A-Za-z0-9]{1,32}"
 KEY = r"[\x21-\x7e]{1,64}"
@@ -91,7 +91,7 @@ class UnitAdmin(ModelAdmin):
 
     def get(self, request, pk):
         st = request.store
-        unit = st.units.get_by_id(int(pk)) if pk.isdigit() and len(pk) < 19 else None
+        unit = None if row_id(pk) is None else st.units.get_by_id(row_id(pk))
         unit = unit or st.units.get(pk)
         return unit if unit is not None and request.access.sees(unit) else None
 

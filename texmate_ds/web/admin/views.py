@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from texmate_ds.store.actionlog import SECRET
 from texmate_ds.web import app, html, ranges
-from texmate_ds.web.admin.options import LOG_VIEW, Query
+from texmate_ds.web.admin.options import LOG_VIEW, Query, row_id
 
 # The most rows one bulk action takes (a page is 100).
 MAX_SELECTED = 1000
@@ -289,7 +289,7 @@ def log(request):
         raise app.HTTPError(400, "unknown parameter %r" % unknown[0][:40])
     start, end = ranges.moment(query, "from"), ranges.moment(query, "to", day_end=True)
     before = query.get("before", "")
-    if before and not (before.isdigit() and len(before) <= 18):
+    if before and row_id(before) is None:
         raise app.HTTPError(400, "before: an entry id")
     entries = request.store.log.entries(
         model=query.get("model") or None, actor=query.get("actor") or None,
