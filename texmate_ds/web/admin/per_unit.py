@@ -57,9 +57,8 @@ class UnitRows(ModelAdmin):
             raise app.HTTPError(404, "no such unit")
         return unit
 
-
     def tools(self, request, query):
-        """Forms of their own above the list: delete all, delete old, import."""
+        """Forms of their own above the list: delete old, delete all."""
         unit = self._unit(request, query.given["unit"])
         if unit is None or not self.allows(request, "delete"):
             return []
