@@ -145,6 +145,8 @@ DEFAULTS = (
         "open TTP connections at most", _POSITIVE),
     Key("main", "MAX_HTTP_CONNECTIONS", 1000,
         "open web connections at most, counted apart from TTP's", _POSITIVE),
+    Key("main", "MAX_EVENT_STREAMS", 1000,
+        "open /events streams at most", _POSITIVE),
     Key("main", "HTTPS_CERT_FILE", "",
         "PEM certificate (chain): the web port speaks HTTPS", _optional_path),
     Key("main", "HTTPS_KEY_FILE", "",

@@ -33,6 +33,7 @@ from texmate_ds import (
     ttp,
     web,
 )
+from texmate_ds.web import live as web_live
 
 log = logging.getLogger("texmate_ds")
 
@@ -125,8 +126,11 @@ def serve(settings, out=sys.stdout):
     st.outbox.on_queued.append(mailer.wake)
     the_loop.add_service(mailer)
     site = http.HTTPServer(settings, None, the_loop, workers, tls_context, long_writes)
+    # /events streams subscribe to the TTP server's bus (events published
+    # after each commit) and keep alive on the loop's timers.
+    live = web_live.Live(server.events, the_loop, settings.MAX_EVENT_STREAMS)
     site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
-        the_loop, server, site, st, commits)), mounted)
+        the_loop, server, site, st, commits), live), mounted)
     try:
         # Each port has its own budget: nothing on the web port can ever
         # take a meter's room, nor the other way round.

@@ -92,6 +92,18 @@ class Alarms:
         return [Alarm.from_row(row) for row in self.db.all(
             _SELECT_ALARM + " WHERE %s ORDER BY id DESC LIMIT ?" % where, params + [limit])]
 
+    def after(self, units, alarm_id, limit):
+        """[(Unit, Alarm)] of the alarms of `units` after alarm `alarm_id`,
+        oldest first, `limit` at most (a live stream resuming)."""
+        by_id = {unit.id: unit for unit in units}
+        if not by_id:
+            return []
+        ids = sorted(by_id)[:900]
+        rows = self.db.all(
+            _SELECT_ALARM + " WHERE id > ? AND unit_id IN (%s) ORDER BY id LIMIT ?"
+            % ",".join("?" * len(ids)), (alarm_id, *ids, limit))
+        return [(by_id[row[1]], Alarm.from_row(row)) for row in rows]
+
     def active_counts(self):
         """{unit id: active alarms} of the units that have any."""
         return dict(self.db.all("SELECT unit_id, count(*) FROM alarms"

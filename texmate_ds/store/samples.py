@@ -245,6 +245,20 @@ class Samples:
         """The oldest `limit` samples in the range, newest first."""
         return self.newest_page(unit, limit, start, end, after=(start or _BEFORE_ALL) - 1)
 
+    def after_id_of(self, units, sample_id, limit):
+        """[(Unit, (id, ts, v1, ...))] of the samples of `units` stored after
+        sample `sample_id`, in the order stored, `limit` at most (a live
+        stream resuming)."""
+        by_id = {unit.id: unit for unit in units}
+        if not by_id:
+            return []
+        ids = sorted(by_id)[:900]
+        rows = self.db.all(
+            "SELECT unit_id, id, ts, %s FROM samples WHERE id > ? AND unit_id IN (%s)"
+            " ORDER BY id LIMIT ?" % (", ".join(VALUE_COLUMNS), ",".join("?" * len(ids))),
+            (sample_id, *ids, limit))
+        return [(by_id[row[0]], tuple(row[1:3 + by_id[row[0]].fields])) for row in rows]
+
     def between(self, unit, start=None, end=None, limit=None):
         """Samples with start <= ts <= end (either bound may be None), oldest
         first. Timestamps are unique integers per unit, so a caller pages on

@@ -148,9 +148,10 @@ the progress or the log), never with the result.
 from texmate_ds.web import site
 
 
-def make_app(store, settings, metrics=None):
-    """The web UI's WSGI callable on `store` (see the module docstring)."""
-    return site.Site(store, settings, metrics)
+def make_app(store, settings, metrics=None, live=None):
+    """The web UI's WSGI callable on `store` (see the module docstring);
+    `live` (a `live.Live`: the server's event bus and loop) opens /events."""
+    return site.Site(store, settings, metrics, live=live)
 
 
 def committing(wsgi_app, store):

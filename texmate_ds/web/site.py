@@ -36,12 +36,12 @@ from texmate_ds import auth, chores
 # and its chores, and what the pool raises when this client has its share
 # of it in use already.
 from texmate_ds.http import CHORES, OFFLOAD, Busy
-from texmate_ds.web import account, admin, app, html, ops, pages, static, units
+from texmate_ds.web import account, admin, app, html, live, ops, pages, static, units
 
 log = logging.getLogger("texmate_ds.web")
 
-ROUTES = (account.ROUTES + pages.ROUTES + units.ROUTES + admin.ROUTES + ops.ROUTES
-          + static.ROUTES)
+ROUTES = (account.ROUTES + pages.ROUTES + units.ROUTES + admin.ROUTES + live.ROUTES
+          + ops.ROUTES + static.ROUTES)
 
 # Sent with every answer: no MIME sniffing, no framing, no leaking of URLs
 # (a `next` parameter) to other sites.
@@ -57,10 +57,13 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 class Site:
     """The web UI as a WSGI callable (see the package docstring)."""
 
-    def __init__(self, store, settings, metrics=None, routes=ROUTES):
+    def __init__(self, store, settings, metrics=None, routes=ROUTES, live=None):
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        # The server's event bus and loop, for /events (`live.Live`); None
+        # under another WSGI server.
+        self.live = live
         self.router = app.Router(routes)
         # The admin's models (web/admin), which its views look up by name.
         self.admin = admin.ADMIN

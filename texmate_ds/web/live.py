@@ -1,0 +1,198 @@
+"""``/events``: live updates as Server-Sent Events (docs/web.md, "Live
+updates").
+
+A stream is a long-lived answer the loop pulls a piece at a time
+(`Stream`, a WSGI iterable with ``ready`` and ``long_lived``, see
+http.WSGIResponse): it subscribes to the event bus (`texmate_ds.events`)
+for the ``sample`` and ``alarm`` topics of the units asked for, is woken
+(``environ["texmate.wake"]``) when an event lands in its queue, and sends
+what is queued. So events go out only after their commit (that is when
+they are published), and a stream costs nothing between events but its
+queue.
+
+* Who sees what: ``?units=A1,B7`` (default: every unit the visitor may
+  see); a unit they may not see, or that does not exist, is a 403 before
+  the stream starts. By session or API token (the data guard).
+* Resume: a client that reconnects with ``Last-Event-ID`` (a sample id,
+  or ``a`` and an alarm id) first gets what its units stored after it,
+  from the store, `RESUME_MAX` at most (more: ``resync``), then the live
+  stream.
+* A ``: keep-alive`` comment every `KEEPALIVE` seconds; the idle sweep
+  spares a live stream (``long_lived``).
+* A subscriber that cannot keep up (its queue of `QUEUE` events full) is
+  sent ``event: resync`` and the stream ends: the bus never waits for it
+  and it never holds more than its queue.
+* At most ``MAX_EVENT_STREAMS`` streams are open; beyond, 503 with
+  ``Retry-After``.
+
+Only texmate_ds's own server runs streams (it gives the site its bus and
+loop, `Live`); under another WSGI server ``/events`` answers 404.
+"""
+
+import json
+
+from texmate_ds import times
+from texmate_ds.http import WAKE
+from texmate_ds.web import app
+
+KEEPALIVE = 15          # seconds between comments on a quiet stream
+QUEUE = 1000            # events a stream may have waiting
+RESUME_MAX = 1000       # stored events a reconnecting stream is sent
+TOPICS = ("sample", "alarm")
+EVENT_TYPE = "text/event-stream; charset=utf-8"
+
+
+class Live:
+    """What the server lends the site for streams: the event bus, the loop
+    (for the keep-alive timers) and the cap on open streams."""
+
+    def __init__(self, bus, loop, max_streams):
+        self.bus = bus
+        self.loop = loop
+        self.max_streams = max_streams
+        self.open = 0
+
+
+def _frame(kind, event_id, payload):
+    return ("event: %s\nid: %s\ndata: %s\n\n" % (
+        kind, event_id, json.dumps(payload, separators=(", ", ": ")))).encode("utf-8")
+
+
+def sample_frame(unit_code, sample_id, ts, values):
+    return _frame("sample", sample_id, {"unit": unit_code, "id": sample_id,
+                                        "timestamp": times.text(ts), "values": list(values)})
+
+
+def alarm_frame(unit_code, alarm_id, level, data, received):
+    return _frame("alarm", "a%d" % alarm_id, {"unit": unit_code, "id": alarm_id,
+                                              "level": level, "data": list(data),
+                                              "received": times.text(received)})
+
+
+RESYNC = b"event: resync\ndata: {}\n\n"
+KEEPALIVE_FRAME = b": keep-alive\n\n"
+
+
+class Stream:
+    """One client's event stream (see the module docstring): the chunks
+    waiting to go (`pending`), then whatever the subscription brings."""
+
+    long_lived = True
+
+    def __init__(self, live, units, pending, wake):
+        self.live = live
+        self.pending = list(pending)
+        self.wake = wake
+        self.ended = False
+        self.subscription = live.bus.subscribe(TOPICS, units, size=QUEUE, wake=wake)
+        self.timer = live.loop.call_later(KEEPALIVE, self._keepalive)
+        live.open += 1
+
+    @property
+    def ready(self):
+        return bool(self.pending) or self.ended or len(self.subscription) > 0
+
+    def _keepalive(self):
+        if not self.ended:
+            self.pending.append(KEEPALIVE_FRAME)
+            self.timer = self.live.loop.call_later(KEEPALIVE, self._keepalive)
+            self.wake()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.pending:
+            for event in self.subscription.take():
+                self.pending.append(self._frame(event))
+        if not self.pending:
+            if self.ended:
+                raise StopIteration
+            return b""          # nothing yet: `ready` keeps the loop from asking
+        chunk = b"".join(self.pending)
+        self.pending = []
+        if chunk.endswith(RESYNC):
+            self.ended = True
+        return chunk
+
+    def _frame(self, event):
+        data = event.data
+        if event.topic == "sample":
+            return sample_frame(data["unit"], data["id"], data["timestamp"], data["values"])
+        if event.topic == "alarm":
+            return alarm_frame(data["unit"], data["id"], data["level"], data["data"],
+                               data["received"])
+        return RESYNC           # OVERFLOWED: the subscriber fell behind
+
+    def close(self):
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+            self.timer.cancel()
+            self.live.open -= 1
+
+
+def _units(request):
+    """The unit codes asked for, each one the visitor sees (403 otherwise);
+    None for every unit when they see all and asked for none."""
+    text = request.query.get("units", "").strip()
+    store, access = request.store, request.access
+    if not text:
+        if access.seen_by is None:
+            return None
+        return {unit.code for unit in store.units.all() if access.sees(unit)}
+    codes = [code.strip() for code in text.split(",") if code.strip()]
+    if len(codes) > 1000:
+        raise app.HTTPError(400, "units: 1,000 at most")
+    for code in codes:
+        unit = store.units.get(code)
+        if unit is None or not access.sees(unit):
+            raise app.HTTPError(403, "units: you may not watch %s" % app.printable(code[:40]))
+    return set(codes)
+
+
+def _resumed(request, units):
+    """The frames of what `units` stored after the client's Last-Event-ID."""
+    last = request.environ.get("HTTP_LAST_EVENT_ID", "").strip()
+    if not last:
+        return []
+    alarm = last.startswith("a")
+    digits = last[1:] if alarm else last
+    if not (digits.isdigit() and len(digits) < 19):
+        return []               # not one of ours: nothing to resume from
+    store = request.store
+    chosen = [unit for unit in store.units.all()
+              if (units is None or unit.code in units) and request.access.sees(unit)]
+    if alarm:
+        frames = [alarm_frame(unit.code, a.id, a.level, a.data, a.received)
+                  for unit, a in store.alarms.after(chosen, int(digits), RESUME_MAX + 1)]
+    else:
+        frames = [sample_frame(unit.code, row[0], row[1], row[2:])
+                  for unit, row in store.samples.after_id_of(chosen, int(digits),
+                                                             RESUME_MAX + 1)]
+    if len(frames) > RESUME_MAX:
+        return [RESYNC]         # too much missed: the client starts over
+    return frames
+
+
+@app.data
+def events(request):
+    live = request.site.live
+    if live is None:
+        raise app.HTTPError(404, "live updates need texmate_ds's own server")
+    unknown = sorted(set(request.query) - {"units"})
+    if unknown:
+        raise app.HTTPError(400, "unknown parameter %r; this address takes units"
+                            % unknown[0][:40])
+    units = _units(request)
+    if live.open >= live.max_streams:
+        raise app.HTTPError(503, "as many live streams are open as the server takes "
+                                 "(MAX_EVENT_STREAMS); retry in a moment",
+                            [("Retry-After", "5")])
+    pending = [b"retry: 3000\n\n"] + _resumed(request, units)
+    stream = Stream(live, units, pending, request.environ[WAKE])
+    return app.Response(200, stream, EVENT_TYPE,
+                        [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")])
+
+
+ROUTES = [app.Route("/events", events, "events")]
