@@ -11,6 +11,7 @@ installs it) the tests skip and say so.
 """
 
 import datetime
+import re
 import shutil
 import struct
 import subprocess
@@ -208,3 +209,34 @@ def test_a_newcomer_adds_a_unit_with_a_two_axis_graph_in_the_admin(tmp_path):
     finally:
         browser.close()
         srv.stop()
+
+
+def test_a_display_updates_itself_live_in_chromium(site, tmp_path):
+    """A display open in the browser shows a new value as soon as its
+    upload is committed, without reloading (static/display.js on /events)."""
+    out = site.manage("adddisplay", "Live", "--channels", "P1:1,2", "--refresh", "600").stdout
+    path = re.search(r"(/views/\d+/)", out).group(1)
+    browser = Chromium(CHROMIUM, FLAGS, tmp_path / "profile")
+    try:
+        browser.open("http://127.0.0.1:%d%s" % (site.http_port, path))
+        wait = """new Promise((done, fail) => {
+            const start = Date.now();
+            (function look() {
+                if (%s) return done(true);
+                if (Date.now() - start > 20000) return fail(new Error("timed out"));
+                setTimeout(look, 50);
+            })();
+        })"""
+        browser.run(wait % "document.querySelector('.live-state').textContent === 'live'")
+        browser.run("window.loadedAt = performance.timeOrigin")
+        stamp = datetime.datetime.now().replace(microsecond=0) + datetime.timedelta(hours=1)
+        assert site.ask("TTP /up/P1/<%s;777;12.5> k1" % stamp.strftime("%Y-%m-%d %H:%M:%S")) \
+            == "OK"
+        browser.run(wait % "[...document.querySelectorAll('.card .value')].map(e => "
+                    "e.textContent).join(',') === '777,12.5'")
+        assert browser.run("document.querySelector('.card .when').textContent") == \
+            stamp.strftime("%Y-%m-%d %H:%M:%S")
+        # The same page, not a reload.
+        assert browser.run("window.loadedAt === performance.timeOrigin")
+    finally:
+        browser.close()

@@ -377,8 +377,11 @@ def test_display_shows_newest_values_and_refreshes(web):
     display_id = w.db.displays.add("Plant", 15, [(a, 1), (a, 3), (b7, 1)]).id
     w.db.commit()
     page = w.browser().get("/views/%d/" % display_id).body
-    assert '<meta http-equiv="refresh" content="15">' in page
-    assert "<dt>Flow</dt><dd>4.25</dd><dt>L3</dt><dd>6</dd>" in page
+    # Without script it reloads itself; with it, display.js updates it live.
+    assert '<noscript><meta http-equiv="refresh" content="15"></noscript>' in page
+    assert 'src="/static/display.js"' in page and 'data-events="/events?units=A1%2CB7"' in page
+    assert ('<dt>Flow</dt><dd data-field="1"><span class="value">4.25</span></dd>'
+            '<dt>L3</dt><dd data-field="3"><span class="value">6</span></dd>') in page
     assert "L2" not in page and "no samples yet" in page
     home = w.browser().get("/").body
     assert '<a href="/views/%d/">Plant</a>' % display_id in home

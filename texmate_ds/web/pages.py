@@ -1,8 +1,11 @@
 """The home page (every unit the visitor may see and every multiple-meter
 display, 50 a page) and the display pages (/views/<id>/: the newest sample of each chosen unit
 and channel, reloading itself at the display's refresh rate with a meta
-refresh, so it needs no JavaScript; live push comes later). A display
-shows only the channels of units the visitor may see."""
+refresh without script; with it, `static/display.js` updates each value
+as its sample is committed, from ``/events``, and says whether it is
+live). A display shows only the channels of units the visitor may see."""
+
+from urllib.parse import urlencode
 
 from texmate_ds import ttp
 from texmate_ds.web import app, html
@@ -36,7 +39,8 @@ def _card(store, unit, fields):
     sample = store.samples.last(unit)
     return {"unit": unit, "last": sample[1] if sample else None,
             # A unit may have fewer fields now than when the display was made.
-            "values": [(unit.label(field - 1), _value(sample, field), unit.measure(field - 1))
+            "values": [(unit.label(field - 1), _value(sample, field), unit.measure(field - 1),
+                        field)
                        for field in fields if field <= unit.fields]}
 
 
@@ -45,7 +49,11 @@ def display(request, display_id):
     found = request.store.displays.get(display_id)
     if found is None:
         raise app.HTTPError(404, "no display %d" % display_id)
+    seen = [unit for unit, _ in request.store.displays.channels(found)
+            if request.access.sees(unit)]
     return html.render(request, "display.html", found.name, refresh=found.refresh,
+                       events=request.url_for("events") + "?" + urlencode(
+                           {"units": ",".join(sorted(unit.code for unit in seen))}),
                        cards=[_card(request.store, unit, fields)
                               for unit, fields in request.store.displays.channels(found)
                               if request.access.sees(unit)])
