@@ -49,14 +49,12 @@ def display(request, display_id):
     found = request.store.displays.get(display_id)
     if found is None:
         raise app.HTTPError(404, "no display %d" % display_id)
-    seen = [unit for unit, _ in request.store.displays.channels(found)
-            if request.access.sees(unit)]
+    channels = [(unit, fields) for unit, fields in request.store.displays.channels(found)
+                if request.access.sees(unit)]
     return html.render(request, "display.html", found.name, refresh=found.refresh,
                        events=request.url_for("events") + "?" + urlencode(
-                           {"units": ",".join(sorted(unit.code for unit in seen))}),
-                       cards=[_card(request.store, unit, fields)
-                              for unit, fields in request.store.displays.channels(found)
-                              if request.access.sees(unit)])
+                           {"units": ",".join(sorted(unit.code for unit, _ in channels))}),
+                       cards=[_card(request.store, unit, fields) for unit, fields in channels])
 
 
 ROUTES = [
