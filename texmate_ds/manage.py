@@ -109,10 +109,6 @@ def _actor():
         return "manage:unknown"
 
 
-def _unit_repr(unit):
-    return "%s (%s)" % (unit.code, unit.name) if unit.name else unit.code
-
-
 def _print_table(rows):
     """`rows` of text cells, the first the header, in aligned columns."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -373,7 +369,7 @@ def cmd_addunit(args, settings):
     if st.units.get(args.code):
         raise CommandError("unit %s exists already" % args.code)
     unit, _ = _apply_unit_options(st, st.units.add(args.code, args.key, args.fields), args)
-    st.log.record(_actor(), "add", "units", unit.id, _unit_repr(unit),
+    st.log.record(_actor(), "add", "units", unit.id, unit.described,
                   message="%d fields" % unit.fields)
     st.close()
     print("unit %s added (%d fields%s)" % (unit.code, unit.fields,
@@ -388,7 +384,7 @@ def cmd_changeunit(args, settings):
         st.close()
         print("unit %s unchanged (nothing given differs)" % unit.code)
         return
-    st.log.record(_actor(), "change", "units", unit.id, _unit_repr(unit), changes)
+    st.log.record(_actor(), "change", "units", unit.id, unit.described, changes)
     st.close()
     print("unit %s changed: %s" % (unit.code, ", ".join(sorted(changes))))
 
@@ -418,7 +414,7 @@ def _delete_samples(st, unit, before, total, finish):
             print("deleted %d of %d samples..." % (deleted, total), flush=True)
     except KeyboardInterrupt:
         st.rollback()
-        st.log.record(_actor(), "delete", "samples", unit.id, _unit_repr(unit),
+        st.log.record(_actor(), "delete", "samples", unit.id, unit.described,
                       message="%d samples (interrupted)" % deleted)
         st.close()
         raise CommandError("interrupted after deleting %d samples of %s; run it again to "
@@ -438,7 +434,7 @@ def cmd_deleteunit(args, settings):
     unit = _unit(st, args.code)
     samples = st.samples.count(unit)
     counts, sourced = st.units.dependents(unit)
-    what = "unit %s with %d samples, %s" % (_unit_repr(unit), samples, ", ".join(
+    what = "unit %s with %d samples, %s" % (unit.described, samples, ", ".join(
         "%d %s" % (n, name) for name, n in counts.items()))
     if sourced:
         what += "; %s would read themselves by default (no source)" % ", ".join(sourced)
@@ -446,7 +442,7 @@ def cmd_deleteunit(args, settings):
 
     def finish(deleted):
         st.units.delete(unit)
-        st.log.record(_actor(), "delete", "units", unit.id, _unit_repr(unit),
+        st.log.record(_actor(), "delete", "units", unit.id, unit.described,
                       message="with %d samples" % deleted)
     _delete_samples(st, unit, None, samples, finish)
     st.close()
@@ -475,7 +471,7 @@ def cmd_deleteold(args, settings):
     _refuse_without_yes(args, what)
 
     def finish(deleted):
-        st.log.record(_actor(), "delete", "samples", unit.id, _unit_repr(unit),
+        st.log.record(_actor(), "delete", "samples", unit.id, unit.described,
                       message="%d samples before %s" % (deleted, times.text(before)))
     deleted = _delete_samples(st, unit, before, count, finish)
     st.close()
@@ -629,7 +625,7 @@ def cmd_import(args, settings):
                 result = importer.import_csv(
                     st, unit, binary, args.duplicates, progress,
                     on_stored=lambda stored: st.log.record(
-                        _actor(), "add", "samples", unit.id, _unit_repr(unit),
+                        _actor(), "add", "samples", unit.id, unit.described,
                         message="%d imported from %s" % (stored, os.path.basename(args.file))))
             except importer.BadFile as exc:
                 raise CommandError("%s: %s; nothing imported" % (args.file, exc)) from None

@@ -86,6 +86,11 @@ class Unit(collections.namedtuple("Unit", _COLUMNS, defaults=((), (), "", None, 
         return [f for f in self.report_fields if f <= self.fields] or list(
             range(1, self.fields + 1))
 
+    @property
+    def described(self):
+        """The unit for people in a line: ``A1 (Pump)``, or its code alone."""
+        return "%s (%s)" % (self.code, self.name) if self.name else self.code
+
     def __repr__(self):
         return "<Unit %s>" % self.code
 

@@ -22,7 +22,6 @@ from texmate_ds import alarms, chores, times
 from texmate_ds.web import app, forms, html, ranges
 from texmate_ds.web.admin.options import Column, Filter, Listing, ModelAdmin, row_id
 from texmate_ds.web.admin.per_unit import UnitRows
-from texmate_ds.web.admin.units import describe as describe_unit
 from texmate_ds.web.admin.views import record, selected
 
 PAGE = 100
@@ -131,7 +130,7 @@ class AlarmAdmin(UnitRows):
                   forms.Text("meter_time", "The meter's time")] + [
             forms.Text("d%d" % i, "d%d" % i) for i in range(len(alarm.data))] + [
             forms.Text("state", "State"), forms.Text("messages", "Messages")]
-        initial = {"unit": describe_unit(row.unit), "level": alarm.level, "kind": alarm.kind,
+        initial = {"unit": row.unit.described, "level": alarm.level, "kind": alarm.kind,
                    "received": times.shown(alarm.received),
                    "meter_time": times.text(alarm.meter_ts) if alarm.meter_ts else "",
                    "state": self.cell(request, row, "state") + (
@@ -349,7 +348,7 @@ class MailingListAdmin(ModelAdmin):
         return request.site.admin.lookup("units").get(request, pk)
 
     def describe(self, unit):
-        return describe_unit(unit)
+        return unit.described
 
     def search_rows(self, request, query, offset, limit):
         total, listed = request.site.admin.lookup("units").search_rows(
@@ -397,9 +396,9 @@ class MailingListAdmin(ModelAdmin):
         sent = 0
         for unit in selected(request, self):
             for address in st.alarms.recipients(unit):
-                st.outbox.add(None, "email", address, "Test message for %s" % describe_unit(unit),
+                st.outbox.add(None, "email", address, "Test message for %s" % unit.described,
                               "This is a test of the alarm email of unit %s, sent from the "
-                              "administration panel by %s.\n" % (describe_unit(unit),
+                              "administration panel by %s.\n" % (unit.described,
                                                                   request.user.username))
                 sent += 1
         html.flash(request, "%d test message(s) queued: see the outbox." % sent)

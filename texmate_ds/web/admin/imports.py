@@ -14,14 +14,13 @@ Needs ``samples.add`` and access to the unit.
 
 from texmate_ds import importer, times
 from texmate_ds.web import app, forms, html
-from texmate_ds.web.admin.units import describe
 
 IMPORT_BYTES = 256 * 1024 * 1024
 DUPLICATES = (("skip", "skip them, import the rest"), ("refuse", "import nothing"))
 
 
 def _form(request):
-    units = [(u.code, describe(u)) for u in request.store.units.all()
+    units = [(u.code, u.described) for u in request.store.units.all()
              if request.access.sees(u)]
     return forms.Form([
         forms.Choice("unit", "Unit", units, required=True),
@@ -52,7 +51,7 @@ def import_samples(request):
             return importer.import_csv(
                 store, mine, upload.file, form.cleaned["duplicates"],
                 on_stored=lambda stored: store.log.record(
-                    actor, "add", "samples", mine.id, describe(mine),
+                    actor, "add", "samples", mine.id, mine.described,
                     message="%d imported from %s" % (stored, name[:100])))
         except (importer.BadFile, importer.Raced) as exc:
             return exc

@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 from texmate_ds import times
 from texmate_ds.web import app, html, ranges
 from texmate_ds.web.admin.options import Filter, ModelAdmin
-from texmate_ds.web.admin.units import describe as describe_unit
 
 
 class UnitRows(ModelAdmin):
@@ -45,7 +44,7 @@ class UnitRows(ModelAdmin):
         return action != "change" and request.access.may(self.name, action)
 
     def filters(self, request):
-        units = [(u.code, describe_unit(u)) for u in request.store.units.all()
+        units = [(u.code, u.described) for u in request.store.units.all()
                  if request.access.sees(u)]
         return [Filter("unit", "Unit", [("", self.no_unit)] + units),
                 Filter("from", "From", None), Filter("to", "To", None)]
@@ -113,7 +112,7 @@ class UnitRows(ModelAdmin):
                 "{:,} {} before {}".format(step.deleted, self.plural, times.text(before))
             if not chore.finished:
                 message += " (%s before the end)" % chore.outcome
-            request.store.log.record(actor, "delete", self.name, unit.id, describe_unit(unit),
+            request.store.log.record(actor, "delete", self.name, unit.id, unit.described,
                                      message=message)
         app.run_chore(request, "Deleting %s" % what, step, done)
         html.flash(request, "Deleting %s: a chunk at a time, meters are answered meanwhile."

@@ -18,7 +18,6 @@ from texmate_ds import chores, times
 from texmate_ds.web import app, forms, ranges
 from texmate_ds.web.admin.options import Column, Listing, row_id
 from texmate_ds.web.admin.per_unit import UnitRows
-from texmate_ds.web.admin.units import describe as describe_unit
 
 Sample = collections.namedtuple("Sample", "id unit ts received values")
 
@@ -115,7 +114,7 @@ class SampleAdmin(UnitRows):
         fields = [forms.Text("unit", "Unit"), forms.Text("timestamp", "Timestamp"),
                   forms.Text("received", "Received")] + [
             forms.Text("v%d" % (i + 1), sample.unit.titled(i)) for i in range(sample.unit.fields)]
-        initial = {"unit": describe_unit(sample.unit), "timestamp": times.text(sample.ts),
+        initial = {"unit": sample.unit.described, "timestamp": times.text(sample.ts),
                    "received": times.text(sample.received)}
         initial.update(("v%d" % (i + 1), "—" if v is None else repr(v))
                        for i, v in enumerate(sample.values))

@@ -39,10 +39,6 @@ class Listed(collections.namedtuple("Listed", "unit samples last")):
         return self.unit.id
 
 
-def describe(unit):
-    return "%s (%s)" % (unit.code, unit.name) if unit.name else unit.code
-
-
 def _settings(st, unit):
     """Every setting of `unit` as the form and the log compare them."""
     options = st.units.graph_options(unit)
@@ -96,7 +92,7 @@ class UnitAdmin(ModelAdmin):
         return unit if unit is not None and request.access.sees(unit) else None
 
     def describe(self, unit):
-        return describe(unit)
+        return unit.described
 
     def search_rows(self, request, query, offset, limit):
         seen_by = request.access.seen_by
@@ -141,25 +137,25 @@ class UnitAdmin(ModelAdmin):
         def done(chore):
             if chore.finished:
                 st.units.delete(unit)
-                st.log.record(actor, "delete", self.name, unit.id, describe(unit),
+                st.log.record(actor, "delete", self.name, unit.id, unit.described,
                               message="with {:,} samples".format(step.deleted))
             else:
-                st.log.record(actor, "delete", "samples", unit.id, describe(unit),
+                st.log.record(actor, "delete", "samples", unit.id, unit.described,
                               message="{:,} samples, deleting unit {} ({}); it is disabled"
                               .format(step.deleted, unit.code, chore.outcome))
         app.run_chore(request, "Deleting unit %s" % unit.code, step, done)
         return ("Deleting the unit “{}” and its {:,} samples: it is disabled now, and goes "
-                "once its samples have, a chunk at a time.".format(describe(unit), count))
+                "once its samples have, a chunk at a time.".format(unit.described, count))
 
     # -- the form
 
     def form(self, request, unit):
         st = request.store
-        others = [(u.code, describe(u)) for u in st.units.all()
+        others = [(u.code, u.described) for u in st.units.all()
                   if (unit is None or u.id != unit.id) and request.access.sees(u)]
         # Its source stays a choice even if this visitor does not see it
         # (else saving the form would quietly change it).
-        sources = others + [(u.code, describe(u)) for u in st.units.all()
+        sources = others + [(u.code, u.described) for u in st.units.all()
                             if unit is not None and u.id == unit.source_id
                             and not request.access.sees(u)]
         count = unit.fields if unit is not None else NEW_UNIT_FIELDS
