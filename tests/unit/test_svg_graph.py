@@ -58,21 +58,41 @@ def test_number_ticks_are_nice_cover_the_range_and_read_well(lo, hi, count):
     assert values == sorted(values) and 2 <= len(values) <= 3 * count + 1
     step = values[1] - values[0]
     exponent = math.floor(math.log10(step) + 1e-9)
-    assert min(abs(step / 10 ** exponent - m) for m in (1, 2, 5, 10)) < 1e-6
+    assert min(abs(step / 10 ** exponent - m) for m in (1, 2, 2.5, 5, 10)) < 1e-6
     labels = [text for _, text in ticks]
     assert len(set(labels)) == len(labels)
     digits = max(math.floor(math.log10(abs(v))) for v in values if v) - exponent + 1
     for value, text in ticks:
-        assert len(text) <= max(9, digits + 6), text   # sign, point, e+XX
-        assert math.isclose(float(text), value, rel_tol=1e-9, abs_tol=step * 1e-6)
+        # sign, point, e+XX; or thousands separators
+        assert len(text) <= max(svg_graph.LONGEST_PLAIN + 1, digits + 7), text
+        assert math.isclose(float(text.replace(",", "")), value, rel_tol=1e-9,
+                            abs_tol=step * 1e-6)
 
 
-def test_numbers_have_no_float_noise():
+@pytest.mark.parametrize("lo,hi,count,expected", [
+    (48615.8, 71423.1, 6, (45000, 75000)),    # not from 0, not to 100,000
+    (0, 71428, 6, (0, 75000)),
+    (0, 71428, 3, (0, 75000)),                # 25,000 steps rather than 50,000
+    (3.93, 4.5, 5, (3.9, 4.5)),
+    (60.59, 62.35, 4, (60.5, 62.5)),
+])
+def test_the_axis_fits_the_data_tightly(lo, hi, count, expected):
+    bottom, top, ticks = svg_graph.number_ticks(lo, hi, count)
+    assert (round(bottom, 9), round(top, 9)) == expected
+    assert len(ticks) <= count + 2
+
+
+def test_numbers_have_no_float_noise_and_thousands_separators():
     _, _, ticks = svg_graph.number_ticks(0, 0.3, 3)
     assert [t for _, t in ticks] == ["0.0", "0.1", "0.2", "0.3"]
     assert svg_graph.format_numbers([-0.0000001, 0.5], 0.5) == ["0.0", "0.5"]
-    assert svg_graph.format_numbers([0, 5e5, 1e6], 5e5) == ["0", "500000", "1000000"]
+    assert svg_graph.format_numbers([0, 2.5, 5, 7.5], 2.5) == ["0.0", "2.5", "5.0", "7.5"]
+    assert svg_graph.format_numbers([0, 25, 50], 25) == ["0", "25", "50"]
+    assert svg_graph.format_numbers([0, 5e5, 1e6], 5e5) == ["0", "500,000", "1,000,000"]
+    assert svg_graph.format_numbers([-4e4, 0, 4e4], 2e4) == ["-40,000", "0", "40,000"]
     assert svg_graph.format_numbers([0, 5e11, 1e12], 5e11) == ["0", "5e+11", "1e+12"]
+    assert svg_graph.format_numbers([0, 2.5e11, 5e11, 7.5e11], 2.5e11) == [
+        "0", "2.5e+11", "5e+11", "7.5e+11"]
     assert svg_graph.format_numbers([-2e-7, 0, 2e-7], 2e-7) == ["-2e-07", "0", "2e-07"]
 
 
@@ -130,6 +150,11 @@ def test_time_labels_fit_the_span():
 
 # -- rendering ----------------------------------------------------------------
 
+def plot_box(root):
+    """(left, top, width, height) of the plot, as the svg says for scripts."""
+    return tuple(map(float, root.get("data-plot").split()))
+
+
 def test_svg_is_well_formed_with_size_title_axes_and_legend():
     rows = raw_rows([(T0 + i * 60 * SECOND, i, 100 - i, i * i) for i in range(100)])
     svg = svg_graph.render(rows, [("Temperature", ["in", "out"]), ("Power", ["kW"])],
@@ -137,15 +162,40 @@ def test_svg_is_well_formed_with_size_title_axes_and_legend():
     root = parse(svg)
     assert root.tag == NS + "svg"
     assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("640", "300", "0 0 640 300")
+    assert (root.get("data-start"), root.get("data-end")) == (str(T0), str(T0 + 6000 * SECOND))
     assert root.find(NS + "title").text == "Boiler"
     words = texts(root)
     assert {"Temperature", "Power", "in (left)", "out (left)", "kW (right)"} <= set(words)
+    left, top, width, height = plot_box(root)
+    assert 0 < left and left + width < 640 and 0 < top and top + height < 300
     for series in range(3):
         (line,) = lines_of(root, series)
         assert len(line) == 100
         for x, y in line:   # inside the plot
-            assert svg_graph.AXIS_WIDTH - 0.1 <= x <= 640 - svg_graph.AXIS_WIDTH + 0.1
-            assert 0 <= y <= 300
+            assert left - 0.1 <= x <= left + width + 0.1
+            assert top - 0.1 <= y <= top + height + 0.1
+
+
+def test_text_is_sized_for_the_width_it_is_drawn_at():
+    rows = raw_rows([(T0 + i * SECOND, i * 1000.5) for i in range(10)])
+    for width, size in ((360, 12), (800, 12), (1600, 24)):
+        root = parse(svg_graph.render(rows, [("m³/h", ["Flow"])], T0, T0 + 10 * SECOND,
+                                      width, 300))
+        assert float(root.get("font-size")) == size
+        # the axis is as wide as its labels: the plot starts after them
+        widest = max(len(t) for t in texts(root) if t[:1].isdigit() and "," in t)
+        assert plot_box(root)[0] >= widest * svg_graph.CHAR_EMS * size
+
+
+def test_the_axis_label_stands_beside_the_axis():
+    rows = raw_rows([(T0 + i * SECOND, i, 2 * i) for i in range(10)])
+    root = parse(svg_graph.render(rows, [("m³/h", ["Flow"]), ("bar", ["Pressure"])],
+                                  T0, T0 + 10 * SECOND, 800, 300))
+    labels = {t.text: t for t in root.iter(NS + "text") if t.get("class") == "axis-label"}
+    assert set(labels) == {"m³/h", "bar"}
+    left, _, width, _ = plot_box(root)
+    assert float(labels["m³/h"].get("x")) < left < left + width < float(labels["bar"].get("x"))
+    assert "rotate(-90" in labels["m³/h"].get("transform")
 
 
 def test_more_axes_go_outwards_and_say_where_they_are():
@@ -153,10 +203,11 @@ def test_more_axes_go_outwards_and_say_where_they_are():
     axes = [("a", ["A"]), ("b", ["B"]), ("c", ["C"]), ("d", ["D"])]
     root = parse(svg_graph.render(rows, axes, T0, T0 + 10 * SECOND, 800, 300))
     assert {"A (left)", "B (right)", "C (left 2)", "D (right 2)"} <= set(texts(root))
-    axis_lines = {line.get("x1") for line in root.iter(NS + "line")
-                  if line.get("x1") == line.get("x2") and line.get("stroke") == "#000"}
-    w = svg_graph.AXIS_WIDTH
-    assert {str(w), str(2 * w), str(800 - 2 * w), str(800 - w)} <= axis_lines
+    axis_lines = sorted(float(line.get("x1")) for line in root.iter(NS + "line")
+                        if line.get("x1") == line.get("x2") and line.get("stroke") == "#000")
+    left, _, width, _ = plot_box(root)
+    c, a, b, d = axis_lines
+    assert 0 < c < a == left and left + width == b < d < 800
 
 
 def test_hostile_names_are_escaped_and_stay_well_formed():
@@ -191,11 +242,31 @@ def test_gaps_break_the_line_where_samples_are_missing():
 
 
 def test_decimation_columns():
-    left, plot = svg_graph._layout_x(1000, 1)
-    assert svg_graph.columns(1000, 1, 0) == plot
-    assert svg_graph.columns(1000, 2, 0) == 1000 - 2 * svg_graph.AXIS_WIDTH
+    wide = svg_graph.columns(1000, 1, 0)
+    assert 1000 - 2 * svg_graph.AXIS_ESTIMATE_EMS * 12 < wide < 1000
+    assert svg_graph.columns(1000, 2, 0) < wide
     assert svg_graph.columns(1000, 1, 500) == 250
     assert svg_graph.columns(1000, 1, 1) == 1
+
+
+def test_rebucketing_keeps_each_buckets_extremes_and_edges():
+    rows = buckets([(T0 + i * SECOND, float(i % 17)) for i in range(1000)], T0,
+                   T0 + 1000 * SECOND, 500)
+    rows = [r + (None, None) if i % 3 else r + (1.0, 2.0) for i, r in enumerate(rows)]
+    narrow = svg_graph.rebucket(rows, T0, T0 + 1000 * SECOND, 100)
+    assert len(narrow) <= 100
+    assert narrow[0][0] == rows[0][0] and narrow[-1][1] == rows[-1][1]
+    assert min(r[2] for r in narrow) == 0 and max(r[3] for r in narrow) == 16
+    assert {r[4] for r in narrow} == {1.0} and {r[5] for r in narrow} == {2.0}
+    assert svg_graph.rebucket(rows[:50], T0, T0 + 1000 * SECOND, 100) == rows[:50]
+
+
+def test_readings_are_the_plotted_values_for_a_script():
+    rows = [(T0, T0, 1.5, 1.5), (T0 + SECOND, T0 + 3 * SECOND, 2.0, 7.0), (T0 + 4 * SECOND,
+            T0 + 4 * SECOND, None, None)]
+    assert svg_graph.readings(rows, ["Flow"], T0) == {
+        "start": T0, "t": [[0, 0], [1000, 3000], [4000, 4000]],
+        "series": [{"name": "Flow", "v": [1.5, [2.0, 7.0], None]}]}
 
 
 def buckets(samples, start, end, count):
@@ -223,7 +294,7 @@ def test_decimated_series_keeps_every_columns_peak_and_trough():
     root = parse(svg)
     (line,) = lines_of(root, 0)
     drawn = {y for _, y in line}
-    frame = svg_graph._Frame(1000, 400, start, end, 1, 1, False)   # where render() drew
+    frame = svg_graph._Frame(1000, 400, start, end, 1, False)   # where render() drew
     bottom, top, _ = svg_graph._axis_range(rows, 0, 1, frame)
 
     def y(v):
