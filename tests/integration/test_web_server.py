@@ -46,7 +46,7 @@ def test_a_newcomer_signs_in_changes_the_password_and_reads_a_unit(server):
     assert home.status == 200 and '<a href="/units/A1/">' in home.body
     page = browser.get("/units/A1/?from=-1h")
     assert page.status == 200
-    assert page.body.count("<svg") == 1 and "Statistics" in page.body
+    assert page.body.count("<svg") == 2 and "Statistics" in page.body   # desktop, phone
     csv_link = re.search(r'href="(samples\.csv\?[^"]+)"', page.body).group(1)
     download = browser.get("/units/A1/" + csv_link.replace("&amp;", "&"))
     assert download.status == 200

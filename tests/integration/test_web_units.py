@@ -4,6 +4,7 @@ temporary file. The test keeps its own connection to the same file, as
 ``manage`` would, to add units and samples."""
 
 import csv
+import html
 import http.client
 import io
 import json
@@ -83,16 +84,28 @@ def test_unit_page_shows_a_graph_per_axis_statistics_and_download_links(site):
               axes=[Axis("Temperature " + HOSTILE, (1,)), Axis("Pressure", (2,))])
     page = site.get("/units/A1/?" + range_query(T0, T0 + 599 * SECOND))
     assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
-    assert "<script" not in page.text
+    # the one script is our own file; every name is escaped
+    assert re.findall(r"<script[^>]*>", page.text) == ['<script src="/static/graph.js" defer>']
     assert "Pump &lt;script&gt;" in page.text
     assert "600 samples" in page.text
-    # one inline graph per configured axis, and one more for the field on none
+    # one inline graph per configured axis, and one more for the field on
+    # none, each drawn at the unit's size and at a phone's
     graphs = re.findall(r"<svg .*?</svg>", page.text, re.S)
-    assert len(graphs) == 3
+    assert len(graphs) == 6
+    sizes = []
     for graph in graphs:
-        ET.fromstring(graph)
-    assert "Temperature &lt;script&gt;" in graphs[0]
-    assert ">flow</text>" in graphs[2]
+        root = ET.fromstring(graph)
+        sizes.append((root.get("width"), root.get("height")))
+    assert sizes == [("640", "240"), ("360", "200")] * 3
+    assert "Temperature &lt;script&gt;" in graphs[0] and "Temperature &lt;script&gt;" in graphs[1]
+    assert ">flow</text>" in graphs[4]
+    # the values plotted, for the page's script
+    readings = [json.loads(html.unescape(r)) for r in re.findall(r'data-readings="([^"]*)"',
+                                                                 page.text)]
+    assert [r["series"][0]["name"] for r in readings] == [
+        "temp " + HOSTILE, "pressure", "flow"]
+    assert readings[1]["start"] == T0 and len(readings[1]["t"]) == 600
+    assert readings[1]["series"][0]["v"][:3] == [0.0, 1.0, 2.0]
     # statistics: one row per field
     rows = re.findall(r'<tr><th scope="row">(.*?)</th><td class="num">(\d+)</td>', page.text)
     assert rows == [("temp &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;", "600"),
@@ -103,6 +116,83 @@ def test_unit_page_shows_a_graph_per_axis_statistics_and_download_links(site):
     for quick in ("?from=-1h", "?from=-1d", "?from=-1w", "?from=-30d", "?from=-1y"):
         assert 'href="%s"' % quick in page.text
     assert 'href="?from=2024-01-01+00%3A00%3A00&amp;to=2024-01-01+00%3A09%3A59">all</a>' in page.text
+
+
+def test_fields_without_an_axis_get_one_axis_per_unit_of_measure(site):
+    unit = site.unit("M1", 3, wave(60), field_names=["Flow", "Level", "Pressure"])
+    site.db.units.change(unit, field_units=("m³/h", "m", "m³/h"))
+    site.db.commit()
+    page = site.get("/units/M1/?" + range_query(T0, T0 + 59 * SECOND))
+    labels = re.findall(r'<text class="axis-label"[^>]*>([^<]*)</text>', page.text)
+    assert labels == ["m³/h", "m³/h", "m", "m"]       # two graphs, each twice
+    assert re.findall(r'<figure class="graph" aria-label="([^"]*)"', page.text) == [
+        "m³/h", "m"]
+    svg = ET.fromstring(site.get("/units/M1/graph.svg?" + range_query(T0, T0 + 59 * SECOND)).text)
+    texts = ["".join(t.itertext()) for t in svg.iter(SVG + "text")]
+    assert {"Flow (m³/h) (left)", "Pressure (m³/h) (left)", "Level (m) (right)"} <= set(texts)
+
+
+def test_statistics_read_as_an_operator_expects(site):
+    """Values as sent with thousands separators, mean and std. dev. to
+    about four significant digits (one decimal beyond the data's own at
+    most), and the times of day to the second."""
+    samples = [(T0 + i * 10 * SECOND + 250000, (60000 + i * 1142.8 + 0.127, 4.2 + i / 1000, i))
+               for i in range(30)]
+    site.unit("S1", 3, samples, field_names=["Flow", "Pressure", "Count"])
+    page = site.get("/units/S1/?" + range_query(T0, T0 + 3600 * SECOND))
+    rows = {name: cells for name, cells in re.findall(
+        r'<tr><th scope="row">([^<]*)</th>(.*?)</tr>', page.text, re.S)}
+    cells = {name: re.findall(r'<td class="num">([^<]*)', rows[name]) for name in rows}
+    flow = [60000 + i * 1142.8 + 0.127 for i in range(30)]
+    assert cells["Flow"][:3] == ["30", "60,000.127", ttp.format_value(max(flow)).replace(
+        "93141", "93,141")]
+    assert cells["Flow"][3] == "{:,.0f}".format(statistics.mean(flow))          # 76,571
+    assert cells["Flow"][4] == "{:,.0f}".format(statistics.pstdev(flow))
+    assert cells["Pressure"][3] == "%.3f" % statistics.mean(4.2 + i / 1000 for i in range(30))
+    assert cells["Count"][3:5] == ["14.5", "8.7"]         # whole numbers: one decimal more
+    assert "<small>00:00:00</small>" in rows["Flow"] and "00:04:50" in rows["Flow"]
+
+
+def day_of_samples(site, code, newest, span, spacing=10 * SECOND):
+    samples = [(newest - k * spacing, (float(k),)) for k in range(span // spacing + 1)]
+    site.unit(code, 1, reversed(samples))
+    return samples
+
+
+def test_a_unit_page_opens_where_the_data_is(site):
+    now = times.now() // SECOND * SECOND
+    # five minutes of data just now: the page shows those five minutes
+    day_of_samples(site, "NEW", now - 30 * SECOND, 300 * SECOND)
+    page = site.get("/units/NEW/")
+    assert "The last 24 hours hold only 5 min of samples: showing those." in page.text
+    assert "31 samples" in page.text
+    start, end = re.search(r"<span>(\S+ \S+) to (\S+ \S+): <strong>", page.text).groups()
+    assert times.parse(end) - times.parse(start) < 10 * 60 * SECOND
+    # a day of data that ended a month ago: the day up to its newest sample
+    old = now - 30 * 86400 * SECOND
+    day_of_samples(site, "OLD", old, 86400 * SECOND, spacing=600 * SECOND)
+    page = site.get("/units/OLD/")
+    assert "No samples in the last 24 hours: showing the newest." in page.text
+    assert "145 samples" in page.text
+    # a full day: the last 24 hours, nothing said
+    day_of_samples(site, "DAY", now, 86400 * SECOND, spacing=600 * SECOND)
+    page = site.get("/units/DAY/")
+    assert re.findall(r'class="notice">[^<]*', page.text) == [] and "144 samples" in page.text
+    # a range asked for is the range shown
+    page = site.get("/units/NEW/?from=-1d")
+    assert 'class="notice"' not in page.text and "31 samples" in page.text
+
+
+def test_live_mode_is_a_flag_in_the_address(site):
+    site.unit("L1", 3, wave(5))
+    page = site.get("/units/L1/?from=-1h&live=1")
+    assert 'data-live="/events?units=L1"' in page.text
+    assert 'href="?from=-1h&amp;">Stop live</a>' in page.text
+    assert 'href="?from=-1h&amp;live=1">Live</a>' in site.get("/units/L1/?from=-1h").text
+    # a range that does not end now has no live mode
+    assert "live-link" not in site.get("/units/L1/?" + range_query(T0, T0 + SECOND)).text
+    bad = site.get("/units/L1/?live=yes")
+    assert bad.status == 400 and "live: &#x27;yes&#x27; is not 1" in bad.text
 
 
 def test_unit_page_refusals_are_pages(site):
@@ -117,7 +207,7 @@ def test_unit_page_refusals_are_pages(site):
 def test_an_empty_unit_page_says_there_is_no_data(site):
     site.unit("E1", 2)
     page = site.get("/units/E1/")
-    assert page.status == 200 and page.text.count("no data in this range") == 1
+    assert page.status == 200 and page.text.count("no data in this range") == 2  # wide, phone
     assert ">all</a>" not in page.text
 
 
@@ -152,7 +242,7 @@ def test_graph_of_many_samples_is_decimated_and_keeps_the_spike(tmp_path):
         assert len(points) <= 200
         ys = [y for _, y in points]
         texts = ["".join(t.itertext()) for t in root.iter(SVG + "text")]
-        assert "1000" in texts                                  # the axis reaches the spike
+        assert "1,000" in texts                                 # the axis reaches the spike
         assert sorted(ys)[1] - min(ys) > 100                    # and it stands alone at the top
     finally:
         site.stop()

@@ -11,6 +11,7 @@ value or refused with `app.HTTPError` 400 and a one-line reason.
   ``from`` after ``to`` is refused.
 * ``fields``: a comma list of 1-based field numbers, each once.
 * Integers (``width``, ``height``, ``limit``) within stated bounds.
+* Flags (``live``): ``1`` or not given.
 
 A parameter sent empty counts as not sent: a browser sends ``to=`` for a
 form field left blank. Times are read by `times.moment`, which ``manage
@@ -85,3 +86,14 @@ def bounded_int(query, name, default, allowed):
         raise app.HTTPError(400, "%s: %s is not a whole number from %d to %d" % (
             name, times.quoted(text), allowed.start, allowed.stop - 1))
     return int(text)
+
+
+def flag(query, name):
+    """Whether flag `name` is on: ``1``; not given (or empty) is off."""
+    text = _given(query, name)
+    if text is None:
+        return False
+    if text != "1":
+        raise app.HTTPError(400, "%s: %s is not 1 (on); leave it out for off" % (
+            name, times.quoted(text)))
+    return True

@@ -9,9 +9,21 @@ endpoints"). Owned by the data side of the web UI; the site includes
   a streamed answer never starts with an error waiting in it.
 * Graph layout follows the unit's graph options (`Units.graph_options`):
   each configured axis holds the fields it lists that were asked for, and
-  asked-for fields on no configured axis share one more, unlabeled axis
-  (with no axes configured, that is one axis with every field). The page
-  draws one graph per axis; ``graph.svg`` draws every axis in one graph.
+  asked-for fields on no configured axis get one axis per unit of measure
+  (fields without one share an axis), so flow in m³/h and pressure in bar
+  are never squeezed onto one scale. An axis is labelled with its label,
+  else its fields' unit of measure. The page draws one graph per axis,
+  twice: at the unit's graph width and phone-sized (`PHONE_WIDTH`), and
+  the stylesheet shows the one that suits the screen, so graph text is
+  readable on both without script. ``graph.svg`` draws every axis in one
+  graph.
+* Default range: with neither ``from`` nor ``to`` the page shows the last
+  24 hours, unless they hold no samples (then the 24 hours up to the
+  newest) or the samples sit in a sliver of them (then from the first of
+  them), and says so (`_default_range`).
+* Numbers: values as the meter sent them, with thousands separators;
+  mean and standard deviation to about four significant digits, and at
+  most one decimal more than the data's own (`_statistic`).
 * The store does the heavy lifting: graph rows come decimated from SQL,
   statistics are SQL aggregates, and CSV and JSON are generators that
   fetch a page of rows per chunk (`export`), a chunk per loop turn. The
@@ -21,9 +33,10 @@ endpoints"). Owned by the data side of the web UI; the site includes
 """
 
 import json
+import math
 from urllib.parse import urlencode
 
-from texmate_ds import export, svg_graph, templates, times
+from texmate_ds import export, svg_graph, templates, times, ttp
 from texmate_ds.rules import GRAPH_PIXELS
 from texmate_ds.web import app, html, ranges
 
@@ -52,20 +65,33 @@ def _title(unit):
     return "%s (%s)" % (unit.name, unit.code) if unit.name not in ("", unit.code) else unit.code
 
 
-def _axes(options, fields):
+def _axes(unit, options, fields):
     """[(label, field numbers)] for the asked-for `fields` (see above)."""
     axes = [(axis.label, [f for f in axis.fields if f in fields])
             for axis in options.axes]
     placed = {f for _, numbers in axes for f in numbers}
-    axes.append(("", [f for f in fields if f not in placed]))
-    return [(label, numbers) for label, numbers in axes if numbers]
+    by_measure = {}
+    for field in fields:
+        if field not in placed:
+            by_measure.setdefault(unit.measure(field - 1), []).append(field)
+    axes.extend(("", numbers) for numbers in by_measure.values())
+    return [(label or _measures(unit, numbers), numbers) for label, numbers in axes if numbers]
 
 
-def _graph(request, store, unit, axes, start, end, width, height, title):
-    """The SVG text of one graph of `axes`."""
+def _measures(unit, numbers):
+    """The units of measure of fields `numbers`, each once: an axis label."""
+    measures = [unit.measure(f - 1) for f in numbers]
+    return ", ".join(m for i, m in enumerate(measures) if m and m not in measures[:i])
+
+
+def _graph_rows(request, store, unit, axes, start, end, width):
     columns = svg_graph.columns(width, len(axes), request.settings.MAX_PLOT_POINTS)
     fields = [f for _, numbers in axes for f in numbers]
-    rows = store.samples.plot_rows(unit, fields, start, end, columns)
+    return store.samples.plot_rows(unit, fields, start, end, columns)
+
+
+def _graph(unit, axes, rows, start, end, width, height, title):
+    """The SVG text of one graph of `axes` drawn from `rows`."""
     named = [(label, [unit.titled(f - 1) for f in numbers]) for label, numbers in axes]
     return svg_graph.render(rows, named, start, end, width, height, title)
 
@@ -91,30 +117,83 @@ _DOWNLOADS = (("unit_csv", "CSV"), ("unit_json", "JSON"), ("unit_stats", "statis
               ("unit_graph", "graph (SVG)"))
 
 
+PHONE_WIDTH = 360       # the phone-sized graph, about a phone's width in CSS px
+DEFAULT_SPAN = times.DAY
+SLIVER = 10             # samples in less than 1/SLIVER of the default span: zoom in
+
+
 @app.page
 def unit_page(request, code):
-    unit = _unit(request, code, "from", "to")
+    unit = _unit(request, code, "from", "to", "live")
     start, end = ranges.time_range(request.query)
-    return app.Later(lambda store: _unit_page(request, store, unit, start, end))
+    defaulted = not (request.query.get("from") or request.query.get("to"))
+    live = ranges.flag(request.query, "live")
+    return app.Later(lambda store: _unit_page(request, store, unit, start, end, defaulted, live))
 
 
-def _unit_page(request, store, unit, start, end):
+def _unit_page(request, store, unit, start, end, defaulted, live):
+    note, asked_end = "", end
+    if defaulted:
+        start, end, note = _default_range(store, unit, end)
     fields = unit.reported
     stats = store.samples.stats(unit, fields, start, end)
     # The links name the range shown in absolute times: "-1h" would move.
     shown = urlencode({"from": times.text(start), "to": times.text(end)})
     return html.render(
         request, "unit.html", _title(unit),
-        description=unit.description, start=start, end=end,
+        description=unit.description, start=start, end=end, note=note,
         # To the second, unless the whole range is shorter than one.
         time_format="exact" if end - start < times.SECOND else "shown",
-        count=max(entry["count"] for entry in stats),
+        count="{:,}".format(max(entry["count"] for entry in stats)),
         from_text=request.query.get("from", ""), to_text=request.query.get("to", ""),
+        # Live only makes sense for a range that ends now.
+        live=live, may_live=not request.query.get("to") and end >= asked_end,
+        events=request.url_for("events") + "?" + urlencode({"units": unit.code}),
         quick=_quick_links(store, unit),
         graphs=_page_graphs(request, store, unit, fields, start, end),
-        stats=[_stats_row(unit, field, entry) for field, entry in zip(fields, stats)],
+        stats=[_stats_row(unit, field, entry, end) for field, entry in zip(fields, stats)],
         downloads=[("%s?%s" % (_beside(request, name, unit), shown), text)
                    for name, text in _DOWNLOADS])
+
+
+def _default_range(store, unit, now):
+    """(start, end, what the page says of it) for a page opened without a
+    range: the last `DEFAULT_SPAN` up to `now` (or to the newest sample, when
+    the meter's clock is ahead of ours), or where the data is (see the
+    module docstring)."""
+    newest = store.samples.last(unit)
+    end = now if newest is None else max(now, _second_up(newest[1]))
+    start, moved = end - DEFAULT_SPAN, False
+    if newest is not None and newest[1] < start:
+        end = _second_up(newest[1])
+        start, moved = end - DEFAULT_SPAN, True
+    first = store.samples.oldest_page(unit, 1, start, end)
+    sliver = bool(first) and end - first[0][1] < DEFAULT_SPAN // SLIVER
+    if sliver:
+        start = first[0][1] - max(times.SECOND, (end - first[0][1]) // 20)
+        start -= start % times.SECOND
+        held = _duration(newest[1] - first[0][1])
+    if moved:
+        note = "No samples in the last 24 hours: showing the newest%s." % (
+            " (%s of them)" % held if sliver else "")
+    elif sliver:
+        note = "The last 24 hours hold only %s of samples: showing those." % held
+    else:
+        note = ""
+    return max(start, times.FIRST_DAY), end, note
+
+
+def _second_up(ts):
+    return -(-ts // times.SECOND) * times.SECOND
+
+
+def _duration(us):
+    """A span for people: 40 s, 5 min, 3 h."""
+    seconds = max(1, round(us / times.SECOND))
+    for size, name in ((3600, "h"), (60, "min")):
+        if seconds >= size:
+            return "%s %s" % (round(seconds / size), name)
+    return "%d s" % seconds
 
 
 def _beside(request, name, unit):
@@ -123,12 +202,28 @@ def _beside(request, name, unit):
 
 
 def _page_graphs(request, store, unit, fields, start, end):
-    """A figure per axis, captioned with its label (or its fields' names)."""
+    """A graph per axis, at the unit's graph size and phone-sized, with
+    the values it plots for a script to read."""
     options = store.units.graph_options(unit)
-    return [{"caption": label or ", ".join(unit.titled(f - 1) for f in numbers),
-             "svg": templates.Markup(_graph(request, store, unit, [(label, numbers)], start, end,
-                                            options.width, options.height, ""))}
-            for label, numbers in _axes(options, fields)]
+    phone_height = min(max(200, options.height * 5 // 6), 400)
+    graphs = []
+    for label, numbers in _axes(unit, options, fields):
+        axes = [(label, numbers)]
+        rows = _graph_rows(request, store, unit, axes, start, end, options.width)
+        phone_rows = svg_graph.rebucket(rows, start, end, svg_graph.columns(
+            PHONE_WIDTH, 1, request.settings.MAX_PLOT_POINTS))
+        names = [unit.titled(f - 1) for f in numbers]
+        graphs.append({
+            "label": label or ", ".join(names),
+            # Grown to fill the page, but not so far that its text looms.
+            "widest": options.width * 3 // 2,
+            "wide": templates.Markup(_graph(unit, axes, rows, start, end, options.width,
+                                            options.height, "")),
+            "phone": templates.Markup(_graph(unit, axes, phone_rows, start, end, PHONE_WIDTH,
+                                             phone_height, "")),
+            "readings": json.dumps(svg_graph.readings(rows, names, start),
+                                   separators=(",", ":"))})
+    return graphs
 
 
 def _quick_links(store, unit):
@@ -140,18 +235,52 @@ def _quick_links(store, unit):
     return links
 
 
-def _stats_row(unit, field, entry):
+def _stats_row(unit, field, entry, end):
     first, last = entry["first"] or (None, None), entry["last"] or (None, None)
-    return {"name": unit.titled(field - 1), "count": entry["count"],
-            "min": _number(entry["min"]), "max": _number(entry["max"]),
-            "mean": _number(entry["mean"]), "stddev": _number(entry["stddev"]),
-            "first": _number(first[1]), "first_at": first[0],
-            "last": _number(last[1]), "last_at": last[0]}
+    decimals = max(_decimals(entry[key]) for key in ("min", "max"))
+    return {"name": unit.titled(field - 1), "count": "{:,}".format(entry["count"]),
+            "min": _reading(entry["min"]), "max": _reading(entry["max"]),
+            "mean": _statistic(entry["mean"], decimals),
+            "stddev": _statistic(entry["stddev"], decimals),
+            "first": _reading(first[1]), "first_at": _when(first[0], end),
+            "last": _reading(last[1]), "last_at": _when(last[0], end)}
 
 
-def _number(value):
-    """Ten significant digits on the page (JSON gives every digit)."""
-    return "–" if value is None else "%.10g" % value
+def _when(ts, end):
+    """A time in the statistics: the time of day alone on the range's last
+    day, else date and time; to the second."""
+    if ts is None:
+        return ""
+    text = times.shown(ts)
+    return text[11:] if text[:10] == times.shown(end)[:10] else text
+
+
+def _decimals(value):
+    """The decimals of a value as the meter sent it (None: 0)."""
+    text = "" if value is None else ttp.format_value(value)
+    return 0 if "." not in text or "e" in text else len(text) - text.index(".") - 1
+
+
+def _reading(value):
+    """A value as the meter sent it, with thousands separators."""
+    if value is None:
+        return "\u2013"
+    text = ttp.format_value(value)
+    if "e" in text or "n" in text:     # 1e+20, inf, nan: as they are
+        return text
+    whole, point, fraction = text.partition(".")
+    return "{:,}".format(int(whole)) + point + fraction if whole != "-0" else text
+
+
+def _statistic(value, decimals):
+    """A computed value (mean, std. dev.): about four significant digits,
+    at most one decimal more than the data's own, with thousands separators."""
+    if value is None:
+        return "\u2013"
+    if not math.isfinite(value) or value == 0:
+        return _reading(value)
+    significant = 3 - math.floor(math.log10(abs(value)))
+    return "{:,.{}f}".format(value, max(0, min(significant, decimals + 1)))
 
 
 # -- data endpoints -----------------------------------------------------------
@@ -171,9 +300,10 @@ def graph_svg(request, code):
     options = request.store.units.graph_options(unit)
     width = ranges.bounded_int(request.query, "width", options.width, GRAPH_PIXELS)
     height = ranges.bounded_int(request.query, "height", options.height, GRAPH_PIXELS)
+    axes = _axes(unit, options, fields)
     return app.Later(lambda store: app.Response(200, _graph(
-        request, store, unit, _axes(options, fields), start, end, width, height, _title(unit)),
-        "image/svg+xml", SVG_HEADERS))
+        unit, axes, _graph_rows(request, store, unit, axes, start, end, width),
+        start, end, width, height, _title(unit)), "image/svg+xml", SVG_HEADERS))
 
 
 @app.data
