@@ -1,4 +1,4 @@
-"""watch: an alarm when a watched unit's value goes over its limit, and whether it is over for other meters (TTP /watch/<unit>/<watched> <key> -> OK 1 or OK 0).
+"""watch: an alarm when a watched unit goes over its limit; any meter may ask (TTP /watch/<unit>/<watched> <key> -> OK 1|0).
 
 An example of an app reacting to other units' uploads (docs/protocol.md,
 "Reacting to other units' uploads"): at start it subscribes to the
