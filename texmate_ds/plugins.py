@@ -8,7 +8,9 @@ importing, loading and validation.
   on, so dropping a file into the folder never runs code by itself. A site
   app with a bundled app's name replaces it (as the vendor's
   ``TTPApps/ok.py`` did). `load_ttp_apps` makes the {code: `Extension`}
-  table the TTP channel dispatches on.
+  table the TTP channel dispatches on; `start_ttp_apps` then calls the
+  ``start(server)`` of each app that has one, once, before the server
+  listens: where an app subscribes to events (``server.subscribe``).
 * HTTP apps are modules or packages in ``HTTP_APPS_DIR`` with a WSGI
   callable named ``application``, on and mounted at ``name.url`` by
   ``[httpapps]``; `load_http_apps` gives the (prefix, application) pairs
@@ -21,8 +23,9 @@ and runs nothing. Loading imports only what is on. A site's module is
 imported as ``_txm_<kind>_<name>`` rather than ``<name>``, so a site app
 called ``json`` never replaces the real ``json``. Anything amiss (an app
 turned on that does not exist, one that fails to import or lacks what it
-must define, two claiming one code) is an `AppError`, which stops the
-server at start and ``manage check`` with exit status 2.
+must define, two claiming one code, one whose ``start`` raises) is an
+`AppError`, which stops the server at start and ``manage check`` (which
+imports the apps but starts none) with exit status 2.
 """
 
 import ast
@@ -99,12 +102,13 @@ def _import(app):
 class Extension:
     """A loaded TTP app: the code it serves and its callables."""
 
-    def __init__(self, app, code, producer, run_before, run_after):
+    def __init__(self, app, code, producer, run_before, run_after, start=None):
         self.app = app
         self.code = code
         self.producer = producer
         self.run_before = run_before
         self.run_after = run_after
+        self.start = start
 
 
 def find_ttp_apps(settings):
@@ -148,9 +152,27 @@ def load_ttp_apps(settings):
                            % (code, extensions[code].app.name, extensions[code].app.where,
                               app.name, app.where))
         extensions[code] = Extension(app, code, ext["producer"],
-                                     ext.get("run_before"), ext.get("run_after"))
+                                     ext.get("run_before"), ext.get("run_after"),
+                                     ext.get("start"))
         log.info("TTP app %s: /%s/ (%s)", app.name, code, app.where)
     return extensions
+
+
+def start_ttp_apps(extensions, server):
+    """Call ``start(server)`` of each app in `extensions` whose Extension
+    has one, in code order. One that raises is logged with its traceback
+    (it ran the app's own logic, on the site's data: the reason alone
+    seldom says where) and is an `AppError` naming the app: an app the
+    site turned on does not run half started."""
+    for code, ext in sorted(extensions.items()):
+        if ext.start is None:
+            continue
+        try:
+            ext.start(server)
+        except Exception as exc:
+            log.exception("TTP app %s (%s) failed to start", ext.app.name, ext.app.where)
+            raise AppError("TTP app %s (%s) failed to start: %s: %s"
+                           % (ext.app.name, ext.app.where, type(exc).__name__, exc)) from exc
 
 
 # -- HTTP apps ----------------------------------------------------------------

@@ -1,13 +1,13 @@
 """``serve``: assemble the running server from its parts and run it.
 
 Start-up does everything that can fail before binding a port (settings,
-apps, the HTTPS certificate and key, database schema), so a mistake stops
-the server with a clear message and nothing half-started; then it binds
-both listeners, prints where everything is, and runs the loop until SIGINT
-or SIGTERM. Stopping closes the listeners, lets in-flight answers finish,
-stops the services in reverse order (the mail service finishes or leaves
-the letter in hand, a chore stops between two chunks, the group commit
-writes everything pending) and exits 0.
+apps, the HTTPS certificate and key, database schema, the apps' ``start``),
+so a mistake stops the server with a clear message and nothing
+half-started; then it binds both listeners, prints where everything is,
+and runs the loop until SIGINT or SIGTERM. Stopping closes the listeners,
+lets in-flight answers finish, stops the services in reverse order (the
+mail service finishes or leaves the letter in hand, a chore stops between
+two chunks, the group commit writes everything pending) and exits 0.
 """
 
 import faulthandler
@@ -105,6 +105,11 @@ def serve(settings, out=sys.stdout):
     the_loop.add_service(commits)
     the_loop.turn_hooks.append(st.notice_others)
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
+    try:
+        # Before the listeners: an app that subscribes at start misses no upload.
+        plugins.start_ttp_apps(extensions, server)
+    except plugins.AppError as exc:
+        raise StartupError(str(exc)) from None
     # The web UI is a WSGI app on the same store; /metrics reads the
     # servers' counters through `metrics`, made once both servers exist.
     # The web's slow work (a graph over a year, a password hash) runs on

@@ -17,6 +17,14 @@ Two layers, the first usable without the second:
    upload's answer is held until the group commit when ``COMMIT_INTERVAL``
    is 1 (see ``store.groupcommit``).
 
+`TTPServer.subscribe` is how an app reacts to what others do (a unit's
+upload, an alarm): ``callback(event)`` is called on the loop for each event
+of the bus (events.py) the app chose, after its commit, from a bounded
+queue emptied every loop turn (`AppSubscription`; docs/protocol.md,
+"Reacting to other units' uploads"). An app subscribes from the
+``start(server)`` its Extension names, which plugins.py calls once, before
+the server listens.
+
 A key is never logged; anything a meter sent is escaped before logging.
 
 What meters got wrong reaches the log through `RefusalLog`: an answer
@@ -31,8 +39,9 @@ import math
 import re
 import socket
 import time
+import traceback
 
-from texmate_ds import loop, times
+from texmate_ds import events, loop, times
 from texmate_ds.loop import Answer, Counter  # noqa: F401  (apps use ttp.Answer)
 
 log = logging.getLogger("texmate_ds.ttp")
@@ -314,7 +323,7 @@ class RefusalLog:
 
 class TTPServer:
     """What TTP apps see as ``server``: the answer texts, the store, the
-    settings, the event bus, counters, and `authenticate`.
+    settings, the event bus, counters, `authenticate` and `subscribe`.
 
     ``bytes_out`` is the counter vendor apps increment themselves;
     ``bytes_sent`` and ``bytes_received`` are counted at the socket."""
@@ -364,6 +373,151 @@ class TTPServer:
         MAINTENANCE_INTERVAL requests, a timer when the server is idle."""
         self.since_sweep = 0
         self.loop.sweep(self.settings.CHANNEL_TIMEOUT)
+
+    def subscribe(self, topics, callback, units=None):
+        """Call ``callback(event)`` on the loop for each event of `topics`
+        (names in events.TOPICS: ``"sample"``, ``"alarm"``) of the unit
+        codes in `units` (None: every unit), once it is committed; returns
+        the `AppSubscription`, whose ``close()`` stops it. An app calls it
+        from its Extension's ``start(server)``. Guarantees: `AppSubscription`."""
+        return AppSubscription(self, topics, callback, units)
+
+
+# Events an app's subscription holds at most. Its queue is emptied at the
+# end of every loop turn, so it holds what one turn committed for it at
+# most: it fills only in a burst, thousands of meters' uploads in one group
+# commit, or uploads of thousands of samples each. An event is a small dict
+# (a few hundred bytes): a full queue is a few megabytes, one per app.
+SUBSCRIPTION_QUEUE = 10000
+# Seconds between two log lines of one subscription's failing callback, and
+# between two of its overflows: those in between are counted, the count
+# told with the next line, so a callback that fails on every event of a
+# busy site writes a line a minute, not one an event.
+SUBSCRIPTION_LOG_SECONDS = 60
+
+
+def _printable(text):
+    """`text` fit for the log: control and other unprintable characters
+    escaped, line breaks kept (a traceback may quote what a meter sent)."""
+    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def _name(fn):
+    """A callback as the log names it: ``module.qualified_name``."""
+    return "%s.%s" % (getattr(fn, "__module__", "?"), getattr(fn, "__qualname__", repr(fn)))
+
+
+class _Throttle:
+    """A log line every `seconds` at most: `due()` is None while this one
+    must be held back (it is counted), else how many were held back since
+    the last line."""
+
+    def __init__(self, seconds, clock):
+        self.seconds = seconds
+        self.clock = clock
+        self._next = -math.inf  # the first line is due at once
+        self._held = 0
+
+    def due(self):
+        now = self.clock()
+        if now < self._next:
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        self._next = now + self.seconds
+        return held
+
+
+class AppSubscription:
+    """An app's subscription to the event bus (`TTPServer.subscribe`).
+
+    * ``callback(event)`` gets each `events.Event` (``event.topic``,
+      ``event.data``: the payload of events.TOPICS, shared with other
+      subscribers, so read, never changed) on the loop thread, in the
+      order published, after its transaction committed: the bus publishes
+      only then. Never inside the publisher: the bus queues the event and
+      wakes this, and the queue is emptied at the end of the loop turn
+      (`loop.Loop.call_soon`), so an upload's answer never waits for an app
+      and an app's writes never run inside someone else's commit.
+    * Each call runs in a savepoint of the store's shared transaction
+      (``store.atomic``): what the callback wrote is committed by the next
+      group commit, or undone if it raised.
+    * A callback that raises is logged with its traceback (escaped) and the
+      subscription goes on: one bad event never unsubscribes an app, nor
+      stops another subscriber. One failure is logged each
+      `SUBSCRIPTION_LOG_SECONDS`; those in between are counted.
+    * Bounded: `SUBSCRIPTION_QUEUE` events wait at most. One turn that
+      publishes more for it (see that constant) overflows it: the bus drops
+      it and the rest of that turn's events are missed. The subscription
+      then delivers what it holds, subscribes again at once, logs a warning
+      (throttled as failures are) and calls ``callback(events.OVERFLOWED)``
+      (``event.topic == "overflowed"``): every event missed is committed by
+      then, so a callback that reads the store again at that point misses
+      nothing.
+    * `close()` stops it: nothing is delivered after, not even what was
+      queued. Events committed by the last commit of a stopping server are
+      not delivered (the loop has stopped turning).
+    """
+
+    def __init__(self, server, topics, callback, units, clock=time.monotonic):
+        self.server = server
+        self.topics = tuple(topics)
+        self.callback = callback
+        self.units = None if units is None else frozenset(units)
+        self.closed = False
+        self._failures = _Throttle(SUBSCRIPTION_LOG_SECONDS, clock)
+        self._overflows = _Throttle(SUBSCRIPTION_LOG_SECONDS, clock)
+        self._queue = self._subscribe()
+
+    def _subscribe(self):
+        return self.server.events.subscribe(self.topics, self.units, size=SUBSCRIPTION_QUEUE,
+                                            wake=self._woken)
+
+    def _woken(self):
+        # Called by the bus while it publishes: deliver later, on the loop.
+        self.server.loop.call_soon(self._deliver)
+
+    def _deliver(self):
+        for event in self._queue.take():
+            if self.closed:
+                return  # closed by a callback (this one's, or another's)
+            if event is events.OVERFLOWED:
+                self._queue = self._subscribe()  # first: nothing later is missed
+                held = self._overflows.due()
+                if held is not None:
+                    log.warning("TTP app subscriber %s missed events: more than %d in one "
+                                "loop turn (SUBSCRIPTION_QUEUE); subscribed again%s",
+                                _name(self.callback), SUBSCRIPTION_QUEUE, _since(held))
+            self._call(event)
+
+    def _call(self, event):
+        try:
+            with self.server.store.atomic():
+                self.callback(event)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            held = self._failures.due()
+            if held is not None:
+                log.error("TTP app subscriber %s failed on %s, its writes undone%s:\n%s",
+                          _name(self.callback), _printable(_what(event)), _since(held),
+                          _printable(traceback.format_exc()).rstrip())
+
+    def close(self):
+        """Stop: no event is delivered after this (again is harmless)."""
+        self.closed = True
+        self._queue.close()
+
+
+def _what(event):
+    if event is events.OVERFLOWED:
+        return "the overflowed event"
+    return "the %s event %s of unit %s" % (event.topic, event.data["id"], event.data["unit"])
+
+
+def _since(held):
+    return "; %d more not logged since the last" % held if held else ""
 
 
 class Response:
