@@ -66,13 +66,6 @@ class Busy(loop.Busy):
     """`MAX_CHORES` chores are queued already."""
 
 
-def _printable(text):
-    """`text` fit for the log: control and other unprintable characters
-    escaped, line breaks kept (a traceback)."""
-    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
-
-
 class Chore:
     """One long write: its `name` (for pages and the log), its ``step()``
     and ``done(chore)``, the `steps` taken, and once it is over its
@@ -106,8 +99,8 @@ class Chore:
             raise
         except Exception:
             log.error("chore %s failed in step %d; dropped, that step undone:\n%s",
-                      _printable(self.name), self.steps + 1,
-                      _printable(traceback.format_exc()).rstrip())
+                      loop.printable(self.name), self.steps + 1,
+                      loop.printable(traceback.format_exc(), lines=True).rstrip())
             self.outcome = "failed"
             return True
         self.steps += 1
@@ -121,8 +114,8 @@ class Chore:
         undone if it fails. The caller commits."""
         if outcome is not None:
             self.outcome = outcome
-        log.info("chore %s %s after %d step(s)%s", _printable(self.name), self.outcome,
-                 self.steps, " (%s)" % _printable(str(self.progress)) if self.progress else "")
+        log.info("chore %s %s after %d step(s)%s", loop.printable(self.name), self.outcome,
+                 self.steps, " (%s)" % loop.printable(str(self.progress)) if self.progress else "")
         if self.done is None:
             return
         try:
@@ -131,8 +124,8 @@ class Chore:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception:
-            log.error("the end of chore %s failed:\n%s", _printable(self.name),
-                      _printable(traceback.format_exc()).rstrip())
+            log.error("the end of chore %s failed:\n%s", loop.printable(self.name),
+                      loop.printable(traceback.format_exc(), lines=True).rstrip())
 
 
 class Chores:
@@ -170,7 +163,7 @@ class Chores:
             raise Busy("%d chores are queued already" % self.limit)
         chore = Chore(name, step, done)
         self._queue.append(chore)
-        log.info("chore %s queued", _printable(name))
+        log.info("chore %s queued", loop.printable(name))
         self._schedule()
         return chore
 
@@ -185,7 +178,7 @@ class Chores:
         if chore.steps or chore not in self._queue:
             return False
         self._queue.remove(chore)
-        log.info("chore %s cancelled before its first step", _printable(chore.name))
+        log.info("chore %s cancelled before its first step", loop.printable(chore.name))
         return True
 
     def _schedule(self):
@@ -232,7 +225,7 @@ def run_at_once(store, chore):
         try:
             store.commit()
         except StoreError as exc:
-            log.error("chore %s: commit failed: %s", _printable(chore.name), exc)
+            log.error("chore %s: commit failed: %s", loop.printable(chore.name), exc)
             store.rollback()
             over = True
             chore.outcome = "failed"

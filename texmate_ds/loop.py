@@ -115,6 +115,14 @@ _DISCONNECTED = frozenset(
 )
 
 
+def printable(text, lines=False):
+    """`text` fit for the log: control and other unprintable characters
+    escaped, and line breaks too unless `lines` (a traceback keeps its
+    lines; what a client sent must stay on one)."""
+    return "".join(c if c.isprintable() or (lines and c == "\n")
+                   else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def raise_open_files(needed):
     """Raise the soft limit on open files to `needed` where the hard limit
     allows (many systems start at 1024; every connection is a file).

@@ -396,13 +396,6 @@ SUBSCRIPTION_QUEUE = 10000
 SUBSCRIPTION_LOG_SECONDS = 60
 
 
-def _printable(text):
-    """`text` fit for the log: control and other unprintable characters
-    escaped, line breaks kept (a traceback may quote what a meter sent)."""
-    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
-
-
 def _name(fn):
     """A callback as the log names it: ``module.qualified_name``."""
     return "%s.%s" % (getattr(fn, "__module__", "?"), getattr(fn, "__qualname__", repr(fn)))
@@ -501,8 +494,8 @@ class AppSubscription:
             held = self._failures.due()
             if held is not None:
                 log.error("TTP app subscriber %s failed on %s, its writes undone%s:\n%s",
-                          _name(self.callback), _printable(_what(event)), _since(held),
-                          _printable(traceback.format_exc()).rstrip())
+                          _name(self.callback), loop.printable(_what(event)), _since(held),
+                          loop.printable(traceback.format_exc(), lines=True).rstrip())
 
     def close(self):
         """Stop: no event is delivered after this (again is harmless)."""

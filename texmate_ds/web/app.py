@@ -44,6 +44,7 @@ import re
 from urllib.parse import parse_qsl, quote
 
 from texmate_ds import multipart
+from texmate_ds.loop import printable  # noqa: F401  (the web logs with app.printable)
 from texmate_ds.web.access import Access
 
 # Where the browser keeps the session token and, before sign-in, the
@@ -149,12 +150,6 @@ _URL_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
 
 def redirect(location, status=302):
     return Response(status, b"", None, [("Location", quote(location, safe=_URL_SAFE))])
-
-
-def printable(value):
-    """Text a client sent, fit for a log line: control characters escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in value)
 
 
 def local_path(target):
