@@ -439,7 +439,7 @@ def _axis_range(rows, first, count, frame):
 def _series(rows, series, frame, bottom, top, threshold):
     """One polyline per run of the series without a gap; dots for lone points."""
     color = PALETTE[series % len(PALETTE)]
-    out = ['<g stroke="%s" fill="%s">' % (color, color)]
+    out = ['<g class="series" stroke="%s" fill="%s">' % (color, color)]
     for run in _runs(rows, 2 + 2 * series, threshold):
         points = [(frame.x(ts), frame.y(value, bottom, top)) for ts, value in run]
         if len(points) == 1:

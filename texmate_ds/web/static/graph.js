@@ -149,7 +149,7 @@
     var when = document.createElement("div");
     when.textContent = timeText(first) + (last !== first ? " \u2013 " + timeText(last).slice(11) : "");
     box.appendChild(when);
-    var swatches = figure.querySelectorAll("svg g[stroke]");
+    var swatches = plot.svg.querySelectorAll("g.series");
     data.series.forEach(function (series, n) {
       var line = document.createElement("div");
       var swatch = document.createElement("span");
