@@ -18,7 +18,11 @@ queue.
   from the store, `RESUME_MAX` at most (more: ``resync``), then the live
   stream.
 * A ``: keep-alive`` comment every `KEEPALIVE` seconds; the idle sweep
-  spares a live stream (``long_lived``).
+  spares a live stream (``long_lived``). Tests shorten the interval with
+  the environment variable ``TXM_LIVE_TIME_SCALE`` (a factor above 0 and
+  at most 1 applied to `KEEPALIVE`, read when the server starts), as
+  mail.py's ``TXM_MAIL_TIME_SCALE`` shortens its retries: it is no
+  setting and an operator has no use for it.
 * A subscriber that cannot keep up (its queue of `QUEUE` events full) is
   sent ``event: resync`` and the stream ends: the bus never waits for it
   and it never holds more than its queue.
@@ -30,6 +34,8 @@ loop, `Live`); under another WSGI server ``/events`` answers 404.
 """
 
 import json
+import logging
+import os
 
 from texmate_ds import times
 from texmate_ds.http import WAKE
@@ -40,6 +46,26 @@ QUEUE = 1000            # events a stream may have waiting
 RESUME_MAX = 1000       # stored events a reconnecting stream is sent
 TOPICS = ("sample", "alarm")
 EVENT_TYPE = "text/event-stream; charset=utf-8"
+SCALE_VARIABLE = "TXM_LIVE_TIME_SCALE"
+
+log = logging.getLogger("texmate_ds.web.live")
+
+
+def time_scale(environ=None):
+    """The factor of `SCALE_VARIABLE` (1 when unset; a bad value is
+    logged and ignored), as mail.time_scale reads its own."""
+    text = (os.environ if environ is None else environ).get(SCALE_VARIABLE, "")
+    if not text:
+        return 1.0
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = 0.0
+    if not 0 < scale <= 1:
+        log.warning("%s=%r: expected a number above 0 and at most 1; ignored",
+                    SCALE_VARIABLE, text)
+        return 1.0
+    return scale
 
 
 class Live:
@@ -51,6 +77,7 @@ class Live:
         self.loop = loop
         self.max_streams = max_streams
         self.open = 0
+        self.scale = time_scale()   # of KEEPALIVE: 1 but in tests
 
 
 def _frame(kind, event_id, payload):
@@ -85,7 +112,7 @@ class Stream:
         self.wake = wake
         self.ended = False
         self.subscription = live.bus.subscribe(TOPICS, units, size=QUEUE, wake=wake)
-        self.timer = live.loop.call_later(KEEPALIVE, self._keepalive)
+        self.timer = live.loop.call_later(KEEPALIVE * live.scale, self._keepalive)
         live.open += 1
 
     @property
@@ -95,7 +122,7 @@ class Stream:
     def _keepalive(self):
         if not self.ended:
             self.pending.append(KEEPALIVE_FRAME)
-            self.timer = self.live.loop.call_later(KEEPALIVE, self._keepalive)
+            self.timer = self.live.loop.call_later(KEEPALIVE * self.live.scale, self._keepalive)
             self.wake()
 
     def __iter__(self):
