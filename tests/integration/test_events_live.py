@@ -28,7 +28,7 @@ import pytest
 
 from texmate_ds import store
 
-from conftest import Browser, child_env, read_all
+from conftest import BASE_CONF, Browser, Server, child_env, read_all
 
 KEY = "k1"
 ADMIN_PASSWORD = "pump-station-7"
@@ -243,7 +243,6 @@ def with_users(srv):
 def srv(tmp_path_factory):
     """One server for the module's plain tests, each on units of its own:
     A1 (2 fields), B7 (1), FMT (2), RES (2), OTH (1), BIG (1), NUL (2)."""
-    from conftest import BASE_CONF, Server
     server = Server(tmp_path_factory.mktemp("live") / "srv", BASE_CONF)
     for code, fields in (("A1", 2), ("B7", 1), ("FMT", 2), ("RES", 2), ("OTH", 1),
                          ("BIG", 1), ("NUL", 2)):
@@ -566,7 +565,6 @@ def test_the_idle_sweeps_never_close_a_live_stream(swept):
         upload(srv, "A1", [("2024-10-01 00:00:00", 1, 2)])
         sample = SAMPLE.fullmatch(stream.event()["block"])
         assert sample and sample.group(2, 4) == ("A1", "2024-10-01 00:00:00")
-        assert stream.comments == []   # nothing was sent meanwhile to keep it alive
     finally:
         stream.close()
 
@@ -604,7 +602,8 @@ def test_a_client_that_stops_reading_is_told_to_resync_and_the_rest_are_served(
 
         blocks = sleeper.rest()
         assert blocks[0] == "retry: 3000" and blocks[-1] == "event: resync\ndata: {}"
-        got = [int(SAMPLE.fullmatch(b).group(1)) for b in blocks[1:-1]]
+        got = [int(SAMPLE.fullmatch(b).group(1)) for b in blocks[1:-1]
+               if not b.startswith(":")]     # a keep-alive, if this took 15 s
         assert 1000 < len(got) < uploaded
         assert got == ids[:len(got)]
 
