@@ -108,6 +108,16 @@ class Server:
         self.kill()
         raise AssertionError("server did not start:\n%s\n%s" % (self.output(), self.errors()))
 
+    def keep_ports(self):
+        """Write the ports it listens on now into its txm.conf, so that
+        the next `start()` (after `stop()` or `kill()`) listens on the same
+        ones: a restart that clients (a browser's EventSource, a meter)
+        reach again at the address they had."""
+        text = self.conf.read_text()
+        for key, port in (("DS_PORT", self.ttp_port), ("HTTP_PORT", self.http_port)):
+            text = re.sub(r"^%s: .*$" % key, "%s: %d" % (key, port), text, flags=re.M)
+        self.conf.write_text(text)
+
     def output(self):
         return self.out_path.read_text()
 

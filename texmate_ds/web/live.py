@@ -16,9 +16,17 @@ queue.
 * Resume: a client that reconnects with ``Last-Event-ID`` (a sample id,
   or ``a`` and an alarm id) first gets what its units stored after it,
   from the store, `RESUME_MAX` at most (more: ``resync``), then the live
-  stream.
+  stream. The store is read through the loop's connection, which also
+  sees what the open transaction wrote: a sample uploaded but not yet
+  committed is resumed, and published again when it commits; the stream
+  skips a live event whose id it resumed (`Stream.resumed`), so it goes
+  out once. (It still goes out before its commit.)
 * A ``: keep-alive`` comment every `KEEPALIVE` seconds; the idle sweep
-  spares a live stream (``long_lived``).
+  spares a live stream (``long_lived``). Tests shorten the interval with
+  the environment variable ``TXM_LIVE_TIME_SCALE`` (a factor above 0 and
+  at most 1 applied to `KEEPALIVE`, read when the server starts), as
+  mail.py's ``TXM_MAIL_TIME_SCALE`` shortens its retries: it is no
+  setting and an operator has no use for it.
 * A subscriber that cannot keep up (its queue of `QUEUE` events full) is
   sent ``event: resync`` and the stream ends: the bus never waits for it
   and it never holds more than its queue.
@@ -30,8 +38,11 @@ loop, `Live`); under another WSGI server ``/events`` answers 404.
 """
 
 import json
+import logging
+import os
 
 from texmate_ds import times
+from texmate_ds.events import OVERFLOWED
 from texmate_ds.http import WAKE
 from texmate_ds.web import app
 
@@ -40,6 +51,26 @@ QUEUE = 1000            # events a stream may have waiting
 RESUME_MAX = 1000       # stored events a reconnecting stream is sent
 TOPICS = ("sample", "alarm")
 EVENT_TYPE = "text/event-stream; charset=utf-8"
+SCALE_VARIABLE = "TXM_LIVE_TIME_SCALE"
+
+log = logging.getLogger("texmate_ds.web.live")
+
+
+def time_scale(environ=None):
+    """The factor of `SCALE_VARIABLE` (1 when unset; a bad value is
+    logged and ignored), as mail.time_scale reads its own."""
+    text = (os.environ if environ is None else environ).get(SCALE_VARIABLE, "")
+    if not text:
+        return 1.0
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = 0.0
+    if not 0 < scale <= 1:
+        log.warning("%s=%r: expected a number above 0 and at most 1; ignored",
+                    SCALE_VARIABLE, text)
+        return 1.0
+    return scale
 
 
 class Live:
@@ -51,6 +82,7 @@ class Live:
         self.loop = loop
         self.max_streams = max_streams
         self.open = 0
+        self.scale = time_scale()   # of KEEPALIVE: 1 but in tests
 
 
 def _frame(kind, event_id, payload):
@@ -79,23 +111,43 @@ class Stream:
 
     long_lived = True
 
-    def __init__(self, live, units, pending, wake):
+    def __init__(self, live, units, pending, wake, resumed=None):
         self.live = live
         self.pending = list(pending)
+        # {topic: the highest id sent from the store}: a live event up to it
+        # was sent already (see the module docstring, "Resume").
+        self.resumed = dict(resumed or {})
         self.wake = wake
         self.ended = False
         self.subscription = live.bus.subscribe(TOPICS, units, size=QUEUE, wake=wake)
-        self.timer = live.loop.call_later(KEEPALIVE, self._keepalive)
+        self.timer = live.loop.call_later(KEEPALIVE * live.scale, self._keepalive)
         live.open += 1
 
     @property
     def ready(self):
-        return bool(self.pending) or self.ended or len(self.subscription) > 0
+        if not self.pending and len(self.subscription) > 0:
+            self._take()
+        return bool(self.pending) or self.ended
+
+    def _take(self):
+        """The frames of the events queued, but for those resumed already:
+        taken when the loop asks whether the stream is `ready`, so that it
+        is only with something to send (an empty chunk is asked for again
+        at once). After ``resync`` nothing more is sent, not even a
+        keep-alive."""
+        for event in self.subscription.take():
+            if event is OVERFLOWED:
+                self.pending.append(RESYNC)
+                self.ended = True
+                return
+            done = self.resumed.get(event.topic)
+            if done is None or event.data["id"] > done:
+                self.pending.append(self._frame(event))
 
     def _keepalive(self):
         if not self.ended:
             self.pending.append(KEEPALIVE_FRAME)
-            self.timer = self.live.loop.call_later(KEEPALIVE, self._keepalive)
+            self.timer = self.live.loop.call_later(KEEPALIVE * self.live.scale, self._keepalive)
             self.wake()
 
     def __iter__(self):
@@ -103,8 +155,7 @@ class Stream:
 
     def __next__(self):
         if not self.pending:
-            for event in self.subscription.take():
-                self.pending.append(self._frame(event))
+            self._take()
         if not self.pending:
             if self.ended:
                 raise StopIteration
@@ -152,27 +203,30 @@ def _units(request):
 
 
 def _resumed(request, units):
-    """The frames of what `units` stored after the client's Last-Event-ID."""
+    """The frames of what `units` stored after the client's Last-Event-ID,
+    and {topic: the highest id among them} (`Stream.resumed`)."""
     last = request.environ.get("HTTP_LAST_EVENT_ID", "").strip()
     if not last:
-        return []
+        return [], {}
     alarm = last.startswith("a")
     digits = last[1:] if alarm else last
     if not (digits.isdigit() and len(digits) < 19):
-        return []               # not one of ours: nothing to resume from
+        return [], {}           # not one of ours: nothing to resume from
     store = request.store
     chosen = [unit for unit in store.units.all()
               if (units is None or unit.code in units) and request.access.sees(unit)]
     if alarm:
-        frames = [alarm_frame(unit.code, a.id, a.level, a.data, a.received)
-                  for unit, a in store.alarms.after(chosen, int(digits), RESUME_MAX + 1)]
+        found = [(a.id, alarm_frame(unit.code, a.id, a.level, a.data, a.received))
+                 for unit, a in store.alarms.after(chosen, int(digits), RESUME_MAX + 1)]
     else:
-        frames = [sample_frame(unit.code, row[0], row[1], row[2:])
-                  for unit, row in store.samples.after_id_of(chosen, int(digits),
-                                                             RESUME_MAX + 1)]
-    if len(frames) > RESUME_MAX:
-        return [RESYNC]         # too much missed: the client starts over
-    return frames
+        found = [(row[0], sample_frame(unit.code, row[0], row[1], row[2:]))
+                 for unit, row in store.samples.after_id_of(chosen, int(digits),
+                                                            RESUME_MAX + 1)]
+    if len(found) > RESUME_MAX:
+        return [RESYNC], {}     # too much missed: the client starts over
+    if not found:
+        return [], {}
+    return [frame for _, frame in found], {"alarm" if alarm else "sample": found[-1][0]}
 
 
 @app.data
@@ -189,8 +243,8 @@ def events(request):
         raise app.HTTPError(503, "as many live streams are open as the server takes "
                                  "(MAX_EVENT_STREAMS); retry in a moment",
                             [("Retry-After", "5")])
-    pending = [b"retry: 3000\n\n"] + _resumed(request, units)
-    stream = Stream(live, units, pending, request.environ[WAKE])
+    frames, resumed = _resumed(request, units)
+    stream = Stream(live, units, [b"retry: 3000\n\n"] + frames, request.environ[WAKE], resumed)
     return app.Response(200, stream, EVENT_TYPE,
                         [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")])
 
