@@ -1,11 +1,12 @@
 """Status at a glance: the pure rules (texmate_ds/status.py), the usual
-interval the store keeps as samples come, and the "problems first" order
-in SQL agreeing with the rules."""
+interval the store keeps as samples come, the "problems first" order in
+SQL agreeing with the rules, and a display's trend line points."""
 
 import pytest
 
 from texmate_ds import status, store, times
 from texmate_ds.times import DAY, HOUR, MINUTE, SECOND
+from texmate_ds.web import pages
 
 
 @pytest.fixture
@@ -161,3 +162,25 @@ def test_problems_first_agrees_with_the_badges(st):
     assert [u.code for u, _, _ in st.units.page(1, 2, "1", order="status", now=now)] == \
         ["T1", "L1"]
 
+
+# -- a display's trend line -----------------------------------------------------
+
+def test_trend_points_fit_the_box_oldest_left():
+    start, end = 0, HOUR
+    rows = [(0, 0, 1.0, 1.0), (HOUR // 2, HOUR // 2, None, None), (HOUR, HOUR, 3.0, 3.0)]
+    trend = pages.trend_points(rows, 0, start, end)
+    assert trend == {"points": "0.0,28.0 120.0,2.0", "low": "1", "high": "3"}
+    # A flat line lies mid-height; nothing to draw through one point.
+    assert pages.trend_points([(0, 20, 5.0, 7.0, 2.0, 2.0), (30, 30, 1.0, 1.0, 2.0, 2.0)],
+                              1, 0, 40)["points"] == "0.0,15.0 60.0,15.0 90.0,15.0"
+    assert pages.trend_points([(0, 0, None, None), (9, 9, 1.0, 1.0)], 0, 0, 40) is None
+
+
+def test_a_buckets_minimum_and_maximum_carry_the_line_on():
+    """Rising, each bucket goes low then high; falling, high then low."""
+    rising = [(0, 10, 0.0, 1.0), (20, 30, 2.0, 3.0)]
+    assert pages.trend_points(rising, 0, 0, 40)["points"] == \
+        "0.0,28.0 30.0,19.3 60.0,10.7 90.0,2.0"
+    falling = [(0, 10, 2.0, 3.0), (20, 30, 0.0, 1.0)]
+    assert pages.trend_points(falling, 0, 0, 40)["points"] == \
+        "0.0,2.0 30.0,10.7 60.0,19.3 90.0,28.0"
