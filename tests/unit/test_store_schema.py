@@ -96,12 +96,13 @@ ROWS = {
              graph_width=640, graph_height=200,
              graph_axes='[{"label": "Flow", "fields": [1, 2]}]', field_units="m³/h,,m",
              report_fields="1,3", sample_count=2, last_ts=10, webhook_url="https://x/hook",
-             silent_minutes=15, silent_level=3, silent_since=None, last_received=12),
+             silent_minutes=15, silent_level=3, silent_since=None, last_received=12,
+             expected_interval=60, usual_interval=15),
         dict(id=2, code="B7", key="k;'2", name="", description="", fields=2, field_names="",
              enabled=0, source_id=1, created=6, graph_width=800, graph_height=300,
              graph_axes="[]", field_units="", report_fields="", sample_count=1, last_ts=10,
              webhook_url="", silent_minutes=None, silent_level=1, silent_since=None,
-             last_received=13),
+             last_received=13, expected_interval=None, usual_interval=None),
     ],
     "unit_reads": [dict(reader_id=2, source_id=1)],
     "samples": [
@@ -162,6 +163,8 @@ DERIVED = {
     ("units", "last_ts"): [(1, 10), (2, 10)],
     ("users", "all_units"): [(1, 1), (2, 1)],          # everyone saw every unit before
     ("units", "last_received"): [(1, 12), (2, 13)],
+    # The mean spacing of each unit's newest samples: A1's -5 and 10; B7 has one.
+    ("units", "usual_interval"): [(1, 15), (2, None)],
 }
 
 

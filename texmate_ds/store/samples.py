@@ -16,6 +16,15 @@
   just before the transaction commits, the rest at once.
 * ``dl next`` reads a source's samples in arrival order (by id) from a
   cursor per (reader, source), kept here.
+* Each unit's usual interval (`texmate_ds.status`: the median spacing
+  of its newest samples' timestamps), which its status on the home page
+  and displays is judged by, is kept in the units table too, so that a
+  page of units, or all of them in "problems first" order, reads no
+  samples: measured (one indexed read of `status.NEWEST` timestamps)
+  just before a commit, once a unit has `MEASURE_EVERY` more samples
+  than at its last measure through this connection (at its first upload
+  since the process started, and at each until it has two samples), and
+  at once after an import or a delete.
 * Range reads for the web (`stats`, `plot_rows`) fetch their whole answer
   in one call: no cursor stays open between calls on a connection the TTP
   side shares. CSV and JSON page through `between`.
@@ -25,7 +34,7 @@ commit counts; `pending` and `stored` count samples written in the open
 transaction and committed since the store opened (/metrics).
 """
 
-from texmate_ds import times
+from texmate_ds import status, times
 from texmate_ds.store.sql import filters
 
 MAX_FIELDS = 32
@@ -41,6 +50,9 @@ _COUNT_ADDED = (
     "UPDATE units SET sample_count = sample_count + ?,"
     " last_ts = CASE WHEN last_ts IS NULL OR last_ts < ? THEN ? ELSE last_ts END,"
     " last_received = ? WHERE id = ?")
+# New samples of a unit before its usual interval is measured again: one
+# indexed read per 20 samples, on the upload path.
+MEASURE_EVERY = 20
 
 
 class Samples:
@@ -55,8 +67,14 @@ class Samples:
         # unit id -> [samples added, newest ts] by uploads of the open
         # transaction, written to the units table just before it commits.
         self._tally = {}
+        # unit id -> samples stored through this connection since its usual
+        # interval was measured. Not undone by a rollback: a measure then
+        # comes a little early, or (when the rollback took the measure) a
+        # few samples late; either way it is an estimate.
+        self._unmeasured = {}
         db.on_end.append(self._ended)
         db.before_commit.append(self.write_counts)
+        db.before_commit.append(self._measure_due)
 
     def _ended(self, committed):
         self._tally.clear()
@@ -312,6 +330,8 @@ class Samples:
         `received`: tallied, and written once per unit at the commit (one
         statement for many uploads); inside a savepoint at once, so that it
         goes if the savepoint is undone."""
+        # A unit first seen by this connection is measured at this commit.
+        self._unmeasured[unit_id] = self._unmeasured.get(unit_id, MEASURE_EVERY) + added
         if self.db.savepoints:
             self.db.execute(_COUNT_ADDED, (added, newest, newest, received, unit_id))
             return
@@ -348,6 +368,22 @@ class Samples:
                 "UPDATE units SET sample_count = sample_count + ?,"
                 " last_ts = (SELECT max(ts) FROM samples WHERE unit_id = ?) WHERE id = ?",
                 (added, unit.id, unit.id))
+            self._measure(unit.id)
+
+    def _measure_due(self):
+        """Measure the usual interval of every unit due (before a commit)."""
+        for unit_id in [u for u, count in self._unmeasured.items() if count >= MEASURE_EVERY]:
+            self._measure(unit_id)
+
+    def _measure(self, unit_id):
+        """Store the unit's usual interval as its newest samples give it."""
+        usual = status.usual_interval(ts for (ts,) in self.db.all(
+            "SELECT ts FROM samples WHERE unit_id = ? ORDER BY ts DESC LIMIT ?",
+            (unit_id, status.NEWEST)))
+        self.db.execute("UPDATE units SET usual_interval = ? WHERE id = ?", (usual, unit_id))
+        # With fewer than two samples there is nothing to measure yet: the
+        # next sample makes it due again.
+        self._unmeasured[unit_id] = 0 if usual is not None else MEASURE_EVERY - 1
 
     # -- the dl "next" mailbox: the id of the last sample of `source` that
     # `reader` has had (0: none yet)

@@ -24,6 +24,7 @@ MIGRATIONS = (
     "0005_admin",
     "0006_alarms",
     "0007_outbox_attempts",
+    "0008_unit_intervals",
 )
 VERSION = len(MIGRATIONS)
 

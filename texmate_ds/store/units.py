@@ -13,13 +13,13 @@ import collections
 import hmac
 import json
 
-from texmate_ds import times
+from texmate_ds import status, times
 from texmate_ds.store.errors import NotFound
 from texmate_ds.store.sql import UNITS_SEEN_BY, filters, order_by, searching
 
 _COLUMNS = ("id", "code", "key", "name", "description", "fields", "field_names", "enabled",
             "source_id", "field_units", "report_fields", "webhook_url", "silent_minutes",
-            "silent_level")
+            "silent_level", "expected_interval")
 _SELECT = "SELECT %s FROM units" % ", ".join(_COLUMNS)
 # `Units.silence`: the units falling silent, and those silent that spoke.
 _SILENCE = (
@@ -28,6 +28,8 @@ _SILENCE = (
     " AND coalesce(last_received, created) + silent_minutes * ? < ?)"
     " OR (silent_since IS NOT NULL AND last_received > silent_since) LIMIT ?"
     % ", ".join(_COLUMNS))
+# Ids in one IN (...) query; SQLite before 3.32 allows 999 parameters.
+_IN_CHUNK = 900
 # The same columns of the table aliased "u", for joins (displays).
 COLUMNS_AS_U = ", ".join("u." + column for column in _COLUMNS)
 # What `Units.page` sorts by: the admin's sortable columns.
@@ -35,14 +37,37 @@ ORDERS = {"code": "u.code", "name": "u.name", "fields": "u.fields",
           "samples": "u.sample_count", "last": "u.last_ts", "enabled": "u.enabled"}
 
 
-class Unit(collections.namedtuple("Unit", _COLUMNS, defaults=((), (), "", None, 1))):
+def _status_rank():
+    """SQL: the place in `status.STATES` of unit ``u``'s state at the time
+    ``?`` (given twice), with `status.thresholds` written out over its
+    columns, so that a sort by it agrees with the badges."""
+    every = "coalesce(u.expected_interval * %d, u.usual_interval, %d)" % (
+        times.SECOND, status.UNKNOWN_INTERVAL)
+    silent = "coalesce(u.silent_minutes * %d, max(%d * %s, %d))" % (
+        times.MINUTE, status.SILENT_FACTOR, every, status.SILENT_FLOOR)
+    late = "max(%d * %s, %d)" % (status.LATE_FACTOR, every, status.LATE_FLOOR)
+    rank = status.STATES.index
+    return ("CASE WHEN u.last_received IS NULL THEN %d WHEN ? - u.last_received > %s THEN %d"
+            " WHEN ? - u.last_received > %s THEN %d ELSE %d END" % (
+                rank("never"), silent, rank("silent"), late, rank("late"), rank("live")))
+
+
+# "Problems first": worst state first, then by code. Every unit's rank is
+# worked out from its own row (no sample is read), and the sort is one
+# pass over the units table: the figure is in docs/performance.md.
+_STATUS_ORDER = _status_rank() + ", u.code"
+
+
+class Unit(collections.namedtuple("Unit", _COLUMNS, defaults=((), (), "", None, 1, None))):
     """A unit as stored: `field_names` and `field_units` (each field's
     unit of measure) tuples of text, maybe shorter than `fields`;
     `enabled` a bool; `source_id` the unit ``dl`` reads by default (None:
     itself); `report_fields` the 1-based fields exports and the unit page
     offer (empty: all); `webhook_url` where its alarms are posted ("":
     nowhere); `silent_minutes` how long without a sample raises a
-    silent-meter alarm (None: never) at `silent_level`."""
+    silent-meter alarm (None: never) at `silent_level`; `expected_interval`
+    the seconds it should upload within (None: its usual spacing counts;
+    `texmate_ds.status`)."""
 
     __slots__ = ()
 
@@ -50,11 +75,11 @@ class Unit(collections.namedtuple("Unit", _COLUMNS, defaults=((), (), "", None, 
     def from_row(cls, row):
         (unit_id, code, key, name, description, fields, field_names, enabled,
          source_id, field_units, report_fields, webhook_url, silent_minutes,
-         silent_level) = row
+         silent_level, expected_interval) = row
         return cls(unit_id, code, key, name, description, fields, _texts(field_names),
                    bool(enabled), source_id, _texts(field_units),
                    tuple(int(n) for n in report_fields.split(",")) if report_fields else (),
-                   webhook_url, silent_minutes, silent_level)
+                   webhook_url, silent_minutes, silent_level, expected_interval)
 
     def check_key(self, key):
         """Is `key` this unit's? In constant time."""
@@ -137,7 +162,8 @@ class Units:
     def change(self, unit, **values):
         """Set columns of `unit` (code, key, name, description, fields,
         field_names, field_units, report_fields (sequences), enabled,
-        source_id); the unit as it is now. Conflict if a new code is taken."""
+        source_id, the silent-meter alarm's, webhook_url, expected_interval);
+        the unit as it is now. Conflict if a new code is taken."""
         self._forget()
         for column in _JOINED:
             if column in values:
@@ -197,19 +223,38 @@ class Units:
         where, params = self._where(search, seen_by)
         return self.db.one("SELECT count(*) FROM units u WHERE " + where, params)[0]
 
-    def page(self, offset, limit, search=None, seen_by=None, order="code"):
+    def page(self, offset, limit, search=None, seen_by=None, order="code", now=None):
         """[(Unit, sample count, newest timestamp or None)] sorted by the
-        column `order` (``-code``: descending; see `ORDERS`): those whose
-        code, name or description hold `search`, and with `seen_by` (a user
-        id) only the units that user was given access to (`accounts`). The
-        counts are the ones kept in the units table: constant time."""
+        column `order` (``-code``: descending; see `ORDERS`), or with
+        ``status`` worst state at `now` first (`texmate_ds.status`): those
+        whose code, name or description hold `search`, and with `seen_by`
+        (a user id) only the units that user was given access to
+        (`accounts`). The counts are the ones kept in the units table:
+        constant time."""
         where, params = self._where(search, seen_by)
+        if order == "status":
+            ordering, params = _STATUS_ORDER, params + [now, now]
+        else:
+            ordering = order_by(ORDERS, order, "u.code")
         self.db.samples.write_counts()
         rows = self.db.all(
             "SELECT %s, u.sample_count, u.last_ts FROM units u WHERE %s ORDER BY %s"
-            " LIMIT ? OFFSET ?" % (COLUMNS_AS_U, where, order_by(ORDERS, order, "u.code")),
+            " LIMIT ? OFFSET ?" % (COLUMNS_AS_U, where, ordering),
             params + [limit, offset])
         return [(Unit.from_row(row[:-2]), row[-2], row[-1]) for row in rows]
+
+    def heard(self, units):
+        """{unit id: (last_received, usual interval, sample count)} of
+        `units`, as the units table keeps them (`texmate_ds.status`)."""
+        ids = sorted({unit.id for unit in units})
+        self.db.samples.write_counts()
+        found = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start:start + _IN_CHUNK]
+            found.update((row[0], tuple(row[1:])) for row in self.db.all(
+                "SELECT id, last_received, usual_interval, sample_count FROM units"
+                " WHERE id IN (%s)" % ",".join("?" * len(chunk)), chunk))
+        return found
 
     def _where(self, search, seen_by):
         return filters(searching(("u.code", "u.name", "u.description"), search),

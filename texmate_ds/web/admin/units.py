@@ -23,6 +23,8 @@ CODE = r"[A-Za-z0-9]{1,32}"
 KEY = r"[\x21-\x7e]{1,64}"
 # A silent meter's wait, up to a week; alarm levels as TTP's `al` has them.
 SILENT_MINUTES = range(1, 7 * 24 * 60 + 1)
+# How often a meter should upload (texmate_ds.status), up to a week too.
+EXPECTED_SECONDS = range(1, 7 * 24 * 60 * 60 + 1)
 LEVELS = range(0, 100)
 # Axes the form offers (a graph with more is unreadable on a phone).
 AXES = 4
@@ -54,7 +56,7 @@ def _settings(st, unit):
         "axes": ["%s:%s" % (axis.label, ",".join(map(str, axis.fields)))
                  for axis in options.axes],
         "silent_minutes": unit.silent_minutes, "silent_level": unit.silent_level,
-        "webhook_url": unit.webhook_url,
+        "webhook_url": unit.webhook_url, "expected_interval": unit.expected_interval,
     }
 
 
@@ -191,6 +193,11 @@ class UnitAdmin(ModelAdmin):
             forms.Choice("source", "Source unit", [("", "itself")] + sources,
                          "whose samples a plain dl reads"),
             forms.Many("reads", "Units it may read with dl", others, select=True),
+            forms.Integer("expected_interval", "Expected interval (seconds)",
+                          EXPECTED_SECONDS, "how often the meter should upload: its status "
+                          "is late after twice this, silent after 10 times (or after the "
+                          "silent-meter alarm's wait); empty: the usual spacing of its "
+                          "newest samples", required=False),
             forms.Integer("silent_minutes", "Silent-meter alarm after (minutes)",
                           SILENT_MINUTES, "with no upload for this long, an alarm is raised "
                           "once, and a \u201cback online\u201d one when data resumes; empty: "
@@ -260,7 +267,7 @@ class UnitAdmin(ModelAdmin):
             report_fields=planned.report_fields, enabled=planned.enabled,
             source_id=source.id if source else None, silent_minutes=data["silent_minutes"],
             silent_level=1 if data["silent_level"] is None else data["silent_level"],
-            webhook_url=data["webhook_url"])
+            webhook_url=data["webhook_url"], expected_interval=data["expected_interval"])
         # Units it reads that this visitor does not see were not offered:
         # they stay as they were.
         hidden = {code for code in (before.get("reads") or ())

@@ -1,6 +1,7 @@
 // A multiple-meter display that updates itself: each value as its sample
-// is committed, from /events (Server-Sent Events). Without script the
-// page reloads itself at the display's refresh rate instead.
+// is committed, from /events (Server-Sent Events), and its unit's status
+// (static/status.js) back to live. Without script the page reloads
+// itself at the display's refresh rate instead.
 (function () {
   "use strict";
   var page = document.querySelector("[data-events]");
@@ -37,6 +38,9 @@
   };
   source.addEventListener("sample", function (event) {
     var sample = JSON.parse(event.data);
+    if (window.txmStatus) {
+      window.txmStatus.heard(sample.unit);
+    }
     var cards = document.querySelectorAll(".card[data-unit]");
     for (var i = 0; i < cards.length; i++) {
       if (cards[i].getAttribute("data-unit") !== sample.unit) {
