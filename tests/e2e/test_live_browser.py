@@ -9,10 +9,10 @@ import datetime
 import re
 
 import pytest
-from test_browser import CHROMIUM, FLAGS
 
 from cdp import Chromium
 from conftest import BASE_CONF, Server
+from test_browser import CHROMIUM, FLAGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")]

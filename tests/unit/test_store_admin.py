@@ -107,7 +107,9 @@ def test_upload_counts_are_written_once_per_unit_at_the_commit():
         db.samples.add(a1, [(ts, (1.0,))])
     before = db.changes
     db.commit()
-    assert db.changes == before + 1                       # one row: A1's counters
+    # one row for A1's counters, one for its usual interval (measured once
+    # per MEASURE_EVERY samples, not per upload)
+    assert db.changes == before + 2
     assert db.units.counts(a1) == (100, 100)
     db.samples.add(a1, [(500, (1.0,))])
     db.rollback()                                         # its tally goes with it
