@@ -482,8 +482,6 @@ def test_a_resume_during_a_batched_commit_sends_each_sample_once(server_factory)
         srv.stayed.close()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a resume reads the loop's connection, which sees "
-                   "the open transaction, so it sends a sample before its commit")
 def test_a_resume_sends_a_sample_only_after_its_commit(server_factory):
     """web.md: "An event is sent once its upload ... is committed, never
     before": a client resuming while a sample is answered but not committed

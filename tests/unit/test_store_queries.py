@@ -115,3 +115,28 @@ def test_plot_rows_buckets_cover_the_range_ends(st):
         assert rows[0][0] == T0 and rows[-1][1] == T0 + 1000
         assert len(rows) <= columns
         assert (min(r[2] for r in rows), max(r[3] for r in rows)) == (0.0, 1000.0)
+
+
+def test_resume_reads_give_only_what_is_committed(tmp_path):
+    """A live stream resuming reads the loop's connection, which sees its
+    own open transaction: what that added is left for its commit to
+    publish, and is read once committed."""
+    db = store.Database(str(tmp_path / "r.db"))
+    db.migrate()
+    unit = db.units.add("R1", "k", 1)
+    db.samples.add(unit, [(1, (1.0,))])
+    db.alarms.add(unit, 5, ("first",))
+    db.commit()
+    assert db.committed_through("samples") is None
+    db.samples.add(unit, [(2, (2.0,)), (3, (3.0,))])
+    db.alarms.add(unit, 5, ("second",))
+    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1]
+    assert [a.data for _, a in db.alarms.after([unit], 0, 10)] == [("first",)]
+    db.commit()
+    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2, 3]
+    assert len(db.alarms.after([unit], 0, 10)) == 2
+    db.samples.add(unit, [(4, (4.0,))])
+    db.rollback()
+    db.samples.add(unit, [(5, (5.0,))])
+    db.commit()
+    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2, 3, 5]

@@ -67,6 +67,7 @@ class Alarms:
         """The new Alarm of `unit`, in the shared transaction."""
         if kind not in KINDS:
             raise ValueError("kind %r: one of %s" % (kind, ", ".join(KINDS)))
+        self.db.adding("alarms")
         alarm_id = self.db.insert(
             "alarms", unit_id=unit.id, kind=kind, level=level,
             data=json.dumps(list(data), ensure_ascii=False), meter_ts=meter_ts,
@@ -93,15 +94,18 @@ class Alarms:
             _SELECT_ALARM + " WHERE %s ORDER BY id DESC LIMIT ?" % where, params + [limit])]
 
     def after(self, units, alarm_id, limit):
-        """[(Unit, Alarm)] of the alarms of `units` after alarm `alarm_id`,
-        oldest first, `limit` at most (a live stream resuming)."""
+        """[(Unit, Alarm)] of the committed alarms of `units` after alarm
+        `alarm_id`, oldest first, `limit` at most (a live stream resuming:
+        those of the open transaction are published when it commits)."""
         by_id = {unit.id: unit for unit in units}
         if not by_id:
             return []
-        ids = sorted(by_id)[:900]
-        rows = self.db.all(
-            _SELECT_ALARM + " WHERE id > ? AND unit_id IN (%s) ORDER BY id LIMIT ?"
-            % ",".join("?" * len(ids)), (alarm_id, *ids, limit))
+        ids = tuple(sorted(by_id)[:900])
+        where, params = filters(("id > ?", alarm_id),
+                                ("id <= ?", self.db.committed_through("alarms")),
+                                ("unit_id IN (%s)" % ",".join("?" * len(ids)), ids))
+        rows = self.db.all(_SELECT_ALARM + " WHERE %s ORDER BY id LIMIT ?" % where,
+                           params + [limit])
         return [(by_id[row[1]], Alarm.from_row(row)) for row in rows]
 
     def active_counts(self):

@@ -53,6 +53,9 @@ class Database:
         self.before_commit = []
         # Savepoints open (`atomic` blocks): writes in one may be undone.
         self.savepoints = 0
+        # table -> its highest id before the open transaction first added
+        # to it (`adding`): the rows above are not committed yet.
+        self._before_adding = {}
         # fn() that drops rows a repository cached: after a rollback (of the
         # transaction or an atomic block, which may have read them) and
         # once another connection committed.
@@ -120,17 +123,38 @@ class Database:
         self.begin()
         return self.dialect.insert(table, values)
 
+    def adding(self, table):
+        """Say that the open transaction adds rows to `table` (whose ids
+        grow), so that `committed_through` tells them from committed ones.
+        Repositories call it before they insert; a dict lookup but for the
+        first time in a transaction."""
+        if table not in self._before_adding:
+            self.begin()
+            self._before_adding[table] = self.one(
+                "SELECT coalesce(max(id), 0) FROM %s" % table)[0]
+
+    def committed_through(self, table):
+        """The highest id of `table` that is committed, as far as this
+        connection's open transaction hides it (None: it added no row
+        there, so all it sees is committed). While this connection's
+        transaction writes, no other connection commits, so every id above
+        is this transaction's own: what a live stream resuming must not
+        send before the commit publishes it."""
+        return self._before_adding.get(table)
+
     def commit(self):
         if self.dialect.in_transaction:
             for write in self.before_commit:
                 write()
             self.execute("COMMIT")
+        self._before_adding.clear()
         for ended in self.on_end:
             ended(True)
 
     def rollback(self):
         if self.dialect.in_transaction:
             self.execute("ROLLBACK")
+        self._before_adding.clear()
         for ended in self.on_end:
             ended(False)
         self._stale()

@@ -102,6 +102,7 @@ class Samples:
         received = times.now()
         db = self.db
         db.begin()
+        db.adding("samples")
         self.uploads_pending += 1
         if len(samples) == 1:
             ts, values = samples[0]
@@ -264,17 +265,19 @@ class Samples:
         return self.newest_page(unit, limit, start, end, after=(start or _BEFORE_ALL) - 1)
 
     def after_id_of(self, units, sample_id, limit):
-        """[(Unit, (id, ts, v1, ...))] of the samples of `units` stored after
-        sample `sample_id`, in the order stored, `limit` at most (a live
-        stream resuming)."""
+        """[(Unit, (id, ts, v1, ...))] of the committed samples of `units`
+        stored after sample `sample_id`, in the order stored, `limit` at
+        most (a live stream resuming: those of the open transaction are
+        published when it commits)."""
         by_id = {unit.id: unit for unit in units}
         if not by_id:
             return []
-        ids = sorted(by_id)[:900]
-        rows = self.db.all(
-            "SELECT unit_id, id, ts, %s FROM samples WHERE id > ? AND unit_id IN (%s)"
-            " ORDER BY id LIMIT ?" % (", ".join(VALUE_COLUMNS), ",".join("?" * len(ids))),
-            (sample_id, *ids, limit))
+        ids = tuple(sorted(by_id)[:900])
+        where, params = filters(("id > ?", sample_id),
+                                ("id <= ?", self.db.committed_through("samples")),
+                                ("unit_id IN (%s)" % ",".join("?" * len(ids)), ids))
+        rows = self.db.all("SELECT unit_id, id, ts, %s FROM samples WHERE %s ORDER BY id LIMIT ?"
+                           % (", ".join(VALUE_COLUMNS), where), params + [limit])
         return [(by_id[row[0]], tuple(row[1:3 + by_id[row[0]].fields])) for row in rows]
 
     def between(self, unit, start=None, end=None, limit=None):

@@ -16,11 +16,11 @@ queue.
 * Resume: a client that reconnects with ``Last-Event-ID`` (a sample id,
   or ``a`` and an alarm id) first gets what its units stored after it,
   from the store, `RESUME_MAX` at most (more: ``resync``), then the live
-  stream. The store is read through the loop's connection, which also
-  sees what the open transaction wrote: a sample uploaded but not yet
-  committed is resumed, and published again when it commits; the stream
-  skips a live event whose id it resumed (`Stream.resumed`), so it goes
-  out once. (It still goes out before its commit.)
+  stream. The store's resume reads give only what is committed (the
+  loop's connection also sees its open transaction, whose samples and
+  alarms are published when it commits), and they and the subscription
+  are made in one go on the loop, so each event goes out once, and never
+  before its commit.
 * A ``: keep-alive`` comment every `KEEPALIVE` seconds; the idle sweep
   spares a live stream (``long_lived``). Tests shorten the interval with
   the environment variable ``TXM_LIVE_TIME_SCALE`` (a factor above 0 and
@@ -111,12 +111,9 @@ class Stream:
 
     long_lived = True
 
-    def __init__(self, live, units, pending, wake, resumed=None):
+    def __init__(self, live, units, pending, wake):
         self.live = live
         self.pending = list(pending)
-        # {topic: the highest id sent from the store}: a live event up to it
-        # was sent already (see the module docstring, "Resume").
-        self.resumed = dict(resumed or {})
         self.wake = wake
         self.ended = False
         self.subscription = live.bus.subscribe(TOPICS, units, size=QUEUE, wake=wake)
@@ -125,24 +122,17 @@ class Stream:
 
     @property
     def ready(self):
-        if not self.pending and len(self.subscription) > 0:
-            self._take()
-        return bool(self.pending) or self.ended
+        return bool(self.pending) or self.ended or len(self.subscription) > 0
 
     def _take(self):
-        """The frames of the events queued, but for those resumed already:
-        taken when the loop asks whether the stream is `ready`, so that it
-        is only with something to send (an empty chunk is asked for again
-        at once). After ``resync`` nothing more is sent, not even a
-        keep-alive."""
+        """The frames of the events queued. After ``resync`` nothing more is
+        sent, not even a keep-alive."""
         for event in self.subscription.take():
             if event is OVERFLOWED:
                 self.pending.append(RESYNC)
                 self.ended = True
                 return
-            done = self.resumed.get(event.topic)
-            if done is None or event.data["id"] > done:
-                self.pending.append(self._frame(event))
+            self.pending.append(self._frame(event))
 
     def _keepalive(self):
         if not self.ended:
@@ -170,10 +160,8 @@ class Stream:
         data = event.data
         if event.topic == "sample":
             return sample_frame(data["unit"], data["id"], data["timestamp"], data["values"])
-        if event.topic == "alarm":
-            return alarm_frame(data["unit"], data["id"], data["level"], data["data"],
-                               data["received"])
-        return RESYNC           # OVERFLOWED: the subscriber fell behind
+        return alarm_frame(data["unit"], data["id"], data["level"], data["data"],
+                           data["received"])
 
     def close(self):
         if self.subscription is not None:
@@ -203,30 +191,27 @@ def _units(request):
 
 
 def _resumed(request, units):
-    """The frames of what `units` stored after the client's Last-Event-ID,
-    and {topic: the highest id among them} (`Stream.resumed`)."""
+    """The frames of what `units` stored after the client's Last-Event-ID."""
     last = request.environ.get("HTTP_LAST_EVENT_ID", "").strip()
     if not last:
-        return [], {}
+        return []
     alarm = last.startswith("a")
     digits = last[1:] if alarm else last
     if not (digits.isdigit() and len(digits) < 19):
-        return [], {}           # not one of ours: nothing to resume from
+        return []               # not one of ours: nothing to resume from
     store = request.store
     chosen = [unit for unit in store.units.all()
               if (units is None or unit.code in units) and request.access.sees(unit)]
     if alarm:
-        found = [(a.id, alarm_frame(unit.code, a.id, a.level, a.data, a.received))
-                 for unit, a in store.alarms.after(chosen, int(digits), RESUME_MAX + 1)]
+        frames = [alarm_frame(unit.code, a.id, a.level, a.data, a.received)
+                  for unit, a in store.alarms.after(chosen, int(digits), RESUME_MAX + 1)]
     else:
-        found = [(row[0], sample_frame(unit.code, row[0], row[1], row[2:]))
-                 for unit, row in store.samples.after_id_of(chosen, int(digits),
-                                                            RESUME_MAX + 1)]
-    if len(found) > RESUME_MAX:
-        return [RESYNC], {}     # too much missed: the client starts over
-    if not found:
-        return [], {}
-    return [frame for _, frame in found], {"alarm" if alarm else "sample": found[-1][0]}
+        frames = [sample_frame(unit.code, row[0], row[1], row[2:])
+                  for unit, row in store.samples.after_id_of(chosen, int(digits),
+                                                             RESUME_MAX + 1)]
+    if len(frames) > RESUME_MAX:
+        return [RESYNC]         # too much missed: the client starts over
+    return frames
 
 
 @app.data
@@ -243,8 +228,8 @@ def events(request):
         raise app.HTTPError(503, "as many live streams are open as the server takes "
                                  "(MAX_EVENT_STREAMS); retry in a moment",
                             [("Retry-After", "5")])
-    frames, resumed = _resumed(request, units)
-    stream = Stream(live, units, [b"retry: 3000\n\n"] + frames, request.environ[WAKE], resumed)
+    pending = [b"retry: 3000\n\n"] + _resumed(request, units)
+    stream = Stream(live, units, pending, request.environ[WAKE])
     return app.Response(200, stream, EVENT_TYPE,
                         [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")])
 
