@@ -51,7 +51,8 @@
         var field = parseInt(cells[j].getAttribute("data-field"), 10);
         cells[j].querySelector(".value").textContent = shown(sample.values[field - 1]);
       }
-      cards[i].querySelector(".when").textContent = sample.timestamp;
+      // To the second, as the page writes it ("YYYY-MM-DD HH:MM:SS[.ffffff]").
+      cards[i].querySelector(".when").textContent = sample.timestamp.slice(0, 19);
     }
   });
   // Fell behind, or too much was missed: start over from the page.
