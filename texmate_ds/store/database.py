@@ -125,11 +125,18 @@ class Database:
 
     def adding(self, table):
         """Say that the open transaction adds rows to `table` (whose ids
-        grow), so that `committed_through` tells them from committed ones.
-        Repositories call it before they insert; a dict lookup but for the
-        first time in a transaction."""
+        grow), so that `committed_through` tells them from committed ones,
+        beginning the shared transaction if none is open. Repositories call
+        it before they insert; a dict lookup but for the first time in a
+        transaction."""
+        if not self.dialect.in_transaction:
+            # (Cleared again: SQLite ends a transaction by itself on some
+            # errors.) The write lock first: in a deferred transaction the
+            # read below would take a snapshot, and the write after it fail
+            # at once, not waiting, if another connection committed between.
+            self._before_adding.clear()
+            self.dialect.begin_writing()
         if table not in self._before_adding:
-            self.begin()
             self._before_adding[table] = self.one(
                 "SELECT coalesce(max(id), 0) FROM %s" % table)[0]
 

@@ -101,8 +101,7 @@ class Samples:
             sql = self._insert_sql[unit.fields] = self.insert_sql(unit.fields)
         received = times.now()
         db = self.db
-        db.begin()
-        db.adding("samples")
+        db.adding("samples")    # joins the shared transaction, or begins it
         self.uploads_pending += 1
         if len(samples) == 1:
             ts, values = samples[0]
