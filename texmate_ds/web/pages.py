@@ -18,8 +18,9 @@ and "problems first" sorts in SQL (`Units.page`), one pass over the
 units table (11 ms for 10,000 units), on a worker thread.
 
 A display's channels each have a trend line of the hour up to the unit's
-newest sample (by the meter's clock, which may not be the server's), at
-most 60 points: the store's decimated rows (`Samples.plot_rows`, each
+newest sample (by the meter's clock, which may not be the server's; from
+the first sample in that hour when there is less than an hour), at most
+60 points: the store's decimated rows (`Samples.plot_rows`, each
 bucket's minimum and maximum, so no peak is lost), drawn by the
 template. Reading an hour of a fast meter is a range read, so the page
 is made off the loop (`app.Later`). The lines stay as drawn until the
@@ -139,7 +140,10 @@ def _card(store, unit, fields, unit_status):
     trends = [None] * len(fields)
     if sample is not None:
         end = sample[1]
-        start = end - TREND_SPAN
+        # The hour, or from its first sample when it holds less than an
+        # hour of them: five minutes of a new meter fill the line too.
+        first = store.samples.oldest_page(unit, 1, end - TREND_SPAN, end)
+        start = min(first[0][1], end - 1)
         rows = store.samples.plot_rows(unit, fields, start, end, TREND_BUCKETS)
         trends = [trend_points(rows, index, start, end) for index in range(len(fields))]
     return {"unit": unit, "last": sample[1] if sample else None, "status": unit_status,
