@@ -92,6 +92,7 @@ RECV_SIZE = 65536
 CONNECT_BATCH = 100      # streams being opened at once
 OPEN_TIMEOUT = 120.0     # seconds to open all streams of a window, at most
 DRAIN_SECONDS = 5.0      # after a window: at most this long for the last events
+QUIET = 0.05             # seconds without a read before a drain parses what it read
 SETTLE = 0.5             # seconds after closing streams, and before reading VmRSS
 WARM_STREAMS = 10        # the idle part's warm-up streams
 IDLE_SAMPLES = 20        # then sent to all idle streams, one every IDLE_INTERVAL s
@@ -287,6 +288,7 @@ class Window:
         self.cpu_s = 0.0
 
     def _read(self, timeout):
+        """Read every socket that is ready within `timeout`; how many were."""
         ready = self.selector.select(timeout)
         now = time.monotonic()
         for key, _ in ready:
@@ -301,6 +303,7 @@ class Window:
             else:
                 key.data.ended = True
                 self.selector.unregister(key.fileobj)
+        return len(ready)
 
     def run(self, seconds, limit=None):
         """Upload every `interval` s for `seconds` (or `limit` samples),
@@ -331,12 +334,14 @@ class Window:
         return sum(1 for n in self.meter.ok if n >= self.first_n)
 
     def drain(self):
-        """Read on until every sample answered OK reached every watcher."""
+        """Read on until every sample answered OK reached every watcher.
+        What was read is parsed only once nothing came for QUIET seconds,
+        so no parsing delays the stamping of a read."""
         deadline = time.monotonic() + DRAIN_SECONDS
-        while not self.delivered():
-            if time.monotonic() >= deadline:
+        while time.monotonic() < deadline:
+            if not self._read(QUIET) and self.delivered():
                 break
-            self._read(0.05)
+        self.delivered()
         self.selector.close()
 
     def figures(self):
@@ -447,8 +452,11 @@ def fanout(args, work):
                     from_ok, from_sent = window.latencies()
                     pooled_ok += from_ok
                     pooled_sent += from_sent
-                print(" %.1f s, meters' median %s ms" % (
-                    fig["elapsed_s"], fig["meters"]["median_ms"]), flush=True)
+                other = fig["meters"].get("other_cpu_s")
+                print(" %.1f s, meters' median %s ms, other CPU %s" % (
+                    fig["elapsed_s"], fig["meters"]["median_ms"],
+                    "-" if other is None else "%.0f%%" % (100 * other / fig["elapsed_s"])),
+                    flush=True)
     finally:
         if meter is not None:
             meter.close()
