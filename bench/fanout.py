@@ -30,23 +30,24 @@ requests/s (load.py), W1's answer times, and with watchers, for every
 (watcher, sample) pair, the delivery latency: from W1 receiving the
 sample's ``OK`` to the watcher receiving its event, and from W1 sending
 the upload. The server publishes an event after the COMMIT returns and
-releases the ``OK`` after it too, and both go out with the same loop
-turn's writes, so an event may reach its watcher before the ``OK``
-reaches W1: a negative latency from ``OK`` is a measurement, not an
-error. Every socket of this process is read in one selector loop, and a
-read is timed when ``select()`` returns, so the time this process takes
-to get through 200 sockets is not counted against the server; its CPU is
-reported beside the server's. After each window W1 stops and the
-watchers are read until every sample answered ``OK`` has reached every
-one of them (or ``DRAIN_SECONDS`` passed).
+releases the ``OK`` after it too, so a negative latency from ``OK`` (the
+event came first) would be a measurement, not an error. Every socket of
+this process is read in one selector loop, a read is stamped with the
+time ``select()`` returned, and what the watchers read is parsed only
+after the window, once no socket had anything for ``QUIET`` seconds: the
+time this process takes over 200 sockets is hardly counted against the
+server, and its CPU is reported beside the server's. After each window
+W1 stops and the watchers are read until every sample answered ``OK``
+has reached every one of them (or ``DRAIN_SECONDS`` passed).
 
 **Idle streams.** A second server, with W1 only: a warm-up (a few
 streams get a sample, then close), the server's VmRSS (``/proc/PID/
 status``), K (default 1,000) streams opened (at most ``CONNECT_BATCH``
 being set up at once) and left idle, VmRSS again: bytes per stream, the
 process's memory only (the kernel's socket buffers are not in it). Then
-one sample, and the time until the last of the K streams has it: they are
-live, not just open. This process needs a descriptor per stream: it
+``IDLE_SAMPLES`` samples, one every ``IDLE_INTERVAL`` s, each to all K
+streams (they are live, not just open): their delivery, and the server's
+CPU over it per event received (one frame to one stream). This process needs a descriptor per stream: it
 raises its soft limit (``resource``) where it is lower; the server raises
 its own to MAX_CONNECTIONS + MAX_HTTP_CONNECTIONS and some.
 
@@ -55,7 +56,7 @@ within 1.5x of it without; p99 delivery from ``OK`` under 100 ms. The
 table is printed; the JSON (default ``bench/results/fanout.json``) has
 every window's figures and the environment. Exit status 0 whatever the
 figures are, 1 when the harness failed (a server that did not start, a
-stream refused or cut), 2 for a bad command line.
+stream refused), 2 for a bad command line.
 """
 
 import argparse
@@ -113,7 +114,7 @@ class Watcher:
     def __init__(self, sock):
         self.sock = sock
         self.received = []          # (when, bytes) read, not yet parsed
-        self.raw = bytearray()      # parsed up to the chunks, not yet unchunked
+        self.raw = bytearray()      # parsed, but not yet cut out of its chunk
         self.body = bytearray()     # unchunked, not yet a whole event
         self.status = None
         self.got = 0                # sample events of W1
@@ -352,7 +353,6 @@ class Window:
                "w1_p99_ms": _ms(percentile(answer_times, 0.99)),
                "elapsed_s": round(self.elapsed, 3), "bench_cpu_s": round(self.cpu_s, 3)}
         if self.watchers:
-            from_ok, from_sent = self.latencies()
             expected = self.expected_each() * len(self.watchers)
             fig.update({
                 "watchers": len(self.watchers),
@@ -364,13 +364,8 @@ class Window:
                 "other_units": sum(watcher.foreign for watcher in self.watchers),
                 "resyncs": sum(watcher.resyncs for watcher in self.watchers),
                 "streams_ended": sum(1 for watcher in self.watchers if watcher.ended),
-                "events_before_ok": sum(1 for value in from_ok if value < 0),
+                "delivery": delivery(*self.latencies()),
             })
-            for name, values in (("from_ok", from_ok), ("from_send", from_sent)):
-                values.sort()
-                fig.update({"delivery_%s_median_ms" % name: _ms(percentile(values, 0.5)),
-                            "delivery_%s_p99_ms" % name: _ms(percentile(values, 0.99)),
-                            "delivery_%s_max_ms" % name: _ms(values[-1] if values else None)})
         return fig
 
     def latencies(self):
@@ -383,6 +378,17 @@ class Window:
                 if ok is not None:
                     from_ok.append(when - ok)
         return from_ok, from_sent
+
+
+def delivery(from_ok, from_sent):
+    """Median, p99 and max (ms) of the latencies from OK and from sending,
+    and how many events came before their OK."""
+    fig = {"pairs": len(from_sent), "events_before_ok": sum(1 for v in from_ok if v < 0)}
+    for name, values in (("from_ok", sorted(from_ok)), ("from_send", sorted(from_sent))):
+        fig.update({name + "_median_ms": _ms(percentile(values, 0.5)),
+                    name + "_p99_ms": _ms(percentile(values, 0.99)),
+                    name + "_max_ms": _ms(values[-1] if values else None)})
+    return fig
 
 
 def _ms(seconds):
@@ -462,7 +468,7 @@ def fanout(args, work):
             meter.close()
         server.stop()
     return {"windows": windows, "server": server.stopped,
-            "delivery": _pooled(pooled_ok, pooled_sent)}
+            "delivery": delivery(pooled_ok, pooled_sent)}
 
 
 def _meters(load):
@@ -471,15 +477,6 @@ def _meters(load):
             "requests_per_s", "median_ms", "p99_ms", "server_cpu_s", "load_cpu_s",
             "machine_busy_cpu_s", "other_cpu_s", "steal_cpu_s")
     return {key: load[key] for key in keep if key in load}
-
-
-def _pooled(from_ok, from_sent):
-    fig = {"pairs": len(from_sent), "events_before_ok": sum(1 for v in from_ok if v < 0)}
-    for name, values in (("from_ok", sorted(from_ok)), ("from_send", sorted(from_sent))):
-        fig.update({name + "_median_ms": _ms(percentile(values, 0.5)),
-                    name + "_p99_ms": _ms(percentile(values, 0.99)),
-                    name + "_max_ms": _ms(values[-1] if values else None)})
-    return fig
 
 
 def idle_streams(args, work):
@@ -518,8 +515,7 @@ def idle_streams(args, work):
     fig = {"streams": len(streams), "open_s": round(open_s, 3), "rss_before_kib": rss_before,
            "rss_idle_kib": rss_idle, "server": server.stopped,
            "samples": {key: sent[key] for key in (
-               "w1_ok", "events_expected", "events_received", "delivery_from_ok_median_ms",
-               "delivery_from_ok_max_ms", "delivery_from_send_max_ms")}}
+               "w1_ok", "events_expected", "events_received", "delivery")}}
     fig["samples"].update(interval_s=IDLE_INTERVAL, server_cpu_s=round(cpu_s, 3))
     if sent["events_received"]:
         fig["samples"]["server_cpu_us_per_event"] = round(
@@ -557,7 +553,7 @@ def _pct(windows, watched, key):
 def summary(doc):
     """The table's rows: (metric, no watchers, watchers, ratio, target, met)."""
     windows = doc["fanout"]["windows"]
-    delivery = doc["fanout"]["delivery"]
+    pooled = doc["fanout"]["delivery"]
     rows = []
     for key, label, digits, target in (
             ("median_ms", "median ms", 2, 1.5), ("p99_ms", "p99 ms", 2, None),
@@ -573,13 +569,13 @@ def summary(doc):
     with_w1 = (_num(_mean(windows, True, "w1_median_ms", None)),
                _num(_mean(windows, True, "w1_p99_ms", None)))
     rows.append(("W1: median / p99 ms", " / ".join(none_w1), " / ".join(with_w1), "", "", ""))
-    p99 = delivery["from_ok_p99_ms"]
+    p99 = pooled["from_ok_p99_ms"]
     rows.append(("delivery from OK: median / p99 / max ms", "-", "%s / %s / %s" % (
-        _num(delivery["from_ok_median_ms"]), _num(p99), _num(delivery["from_ok_max_ms"])),
+        _num(pooled["from_ok_median_ms"]), _num(p99), _num(pooled["from_ok_max_ms"])),
         "", "p99 < 100 ms", "-" if p99 is None else "yes" if p99 < 100 else "NO"))
     rows.append(("delivery from sending: median / p99 / max ms", "-", "%s / %s / %s" % (
-        _num(delivery["from_send_median_ms"]), _num(delivery["from_send_p99_ms"]),
-        _num(delivery["from_send_max_ms"])), "", "", ""))
+        _num(pooled["from_send_median_ms"]), _num(pooled["from_send_p99_ms"]),
+        _num(pooled["from_send_max_ms"])), "", "", ""))
     watched = [w for w in windows if w["watched"]]
     expected = sum(w["events_expected"] for w in watched)
     received = sum(w["events_received"] for w in watched)
@@ -616,8 +612,8 @@ def table(doc):
               "(median) and at most %s ms after its OK; server CPU %s us per event" % (
                   sent["w1_ok"], sent["interval_s"], format(sent["events_received"], ","),
                   format(sent["events_expected"], ","),
-                  _num(sent["delivery_from_ok_median_ms"]),
-                  _num(sent["delivery_from_ok_max_ms"]),
+                  _num(sent["delivery"]["from_ok_median_ms"]),
+                  _num(sent["delivery"]["from_ok_max_ms"]),
                   _num(sent.get("server_cpu_us_per_event"), 1))]
     return "\n".join(lines)
 
