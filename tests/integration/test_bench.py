@@ -1,5 +1,5 @@
 """The benchmark harnesses keep working (bench/run.py, bench/web.py,
-bench/import.py, bench/deleteold.py, bench/mail.py). Figures are printed
+bench/import.py, bench/deleteold.py, bench/mail.py, bench/fanout.py). Figures are printed
 and written as JSON; this test checks that the run completes and reports,
 never what the figures are."""
 
@@ -92,3 +92,31 @@ def test_mail_bench_reports(tmp_path):
     assert report["outbox"] == {"sent": 300}
     assert report["baseline"]["letters_per_s_sending"] > 0
     assert "smtplib alone (baseline)" in result.stdout
+
+
+def test_fanout_bench_reports(tmp_path):
+    out = tmp_path / "fanout.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "fanout.py"), "--watchers", "4", "--meters", "3",
+         "--seconds", "0.5", "--warmup", "0.2", "--rounds", "1", "--idle", "20",
+         "--json", str(out)],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["failure"] is None and report["notes"] == []
+    without, watched = report["fanout"]["windows"]
+    assert not without["watched"] and watched["watched"] and watched["watchers"] == 4
+    for window in (without, watched):
+        assert window["meters"]["answered"] > 0 and window["meters"]["median_ms"] > 0
+        assert window["w1_ok"] == window["w1_uploads"] > 0
+    # every watcher got every sample W1 had answered OK, once, in order
+    assert watched["watchers_with_every_sample"] == 4
+    assert watched["events_received"] == watched["events_expected"] == 4 * watched["w1_ok"]
+    assert watched["out_of_order"] == watched["resyncs"] == watched["streams_ended"] == 0
+    assert report["fanout"]["delivery"]["pairs"] == watched["events_received"]
+    assert report["fanout"]["delivery"]["from_send_median_ms"] > 0
+    idle = report["idle"]
+    assert idle["streams"] == 20 and idle["rss_idle_kib"] > 0 and "bytes_per_stream" in idle
+    sent = idle["samples"]
+    assert sent["events_received"] == sent["events_expected"] == 20 * sent["w1_ok"] > 0
+    assert "delivery from OK" in result.stdout
