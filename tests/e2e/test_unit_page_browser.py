@@ -158,3 +158,20 @@ def test_live_mode_follows_each_committed_sample(site, browser):
     assert cells[3] == "999" and cells[7] == "999", cells
     assert browser.run("window.loadedAt === performance.timeOrigin")   # not a reload
     assert browser.run("document.querySelector('.live-link').textContent") == "Stop live"
+
+
+def test_dragging_a_finger_across_a_graph_on_a_phone_zooms(site, browser):
+    browser.size(390, 844, mobile=True)
+    browser.call("Emulation.setTouchEmulationEnabled", session=True, enabled=True)
+    browser.open(page_url(site))
+    (ax, ay), (bx, by) = plot_point(browser, 0.2), plot_point(browser, 0.7)
+    steps = [("touchStart", ax), ("touchMove", (ax + bx) / 2), ("touchMove", bx)]
+    for kind, x in steps:
+        browser.call("Input.dispatchTouchEvent", session=True, type=kind,
+                     touchPoints=[{"x": x, "y": ay}])
+    browser._events.clear()
+    browser.call("Input.dispatchTouchEvent", session=True, type="touchEnd", touchPoints=[])
+    browser.wait_for("Page.loadEventFired")
+    query = browser.run("Object.fromEntries(new URLSearchParams(location.search))")
+    start, end = (datetime.datetime.strptime(query[k], "%Y-%m-%d %H:%M:%S") for k in ("from", "to"))
+    assert 25 * 60 <= (end - start).total_seconds() <= 35 * 60, query   # half the hour
