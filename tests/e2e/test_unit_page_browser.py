@@ -164,7 +164,7 @@ def test_dragging_a_finger_across_a_graph_on_a_phone_zooms(site, browser):
     browser.size(390, 844, mobile=True)
     browser.call("Emulation.setTouchEmulationEnabled", session=True, enabled=True)
     browser.open(page_url(site))
-    (ax, ay), (bx, by) = plot_point(browser, 0.2), plot_point(browser, 0.7)
+    (ax, ay), (bx, _) = plot_point(browser, 0.2), plot_point(browser, 0.7)
     steps = [("touchStart", ax), ("touchMove", (ax + bx) / 2), ("touchMove", bx)]
     for kind, x in steps:
         browser.call("Input.dispatchTouchEvent", session=True, type=kind,
