@@ -33,7 +33,8 @@ Layout:
 * `groupcommit.GroupCommit`: the writer service that commits the shared
   transaction once per loop turn (or every N uploads).
 * `sql`: SQL text the repositories share (a WHERE clause of optional
-  filters).
+  filters; one of checked comparisons and a LIMIT/OFFSET, for the
+  ``query`` methods `texmate_ds.models` reads through).
 * `errors`: `StoreError` and its kinds `Conflict` (a unique key taken),
   `NotFound`, `SchemaTooNew`. Callers catch these, never the driver's.
 

@@ -15,12 +15,21 @@ integer microseconds (`times.now`).
 import collections
 
 from texmate_ds import times
-from texmate_ds.store.sql import UNITS_SEEN_BY, filters, order_by, searching
+from texmate_ds.store.sql import (
+    UNITS_SEEN_BY,
+    filters,
+    matching,
+    order_by,
+    page,
+    searching,
+)
 
 _USER_COLUMNS = ("id", "username", "password", "email", "first_name", "last_name",
                  "is_active", "is_staff", "is_superuser", "must_change_password",
                  "date_joined", "last_login", "all_units")
 _SELECT_USER = "SELECT %s FROM users" % ", ".join(_USER_COLUMNS)
+# What `query_users` compares and sorts by: every column but the password.
+_USER_QUERIED = {column: column for column in _USER_COLUMNS if column != "password"}
 
 
 class User(collections.namedtuple("User", _USER_COLUMNS, defaults=(False,))):
@@ -107,6 +116,24 @@ class Accounts:
         rows = self.db.all(_SELECT_USER + " WHERE %s ORDER BY %s LIMIT ? OFFSET ?" % (
             where, order_by(USER_ORDERS, order, "id")), params + [limit, offset])
         return total, [User.from_row(row) for row in rows]
+
+    def query_users(self, conditions=(), order="username", limit=None, offset=0):
+        """[User] for which all `conditions` hold (`sql.matching` over the
+        columns but the password; a username compares without case),
+        sorted by the column `order` (``-username``: descending; ties by
+        id), `limit` of them (None: all) after the first `offset`: one
+        statement (the apps' querysets, `texmate_ds.models`)."""
+        where, params = matching(_USER_QUERIED, conditions)
+        limits, more = page(limit, offset)
+        return [User.from_row(row) for row in self.db.all(
+            "%s WHERE %s ORDER BY %s%s" % (_SELECT_USER, where,
+                                           order_by(_USER_QUERIED, order, "id"), limits),
+            params + more)]
+
+    def count_users_matching(self, conditions=()):
+        """How many users `query_users` finds with those `conditions` in all."""
+        where, params = matching(_USER_QUERIED, conditions)
+        return self.db.one("SELECT count(*) FROM users WHERE " + where, params)[0]
 
     def all_users(self):
         """Every User, by username."""

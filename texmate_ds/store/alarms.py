@@ -19,7 +19,8 @@ import json
 import logging
 
 from texmate_ds import times
-from texmate_ds.store.sql import UNITS_SEEN_BY, filters
+from texmate_ds.store.sql import UNITS_SEEN_BY, filters, matching, order_by, page
+from texmate_ds.store.units import COLUMNS_AS_U, Unit
 
 log = logging.getLogger("texmate_ds.store")
 
@@ -28,6 +29,10 @@ KINDS = ("meter", "silent", "back")
 _ALARM = ("id", "unit_id", "kind", "level", "data", "meter_ts", "received", "acknowledged",
           "acknowledged_by", "note")
 _SELECT_ALARM = "SELECT %s FROM alarms" % ", ".join(_ALARM)
+# What `query` compares and sorts by: every column (of "a", beside its unit "u").
+_ALARM_AS_A = {column: "a." + column for column in _ALARM}
+_SELECT_WITH_UNIT = "SELECT %s, %s FROM alarms a JOIN units u ON u.id = a.unit_id" % (
+    COLUMNS_AS_U, ", ".join(_ALARM_AS_A.values()))
 
 
 class Alarm(collections.namedtuple("Alarm", _ALARM)):
@@ -92,6 +97,25 @@ class Alarms:
             ("received >= ?", start), ("received <= ?", end), ("id < ?", before))
         return [Alarm.from_row(row) for row in self.db.all(
             _SELECT_ALARM + " WHERE %s ORDER BY id DESC LIMIT ?" % where, params + [limit])]
+
+    def query(self, conditions=(), order="received", limit=None, offset=0):
+        """[(Unit, Alarm)] of the alarms for which all `conditions` hold
+        (`sql.matching` over the alarm's columns), sorted by the column
+        `order` (``-received``: descending; ties by id), `limit` of them
+        (None: all) after the first `offset`: one statement, each alarm
+        with its unit (the apps' querysets, `texmate_ds.models`)."""
+        where, params = matching(_ALARM_AS_A, conditions)
+        limits, more = page(limit, offset)
+        width = len(Unit._fields)
+        return [(Unit.from_row(row[:width]), Alarm.from_row(row[width:])) for row in self.db.all(
+            "%s WHERE %s ORDER BY %s%s" % (_SELECT_WITH_UNIT, where,
+                                           order_by(_ALARM_AS_A, order, "a.id"), limits),
+            params + more)]
+
+    def count_matching(self, conditions=()):
+        """How many alarms `query` finds with those `conditions` in all."""
+        where, params = matching(_ALARM_AS_A, conditions)
+        return self.db.one("SELECT count(*) FROM alarms a WHERE " + where, params)[0]
 
     def after(self, units, alarm_id, limit):
         """[(Unit, Alarm)] of the committed alarms of `units` after alarm

@@ -35,7 +35,7 @@ transaction and committed since the store opened (/metrics).
 """
 
 from texmate_ds import status, times
-from texmate_ds.store.sql import filters
+from texmate_ds.store.sql import filters, matching, order_by, page
 
 MAX_FIELDS = 32
 VALUE_COLUMNS = ["v%d" % i for i in range(1, MAX_FIELDS + 1)]
@@ -50,6 +50,8 @@ _COUNT_ADDED = (
     "UPDATE units SET sample_count = sample_count + ?,"
     " last_ts = CASE WHEN last_ts IS NULL OR last_ts < ? THEN ? ELSE last_ts END,"
     " last_received = ? WHERE id = ?")
+# What `query` compares and sorts by (both unique within a unit).
+_QUERIED = {"ts": "ts", "id": "id"}
 # New samples of a unit before its usual interval is measured again: one
 # indexed read per 20 samples, on the upload path.
 MEASURE_EVERY = 20
@@ -289,6 +291,27 @@ class Samples:
         if limit is not None:
             query += " LIMIT %d" % limit
         return self.db.all(query, params)
+
+    def query(self, unit, conditions=(), order="ts", limit=None, offset=0):
+        """`unit`'s samples (id, ts, v1, ...) for which all `conditions`
+        hold (`sql.matching` over ts and id), sorted by `order` (``ts`` or
+        ``id``, ``-ts``: descending), `limit` of them (None: all) after the
+        first `offset`: one statement, for the apps' querysets
+        (`texmate_ds.models`). By ts it is a walk of the (unit, ts) index
+        from the range's edge; an OFFSET is stepped over there, never read
+        into Python."""
+        where, params = matching(_QUERIED, conditions)
+        limits, more = page(limit, offset)
+        return self.db.all("SELECT %s FROM samples WHERE unit_id = ? AND %s ORDER BY %s%s" % (
+            self._columns(unit), where, order_by(_QUERIED, order, "id"), limits),
+            [unit.id] + params + more)
+
+    def count_matching(self, unit, conditions=()):
+        """How many samples `query` finds with those `conditions` in all
+        (the index alone is read)."""
+        where, params = matching(_QUERIED, conditions)
+        return self.db.one("SELECT count(*) FROM samples WHERE unit_id = ? AND " + where,
+                           [unit.id] + params)[0]
 
     def count(self, unit, before=None):
         """The unit's samples, or those with ts < `before`."""

@@ -1,6 +1,7 @@
 """SQL text the repositories share: a WHERE clause of optional filters, a
-search over some columns, a checked ORDER BY, and the units a user was
-given access to."""
+search over some columns, a checked ORDER BY, the units a user was given
+access to, and for the apps' querysets (`texmate_ds.models`) a WHERE
+clause of checked comparisons and a LIMIT/OFFSET."""
 
 # The ids of the units user ? may see, given to them directly or through
 # a group (the same user id twice). Whether they see all units anyway
@@ -47,3 +48,46 @@ def order_by(allowed, order, tie):
     column = allowed[name]
     return "%s%s, %s%s" % (column, direction, tie, direction) if column != tie else \
         column + direction
+
+
+# Values in one IN (...) of `matching`: SQLite before 3.32 allows 999
+# parameters in a statement.
+MAX_IN = 900
+# The LIMIT of a page without one (OFFSET needs a LIMIT in standard SQL).
+_NO_LIMIT = 2 ** 63 - 1
+_COMPARISONS = ("=", "<", "<=", ">", ">=")
+
+
+def matching(columns, conditions):
+    """The WHERE clause and parameters of `conditions`, all of which must
+    hold (none: every row). Each is (name, op, value): `name` a key of
+    `columns` ({name: SQL column}), `op` one of ``= < <= > >=`` (a value
+    to compare with), ``in`` (a tuple of at most `MAX_IN` values; empty:
+    no row) or ``null`` (True: IS NULL, False: IS NOT NULL). A name or an
+    op not allowed is a ValueError: no caller's text becomes SQL."""
+    tests, params = [], []
+    for name, op, value in conditions:
+        if name not in columns:
+            raise ValueError("cannot compare %r" % (name,))
+        column = columns[name]
+        if op in _COMPARISONS:
+            tests.append("%s %s ?" % (column, op))
+            params.append(value)
+        elif op == "in":
+            if len(value) > MAX_IN:
+                raise ValueError("%s: %d values in one IN, more than %d"
+                                 % (name, len(value), MAX_IN))
+            tests.append("%s IN (%s)" % (column, ",".join("?" * len(value))) if value
+                         else "1 = 0")
+            params.extend(value)
+        elif op == "null":
+            tests.append("%s IS %sNULL" % (column, "" if value else "NOT "))
+        else:
+            raise ValueError("no comparison %r" % (op,))
+    return " AND ".join(tests) or "1 = 1", params
+
+
+def page(limit, offset):
+    """`` LIMIT ? OFFSET ?`` and its parameters: `limit` rows (None: all)
+    after the first `offset`."""
+    return " LIMIT ? OFFSET ?", [_NO_LIMIT if limit is None else limit, offset]

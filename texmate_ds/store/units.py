@@ -15,7 +15,14 @@ import json
 
 from texmate_ds import status, times
 from texmate_ds.store.errors import NotFound
-from texmate_ds.store.sql import UNITS_SEEN_BY, filters, order_by, searching
+from texmate_ds.store.sql import (
+    UNITS_SEEN_BY,
+    filters,
+    matching,
+    order_by,
+    page,
+    searching,
+)
 
 _COLUMNS = ("id", "code", "key", "name", "description", "fields", "field_names", "enabled",
             "source_id", "field_units", "report_fields", "webhook_url", "silent_minutes",
@@ -30,6 +37,8 @@ _SILENCE = (
     % ", ".join(_COLUMNS))
 # Ids in one IN (...) query; SQLite before 3.32 allows 999 parameters.
 _IN_CHUNK = 900
+# What `query` compares and sorts by: every column but the key (a secret).
+_BY_NAME = {column: column for column in _COLUMNS if column != "key"}
 # The same columns of the table aliased "u", for joins (displays).
 COLUMNS_AS_U = ", ".join("u." + column for column in _COLUMNS)
 # What `Units.page` sorts by: the admin's sortable columns.
@@ -217,6 +226,22 @@ class Units:
     def all(self):
         """Every unit, by code."""
         return [Unit.from_row(row) for row in self.db.all(_SELECT + " ORDER BY code")]
+
+    def query(self, conditions=(), order="code", limit=None, offset=0):
+        """[Unit] for which all `conditions` hold (`sql.matching` over the
+        columns but the key), sorted by the column `order` (``-code``: descending; ties
+        by id), `limit` of them (None: all) after the first `offset`: one
+        statement (the apps' querysets, `texmate_ds.models`)."""
+        where, params = matching(_BY_NAME, conditions)
+        limits, more = page(limit, offset)
+        return [Unit.from_row(row) for row in self.db.all(
+            "%s WHERE %s ORDER BY %s%s" % (_SELECT, where, order_by(_BY_NAME, order, "id"),
+                                           limits), params + more)]
+
+    def count_matching(self, conditions=()):
+        """How many units `query` finds with those `conditions` in all."""
+        where, params = matching(_BY_NAME, conditions)
+        return self.db.one("SELECT count(*) FROM units WHERE " + where, params)[0]
 
     def count(self, search=None, seen_by=None):
         """How many units `page` would list in all."""
