@@ -140,3 +140,16 @@ def test_resume_reads_give_only_what_is_committed(tmp_path):
     db.samples.add(unit, [(5, (5.0,))])
     db.commit()
     assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2, 3, 5]
+
+
+def test_resume_reads_see_a_batch_upload_as_uncommitted_too(tmp_path):
+    db = store.Database(str(tmp_path / "b.db"))
+    db.migrate()
+    unit = db.units.add("R1", "k", 1)
+    db.samples.add(unit, [(1, (1.0,)), (2, (2.0,))])
+    db.commit()
+    db.samples.add(unit, [(2, (2.0,)), (3, (3.0,)), (4, (4.0,))])   # one duplicate
+    db.samples.add(unit, [(5, (5.0,))])
+    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2]
+    db.commit()
+    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2, 3, 4, 5]

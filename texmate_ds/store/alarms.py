@@ -72,11 +72,11 @@ class Alarms:
         """The new Alarm of `unit`, in the shared transaction."""
         if kind not in KINDS:
             raise ValueError("kind %r: one of %s" % (kind, ", ".join(KINDS)))
-        self.db.adding("alarms")
         alarm_id = self.db.insert(
             "alarms", unit_id=unit.id, kind=kind, level=level,
             data=json.dumps(list(data), ensure_ascii=False), meter_ts=meter_ts,
             received=times.now() if received is None else received)
+        self.db.added("alarms", alarm_id)
         return self.get(alarm_id)
 
     def get(self, alarm_id):

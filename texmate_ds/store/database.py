@@ -54,7 +54,7 @@ class Database:
         # Savepoints open (`atomic` blocks): writes in one may be undone.
         self.savepoints = 0
         # table -> its highest id before the open transaction first added
-        # to it (`adding`): the rows above are not committed yet.
+        # to it (`added`): the rows above are not committed yet.
         self._before_adding = {}
         # fn() that drops rows a repository cached: after a rollback (of the
         # transaction or an atomic block, which may have read them) and
@@ -123,30 +123,24 @@ class Database:
         self.begin()
         return self.dialect.insert(table, values)
 
-    def adding(self, table):
-        """Say that the open transaction adds rows to `table` (whose ids
-        grow), so that `committed_through` tells them from committed ones,
-        beginning the shared transaction if none is open. Repositories call
-        it before they insert; a dict lookup but for the first time in a
-        transaction."""
-        if not self.dialect.in_transaction:
-            # (Cleared again: SQLite ends a transaction by itself on some
-            # errors.) The write lock first: in a deferred transaction the
-            # read below would take a snapshot, and the write after it fail
-            # at once, not waiting, if another connection committed between.
-            self._before_adding.clear()
-            self.dialect.begin_writing()
+    def added(self, table, first_id):
+        """Say that the open transaction has added rows to `table`, the
+        first of them (this time) with id `first_id`, so that
+        `committed_through` tells its rows from committed ones. Called
+        after the write, which holds the write lock by then: no other
+        connection commits until this transaction ends, so every id above
+        the first one's is its own. (A read before the write would take a
+        snapshot, and the write after it fail at once, not waiting, when
+        another connection committed between.) A dict lookup but for the
+        first time in a transaction."""
         if table not in self._before_adding:
-            self._before_adding[table] = self.one(
-                "SELECT coalesce(max(id), 0) FROM %s" % table)[0]
+            self._before_adding[table] = first_id - 1
 
     def committed_through(self, table):
         """The highest id of `table` that is committed, as far as this
         connection's open transaction hides it (None: it added no row
-        there, so all it sees is committed). While this connection's
-        transaction writes, no other connection commits, so every id above
-        is this transaction's own: what a live stream resuming must not
-        send before the commit publishes it."""
+        there, so all it sees is committed): the ids above are what a live
+        stream resuming must not send before the commit publishes them."""
         return self._before_adding.get(table)
 
     def commit(self):

@@ -103,11 +103,13 @@ class Samples:
             sql = self._insert_sql[unit.fields] = self.insert_sql(unit.fields)
         received = times.now()
         db = self.db
-        db.adding("samples")    # joins the shared transaction, or begins it
+        db.begin()
         self.uploads_pending += 1
         if len(samples) == 1:
             ts, values = samples[0]
-            if db.execute(sql, (unit.id, ts, received, *values)).rowcount == 1:
+            cursor = db.execute(sql, (unit.id, ts, received, *values))
+            if cursor.rowcount == 1:
+                db.added("samples", cursor.lastrowid)
                 self.pending += 1
                 self._count(unit.id, 1, ts, received)
                 return []
@@ -131,7 +133,14 @@ class Samples:
         if fresh:
             newest = max(ts for _, ts, _ in fresh)
             with db.atomic():
+                before = db.changes
                 db.executemany(sql, [(unit.id, ts, received, *values) for _, ts, values in fresh])
+                # Ids go up by one a row: the first of these is the newest
+                # less as many as were stored (read for the first rows of
+                # the transaction only).
+                stored = db.changes - before
+                if stored and db.committed_through("samples") is None:
+                    db.added("samples", db.one("SELECT max(id) FROM samples")[0] - stored + 1)
             self.pending += len(fresh)
             self._count(unit.id, len(fresh), newest, received)
         return duplicates
