@@ -343,9 +343,14 @@ class Loop:
     def _turn(self, timeout=None):
         for hook in self.turn_hooks:
             self.call_guarded("a turn hook", hook)
+        if self.to_flush:
+            # A later hook queued answers after _flush ran (the group
+            # commit wakes the live streams of what it published): out now,
+            # not a select() later.
+            self.call_guarded("a turn hook", self._flush)
         if self.to_flush or self._soon:
-            # A later hook queued answers after _flush ran, or work waits
-            # for the end of the turn: no sleeping.
+            # Sending queued more, or work waits for the end of the turn:
+            # no sleeping.
             timeout = 0
         elif timeout is None:
             timeout = self._timeout()

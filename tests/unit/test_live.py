@@ -46,3 +46,19 @@ def test_only_its_units_events_and_a_subscriber_that_falls_behind_is_told_to_res
         pass
     s.close()
     the_loop.selector.close()
+
+
+def test_an_event_is_made_into_bytes_once_for_all_its_streams(monkeypatch):
+    the_loop, hub, first, _ = stream(monkeypatch, keepalive=60)
+    second = live.Stream(hub, {"A1"}, [], lambda: None)
+    next(first)
+    hub.bus.publish("sample", unit="A1", id=7, timestamp=0, values=(1.5,))
+    sent = next(first), next(second)
+    assert sent[0] == live.sample_frame("A1", 7, 0, (1.5,)) and sent[0] is sent[1]
+    for n in range(live.FRAMES_KEPT + 10):     # the memo keeps the newest only
+        hub.frame(events.Event("alarm", {"unit": "A1", "id": n, "level": 1, "data": ("x",),
+                                         "received": 0, "kind": "meter", "meter_ts": None}))
+    assert len(hub._frames) == live.FRAMES_KEPT
+    first.close()
+    second.close()
+    the_loop.selector.close()

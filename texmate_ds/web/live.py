@@ -37,6 +37,7 @@ Only texmate_ds's own server runs streams (it gives the site its bus and
 loop, `Live`); under another WSGI server ``/events`` answers 404.
 """
 
+import collections
 import json
 import logging
 import os
@@ -52,6 +53,10 @@ RESUME_MAX = 1000       # stored events a reconnecting stream is sent
 TOPICS = ("sample", "alarm")
 EVENT_TYPE = "text/event-stream; charset=utf-8"
 SCALE_VARIABLE = "TXM_LIVE_TIME_SCALE"
+# Frames of the newest events kept for the other streams (`Live.frame`):
+# streams take an event within a turn or two of its publishing, so the
+# newest 256 hold nearly every one asked for; a miss only makes it again.
+FRAMES_KEPT = 256
 
 log = logging.getLogger("texmate_ds.web.live")
 
@@ -83,6 +88,25 @@ class Live:
         self.max_streams = max_streams
         self.open = 0
         self.scale = time_scale()   # of KEEPALIVE: 1 but in tests
+        # (topic, id) -> the frame of the events published last: every
+        # stream of a unit sends the same bytes, made once, not once each.
+        self._frames = collections.OrderedDict()
+
+    def frame(self, event):
+        """The bytes of `event` as a stream sends them."""
+        key = (event.topic, event.data["id"])
+        found = self._frames.get(key)
+        if found is None:
+            data = event.data
+            if event.topic == "sample":
+                found = sample_frame(data["unit"], data["id"], data["timestamp"], data["values"])
+            else:
+                found = alarm_frame(data["unit"], data["id"], data["level"], data["data"],
+                                    data["received"])
+            self._frames[key] = found
+            if len(self._frames) > FRAMES_KEPT:
+                self._frames.popitem(last=False)
+        return found
 
 
 def _frame(kind, event_id, payload):
@@ -157,11 +181,7 @@ class Stream:
         return chunk
 
     def _frame(self, event):
-        data = event.data
-        if event.topic == "sample":
-            return sample_frame(data["unit"], data["id"], data["timestamp"], data["values"])
-        return alarm_frame(data["unit"], data["id"], data["level"], data["data"],
-                           data["received"])
+        return self.live.frame(event)
 
     def close(self):
         if self.subscription is not None:
