@@ -1,6 +1,7 @@
 """The site's own WSGI apps ([httpapps], from HTTP_APPS_DIR), mounted by
-the real server at their URL prefixes beside the web UI; and every way a
-configuration of them can be wrong stops the start with a clear message."""
+the real server at their URL prefixes beside the web UI; their options;
+and every way a configuration of them can be wrong stops the start with a
+clear message."""
 
 import http.client
 import json
@@ -67,3 +68,35 @@ def test_a_wrong_http_app_stops_the_start(tmp_path, conf, files, message):
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert message in result.stderr, (command, result.stderr)
     assert not (tmp_path / "db").exists()   # stopped before the database was touched
+
+
+GREETER = '''"""greeter: greets with its options."""
+import json
+
+OPTIONS = {
+    "GREETING": ("hello", "what it says"),
+    "TIMES": (1, "how many times"),
+    "LOUD": (False, "in capitals"),
+}
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json")])
+    text = " ".join([options["GREETING"]] * options["TIMES"])
+    return [json.dumps([text.upper() if options["LOUD"] else text, dict(options)]).encode()]
+'''
+
+
+def test_an_http_app_gets_its_options(server_factory, tmp_path):
+    apps = tmp_path / "HTTPApps"
+    apps.mkdir()
+    (apps / "greeter.py").write_text(GREETER)
+    srv = server_factory("HTTP_APPS_DIR: %s\n[httpapps]\ngreeter: on\ngreeter.url: hi/\n"
+                         "greeter.greeting: good day\ngreeter.LOUD: yes\n" % apps)
+    status, body = get(srv.http_port, "/hi/")
+    assert (status, json.loads(body)) == (200, [
+        "GOOD DAY", {"GREETING": "good day", "TIMES": 1, "LOUD": True}])
+    listed = srv.manage("apps").stdout
+    assert ("      GREETING = good day   (default hello)   what it says\n"
+            "      TIMES = 1   (default 1)   how many times\n"
+            "      LOUD = yes   (default no)   in capitals\n") in listed
