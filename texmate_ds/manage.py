@@ -693,6 +693,8 @@ def cmd_apps(args, settings):
     for app in found:
         print("  %-12s %-3s  %-16s %s" % (app.name, "on" if app.enabled else "off",
                                           app.url or "(no url)", app.description()))
+        if app.enabled and app.url is None:
+            print("      loaded, not mapped: no url")
         _print_options(app)
 
 
@@ -704,9 +706,11 @@ def cmd_check(args, settings):
     extensions = plugins.load_ttp_apps(settings)
     print("TTP apps: " + ", ".join("/%s/ (%s)" % (code, ext.app.name)
                                    for code, ext in sorted(extensions.items())))
-    mounted = plugins.load_http_apps(settings)
-    if mounted:
-        print("HTTP apps: " + ", ".join(prefix for prefix, _ in mounted))
+    http_apps = plugins.load_http_apps(settings)
+    if http_apps:
+        print("HTTP apps: " + ", ".join(
+            app.url if app.url is not None else "%s (loaded, not mapped: no url)" % app.name
+            for app, _ in http_apps))
     https = tls.server_context(settings) is not None
     print("would listen: TTP %s:%d, HTTP %s:%d; web at %s" % (
         settings.DS_BIND, settings.DS_PORT, settings.HTTP_BIND, settings.HTTP_PORT,

@@ -13,8 +13,10 @@ importing, loading and validation.
   listens: where an app subscribes to events (``server.subscribe``).
 * HTTP apps are modules or packages in ``HTTP_APPS_DIR`` with a WSGI
   callable named ``application``, on and mounted at ``name.url`` by
-  ``[httpapps]``; `load_http_apps` gives the (prefix, application) pairs
-  `http.Mounted` routes to.
+  ``[httpapps]``; `load_http_apps` gives the (AppInfo, application) pairs,
+  and the server has `http.Mounted` route to those with a url. An app
+  turned on without one is loaded (imported, its ``application`` checked)
+  but not mapped to any URL, as the vendor's manual has it.
 
 Finding reads folders only, through ``pkgutil`` and ``importlib`` so that
 it works inside the ``.pyz``, and `AppInfo.description` reads a module's
@@ -354,17 +356,16 @@ def find_http_apps(settings):
 
 
 def load_http_apps(settings):
-    """[(prefix, application)] of the HTTP apps turned on. One without a
-    url, missing from the folder, failing to import or without a callable
-    ``application`` is an `AppError`."""
-    mounted = []
+    """[(AppInfo, application)] of the HTTP apps turned on, each imported
+    and its callable ``application`` checked; the server mounts those with
+    a `url`, the others are loaded but not mapped (the vendor's manual). One
+    missing from the folder, failing to import or without ``application``
+    is an `AppError`."""
+    loaded = []
     for app in find_http_apps(settings):
         if not app.enabled:
             continue
         name = app.name
-        if app.url is None:
-            raise AppError("[httpapps] turns on %s but gives no %s.url to mount it at"
-                           % (name, name))
         if app.spec is None:
             raise AppError("[httpapps] turns on %s, but there is no %s.py or %s/ in %s"
                            % (name, name, name, settings.HTTP_APPS_DIR))
@@ -372,6 +373,9 @@ def load_http_apps(settings):
         if not callable(application):
             raise AppError("HTTP app %s (%s) must define a WSGI callable named application"
                            % (name, app.where))
-        log.info("HTTP app %s: %s (%s)", name, app.url, app.where)
-        mounted.append((app.url, application))
-    return mounted
+        if app.url is None:
+            log.info("HTTP app %s: loaded, not mapped: no url (%s)", name, app.where)
+        else:
+            log.info("HTTP app %s: %s (%s)", name, app.url, app.where)
+        loaded.append((app, application))
+    return loaded

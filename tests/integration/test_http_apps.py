@@ -1,7 +1,7 @@
 """The site's own WSGI apps ([httpapps], from HTTP_APPS_DIR), mounted by
-the real server at their URL prefixes beside the web UI; their options;
-and every way a configuration of them can be wrong stops the start with a
-clear message."""
+the real server at their URL prefixes beside the web UI; one without a url
+loaded but not mapped; their options; and every way a configuration of
+them can be wrong stops the start with a clear message."""
 
 import http.client
 import json
@@ -47,8 +47,10 @@ def test_an_http_app_is_mounted_at_its_prefix(server_factory, tmp_path):
 
 
 @pytest.mark.parametrize("conf, files, message", [
-    ("[httpapps]\nhello: on\n", {"hello.py": HELLO}, "gives no hello.url"),
     ("[httpapps]\nhello: on\nhello.url: h/\n", {}, "there is no hello.py or hello/"),
+    # Without a url it is loaded all the same, and checked.
+    ("[httpapps]\nhello: on\n", {"hello.py": "x = 1\n"},
+     "must define a WSGI callable named application"),
     ("[httpapps]\nhello: on\nhello.url: h/\n", {"hello.py": "x = 1\n"},
      "must define a WSGI callable named application"),
     ("[httpapps]\nhello: on\nhello.url: h/\n", {"hello.py": "import nothing_at_all\n"},
@@ -68,6 +70,35 @@ def test_a_wrong_http_app_stops_the_start(tmp_path, conf, files, message):
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert message in result.stderr, (command, result.stderr)
     assert not (tmp_path / "db").exists()   # stopped before the database was touched
+
+
+LOADED = '''"""loaded: an app with no url; leaves a mark when imported."""
+import pathlib
+
+pathlib.Path(__file__).with_name("imported").write_text("yes")
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"mapped after all"]
+'''
+
+
+def test_an_http_app_without_url_is_loaded_and_not_mapped(server_factory, tmp_path):
+    apps = tmp_path / "HTTPApps"
+    apps.mkdir()
+    (apps / "loaded.py").write_text(LOADED)
+    srv = server_factory("HTTP_APPS_DIR: %s\n[httpapps]\nloaded: on\n" % apps)
+    assert (apps / "imported").read_text() == "yes"
+    for path in ("/loaded/", "/loaded", "/loaded/x", "/HTTPApps/loaded/", "/x/loaded/"):
+        status, body = get(srv.http_port, path)
+        assert status == 404 and b"mapped after all" not in body, path
+    assert "HTTP app loaded: loaded, not mapped: no url (%s)" % (apps / "loaded.py") \
+        in srv.errors()
+    listed = srv.manage("apps").stdout.split("HTTP apps")[1]
+    assert "  loaded       on   (no url)" in listed
+    assert "      loaded, not mapped: no url\n" in listed
+    assert "HTTP apps: loaded (loaded, not mapped: no url)" in srv.manage("check").stdout
 
 
 GREETER = '''"""greeter: greets with its options."""
