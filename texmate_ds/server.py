@@ -136,8 +136,8 @@ def serve(settings, out=sys.stdout):
     live = web_live.Live(server.events, the_loop, settings.MAX_EVENT_STREAMS)
     ui = web.make_app(st, settings, metrics.Metrics(the_loop, server, site, st, commits), live)
     # The site's HTTP apps beside the UI, each at its url (one without is
-    # loaded, not mapped).
-    site.app = http.Mounted(ui, [(app.url, application)
+    # loaded, not mapped); the UI tells them who signed in.
+    site.app = http.Mounted(ui, [(app.url, ui.mount(application))
                                  for app, application in http_apps if app.url is not None])
     try:
         # Each port has its own budget: nothing on the web port can ever

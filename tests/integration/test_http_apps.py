@@ -1,7 +1,8 @@
 """The site's own WSGI apps ([httpapps], from HTTP_APPS_DIR), mounted by
 the real server at their URL prefixes beside the web UI; one without a url
-loaded but not mapped; their options; and every way a configuration of
-them can be wrong stops the start with a clear message."""
+loaded but not mapped; their options; who signed in, as the app sees it;
+and every way a configuration of them can be wrong stops the start with a
+clear message."""
 
 import http.client
 import json
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import BASE_CONF, child_env
+from conftest import BASE_CONF, Browser, child_env
 
 HELLO = '''"""hello: says where it was mounted."""
 import json
@@ -131,3 +132,68 @@ def test_an_http_app_gets_its_options(server_factory, tmp_path):
     assert ("      GREETING = good day   (default hello)   what it says\n"
             "      TIMES = 1   (default 1)   how many times\n"
             "      LOUD = yes   (default no)   in capitals\n") in listed
+
+
+WHO = '''"""who: tells who the server says signed in."""
+import json
+
+from texmate_ds.models import Unit
+
+
+def application(environ, start_response):
+    user = environ["texmate.user"]
+    seen = None
+    if user is not None:
+        try:
+            user.is_superuser = True
+            writable = True
+        except AttributeError:
+            writable = False
+        seen = {"username": user.username, "is_staff": user.is_staff,
+                "is_superuser": user.is_superuser,
+                "may_change_units": user.may("units", "change"),
+                "sees_A1": user.sees(Unit.objects.get(code="A1")),
+                "writable": writable,
+                "hash_anywhere": any("pbkdf2" in repr(getattr(user, name, ""))
+                                     for name in dir(user))}
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(seen).encode()]
+'''
+
+
+def test_an_http_app_is_told_who_signed_in(server_factory, tmp_path):
+    apps = tmp_path / "HTTPApps"
+    apps.mkdir()
+    (apps / "who.py").write_text(WHO)
+    srv = server_factory("HTTP_APPS_DIR: %s\n[httpapps]\nwho: on\nwho.url: who/\n" % apps,
+                         start=False)
+    srv.add_unit("A1", "k1", 1)
+    for user, flag in (("ann", "--staff"), ("boss", "--superuser")):
+        srv.manage("adduser", user, flag, "--noinput",
+                   env=dict(child_env(), TXM_PASSWORD="pw of " + user))
+    srv.start()
+
+    anonymous = Browser(srv.http_port)
+    answer = anonymous.get("/who/")
+    assert (answer.status, json.loads(answer.body)) == (200, None)
+
+    ann = Browser(srv.http_port)
+    assert ann.sign_in("ann", "pw of ann").status == 303
+    assert json.loads(ann.get("/who/x").body) == {
+        "username": "ann", "is_staff": True, "is_superuser": False,
+        "may_change_units": False, "sees_A1": False, "writable": False,
+        "hash_anywhere": False}
+    boss = Browser(srv.http_port)
+    assert boss.sign_in("boss", "pw of boss").status == 303
+    assert json.loads(boss.get("/who/").body) == {
+        "username": "boss", "is_staff": False, "is_superuser": True,
+        "may_change_units": True, "sees_A1": True, "writable": False,
+        "hash_anywhere": False}
+    # Signed in with the default password, the Administrator is no one to
+    # an app until it is changed, as the UI lets them no further either.
+    admin = Browser(srv.http_port)
+    assert admin.sign_in("Administrator", "admin").header("Location").startswith("/password/")
+    assert json.loads(admin.get("/who/").body) is None
+    # Signed out: anonymous again.
+    ann.post("/logout/", {"csrf_token": ann.csrf("/")})
+    assert json.loads(ann.get("/who/").body) is None
