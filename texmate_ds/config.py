@@ -17,6 +17,12 @@ Anything wrong in the file raises ``ConfigError`` whose text is one line
 naming the file, line, section, key and what was expected; the server
 prints it and exits with status 2 before binding anything.  Nothing is
 silently ignored.
+
+The apps' own options, ``name.KEY: value`` in [ttpapps] and [httpapps],
+are declared by the apps, not here: parsing keeps their text and line
+(``Settings.app_options``), and plugins.py types each by its declared
+default with the converters txm.conf's keys use (`converter_for`) and
+words its mistakes as this module does (``Settings.error``).
 """
 
 import collections
@@ -26,8 +32,8 @@ import ipaddress
 import os
 import re
 
-__all__ = ["ConfigError", "DEFAULTS", "Settings", "find_config", "load",
-           "parse"]
+__all__ = ["ConfigError", "DEFAULTS", "Settings", "converter_for", "find_config",
+           "load", "parse", "show"]
 
 
 class ConfigError(Exception):
@@ -40,8 +46,11 @@ def _got(expected, text):
     return "expected %s, got %r" % (expected, text)
 
 
-def _integer(lo, hi=None):
-    expected = ("an integer from %d to %d" % (lo, hi) if hi is not None
+def _integer(lo=None, hi=None):
+    # No `lo`: any integer (an app option's; txm.conf's own keys all have
+    # a lower bound).
+    expected = ("an integer" if lo is None else
+                "an integer from %d to %d" % (lo, hi) if hi is not None
                 else "an integer >= %d" % lo)
 
     def convert(text):
@@ -49,7 +58,8 @@ def _integer(lo, hi=None):
         if not re.fullmatch(r"[+-]?[0-9]+", text):
             raise ValueError(_got(expected, text))
         value = int(text)
-        if value < lo or (hi is not None and value > hi):
+        if ((lo is not None and value < lo)
+                or (hi is not None and value > hi)):
             raise ValueError(_got(expected, text))
         return value
     return convert
@@ -119,6 +129,30 @@ def _engine(text):
     if text.lower() != "sqlite3":
         raise ValueError(_got("sqlite3", text))
     return "sqlite3"
+
+
+def converter_for(default):
+    """The converter of an app option declared with `default`: typed by the
+    default as txm.conf's own keys are, a bool (yes/no...), an int (any
+    integer) or a str (any text).  TypeError for a default of another
+    type."""
+    # bool before int: True is an int too.
+    for kind, convert in ((bool, _boolean), (int, _integer()), (str, _text)):
+        if isinstance(default, kind):
+            return lambda text: _value(convert, text)
+    raise TypeError("a default must be a bool, an int or a str, as txm.conf's "
+                    "values are; got %r" % (default,))
+
+
+def _value(convert, text):
+    """`convert(text)`; its ValueError says when a comment was on the line."""
+    try:
+        return convert(text)
+    except ValueError as e:
+        why = str(e)
+        if " #" in text or " ;" in text:
+            why += " (comments must be on a line of their own)"
+        raise ValueError(why) from None
 
 
 Key = collections.namedtuple("Key", "section name default meaning convert")
@@ -213,7 +247,8 @@ def _resolve(value, base_dir):
     return os.path.normpath(os.path.join(base_dir, path))
 
 
-def _show(value):
+def show(value):
+    """A typed value as txm.conf would write it (booleans yes/no)."""
     if value is True or value is False:
         return "yes" if value else "no"
     return str(value)
@@ -242,6 +277,10 @@ class Settings:
         self.ttpapps = {"ok": True}
         self.ttpapps.update(ttpapps or {})
         self.httpapps = dict(httpapps or {})
+        # The apps' own options, {section: {app: {KEY: text}}}: text, as
+        # only the app's declaration (plugins.py) says what type each is.
+        # Set by `parse` only, as each has its line in `lines`.
+        self.app_options = {section: {} for section in APP_SECTIONS}
         # (section, key as shown) -> line in config_path; absent: default.
         self.lines = {}
         for key in DEFAULTS:
@@ -258,10 +297,12 @@ class Settings:
         rows = [(key.section, key.name, getattr(self, key.name))
                 for key in DEFAULTS]
         rows += [("ttpapps", name, on) for name, on in self.ttpapps.items()]
+        rows += self._option_rows("ttpapps")
         for name, app in self.httpapps.items():
             rows.append(("httpapps", name, app["on"]))
             if app["url"] is not None:
                 rows.append(("httpapps", name + ".url", app["url"]))
+        rows += self._option_rows("httpapps")
         out = []
         for section, name, value in rows:
             if name == "EMAIL_HOST_PASSWORD" and value:
@@ -271,9 +312,20 @@ class Settings:
             line = self.lines.get((section, name))
             where = ("%s:%d" % (self.config_path, line) if line
                      else "default")
-            out.append("[%s] %s = %s   (%s)" % (section, name, _show(value),
+            out.append("[%s] %s = %s   (%s)" % (section, name, show(value),
                                                where))
         return out
+
+    def _option_rows(self, section):
+        return [(section, "%s.%s" % (app, key), text)
+                for app, given in self.app_options[section].items()
+                for key, text in given.items()]
+
+    def error(self, section, key, why):
+        """A ConfigError naming the file and the line that set `key` of
+        `section` (as shown: ``relay.SOURCE``), and `why`."""
+        return _error(self.config_path, self.lines[(section, key)], section,
+                      key, why)
 
 
 # -- finding the file --------------------------------------------------
@@ -422,10 +474,21 @@ def _scan(lines, parser):
 
 
 def _where(section, key):
-    """``[main] DS_PORT``: the fixed sections' keys shown upper-case."""
+    """``[main] DS_PORT``: the fixed sections' keys shown upper-case, the
+    apps' as written, but for an option's name in capitals
+    (``[ttpapps] relay.SOURCE``)."""
     section = section.strip().lower()
-    return "[%s] %s" % (section,
-                        key if section in APP_SECTIONS else key.upper())
+    if section not in APP_SECTIONS:
+        return "[%s] %s" % (section, key.upper())
+    name, dot, attr = key.partition(".")
+    if dot and attr.lower() != "url":
+        key = name + dot + attr.upper()
+    return "[%s] %s" % (section, key)
+
+
+def _error(path, line, section, key, why):
+    return ConfigError("%s:%d: %s: %s" % (path, line, _where(section, key),
+                                          why))
 
 
 def _suggest(word, choices):
@@ -433,45 +496,65 @@ def _suggest(word, choices):
     return " (did you mean %s?)" % close[0] if close else ""
 
 
-def _app_setting(section, key, text):
-    """``name: on/off``, and in [httpapps] ``name.url: prefix/``.
+# An app option's name, as an app declares it and txm.conf gives it (any
+# case there); URL is not one: in [httpapps] ``name.url`` is where the app
+# is mounted.
+OPTION_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
-    Returns ``(name, 'on' or 'url', value)``; the URL prefix comes back as
-    ``/prefix/`` so that mounting never has to guess about slashes.
+
+def _app_setting(section, key, text):
+    """``name: on/off``, ``name.OPTION: value``, and in [httpapps]
+    ``name.url: prefix/``.
+
+    Returns ``(name, attr, value)``: attr None for on/off (value a bool),
+    ``"url"`` for the URL prefix, which comes back as ``/prefix/`` so that
+    mounting never has to guess about slashes, else the option's name in
+    upper case, its value the text as written (the app's declaration types
+    it, `converter_for`).
     """
     name, dot, attr = key.partition(".")
-    if not name.isidentifier() or (dot and (section, attr) !=
-                                   ("httpapps", "url")):
+    url = section == "httpapps" and attr == "url"
+    if not name.isidentifier() or (
+            dot and not url and not OPTION_NAME.fullmatch(attr.upper())):
         raise ValueError("expected an app %s, where name is a Python module "
-                         "name" % ("name or name.url" if section == "httpapps"
-                                   else "name"))
-    if dot:
+                         "name and OPTION an option it declares" % (
+                             "name, name.url or name.OPTION"
+                             if section == "httpapps" else
+                             "name or name.OPTION"))
+    if url:
         if not text.strip("/") or any(c.isspace() for c in text):
             raise ValueError(_got("a URL prefix such as %s/" % name, text))
         return name, "url", "/" + text.strip("/") + "/"
+    if dot:
+        return name, attr.upper(), text
     if text.lower() not in _BOOLEANS:
         raise ValueError(_got("on or off (or yes/no, true/false, 1/0)", text))
-    return name, "on", _BOOLEANS[text.lower()]
+    return name, None, _BOOLEANS[text.lower()]
 
 
 def _build(path, entries):
     values, lines = {}, {}
     apps = {section: {} for section in APP_SECTIONS}
+    options = {section: {} for section in APP_SECTIONS}
 
     def fail(section, key, line, why):
-        return ConfigError("%s:%d: %s: %s" % (path, line,
-                                              _where(section, key), why))
+        return _error(path, line, section, key, why)
 
     # In file order, so that the first mistake in the file is the one shown.
     for (section, key), (text, line) in sorted(entries.items(),
                                                 key=lambda e: e[1][1]):
         if section in APP_SECTIONS:
             try:
-                name, field, value = _app_setting(section, key, text)
+                name, attr, value = _app_setting(section, key, text)
             except ValueError as e:
                 raise fail(section, key, line, str(e))
-            apps[section].setdefault(name, {})[field] = value
-            lines[(section, key)] = line
+            if attr is None or attr == "url":
+                apps[section].setdefault(name, {})["on" if attr is None
+                                                   else "url"] = value
+                lines[(section, key)] = line
+            else:
+                options[section].setdefault(name, {})[attr] = value
+                lines[(section, "%s.%s" % (name, attr))] = line
             continue
         known = _SECTIONS[section]
         spec = known.get(key.upper())
@@ -481,20 +564,20 @@ def _build(path, entries):
                    else "unknown key" + _suggest(key.upper(), list(known)))
             raise fail(section, key, line, why)
         try:
-            values[spec.name] = spec.convert(text)
+            values[spec.name] = _value(spec.convert, text)
         except ValueError as e:
-            why = str(e)
-            if " #" in text or " ;" in text:
-                why += " (comments must be on a line of their own)"
-            raise fail(section, key, line, why)
+            raise fail(section, key, line, str(e))
         lines[(section, spec.name)] = line
 
-    for name, app in apps["httpapps"].items():
-        if "on" not in app:
-            key = name + ".url"
-            raise fail("httpapps", key, lines[("httpapps", key)],
+    # An [httpapps] app is named by its on/off line: its url and options
+    # without one are a mistake (a misspelt name), not an app.
+    for (section, key), line in sorted(lines.items(), key=lambda e: e[1]):
+        name = key.partition(".")[0]
+        if section == "httpapps" and "on" not in apps[section].get(name, {}):
+            raise fail(section, key, line,
                        "no '%s: on' or '%s: off' line for this app"
                        % (name, name))
+    for app in apps["httpapps"].values():
         app.setdefault("url", None)
 
     if values.get("EMAIL_USE_TLS") and values.get("EMAIL_USE_SSL"):
@@ -515,5 +598,6 @@ def _build(path, entries):
                         ttpapps={n: a["on"] for n, a in
                                  apps["ttpapps"].items()},
                         httpapps=apps["httpapps"], **values)
+    settings.app_options = options
     settings.lines = lines
     return settings

@@ -664,13 +664,28 @@ def cmd_backup(args, settings):
     print("backup written to %s (%d bytes)" % (args.path, os.path.getsize(args.path)))
 
 
+def _print_options(app):
+    """`app`'s options under its line: name = value (default) help."""
+    try:
+        options = app.listed_options()
+    except plugins.AppError as exc:
+        # Only an app turned off gets here: one turned on stopped the
+        # listing already, as it would stop the server.
+        print("      (its options cannot be read: %s)" % exc)
+        return
+    for option in options:
+        print("      %s = %s   (default %s)   %s" % (
+            option.name, config.show(option.value), config.show(option.default), option.help))
+
+
 def cmd_apps(args, settings):
-    """list every TTP and HTTP app found, on or off, without running them"""
+    """list every TTP and HTTP app found, on or off, with its options, without running them"""
     print("TTP apps (bundled, and site apps in %s):" % settings.TTP_APPS_DIR)
     for app in plugins.find_ttp_apps(settings):
         print("  %-12s %-3s  %-8s %s" % (app.name, "on" if app.enabled else "off",
                                          "bundled" if app.bundled else "site",
                                          app.description()))
+        _print_options(app)
     print("HTTP apps (in %s):" % settings.HTTP_APPS_DIR)
     found = plugins.find_http_apps(settings)
     if not found:
@@ -678,6 +693,9 @@ def cmd_apps(args, settings):
     for app in found:
         print("  %-12s %-3s  %-16s %s" % (app.name, "on" if app.enabled else "off",
                                           app.url or "(no url)", app.description()))
+        if app.enabled and app.url is None:
+            print("      loaded, not mapped: no url")
+        _print_options(app)
 
 
 def cmd_check(args, settings):
@@ -688,9 +706,11 @@ def cmd_check(args, settings):
     extensions = plugins.load_ttp_apps(settings)
     print("TTP apps: " + ", ".join("/%s/ (%s)" % (code, ext.app.name)
                                    for code, ext in sorted(extensions.items())))
-    mounted = plugins.load_http_apps(settings)
-    if mounted:
-        print("HTTP apps: " + ", ".join(prefix for prefix, _ in mounted))
+    http_apps = plugins.load_http_apps(settings)
+    if http_apps:
+        print("HTTP apps: " + ", ".join(
+            app.url if app.url is not None else "%s (loaded, not mapped: no url)" % app.name
+            for app, _ in http_apps))
     https = tls.server_context(settings) is not None
     print("would listen: TTP %s:%d, HTTP %s:%d; web at %s" % (
         settings.DS_BIND, settings.DS_PORT, settings.HTTP_BIND, settings.HTTP_PORT,

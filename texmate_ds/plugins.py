@@ -13,8 +13,10 @@ importing, loading and validation.
   listens: where an app subscribes to events (``server.subscribe``).
 * HTTP apps are modules or packages in ``HTTP_APPS_DIR`` with a WSGI
   callable named ``application``, on and mounted at ``name.url`` by
-  ``[httpapps]``; `load_http_apps` gives the (prefix, application) pairs
-  `http.Mounted` routes to.
+  ``[httpapps]``; `load_http_apps` gives the (AppInfo, application) pairs,
+  and the server has `http.Mounted` route to those with a url. An app
+  turned on without one is loaded (imported, its ``application`` checked)
+  but not mapped to any URL, as the vendor's manual has it.
 
 Finding reads folders only, through ``pkgutil`` and ``importlib`` so that
 it works inside the ``.pyz``, and `AppInfo.description` reads a module's
@@ -26,15 +28,38 @@ turned on that does not exist, one that fails to import or lacks what it
 must define, two claiming one code, one whose ``start`` raises) is an
 `AppError`, which stops the server at start and ``manage check`` (which
 imports the apps but starts none) with exit status 2.
+
+Options. An app (either kind) declares the ``name.KEY: value`` lines its
+``[ttpapps]`` or ``[httpapps]`` section may give it in one module-level
+literal, ``OPTIONS = {"KEY": (default, "help")}``, read from the source
+with `ast` like the docstring, so that ``manage apps`` lists them without
+running the app, and typed by the default as txm.conf's own keys are
+(`config.converter_for`: bool, int or str). `find_ttp_apps` and
+`find_http_apps` check every option line against the declarations: one
+for an app not found or turned off, a name the app does not declare or a
+bad value is a `config.ConfigError` naming txm.conf's file, line and key;
+a malformed declaration is an `AppError` naming the app's file, line and
+key. Each app turned on gets `AppInfo.options`, and once imported the
+module's ``options``: a read-only {KEY: value} of every option declared,
+the default where txm.conf says nothing. A module attribute, rather than
+an argument, because it is one way for both kinds and for every callable
+an app has (``start``, producers, subscribers, ``application``), with no
+signature changed; it is set after the import and before any of them
+runs, so only code at import time cannot read it.
 """
 
 import ast
+import collections
+import difflib
 import importlib
 import importlib.util
 import logging
 import os
 import pkgutil
 import sys
+import types
+
+from texmate_ds import config
 
 log = logging.getLogger("texmate_ds.plugins")
 
@@ -43,10 +68,16 @@ class AppError(Exception):
     """An app (TTP or HTTP) that cannot be loaded; stops the server at start."""
 
 
+# One option of an app: `value` is txm.conf's, typed, else the `default`.
+Option = collections.namedtuple("Option", "name value default help")
+
+
 class AppInfo:
     """An app found on disk, before (or without) importing it. `spec` is
     None for an HTTP app that ``[httpapps]`` names but the folder lacks;
-    `url` is an HTTP app's mount prefix, if it has one."""
+    `url` is an HTTP app's mount prefix, if it has one. `options`
+    ([`Option`]) is set by `find_ttp_apps` and `find_http_apps` on the apps
+    turned on, once checked."""
 
     def __init__(self, name, bundled, spec, enabled, url=None):
         self.name = name
@@ -54,21 +85,140 @@ class AppInfo:
         self.spec = spec
         self.enabled = enabled
         self.url = url
+        self.options = None
 
     @property
     def where(self):
         return "bundled" if self.bundled else self.spec.origin
+
+    def _tree(self):
+        return ast.parse(self.spec.loader.get_source(self.spec.name), self.spec.origin)
 
     def description(self):
         """First line of the module docstring, read without running it."""
         if self.spec is None:
             return "(not found)"
         try:
-            source = self.spec.loader.get_source(self.spec.name)
-            doc = ast.get_docstring(ast.parse(source)) or ""
+            doc = ast.get_docstring(self._tree()) or ""
         except (SyntaxError, OSError, ImportError) as exc:
             return "(cannot read: %s)" % exc
         return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    def declared_options(self):
+        """{KEY: (default, help)} of the module's ``OPTIONS``, in the order
+        declared, read from its source without running it (none for an app
+        not found). `AppError` naming the file, the line and the key for a
+        declaration other than one module-level ``OPTIONS = {...}`` of
+        literals."""
+        if self.spec is None:
+            return {}
+        origin = self.spec.origin
+        try:
+            tree = self._tree()
+        except (SyntaxError, OSError, ImportError) as exc:
+            raise AppError("%s: cannot read its OPTIONS: %s" % (origin, exc)) from None
+        # Every module-level binding of the name counts: with a second one,
+        # or one that is not a plain assignment, what is listed and checked
+        # would not be what the module holds.
+        bindings = [node for node in tree.body if _binds_options(node)]
+        if not bindings:
+            return {}
+        node = bindings[-1]
+        if len(bindings) > 1:
+            raise AppError("%s:%d: OPTIONS: set again (first on line %d); declare them "
+                           "once" % (origin, node.lineno, bindings[0].lineno))
+        if (not isinstance(node, ast.Assign) or len(node.targets) != 1
+                or not isinstance(node.value, ast.Dict)):
+            raise AppError('%s:%d: OPTIONS: expected OPTIONS = {"KEY": (default, "help"), '
+                           '...}, a dict of literals' % (origin, node.lineno))
+        declared = {}
+        for key, value in zip(node.value.keys, node.value.values):
+            # `key` is None for a {**spread}.
+            name = key.value if isinstance(key, ast.Constant) else None
+            shown = name if isinstance(name, str) else (
+                ast.unparse(key) if key is not None else "**" + ast.unparse(value))
+            line = (key or value).lineno
+
+            def bad(why):
+                return AppError("%s:%d: OPTIONS %s: %s" % (origin, line, shown, why))
+            if not isinstance(name, str) or not config.OPTION_NAME.fullmatch(name):
+                raise bad("expected a name of capitals, digits and _, as txm.conf's keys")
+            if name == "URL":
+                raise bad("URL cannot be an option: in [httpapps] name.url is where an "
+                          "HTTP app is mounted")
+            if name in declared:
+                raise bad("declared twice")
+            try:
+                entry = ast.literal_eval(value)
+            except ValueError:
+                entry = None
+            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], str)):
+                raise bad('expected (default, "help"): a literal default and its help text')
+            try:
+                config.converter_for(entry[0])
+            except TypeError as exc:
+                raise bad(str(exc)) from None
+            declared[name] = entry
+        return declared
+
+    def listed_options(self):
+        """[`Option`] as ``manage apps`` shows them: those checked for an
+        app turned on, else its declaration at the defaults."""
+        if self.options is not None:
+            return self.options
+        return [Option(name, default, default, help_text)
+                for name, (default, help_text) in self.declared_options().items()]
+
+
+def _binds_options(node):
+    """Does the module-level statement `node` set the name OPTIONS?"""
+    if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        return False
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return any(isinstance(target, ast.Name) and target.id == "OPTIONS" for target in targets)
+
+
+def _check_options(settings, section, found, folder):
+    """Check each option line of `section` against the declarations of
+    the apps `found` ({lower-case name: `AppInfo`}), in file order, and
+    give each app turned on its `options`. `folder` is where the site's
+    apps are looked for, named when one is missing."""
+    given = settings.app_options[section]
+    lines = sorted((settings.lines[(section, "%s.%s" % (name, key))], name, key, text)
+                   for name, keys in given.items() for key, text in keys.items())
+    declared = {}
+    values = {}
+    for _, name, key, text in lines:
+        shown = "%s.%s" % (name, key)
+        app = found.get(name)
+        if app is None or app.spec is None:
+            raise settings.error(section, shown, "no app %s %s" % (
+                name, "is bundled or in %s" % folder if section == "ttpapps"
+                else "in %s (no %s.py or %s/)" % (folder, name, name)))
+        if not app.enabled:
+            raise settings.error(section, shown, "%s is off, so its options are not used "
+                                 "(turn it on, or remove the line)" % app.name)
+        if name not in declared:
+            declared[name] = app.declared_options()
+        if key not in declared[name]:
+            spelt = {option: option for option in declared[name]}
+            if section == "httpapps":
+                spelt["URL"] = "url"    # the mount: a likely meaning of URLS
+            close = difflib.get_close_matches(key, list(spelt), n=1)
+            raise settings.error(section, shown, "unknown option: %s declares %s%s" % (
+                app.name, ", ".join(declared[name]) or "none",
+                " (did you mean %s.%s?)" % (name, spelt[close[0]]) if close else ""))
+        default = declared[name][key][0]
+        try:
+            values[(name, key)] = config.converter_for(default)(text)
+        except ValueError as exc:
+            raise settings.error(section, shown, str(exc)) from None
+    for name, app in found.items():
+        if app.enabled and app.spec is not None:
+            if name not in declared:
+                declared[name] = app.declared_options()
+            app.options = [Option(key, values.get((name, key), default), default, help_text)
+                           for key, (default, help_text) in declared[name].items()]
 
 
 def _find_site(folder, kind):
@@ -114,7 +264,9 @@ class Extension:
 def find_ttp_apps(settings):
     """Every TTP app, by name: bundled ones, then the site's (a site app
     with a bundled app's name replaces it), each on or off as ``[ttpapps]``
-    has it. Naming an app there that does not exist is an `AppError`."""
+    has it, those turned on with their `options`. Turning on an app there
+    that does not exist is an `AppError`; a wrong option line a
+    `config.ConfigError` (`_check_options`)."""
     from texmate_ds import apps as bundled_package
     found = {}
     for info in pkgutil.iter_modules(bundled_package.__path__):
@@ -128,7 +280,21 @@ def find_ttp_apps(settings):
     if missing:
         raise AppError("[ttpapps] turns on %s, but no such app is bundled or in %s"
                        % (", ".join(missing), site_dir))
+    _check_options(settings, "ttpapps", found, site_dir)
     return [found[name] for name in sorted(found)]
+
+
+def _load(app, kind):
+    """Import `app` (`kind`: "TTP" or "HTTP"), then give the module its
+    ``options``: {KEY: value}, read-only (see the module docstring)."""
+    try:
+        module = _import(app)
+    except Exception as exc:
+        raise AppError("%s app %s (%s) failed to import: %s: %s"
+                       % (kind, app.name, app.where, type(exc).__name__, exc)) from exc
+    module.options = types.MappingProxyType({option.name: option.value
+                                             for option in app.options})
+    return module
 
 
 def load_ttp_apps(settings):
@@ -137,11 +303,7 @@ def load_ttp_apps(settings):
     for app in find_ttp_apps(settings):
         if not app.enabled:
             continue
-        try:
-            module = _import(app)
-        except Exception as exc:
-            raise AppError("TTP app %s (%s) failed to import: %s: %s"
-                           % (app.name, app.where, type(exc).__name__, exc)) from exc
+        module = _load(app, "TTP")
         ext = getattr(module, "Extension", None)
         if not isinstance(ext, dict) or not ext.get("code") or not ext.get("producer"):
             raise AppError("TTP app %s (%s) must define Extension = {'code': ..., "
@@ -180,40 +342,40 @@ def start_ttp_apps(extensions, server):
 def find_http_apps(settings):
     """Every HTTP app, by name: each one ``[httpapps]`` names, on or off as
     it says, with its url (its `spec` None if HTTP_APPS_DIR lacks it), and
-    each other one in the folder, off."""
+    each other one in the folder, off; those turned on with their
+    `options`. A wrong option line is a `config.ConfigError`
+    (`_check_options`)."""
     found = _find_site(settings.HTTP_APPS_DIR, "httpapp")
-    apps = [AppInfo(name, False, found.get(name.lower(), (None, None))[1], conf["on"],
-                    conf["url"])
-            for name, conf in settings.httpapps.items()]
-    named = {name.lower() for name in settings.httpapps}
-    apps += [AppInfo(name, False, spec, False)
-             for key, (name, spec) in found.items() if key not in named]
-    return sorted(apps, key=lambda app: app.name)
+    apps = {name.lower(): AppInfo(name, False, found.get(name.lower(), (None, None))[1],
+                                  conf["on"], conf["url"])
+            for name, conf in settings.httpapps.items()}
+    for key, (name, spec) in found.items():
+        apps.setdefault(key, AppInfo(name, False, spec, False))
+    _check_options(settings, "httpapps", apps, settings.HTTP_APPS_DIR)
+    return sorted(apps.values(), key=lambda app: app.name)
 
 
 def load_http_apps(settings):
-    """[(prefix, application)] of the HTTP apps turned on. One without a
-    url, missing from the folder, failing to import or without a callable
-    ``application`` is an `AppError`."""
-    mounted = []
+    """[(AppInfo, application)] of the HTTP apps turned on, each imported
+    and its callable ``application`` checked; the server mounts those with
+    a `url`, the others are loaded but not mapped (the vendor's manual). One
+    missing from the folder, failing to import or without ``application``
+    is an `AppError`."""
+    loaded = []
     for app in find_http_apps(settings):
         if not app.enabled:
             continue
         name = app.name
-        if app.url is None:
-            raise AppError("[httpapps] turns on %s but gives no %s.url to mount it at"
-                           % (name, name))
         if app.spec is None:
             raise AppError("[httpapps] turns on %s, but there is no %s.py or %s/ in %s"
                            % (name, name, name, settings.HTTP_APPS_DIR))
-        try:
-            application = getattr(_import(app), "application", None)
-        except Exception as exc:
-            raise AppError("HTTP app %s (%s) failed to import: %s: %s"
-                           % (name, app.where, type(exc).__name__, exc)) from exc
+        application = getattr(_load(app, "HTTP"), "application", None)
         if not callable(application):
             raise AppError("HTTP app %s (%s) must define a WSGI callable named application"
                            % (name, app.where))
-        log.info("HTTP app %s: %s (%s)", name, app.url, app.where)
-        mounted.append((app.url, application))
-    return mounted
+        if app.url is None:
+            log.info("HTTP app %s: loaded, not mapped: no url (%s)", name, app.where)
+        else:
+            log.info("HTTP app %s: %s (%s)", name, app.url, app.where)
+        loaded.append((app, application))
+    return loaded

@@ -88,7 +88,7 @@ def web_address(host, port, scheme="http"):
 def serve(settings, out=sys.stdout):
     try:
         extensions = plugins.load_ttp_apps(settings)
-        mounted = plugins.load_http_apps(settings)
+        http_apps = plugins.load_http_apps(settings)
         tls_context = tls.server_context(settings)
         st = open_store(settings)
     except (plugins.AppError, OSError, config.ConfigError) as exc:
@@ -134,8 +134,11 @@ def serve(settings, out=sys.stdout):
     # /events streams subscribe to the TTP server's bus (events published
     # after each commit) and keep alive on the loop's timers.
     live = web_live.Live(server.events, the_loop, settings.MAX_EVENT_STREAMS)
-    site.app = http.Mounted(web.make_app(st, settings, metrics.Metrics(
-        the_loop, server, site, st, commits), live), mounted)
+    ui = web.make_app(st, settings, metrics.Metrics(the_loop, server, site, st, commits), live)
+    # The site's HTTP apps beside the UI, each at its url (one without is
+    # loaded, not mapped); the UI tells them who signed in.
+    site.app = http.Mounted(ui, [(app.url, ui.mount(application))
+                                 for app, application in http_apps if app.url is not None])
     try:
         # Each port has its own budget: nothing on the web port can ever
         # take a meter's room, nor the other way round.

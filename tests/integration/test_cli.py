@@ -236,6 +236,60 @@ def test_site_app_turned_off_is_not_served(server_factory):
     assert srv.stop() == 0
 
 
+GREET_APP = '''"""greet: answers with its options (TTP /gr/<unit> <key>)."""
+from texmate_ds import ttp
+
+OPTIONS = {
+    "GREETING": ("hello", "what it answers"),
+    "TIMES": (1, "how many times"),
+}
+at_start = {}
+
+
+def start(server):
+    at_start.update(options)
+
+
+class Greet(ttp.Answer):
+    def __init__(self, server, request, unit, key):
+        super().__init__("OK %s %d %s\\r" % (" ".join([options["GREETING"]] * options["TIMES"]),
+                                              options["TIMES"], at_start == dict(options)))
+
+
+Extension = {"code": "gr", "producer": Greet, "start": start}
+'''
+
+
+def test_site_app_gets_its_options_and_the_defaults(server_factory):
+    srv, _ = site_app_server(server_factory, "greet", GREET_APP)
+    srv.start()
+    assert srv.ask("TTP /gr/X1 anykey") == "OK hello 1 True"
+    assert srv.stop() == 0
+    srv.conf.write_text(srv.conf.read_text() + "greet.GREETING: good day\n")
+    srv.start()
+    # TIMES left at its default; start(server) saw the same values.
+    assert srv.ask("TTP /gr/X1 anykey") == "OK good day 1 True"
+    assert srv.stop() == 0
+    srv.conf.write_text(srv.conf.read_text() + "greet.times: 2\n")
+    srv.start()
+    assert srv.ask("TTP /gr/X1 anykey") == "OK good day good day 2 True"
+    assert srv.stop() == 0
+
+
+def test_a_bad_option_stops_startup_naming_its_line(server_factory):
+    srv, ports = site_app_server(server_factory, "greet", GREET_APP)
+    srv.conf.write_text(srv.conf.read_text() + "greet.TIMES: twice\n")
+    line = srv.conf.read_text().count("\n")
+    result, _ = failed_start(srv)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.splitlines()[-1] == (
+        "texmate_ds: cannot start: %s:%d: [ttpapps] greet.TIMES: expected an integer, "
+        "got 'twice'" % (srv.conf, line))
+    no_traceback(result)
+    assert not any(listening(p) for p in ports)
+    assert not (srv.dir / "db").exists()
+
+
 # -- start-up output and stopping --------------------------------------------
 
 def test_startup_output_and_signals(server_factory):

@@ -632,6 +632,88 @@ def test_apps_lists_http_apps_with_descriptions_without_importing_them(fresh):
                       "report": ("on", "/tools/report/", "report: the plant's daily report")}
 
 
+RELAY_APP = '''"""relay: passes a unit's uploads on"""
+raise SystemExit(3)   # never reached unless something imports this file
+
+OPTIONS = {
+    "SOURCE": ("A1", "the unit whose uploads are relayed"),
+    "OFFSET_SECONDS": (0, "added to each timestamp"),
+}
+'''
+
+
+def test_apps_lists_each_apps_options_without_importing_it(fresh):
+    (fresh.dir / "TTPApps").mkdir()
+    (fresh.dir / "TTPApps" / "relay.py").write_text(RELAY_APP)
+    out = manage(fresh, "apps").stdout
+    # Off: what it declares, at the defaults.
+    assert ("  relay        off  site     relay: passes a unit's uploads on\n"
+            "      SOURCE = A1   (default A1)   the unit whose uploads are relayed\n"
+            "      OFFSET_SECONDS = 0   (default 0)   added to each timestamp\n") in out
+    fresh.conf.write_text(fresh.conf.read_text() + "[ttpapps]\nrelay: on\n"
+                          "relay.OFFSET_SECONDS: -3600\n")
+    out = manage(fresh, "apps").stdout
+    assert ("  relay        on   site     relay: passes a unit's uploads on\n"
+            "      SOURCE = A1   (default A1)   the unit whose uploads are relayed\n"
+            "      OFFSET_SECONDS = -3600   (default 0)   added to each timestamp\n") in out
+    assert not db_path(fresh).exists()
+
+
+def test_apps_shows_why_the_options_of_an_app_turned_off_cannot_be_read(fresh):
+    (fresh.dir / "TTPApps").mkdir()
+    app = fresh.dir / "TTPApps" / "relay.py"
+    app.write_text('"""relay"""\nOPTIONS = {"SOURCE": "A1"}\n')
+    out = manage(fresh, "apps").stdout
+    assert ("      (its options cannot be read: %s:2: OPTIONS SOURCE: expected (default, "
+            '"help"): a literal default and its help text)\n' % app) in out
+
+
+@pytest.mark.parametrize("lines, message", [
+    ("relay: on\nrelay.OFFSET_SECONDS: soon\n",
+     "{conf}:{line}: [ttpapps] relay.OFFSET_SECONDS: expected an integer, got 'soon'"),
+    ("relay: on\nrelay.SOURCES: B7\n",
+     "{conf}:{line}: [ttpapps] relay.SOURCES: unknown option: relay declares SOURCE, "
+     "OFFSET_SECONDS (did you mean relay.SOURCE?)"),
+    ("relay.SOURCE: B7\n",
+     "{conf}:{line}: [ttpapps] relay.SOURCE: relay is off, so its options are not used"),
+    ("nosuch.SOURCE: B7\n",
+     "{conf}:{line}: [ttpapps] nosuch.SOURCE: no app nosuch is bundled or in {dir}/TTPApps"),
+])
+def test_apps_and_check_refuse_a_bad_option(fresh, lines, message):
+    (fresh.dir / "TTPApps").mkdir()
+    (fresh.dir / "TTPApps" / "relay.py").write_text(RELAY_APP.replace("raise SystemExit(3)", ""))
+    fresh.conf.write_text(fresh.conf.read_text() + "[ttpapps]\n" + lines)
+    expected = message.format(conf=fresh.conf, line=fresh.conf.read_text().count("\n"),
+                              dir=fresh.dir)
+    for command in ("apps", "check"):
+        result = manage(fresh, command, check=False)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        refused(result, "manage %s: %s" % (command, expected))
+        assert "configuration OK" not in result.stdout
+
+
+def test_check_refuses_a_malformed_declaration_naming_the_apps_file(fresh):
+    (fresh.dir / "TTPApps").mkdir()
+    app = fresh.dir / "TTPApps" / "relay.py"
+    app.write_text('"""relay"""\nOPTIONS = {\n    "URL": ("r/", "where")}\n')
+    fresh.conf.write_text(fresh.conf.read_text() + "[ttpapps]\nrelay: on\n")
+    for command in ("apps", "check"):
+        result = manage(fresh, command, check=False)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        refused(result, "%s:3: OPTIONS URL: URL cannot be an option" % app)
+
+
+def test_check_shows_the_option_lines_and_loads_the_app_with_them(fresh):
+    (fresh.dir / "TTPApps").mkdir()
+    source = RELAY_APP.replace("raise SystemExit(3)", "") + (
+        'Extension = {"code": "rl", "producer": object}\n')
+    (fresh.dir / "TTPApps" / "relay.py").write_text(source)
+    fresh.conf.write_text(fresh.conf.read_text() + "[ttpapps]\nrelay: on\nrelay.source: B7\n")
+    out = manage(fresh, "check").stdout
+    assert "  [ttpapps] relay.SOURCE = B7   (%s:7)" % fresh.conf in out
+    assert "/rl/ (relay)" in out and out.rstrip().endswith("configuration OK")
+
+
 def test_apps_unknown_app_turned_on(server_factory):
     srv = server_factory("[ttpapps]\nnosuch: on\n", start=False)
     result = manage(srv, "apps", check=False)

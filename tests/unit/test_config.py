@@ -243,7 +243,7 @@ def test_every_key_converted_to_its_type():
 
 def test_every_default_passes_its_own_converter():
     for key in config.DEFAULTS:
-        assert key.convert(config._show(key.default)) == key.default, key.name
+        assert key.convert(config.show(key.default)) == key.default, key.name
 
 
 @pytest.mark.parametrize("word,value", [
@@ -348,11 +348,19 @@ def test_bad_values_name_file_line_key_and_expectation(line, expected):
      "be yes (STARTTLS or SMTP over TLS: choose one)"),
     ("[ttpapps]\nok: maybe", "2: [ttpapps] ok: expected on or off (or "
                              "yes/no, true/false, 1/0), got 'maybe'"),
-    ("[ttpapps]\nmy-app: on", "2: [ttpapps] my-app: expected an app name, "
-                              "where name is a Python module name"),
-    ("[httpapps]\niphone: on\niphone.urls: x/",
-     "3: [httpapps] iphone.urls: expected an app name or name.url, where "
-     "name is a Python module name"),
+    ("[ttpapps]\nmy-app: on", "2: [ttpapps] my-app: expected an app name or "
+                              "name.OPTION, where name is a Python module "
+                              "name and OPTION an option it declares"),
+    ("[ttpapps]\nrelay.source-unit: A1",
+     "2: [ttpapps] relay.SOURCE-UNIT: expected an app name or name.OPTION, "
+     "where name is a Python module name and OPTION an option it declares"),
+    ("[httpapps]\niphone: on\niphone.a.b: x/",
+     "3: [httpapps] iphone.A.B: expected an app name, name.url or "
+     "name.OPTION, where name is a Python module name and OPTION an option "
+     "it declares"),
+    ("[httpapps]\niphone.title: Plant",
+     "2: [httpapps] iphone.TITLE: no 'iphone: on' or 'iphone: off' line for "
+     "this app"),
     ("[httpapps]\niphone.url: iphone/",
      "2: [httpapps] iphone.url: no 'iphone: on' or 'iphone: off' line for "
      "this app"),

@@ -13,6 +13,11 @@ groups' together) and kept on it as ``request.access``:
   given them. A unit they may not see is answered exactly like one that
   does not exist (404), so its code cannot be probed. `seen_by` is what
   the store's lists take: None for every unit, else the user's id.
+
+`Visitor` is what a site HTTP app is told of who signed in
+(``environ["texmate.user"]``, set by `site.Site.mount`): the user's name
+and flags, read-only, and the same `may` and `sees` answers, never the
+password hash.
 """
 
 ACTIONS = ("view", "add", "change", "delete")
@@ -46,3 +51,37 @@ class Access:
         if self.superuser:
             return True
         return self._grants is not None and "%s.%s" % (model, action) in self._grants.permissions
+
+
+class Visitor:
+    """A signed-in user as a site HTTP app sees them: `username`, `is_staff`,
+    `is_superuser` (read-only), `may(model, action)` and `sees(unit)` as
+    `Access` answers them (`unit`: a `store.Unit`, as ``server.store`` or
+    ``texmate_ds.models`` give). Their grants are read on the first
+    question, so an app that asks none costs no read."""
+
+    __slots__ = ("_store", "_user", "_access")
+
+    def __init__(self, store, user):
+        self._store = store
+        # Without the hash: nothing an app holds can leak it.
+        self._user = user._replace(password="")
+        self._access = None
+
+    username = property(lambda self: self._user.username)
+    is_staff = property(lambda self: self._user.is_staff)
+    is_superuser = property(lambda self: self._user.is_superuser)
+
+    def _asked(self):
+        if self._access is None:
+            self._access = Access(self._store, self._user)
+        return self._access
+
+    def may(self, model, action):
+        return self._asked().may(model, action)
+
+    def sees(self, unit):
+        return self._asked().sees(unit)
+
+    def __repr__(self):
+        return "<Visitor %s>" % self.username

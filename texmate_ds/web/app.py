@@ -209,7 +209,8 @@ def decoded_path(path_info):
     return path_info.encode("latin-1").decode("utf-8", "replace") or "/"
 
 
-def _cookies(header):
+def cookies(header):
+    """{name: value} of a Cookie header (the first of a name repeated)."""
     cookies = {}
     for part in header.split(";"):
         name, _, value = part.strip().partition("=")
@@ -238,7 +239,7 @@ class Request:
         self.method = environ["REQUEST_METHOD"]
         self.path = decoded_path(environ.get("PATH_INFO", ""))
         self.query_string = environ.get("QUERY_STRING", "")
-        self.cookies = _cookies(environ.get("HTTP_COOKIE", ""))
+        self.cookies = cookies(environ.get("HTTP_COOKIE", ""))
         self.remote_addr = environ.get("REMOTE_ADDR", "")
         self.user = None
         self.bearer = False

@@ -18,6 +18,14 @@ application that takes each request through the same steps:
    meters' uploads, goes on to its commit, and the chores it asked for
    (`app.run_chore`) are cancelled before their first chunk.
 
+The site's own HTTP apps ([httpapps]) are mounted beside the site, not in
+it (`http.Mounted`), and run no step of it: `Site.mount` only tells each
+request who signed in, under ``environ["texmate.user"]`` (`USER`): an
+`access.Visitor`, or None for a visitor not signed in by the session
+cookie or who must still change the default password (the UI lets such a
+one no further than /password/, nor may an app). What to do with an
+anonymous visitor is the app's to decide.
+
 CSRF tokens: a signed-in visitor's forms carry the session's secret. A
 visitor without a session (the sign-in form) gets a random ``txm_csrf``
 cookie and forms carry its HMAC under a key made at start-up (signed
@@ -35,8 +43,19 @@ from texmate_ds import auth, chores
 # The environ keys under which our own HTTP server offers its worker pool
 # and its chores, and what the pool raises when this client has its share
 # of it in use already.
-from texmate_ds.http import CHORES, OFFLOAD, Busy
-from texmate_ds.web import account, admin, app, html, live, ops, pages, static, units
+from texmate_ds.http import CHORES, OFFLOAD, Busy, largest_body_of, limit_of
+from texmate_ds.web import (
+    access,
+    account,
+    admin,
+    app,
+    html,
+    live,
+    ops,
+    pages,
+    static,
+    units,
+)
 
 log = logging.getLogger("texmate_ds.web")
 
@@ -52,6 +71,9 @@ SECURITY_HEADERS = [
 ]
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+# The environ key under which a site HTTP app finds who signed in.
+USER = "texmate.user"
 
 
 class Site:
@@ -93,6 +115,19 @@ class Site:
                         503, "too many slow requests from your address at once; retry in a "
                              "moment", [("Retry-After", "1")]))
         return self._answer(request, response, start_response)
+
+    def mount(self, application):
+        """The site HTTP app `application` as the server mounts it beside
+        the site: each request with ``environ[USER]`` (the module docstring)."""
+        return _SiteApp(self, application)
+
+    def visitor(self, environ):
+        """The `access.Visitor` a request's session cookie signs in, or None."""
+        secret = app.cookies(environ.get("HTTP_COOKIE", "")).get(app.SESSION_COOKIE)
+        session = auth.find_session(self.store, secret)
+        if session is None or session.user.must_change_password:
+            return None
+        return access.Visitor(self.store, session.user)
 
     def body_limit(self, method, path):
         """The longest request body the server reads for `method` on `path`
@@ -270,3 +305,20 @@ class Site:
             raise app.HTTPError(403, "this form has expired or did not come from this "
                                      "site (CSRF check failed): reload it and try again")
 
+
+
+class _SiteApp:
+    """A site HTTP app mounted by `Site.mount`: the app's own body limits
+    (what `http.Mounted` asks of it), and `USER` in each request."""
+
+    def __init__(self, site, application):
+        self.site = site
+        self.application = application
+        self.largest_body = largest_body_of(application)
+
+    def body_limit(self, method, path):
+        return limit_of(self.application, method, path)
+
+    def __call__(self, environ, start_response):
+        environ[USER] = self.site.visitor(environ)
+        return self.application(environ, start_response)
