@@ -225,7 +225,7 @@ def announce(server, unit, alarm):
             server.events.publish("alarm", unit=unit.code, id=alarm.id, kind=alarm.kind,
                                   level=alarm.level, data=alarm.data, meter_ts=alarm.meter_ts,
                                   received=alarm.received)
-    server.commits.after_commit(publish)
+    server.after_commit(publish)
 
 
 class SilentMeters:

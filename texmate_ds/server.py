@@ -107,7 +107,7 @@ def serve(settings, out=sys.stdout):
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
     try:
         # Before the listeners: an app that subscribes at start misses no upload.
-        plugins.start_ttp_apps(extensions, server)
+        plugins.start_ttp_apps(extensions, server.app_server)
     except plugins.AppError as exc:
         raise StartupError(str(exc)) from None
     # The web UI is a WSGI app on the same store; /metrics reads the

@@ -41,7 +41,7 @@ import socket
 import time
 import traceback
 
-from texmate_ds import events, loop, times
+from texmate_ds import events, loop, models, times
 from texmate_ds.loop import Answer, Counter  # noqa: F401  (apps use ttp.Answer)
 
 log = logging.getLogger("texmate_ds.ttp")
@@ -321,12 +321,55 @@ class RefusalLog:
         self._since = self.clock()
 
 
-class TTPServer:
-    """What TTP apps see as ``server``: the answer texts, the store, the
-    settings, the event bus, counters, `authenticate` and `subscribe`.
+class AppServer:
+    """What TTP apps see as ``server`` (docs/apps.md, "The server
+    object"), and nothing more: the TTP server's workings (its channels,
+    counters, the group commit, the loop) stay behind it, so an app cannot
+    come to depend on them.
 
-    ``bytes_out`` is the counter vendor apps increment themselves;
-    ``bytes_sent`` and ``bytes_received`` are counted at the socket."""
+    * ``responses`` ({code: text}) and ``ERROR_MESSAGE``
+      (``"%(code)d %(message)s\\r"``): the answer texts, as the vendor's
+      apps use them;
+    * ``bytes_out``: the counter vendor apps add what they send to;
+    * ``models``: `texmate_ds.models` (Unit, Sample, Alarm, User);
+    * ``settings``: the server's `config.Settings`, read-only;
+    * ``store``: the repositories, for an app that writes (in the shared
+      transaction, committed by the group commit);
+    * ``events``: the event bus, and `subscribe` (`TTPServer.subscribe`)
+      to react to others' samples and alarms after their commit;
+    * ``after_commit(fn)``: ``fn(committed)`` once the open transaction
+      ends;
+    * ``log``: the apps' logger (``texmate_ds.apps``);
+    * ``call_later(seconds, fn)``: ``fn()`` on the loop then (a Timer
+      with ``cancel()``); one that raises is logged and changes nothing
+      else;
+    * ``authenticate(code, key)``: the unit, or TTPError 405, 402, 403.
+
+    Its attributes are the server's own objects and bound methods, so an
+    app's call costs what a call on the server would."""
+
+    __slots__ = ("responses", "ERROR_MESSAGE", "bytes_out", "models", "settings", "store",
+                 "events", "subscribe", "after_commit", "log", "call_later", "authenticate")
+
+    def __init__(self, core):
+        self.responses = RESPONSES
+        self.ERROR_MESSAGE = ERROR_MESSAGE
+        self.bytes_out = core.bytes_out
+        self.models = models
+        self.settings = core.settings
+        self.store = core.store
+        self.events = core.events
+        self.subscribe = core.subscribe
+        self.after_commit = core.after_commit
+        self.log = logging.getLogger("texmate_ds.apps")
+        self.call_later = core.loop.call_later
+        self.authenticate = core.authenticate
+
+
+class TTPServer:
+    """The TTP server: the meters' channels, their counters (``bytes_out``,
+    which vendor apps add to; ``bytes_sent`` and ``bytes_received``,
+    counted at the socket), and what apps are given, `app_server`."""
 
     responses = RESPONSES
     ERROR_MESSAGE = ERROR_MESSAGE
@@ -346,6 +389,11 @@ class TTPServer:
         self.answers = collections.Counter()
         self.refusals = RefusalLog()
         self.since_sweep = 0
+        self.app_server = AppServer(self)
+
+    def after_commit(self, fn):
+        """``fn(committed)`` once the open transaction ends (the group commit)."""
+        self.commits.after_commit(fn)
 
     def authenticate(self, code, key):
         """The enabled unit `code` whose key is `key`, else TTPError 405,
@@ -694,15 +742,16 @@ class TTPChannel(loop.Channel):
             if ext is None:
                 raise TTPError(501)
             before = server.store.changes
+            given = server.app_server
             if ext.run_before is not None:
-                code = ext.run_before(server, request, request.unit, request.key)
+                code = ext.run_before(given, request, request.unit, request.key)
                 if isinstance(code, int) and code in RESPONSES:
                     raise TTPError(code)
-            producer = ext.producer(server, request, request.unit, request.key)
+            producer = ext.producer(given, request, request.unit, request.key)
             after = getattr(producer, "flushed", None)
             if ext.run_after is not None:
                 after = _chain(after, lambda: ext.run_after(
-                    server, request, request.unit, request.key))
+                    given, request, request.unit, request.key))
             wrote = server.store.changes != before
         except TTPError as exc:
             producer = Answer(error_text(exc.code))

@@ -153,3 +153,56 @@ def test_an_app_whose_start_fails_stops_the_start_named(server_factory):
     assert "Traceback" in result.stderr  # the log says where
     assert "listening" not in result.stdout and "ready" not in result.stdout
 
+
+
+SURFACE_APP = '''"""surface: what an app sees of the server (TTP /surface/<unit> <key>)."""
+from texmate_ds import ttp
+
+later = []
+
+
+def start(server):
+    # A timer that fails is logged and the one after it still runs.
+    server.call_later(0.01, lambda: 1 / 0)
+    server.call_later(0.05, lambda: later.append(server.log.name))
+
+
+class Surface(ttp.Answer):
+    def __init__(self, server, request, unit, key):
+        server.authenticate(unit, key)
+        names = sorted(n for n in dir(server) if not n.startswith("_"))
+        unit = server.models.Unit.objects.get(code=unit)
+        server.bytes_out.value += 1
+        error = server.ERROR_MESSAGE % {"code": 404, "message": server.responses[404]}
+        super().__init__("OK %s %s %s %s" % (",".join(names), ",".join(later), unit.code, error))
+
+
+Extension = {"code": "surface", "producer": Surface, "start": start}
+'''
+
+
+def test_an_app_sees_the_documented_server_and_nothing_more(server_factory):
+    """``server`` is the documented surface (docs/apps.md): the answer
+    texts, bytes_out, the models, settings, store, events and subscribe,
+    after_commit, a logger and call_later (whose failing timer is logged
+    and harms nothing), authenticate; not the TTP server's channels,
+    counters, loop or group commit."""
+    srv = site_app(server_factory, "surface", SURFACE_APP, ("A1", "k1", 1))
+    srv.start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:   # until the later timer ran
+            answer = srv.ask("TTP /surface/A1 k1")
+            if "texmate_ds.apps" in answer or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert answer.startswith("OK "), (answer, srv.errors()[-3000:])
+        names, later, code, error = answer.split(" ", 4)[1:5]
+        assert names.split(",") == sorted([
+            "ERROR_MESSAGE", "after_commit", "authenticate", "bytes_out", "call_later",
+            "events", "log", "models", "responses", "settings", "store", "subscribe"])
+        assert (later, code, error) == ("texmate_ds.apps", "A1", "404 Data not found")
+        assert srv.ask("TTP /surface/A1 wrong") == "402 Unauthorized"
+    finally:
+        assert srv.stop() == 0
+    assert "ZeroDivisionError" in srv.errors()

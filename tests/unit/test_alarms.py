@@ -305,8 +305,7 @@ def test_announce_publishes_after_the_commit_and_only_to_listeners():
     db, unit = fresh()
     bus = events.Bus()
     waiting = []
-    server = types.SimpleNamespace(events=bus, commits=types.SimpleNamespace(
-        after_commit=waiting.append))
+    server = types.SimpleNamespace(events=bus, after_commit=waiting.append)   # what apps get
     alarm = alarms.raise_alarm(db, unit, 3, ["2009-1-16 15:30:45"], meter_ts=5)
     alarms.announce(server, unit, alarm)
     assert waiting == []                                # nobody listens: nothing to do
@@ -334,8 +333,7 @@ class Site:
         self.loop = types.SimpleNamespace(call_later=lambda delay, fn: self.later.append(fn),
                                           every=lambda interval, fn: None)
         self.server = types.SimpleNamespace(store=db, loop=self.loop, events=self.bus,
-                                            commits=types.SimpleNamespace(
-                                                after_commit=self.waiting.append))
+                                            after_commit=self.waiting.append)
         self.check = alarms.SilentMeters(self.server, 30)
 
     def unit(self, code, minutes, created_ago=0, level=1, **more):

@@ -30,7 +30,7 @@ class UpProducer(ttp.Answer):
         if len(duplicates) < len(samples) and server.events.wants("sample", unit.code):
             skipped = set(duplicates)
             stored = [s[0] for i, s in enumerate(samples) if i not in skipped]
-            server.commits.after_commit(_publisher(server, unit, stored))
+            server.after_commit(_publisher(server, unit, stored))
 
 
 def _publisher(server, unit, timestamps):
