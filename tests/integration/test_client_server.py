@@ -1,22 +1,26 @@
 """The client library (texmate_ds/client.py, docs/client.md) against the
-real server: uploads and downloads as objects, error answers and
-`TTPError`, pipelines, reconnecting after the server closed an idle
-connection (CHANNEL_TIMEOUT: 1 here) or restarted, ``SOCKET_OPEN: no``,
-and both clients closing what they opened. Whether a connection is open is
-asked of the server itself (``texmate_connections_open`` in /metrics).
+real server: docs/client.md's first example as written, uploads and
+downloads as objects, error answers and `TTPError`, pipelines,
+reconnecting after the server closed an idle connection (CHANNEL_TIMEOUT:
+1 here) or restarted, ``SOCKET_OPEN: no``, and both clients closing what
+they opened. Whether a connection is open is asked of the server itself
+(``texmate_connections_open`` in /metrics).
 """
 
 import asyncio
+import contextlib
 import datetime
 import http.client
+import io
 import re
+import textwrap
 import time
 
 import pytest
 
 from texmate_ds.client import AsyncTTPClient, TTPClient, TTPError
 
-from conftest import BASE_CONF, Server
+from conftest import BASE_CONF, ROOT, Server
 
 TIMEOUT = 10.0
 PASSWORD = "pump-station-7"
@@ -63,6 +67,20 @@ def wait_for(condition, seconds=TIMEOUT):
 
 def client(srv, unit, **options):
     return TTPClient("127.0.0.1", srv.ttp_port, TIMEOUT, unit=unit, key="secret", **options)
+
+
+def test_the_example_of_the_docs_prints_what_they_say(server_factory):
+    server = server_factory(start=False)
+    server.add_units(["A1"], "secret", 4)
+    server.start()
+    section = (ROOT / "docs" / "client.md").read_text().split("## In ten lines")[1]
+    code, printed = re.search(r"\n\n((?:    .*\n|\n)+?)\nprints\n\n((?:    .*\n)+)", section).groups()
+    code = textwrap.dedent(code).replace("9995", str(server.ttp_port))
+    assert len(code.strip().splitlines()) == 10
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code, {})
+    assert out.getvalue() == textwrap.dedent(printed)
 
 
 def test_uploads_and_downloads_as_objects(srv):
