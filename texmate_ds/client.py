@@ -495,12 +495,11 @@ class _Ledger:
         self.max_answer_bytes = max_answer_bytes
         self.requests = []
         self.answers = []
-        self.parser = ResponseSplitter(max_answer_bytes)
-        self.answered_here = 0          # answers on this connection, all exchanges
+        self.connected()
 
     def connected(self):
         self.parser = ResponseSplitter(self.max_answer_bytes)
-        self.answered_here = 0
+        self.answered_here = 0          # answers on this connection, all exchanges
 
     def begin(self, requests: list[bytes]) -> bytes:
         """Start an exchange; the bytes to write."""
@@ -722,7 +721,8 @@ class TTPClient(_Client):
     def _exchange(self, requests: list[bytes]) -> list[Answer]:
         ledger = self._ledger
         out = ledger.begin(requests)
-        if self._sock is not None and self._selector.select(0):
+        if self._sock is not None and any(events & selectors.EVENT_READ
+                                          for _, events in self._selector.select(0)):
             # Something to read while no answer is awaited: the server closed
             # the idle connection (or reset it, or sent what nobody asked
             # for). Nothing of this exchange is sent yet: a new connection.
