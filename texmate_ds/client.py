@@ -229,7 +229,7 @@ class Answer(str):
     def samples(self) -> list[Sample]:
         if not self.ok or not self.message.startswith("<"):
             return []
-        return _parse_samples(self.message) or []
+        return _parse_samples(self.message)
 
     @functools.cached_property
     def duplicates(self) -> list[tuple[int, str]]:
@@ -238,15 +238,15 @@ class Answer(str):
         return [(int(offset), ts) for offset, ts in _DUPLICATE.findall(self.message)]
 
 
-def _parse_samples(text: str) -> list[Sample] | None:
-    """The samples of ``<ID TS L1=v ...><...>``; None unless all of
+def _parse_samples(text: str) -> list[Sample]:
+    """The samples of ``<ID TS L1=v ...><...>``; none unless all of
     `text` is samples."""
     samples, pos = [], 0
     try:
         while pos < len(text):
             match = _SAMPLE.match(text, pos)
             if match is None:
-                return None
+                return []
             ident, stamp, fields = match.groups()
             values = [float(v) if v else None
                       for v in (field.partition("=")[2] for field in fields.split(" ")[1:])]
@@ -254,7 +254,7 @@ def _parse_samples(text: str) -> list[Sample] | None:
             samples.append(Sample(int(ident), moment, values, stamp))
             pos = match.end()
     except ValueError:      # a value no float, a date that does not exist
-        return None
+        return []
     return samples
 
 
