@@ -1,12 +1,15 @@
 """The examples of examples/ (examples/README.md), each copied into a
 site's TTPApps/ or HTTPApps/ and turned on as a site would, against the
 real server over real sockets: time answers the server's UTC clock,
-shifted by its option, and authenticates. (watch is tested in
-test_app_events.py.)"""
+shifted by its option, and authenticates; relay gives a source's newest
+sample in the configured field order, to the units dl would let read it.
+(watch is tested in test_app_events.py.)"""
 
 import datetime
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -19,10 +22,13 @@ EXAMPLES = ROOT / "examples"
 CONF = BASE_CONF + """\
 [ttpapps]
 time: on
+relay: on
+relay.SOURCE: A1
+relay.FIELDS: 3,1,2
 """
 
 
-def site_folder(folder, conf, apps=("TTPApps/time.py",), env=None):
+def site_folder(folder, conf, apps=("TTPApps/time.py", "TTPApps/relay.py"), env=None):
     """A Server (not started) in `folder` with the examples `apps` copied
     where the site's apps go, as examples/README.md says."""
     srv = Server(folder, conf, env=env)
@@ -39,6 +45,8 @@ def site(tmp_path_factory):
     srv = site_folder(tmp_path_factory.mktemp("examples") / "site", CONF,
                       env=dict(child_env(), TZ="XST-5:30"))
     srv.add_unit("A1", "k1", 3, "--name", "Pump 1")
+    srv.add_unit("B7", "k7", 3, "--reads", "A1")       # may read A1
+    srv.add_unit("C3", "k3", 1)                        # may not
     srv.add_unit("D1", "kd", 1, "--disabled")
     yield srv.start()
     srv.kill()
@@ -80,3 +88,62 @@ def test_time_is_shifted_by_its_offset(tmp_path):
         assert abs(sent - (times.now() - 90 * times.MINUTE)) < 60 * times.SECOND
     finally:
         srv.kill()
+
+
+# -- relay ----------------------------------------------------------------------
+
+def test_relay_gives_the_sources_newest_sample_in_the_configured_order(site):
+    assert site.ask("TTP /relay/B7 k7") == "404 Data not found"    # A1 has no sample yet
+    assert site.ask("TTP /up/A1/<2024-3-1 8:01:00;10;20;30> k1") == "OK"
+    # Older, though it arrives later: relay takes the newest by timestamp, as dl last.
+    assert site.ask("TTP /up/A1/<2024-3-1 8:00:00;1;2;3> k1") == "OK"
+    dl = site.ask("TTP /dl/B7/last/A1 k7")
+    number = re.fullmatch(r"OK <(\d+) 2024-03-01 08:01:00 L1=10 L2=20 L3=30>", dl).group(1)
+    relayed = "OK <%s 2024-03-01 08:01:00 L1=30 L2=10 L3=20>" % number
+    assert site.ask("TTP /relay/B7 k7") == relayed
+    assert site.ask("TTP /relay/A1 k1") == relayed                  # the source may read itself
+
+
+def test_relay_refuses_as_dl_does(site):
+    assert site.ask("TTP /relay/C3 k3") == "403 Forbidden"          # may not read A1
+    assert site.ask("TTP /dl/C3/last/A1 k3") == "403 Forbidden"     # nor may it with dl
+    assert site.ask("TTP /relay/B7 wrong") == "402 Unauthorized"
+    assert site.ask("TTP /relay/NOPE k7") == "405 Unit not found"
+    assert site.ask("TTP /relay/D1 kd") == "403 Forbidden"
+    assert site.ask("TTP /relay/B7/A1 k7") == "400 Bad request"     # it takes no argument
+
+
+def test_relay_follows_its_source_as_manage_changes_it(tmp_path):
+    srv = site_folder(tmp_path / "site", BASE_CONF + "[ttpapps]\nrelay: on\n"
+                      "relay.SOURCE: S1\nrelay.FIELDS: 2,1\n", apps=["TTPApps/relay.py"])
+    srv.add_unit("R1", "kr", 1)
+    srv.start()
+    try:
+        assert srv.ask("TTP /relay/R1 kr") == "405 Unit not found"   # no S1 yet
+        srv.add_unit("S1", "ks", 2)
+        assert srv.ask("TTP /relay/S1 ks") == "404 Data not found"
+        assert srv.ask("TTP /up/S1/<2024-3-1 8:00:00;1;2> ks") == "OK"
+        assert srv.ask("TTP /relay/S1 ks") == "OK <1 2024-03-01 08:00:00 L1=2 L2=1>"
+        # A FIELDS number its source no longer has: the site's mistake, logged.
+        srv.manage("changeunit", "S1", "--fields", "1")
+        assert srv.ask("TTP /relay/S1 ks") == "500 Internal error"
+        assert "ValueError: relay.FIELDS names field 2, but S1 has 1 fields" in srv.errors()
+    finally:
+        srv.kill()
+
+
+@pytest.mark.parametrize("options, message", [
+    ("relay.FIELDS: 3,1\n", "relay.SOURCE: '' is not a unit code (1 to 32 letters and digits)"),
+    ("relay.SOURCE: A-1\n", "relay.SOURCE: 'A-1' is not a unit code"),
+    ("relay.SOURCE: A1\nrelay.FIELDS: 3,x\n",
+     "relay.FIELDS: '3,x' is not field numbers 1 to 32 separated by commas"),
+    ("relay.SOURCE: A1\nrelay.FIELDS: 0,1\n", "relay.FIELDS: '0,1' is not field numbers"),
+])
+def test_relay_with_wrong_options_stops_the_start(tmp_path, options, message):
+    srv = site_folder(tmp_path, BASE_CONF + "[ttpapps]\nrelay: on\n" + options,
+                      apps=["TTPApps/relay.py"])
+    result = subprocess.run([sys.executable, "-m", "texmate_ds", "--config", str(srv.conf),
+                             "serve"], cwd=srv.dir, env=srv.env, capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "cannot start: TTP app relay" in result.stderr and message in result.stderr
