@@ -2,8 +2,9 @@
 site's TTPApps/ or HTTPApps/ and turned on as a site would, against the
 real server over real sockets: time answers the server's UTC clock,
 shifted by its option, and authenticates; relay gives a source's newest
-sample in the configured field order, to the units dl would let read it.
-(watch is tested in test_app_events.py.)"""
+sample in the configured field order, to the units dl would let read it;
+latest shows a signed-in user their units only, escaped, on a page fit for
+a phone. (watch is tested in test_app_events.py.)"""
 
 import datetime
 import re
@@ -13,9 +14,9 @@ import sys
 
 import pytest
 
-from texmate_ds import times
+from texmate_ds import store, times
 
-from conftest import BASE_CONF, ROOT, Server, child_env
+from conftest import BASE_CONF, ROOT, Browser, Server, child_env
 
 EXAMPLES = ROOT / "examples"
 
@@ -25,10 +26,17 @@ time: on
 relay: on
 relay.SOURCE: A1
 relay.FIELDS: 3,1,2
+
+[httpapps]
+latest: on
+latest.url: latest/
 """
 
+HOSTILE = """<script>alert("H1")</script> & 'Tank'"""
 
-def site_folder(folder, conf, apps=("TTPApps/time.py", "TTPApps/relay.py"), env=None):
+
+def site_folder(folder, conf, apps=("TTPApps/time.py", "TTPApps/relay.py", "HTTPApps/latest.py"),
+                env=None):
     """A Server (not started) in `folder` with the examples `apps` copied
     where the site's apps go, as examples/README.md says."""
     srv = Server(folder, conf, env=env)
@@ -48,6 +56,17 @@ def site(tmp_path_factory):
     srv.add_unit("B7", "k7", 3, "--reads", "A1")       # may read A1
     srv.add_unit("C3", "k3", 1)                        # may not
     srv.add_unit("D1", "kd", 1, "--disabled")
+    srv.add_unit("L1", "kl", 3, "--name", "Tank 2", "--field-names", "Flow,Level,Spare",
+                 "--field-units", "m3/h,m", "--report-fields", "1,2")
+    srv.add_unit("H1", "kh", 1, "--name", HOSTILE)
+    for user, flags in (("ann", ()), ("boss", ("--superuser",))):
+        srv.manage("adduser", user, "--noinput", *flags,
+                   env=dict(child_env(), TXM_PASSWORD="pw of " + user))
+    db = store.Database(str(srv.dir / "db" / "data_server3.db"))
+    ann = db.accounts.get_user_by_name("ann")
+    db.accounts.set_units("user", ann.id, [db.units.get(code).id for code in ("L1", "H1")])
+    db.commit()
+    db.close()
     yield srv.start()
     srv.kill()
 
@@ -147,3 +166,65 @@ def test_relay_with_wrong_options_stops_the_start(tmp_path, options, message):
                             timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "cannot start: TTP app relay" in result.stderr and message in result.stderr
+
+
+# -- latest ---------------------------------------------------------------------
+
+def signed_in(site, user):
+    browser = Browser(site.http_port)
+    assert browser.sign_in(user, "pw of " + user).status == 303
+    return browser
+
+
+def test_latest_asks_anonymous_visitors_to_sign_in(site):
+    page = Browser(site.http_port).get("/latest/")
+    assert page.status == 403
+    assert '<a class="button" href="/login/?next=%2Flatest%2F">Sign in</a>' in page.body
+    assert "/units/" not in page.body
+
+
+def test_latest_shows_the_visitor_their_units_only(site):
+    assert site.ask("TTP /up/L1/<2024-3-1 9:00:00;12.5;3;99> kl") == "OK"
+    ann = signed_in(site, "ann")
+    page = ann.get("/latest/")
+    assert page.status == 200
+    assert page.header("Content-Type") == "text/html; charset=utf-8"
+    assert re.findall(r'href="(/units/[^"]*)"', page.body) == ["/units/H1/", "/units/L1/"]
+    assert '<a href="/units/L1/">L1</a> Tank 2' in page.body
+    assert '<p class="when">2024-03-01 09:00:00</p>' in page.body
+    # The fields the unit page offers (1 and 2, not Spare), named with their units.
+    assert '<span class="name">Flow (m3/h)</span> <span class="value">12.5</span>' in page.body
+    assert '<span class="name">Level (m)</span> <span class="value">3</span>' in page.body
+    assert "Spare" not in page.body and "99" not in page.body
+    assert "no data yet" in page.body                                # H1
+    # Each link is the unit's page, which she may open.
+    assert ann.get("/units/L1/").status == 200
+    # A superuser sees every unit.
+    assert re.findall(r'href="/units/([^/]*)/"', signed_in(site, "boss").get("/latest/").body) \
+        == ["A1", "B7", "C3", "D1", "H1", "L1"]
+
+
+def test_latest_escapes_a_hostile_unit_name(site):
+    body = signed_in(site, "ann").get("/latest/").body
+    assert "<script" not in body
+    assert ('<a href="/units/H1/">H1</a> &lt;script&gt;alert(&quot;H1&quot;)&lt;/script&gt;'
+            " &amp; &#x27;Tank&#x27;") in body
+
+
+def test_latest_fits_a_phone(site):
+    page = signed_in(site, "ann").get("/latest/")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page.body
+    # No fixed widths: neither in the style sheet nor as attributes.
+    assert not re.search(r"width\s*:\s*[\d.]+(px|pt|cm|mm|in)\b", page.body)
+    assert not re.search(r"\swidth=", page.body)
+    assert re.search(r"\.value \{ font-size: 2\.25rem;", page.body)   # big numbers
+    # No script may run, even if escaping slipped.
+    assert page.header("Content-Security-Policy").startswith("default-src 'none';")
+
+
+def test_latest_answers_only_get_on_its_page(site):
+    ann = signed_in(site, "ann")
+    assert ann.get("/latest").status == 200                          # the mount itself
+    assert ann.get("/latest/other").status == 404
+    answer = ann.post("/latest/", {"x": "1"})
+    assert (answer.status, answer.header("Allow")) == (405, "GET, HEAD")
