@@ -2,12 +2,16 @@
 own body limits kept, and who signed in under environ["texmate.user"], an
 `access.Visitor` that holds no password hash and cannot be changed; the
 admin models an app declares (`admin.tables.TableAdmin`), checked, and in
-the admin of the site that has them only. The real server's side of it is
+the admin of the site that has them only; an app's migrations read in
+order without running it, from a folder or a zip. The real server's side of it is
 tests/integration/test_http_apps.py and test_admin_apps.py."""
+
+import importlib.util
+import zipfile
 
 import pytest
 
-from texmate_ds import auth, config, store
+from texmate_ds import auth, config, plugins, store
 from texmate_ds.http import MAX_BODY, limit_of
 from texmate_ds.web import admin, site
 from texmate_ds.web.admin.tables import TableAdmin
@@ -131,3 +135,48 @@ def test_a_declaration_says_what_is_wrong(changes, reason):
     with pytest.raises(ValueError) as raised:
         TableAdmin("notes", declaration)
     assert reason in str(raised.value)
+
+
+def package_app(folder, files):
+    """The AppInfo of the package notes/ in `folder` holding `files`."""
+    for name, text in dict({"__init__.py": "raise SystemExit('never run')\n"}, **files).items():
+        path = folder / "notes" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    spec = importlib.util.spec_from_file_location(
+        "_txm_httpapp_notes", folder / "notes" / "__init__.py",
+        submodule_search_locations=[str(folder / "notes")])
+    return plugins.AppInfo("notes", False, spec, True)
+
+
+def test_an_apps_migrations_are_read_in_order_without_running_it(tmp_path):
+    app = package_app(tmp_path, {"migrations/0002_more.sql": "two", "migrations/README": "-",
+                                 "migrations/0001_first.sql": "one"})
+    migrations = tmp_path / "notes" / "migrations"
+    assert app.migrations() == [(str(migrations / "0001_first.sql"), "one"),
+                                (str(migrations / "0002_more.sql"), "two")]
+    assert package_app(tmp_path / "none", {}).migrations() == []
+
+
+@pytest.mark.parametrize("names, wrong", [
+    (["0002_first.sql"], "0002_first.sql: expected 0001_what.sql next"),
+    (["0001_a.sql", "0001_b.sql"], "0001_b.sql: expected 0002_what.sql next"),
+    (["0001_a.sql", "0003_c.sql"], "0003_c.sql: expected 0002_what.sql next"),
+    (["1_a.sql"], "1_a.sql: expected 0001_what.sql next"),
+    (["0001 a.sql"], "0001 a.sql: expected 0001_what.sql next"),
+])
+def test_migrations_out_of_sequence_are_refused_naming_the_file(tmp_path, names, wrong):
+    app = package_app(tmp_path, {"migrations/" + name: "x" for name in names})
+    with pytest.raises(plugins.AppError, match=wrong):
+        app.migrations()
+
+
+def test_an_apps_migrations_are_read_from_inside_a_zip(tmp_path, monkeypatch):
+    archive = tmp_path / "apps.pyz"
+    with zipfile.ZipFile(archive, "w") as pyz:
+        pyz.writestr("zipped_notes/__init__.py", "raise SystemExit('never run')\n")
+        pyz.writestr("zipped_notes/migrations/0001_first.sql", "CREATE TABLE notes_x (a);\n")
+    monkeypatch.syspath_prepend(str(archive))
+    app = plugins.AppInfo("notes", True, importlib.util.find_spec("zipped_notes"), True)
+    [(path, text)] = app.migrations()
+    assert path.endswith("0001_first.sql") and text == "CREATE TABLE notes_x (a);\n"
