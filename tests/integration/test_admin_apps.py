@@ -1,8 +1,10 @@
-"""An HTTP app's own tables and admin models on the real server: its
-migrations applied at start (and by manage syncdb) after the store's own,
-its model managed through the admin's own forms (with CSRF) and logged,
-its permissions given through the admin's user form; and every way such
-an app can be wrong stopping the start with the app, the file and why."""
+"""An HTTP app's own tables and admin models on the real server, with
+the example app of docs/web.md ("Apps' models") as the page shows it:
+its migrations applied at start (and by manage syncdb) after the store's
+own, its model managed through the admin's own forms (with CSRF) and
+logged, its permissions given through the admin's user form; and every
+way such an app can be wrong stopping the start with the app, the file
+and why."""
 
 import re
 import subprocess
@@ -11,53 +13,32 @@ import sys
 import pytest
 from test_admin import PASSWORD, Browser, errors
 
-from conftest import BASE_CONF, child_env
-
-INIT = '''"""notes: notes on units, kept in the admin."""
+from conftest import BASE_CONF, ROOT, child_env
 
 
-def application(environ, start_response):
-    start_response("404 Not Found", [("Content-Type", "text/plain")])
-    return [b"the notes are in the admin\\n"]
-'''
-
-SCHEMA = """\
--- The notes app's first version: a note per row, on a unit (its code).
-CREATE TABLE notes_note (
-    id INTEGER PRIMARY KEY,
-    unit TEXT NOT NULL,
-    body TEXT NOT NULL DEFAULT '',
-    kind TEXT NOT NULL DEFAULT '',
-    priority INTEGER,
-    done INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX notes_note_unit ON notes_note (unit);
-"""
-
-COLUMNS = """\
-    {"name": "unit", "label": "Unit code", "required": True, "max_length": 20},
-    {"name": "body", "label": "Note", "multiline": True, "max_length": 2000},
-    {"name": "kind", "type": "choice", "choices": [["visit", "Site visit"], ["fault", "Fault"]]},
-    {"name": "priority", "type": "integer", "min": 0, "max": 9},
-    {"name": "done", "type": "boolean"},
-"""
-
-ADMIN = '''"""The notes app's model in the Administration Control Panel."""
-
-MODELS = [{
-    "name": "note",
-    "table": "notes_note",
-    "description": "Notes on units: visits, faults, reminders.",
-    "columns": [
-%s    ],
-    "list": ["unit", "kind", "priority", "done"],
-    "search": ["unit", "body"],
-    "sort": ["unit", "priority"],
-}]
-'''
+def documented(heading):
+    """The code block under the line of docs/web.md that starts with
+    `heading`: the example app is tested as the page shows it."""
+    lines = (ROOT / "docs" / "web.md").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    start = next(i for i in range(at, len(lines)) if lines[i].startswith("    "))
+    end = next(i for i in range(start, len(lines)) if lines[i] and not lines[i].startswith(" "))
+    return "\n".join(line[4:] for line in lines[start:end]).strip() + "\n"
 
 
-def notes_app(folder, migrations=None, admin=ADMIN % COLUMNS):
+INIT = documented("`HTTPApps/notes/__init__.py`")
+SCHEMA = documented("`HTTPApps/notes/migrations/0001_notes.sql`:")
+ADMIN = documented("`HTTPApps/notes/admin.py`:")
+LAST_COLUMN = '        {"name": "done", "type": "boolean"},\n'
+
+
+def with_column(line):
+    """The example's admin.py with one more column, declared by `line`."""
+    assert ADMIN.count(LAST_COLUMN) == 1
+    return ADMIN.replace(LAST_COLUMN, LAST_COLUMN + "        %s\n" % line)
+
+
+def notes_app(folder, migrations=None, admin=ADMIN):
     """HTTPApps/notes/ in `folder`: the package, its migrations ({file
     name: text}) and its admin.py; the HTTPApps folder."""
     package = folder / "HTTPApps" / "notes"
@@ -196,7 +177,7 @@ def test_a_new_migration_runs_at_the_next_start_and_the_rows_stay(server_factory
     package = apps / "notes"
     (package / "migrations" / "0002_place.sql").write_text(
         "ALTER TABLE notes_note ADD COLUMN place TEXT NOT NULL DEFAULT 'unknown';\n")
-    (package / "admin.py").write_text((ADMIN % (COLUMNS + '    {"name": "place"},\n')).replace(
+    (package / "admin.py").write_text(with_column('{"name": "place"},').replace(
         '"list": ["unit",', '"list": ["unit", "place",'))
     srv.start()
     assert "HTTP app notes: tables at version 2 (were at 1)" in srv.errors()
@@ -245,15 +226,15 @@ def test_a_wrong_migration_stops_the_start_naming_the_app_and_the_file(
 
 
 @pytest.mark.parametrize("column, message", [
-    ('    {"name": "colour"},\n',
+    ('{"name": "colour"},',
      "HTTP app notes: admin model notes.note, table notes_note: no such column: notes_note.colour"),
-    ('    {"name": "when", "type": "date"},\n',
+    ('{"name": "when", "type": "date"},',
      "MODELS[0]: model note: columns[5] (when): type: one of text, integer, boolean, choice, "
      "not 'date'"),
-    ('    {"name": "when", "size": 3},\n', "columns[5]: unknown key 'size'"),
+    ('{"name": "when", "size": 3},', "columns[5]: unknown key 'size'"),
 ])
 def test_a_wrong_admin_declaration_stops_the_start(tmp_path, column, message):
-    apps = notes_app(tmp_path, admin=ADMIN % (COLUMNS + column))
+    apps = notes_app(tmp_path, admin=with_column(column))
     (tmp_path / "txm.conf").write_text(BASE_CONF + conf(apps))
     result = subprocess.run(
         [sys.executable, "-m", "texmate_ds", "--config", str(tmp_path / "txm.conf"), "serve"],
