@@ -144,18 +144,31 @@ def _add_user(args, settings, username, email, staff, superuser, groups=(), all_
     return user
 
 
+def _state(old, new):
+    return "created" if old == 0 else "up to date" if old == new else \
+        "upgraded from version %d" % old
+
+
 def cmd_syncdb(args, settings):
-    """create or upgrade the database schema (idempotent)"""
+    """create or upgrade the database schema and the HTTP apps' tables (idempotent)"""
+    # Found, not loaded: an app's migrations are read without running it.
+    apps = [app for app in plugins.find_http_apps(settings) if app.enabled and app.spec]
     try:
         st = store.Database(settings.DATABASE_NAME)
     except store.SchemaTooNew as exc:
         raise CommandError(str(exc)) from None
     old, new = st.migrate()
     st.close()
-    _store(settings).close()  # adds the Administrator to a new database
-    state = ("created" if old == 0 else "up to date" if old == new
-             else "upgraded from version %d" % old)
-    print("database %s: schema version %d (%s)" % (settings.DATABASE_NAME, new, state))
+    st = _store(settings)  # adds the Administrator to a new database
+    try:
+        done = server.migrate_apps(st, apps)
+    finally:
+        st.close()
+    print("database %s: schema version %d (%s)" % (settings.DATABASE_NAME, new,
+                                                   _state(old, new)))
+    for app, old, new in done:
+        if new:
+            print("HTTP app %s: tables at version %d (%s)" % (app.name, new, _state(old, new)))
 
 
 def cmd_createsuperuser(args, settings):
@@ -711,6 +724,10 @@ def cmd_check(args, settings):
         print("HTTP apps: " + ", ".join(
             app.url if app.url is not None else "%s (loaded, not mapped: no url)" % app.name
             for app, _ in http_apps))
+    models = ["%s (%s)" % (model.name, model.table.name)
+              for app, _ in http_apps for model in app.admin]
+    if models:
+        print("HTTP apps' admin models: " + ", ".join(models))
     https = tls.server_context(settings) is not None
     print("would listen: TTP %s:%d, HTTP %s:%d; web at %s" % (
         settings.DS_BIND, settings.DS_PORT, settings.HTTP_BIND, settings.HTTP_PORT,

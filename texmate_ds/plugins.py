@@ -16,7 +16,14 @@ importing, loading and validation.
   ``[httpapps]``; `load_http_apps` gives the (AppInfo, application) pairs,
   and the server has `http.Mounted` route to those with a url. An app
   turned on without one is loaded (imported, its ``application`` checked)
-  but not mapped to any URL, as the vendor's manual has it.
+  but not mapped to any URL, as the vendor's manual has it. A package
+  app may have tables of its own and manage them in the admin, as the
+  vendor's Django apps did with their models and ``admin.py``:
+  ``migrations/NNNN_what.sql``, read by `AppInfo.migrations` without
+  running the app and applied by the server at start (`store.app_tables`,
+  which checks that they touch only the app's own tables), and an
+  ``admin.py`` whose ``MODELS`` declare the app's admin models, imported
+  with the app and made into `AppInfo.admin` (`web.admin.tables`).
 
 Finding reads folders only, through ``pkgutil`` and ``importlib`` so that
 it works inside the ``.pyz``, and `AppInfo.description` reads a module's
@@ -52,14 +59,17 @@ import ast
 import collections
 import difflib
 import importlib
+import importlib.resources
 import importlib.util
 import logging
 import os
 import pkgutil
+import re
 import sys
 import types
 
 from texmate_ds import config
+from texmate_ds.web.admin import tables
 
 log = logging.getLogger("texmate_ds.plugins")
 
@@ -77,7 +87,8 @@ class AppInfo:
     None for an HTTP app that ``[httpapps]`` names but the folder lacks;
     `url` is an HTTP app's mount prefix, if it has one. `options`
     ([`Option`]) is set by `find_ttp_apps` and `find_http_apps` on the apps
-    turned on, once checked."""
+    turned on, once checked; `admin` ([`tables.TableAdmin`]: the models
+    its ``admin.py`` declares) by `load_http_apps`."""
 
     def __init__(self, name, bundled, spec, enabled, url=None):
         self.name = name
@@ -86,6 +97,7 @@ class AppInfo:
         self.enabled = enabled
         self.url = url
         self.options = None
+        self.admin = []
 
     @property
     def where(self):
@@ -161,6 +173,36 @@ class AppInfo:
             declared[name] = entry
         return declared
 
+    def migrations(self):
+        """[(file, text)] of the package's ``migrations/NNNN_what.sql``,
+        0001 first (none for a module, or an app not found), read without
+        running the app. `AppError` naming the file for one named out of
+        that shape, out of sequence, or not UTF-8."""
+        if self.spec is None or self.spec.submodule_search_locations is None:
+            return []
+        # A module made from the spec but never run: importlib.resources
+        # reads the package's files through its loader, from a folder or
+        # from inside a zip (the .pyz) alike.
+        folder = importlib.resources.files(importlib.util.module_from_spec(self.spec))
+        folder = folder / "migrations"
+        if not folder.is_dir():
+            return []
+        scripts = []
+        for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
+            if not entry.name.endswith(".sql"):
+                continue
+            number = entry.name[:4]
+            if not (_MIGRATION.fullmatch(entry.name) and int(number) == len(scripts) + 1):
+                raise AppError("%s: expected %04d_what.sql next: an app's migrations are "
+                               "numbered from 0001, one after another, as the store's own"
+                               % (entry, len(scripts) + 1))
+            try:
+                text = entry.read_bytes().decode("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise AppError("%s: cannot read it: %s" % (entry, exc)) from None
+            scripts.append((str(entry), text))
+        return scripts
+
     def listed_options(self):
         """[`Option`] as ``manage apps`` shows them: those checked for an
         app turned on, else its declaration at the defaults."""
@@ -168,6 +210,10 @@ class AppInfo:
             return self.options
         return [Option(name, default, default, help_text)
                 for name, (default, help_text) in self.declared_options().items()]
+
+
+# An app's migration script: NNNN_what.sql (letters, digits and _).
+_MIGRATION = re.compile(r"[0-9]{4}_[A-Za-z0-9_]+\.sql")
 
 
 def _binds_options(node):
@@ -355,12 +401,46 @@ def find_http_apps(settings):
     return sorted(apps.values(), key=lambda app: app.name)
 
 
+def _admin_models(app, module):
+    """The `tables.TableAdmin` s of the ``MODELS`` that the package's
+    ``admin.py`` declares (none without one), imported once the package
+    is; `AppError` naming the file for one that fails to import, lacks
+    MODELS or declares a model wrongly."""
+    if not hasattr(module, "__path__"):
+        return []
+    name = module.__name__ + ".admin"
+    where = os.path.join(os.path.dirname(app.spec.origin), "admin.py")
+    try:
+        if importlib.util.find_spec(name) is None:
+            return []
+        declared = importlib.import_module(name)
+    except Exception as exc:
+        raise AppError("HTTP app %s (%s) failed to import: %s: %s"
+                       % (app.name, where, type(exc).__name__, exc)) from exc
+    models = getattr(declared, "MODELS", None)
+    if not isinstance(models, (list, tuple)):
+        raise AppError("HTTP app %s (%s) must define MODELS = [{...}, ...], its admin "
+                       "models" % (app.name, where))
+    made = []
+    for index, declaration in enumerate(models):
+        try:
+            made.append(tables.TableAdmin(app.name, declaration))
+        except ValueError as exc:
+            raise AppError("HTTP app %s (%s): MODELS[%d]: %s"
+                           % (app.name, where, index, exc)) from None
+        if [model.name for model in made].count(made[-1].name) > 1:
+            raise AppError("HTTP app %s (%s): MODELS[%d]: a model named %s is declared "
+                           "already" % (app.name, where, index, made[-1].name))
+    return made
+
+
 def load_http_apps(settings):
     """[(AppInfo, application)] of the HTTP apps turned on, each imported
-    and its callable ``application`` checked; the server mounts those with
-    a `url`, the others are loaded but not mapped (the vendor's manual). One
-    missing from the folder, failing to import or without ``application``
-    is an `AppError`."""
+    and its callable ``application`` checked, and the models of a package's
+    ``admin.py`` made (`AppInfo.admin`); the server mounts those with a
+    `url`, the others are loaded but not mapped (the vendor's manual). One
+    missing from the folder, failing to import, without ``application`` or
+    declaring a model wrongly is an `AppError`."""
     loaded = []
     for app in find_http_apps(settings):
         if not app.enabled:
@@ -369,10 +449,12 @@ def load_http_apps(settings):
         if app.spec is None:
             raise AppError("[httpapps] turns on %s, but there is no %s.py or %s/ in %s"
                            % (name, name, name, settings.HTTP_APPS_DIR))
-        application = getattr(_load(app, "HTTP"), "application", None)
+        module = _load(app, "HTTP")
+        application = getattr(module, "application", None)
         if not callable(application):
             raise AppError("HTTP app %s (%s) must define a WSGI callable named application"
                            % (name, app.where))
+        app.admin = _admin_models(app, module)
         if app.url is None:
             log.info("HTTP app %s: loaded, not mapped: no url (%s)", name, app.where)
         else:

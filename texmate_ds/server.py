@@ -1,13 +1,14 @@
 """``serve``: assemble the running server from its parts and run it.
 
 Start-up does everything that can fail before binding a port (settings,
-apps, the HTTPS certificate and key, database schema, the apps' ``start``),
-so a mistake stops the server with a clear message and nothing
-half-started; then it binds both listeners, prints where everything is,
-and runs the loop until SIGINT or SIGTERM. Stopping closes the listeners,
-lets in-flight answers finish, stops the services in reverse order (the
-mail service finishes or leaves the letter in hand, a chore stops between
-two chunks, the group commit writes everything pending) and exits 0.
+apps, the HTTPS certificate and key, database schema and the HTTP apps'
+tables, the apps' ``start``), so a mistake stops the server with a clear
+message and nothing half-started; then it binds both listeners, prints
+where everything is, and runs the loop until SIGINT or SIGTERM. Stopping
+closes the listeners, lets in-flight answers finish, stops the services in
+reverse order (the mail service finishes or leaves the letter in hand, a
+chore stops between two chunks, the group commit writes everything
+pending) and exits 0.
 """
 
 import faulthandler
@@ -62,6 +63,30 @@ def open_store(settings):
     return st
 
 
+def migrate_apps(st, apps):
+    """Run each HTTP app's migrations (`plugins.AppInfo.migrations`) that
+    the database lacks, after the store's own, then check that the tables
+    its admin models declare have their columns: [(app, old version, new
+    version)]. `StartupError` naming the app, and the file where one is
+    to blame (`store.MigrationError`)."""
+    done = []
+    for app in apps:
+        try:
+            old, new = st.app_tables.migrate(app.name, app.migrations())
+        except (plugins.AppError, store.StoreError) as exc:
+            raise StartupError("HTTP app %s: %s" % (app.name, exc)) from None
+        for model in app.admin:
+            try:
+                st.app_tables.check(model.table)
+            except store.StoreError as exc:
+                raise StartupError("HTTP app %s: admin model %s, table %s: %s" % (
+                    app.name, model.name, model.table.name, exc)) from None
+        if new != old:
+            log.info("HTTP app %s: tables at version %d (were at %d)", app.name, new, old)
+        done.append((app, old, new))
+    return done
+
+
 def default_password_in_force(st):
     admin = st.accounts.get_user(1)
     return bool(admin and admin.must_change_password)
@@ -93,6 +118,8 @@ def serve(settings, out=sys.stdout):
         st = open_store(settings)
     except (plugins.AppError, OSError, config.ConfigError) as exc:
         raise StartupError(str(exc)) from None
+    # The apps' tables after the store's own schema; their admin models' too.
+    migrate_apps(st, [app for app, _ in http_apps])
     needed = settings.MAX_CONNECTIONS + settings.MAX_HTTP_CONNECTIONS + SPARE_DESCRIPTORS
     limit = loop.raise_open_files(needed)
     if limit is not None and limit < needed:
@@ -134,7 +161,8 @@ def serve(settings, out=sys.stdout):
     # /events streams subscribe to the TTP server's bus (events published
     # after each commit) and keep alive on the loop's timers.
     live = web_live.Live(server.events, the_loop, settings.MAX_EVENT_STREAMS)
-    ui = web.make_app(st, settings, metrics.Metrics(the_loop, server, site, st, commits), live)
+    ui = web.make_app(st, settings, metrics.Metrics(the_loop, server, site, st, commits), live,
+                      [model for app, _ in http_apps for model in app.admin])
     # The site's HTTP apps beside the UI, each at its url (one without is
     # loaded, not mapped); the UI tells them who signed in.
     site.app = http.Mounted(ui, [(app.url, ui.mount(application))

@@ -153,6 +153,7 @@ ROWS = {
         dict(id=2, at=9, actor="ann", action="delete", model="samples", object_id="2",
              object_repr="B7", changes="{}", message="3 samples before 2010-01-01"),
     ],
+    "app_schema": [dict(app="notes", version=2)],
 }
 
 

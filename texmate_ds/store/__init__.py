@@ -22,7 +22,10 @@ Layout:
   who added, changed or deleted what; an entry is written in the same
   transaction as its change, and never holds a key or a password), and
   `alarms` and `outbox` (`store/alarms.py`: alarms, their messages and
-  mailing lists, and the letters the mail service sends).
+  mailing lists, and the letters the mail service sends), and
+  `app_tables` (the site's HTTP apps' own tables: their migrations,
+  checked and versioned per app, and the rows of the tables their admin
+  models declare).
 * Rows are small namedtuples, one per table (`Unit`, `User`, `Session`,
   `ApiToken`, `Display`, `LogEntry`; `GraphOptions` and `Axis` for a unit's graph
   columns), except samples: a sample is a plain tuple ``(id, ts, v1,
@@ -36,7 +39,8 @@ Layout:
   filters; one of checked comparisons and a LIMIT/OFFSET, for the
   ``query`` methods `texmate_ds.models` reads through).
 * `errors`: `StoreError` and its kinds `Conflict` (a unique key taken),
-  `NotFound`, `SchemaTooNew`. Callers catch these, never the driver's.
+  `NotFound`, `SchemaTooNew`, `MigrationError` (an app's script).
+  Callers catch these, never the driver's.
 
 The store knows nothing of TTP, HTTP or what people may configure (the
 callers' rules: `texmate_ds.rules`); it returns rows and raises its own
@@ -47,12 +51,18 @@ from texmate_ds.store.accounts import ApiToken, Grants, Group, Session, User
 from texmate_ds.store.actionlog import Entry as LogEntry
 from texmate_ds.store.database import Database
 from texmate_ds.store.displays import Display
-from texmate_ds.store.errors import Conflict, NotFound, SchemaTooNew, StoreError
+from texmate_ds.store.errors import (
+    Conflict,
+    MigrationError,
+    NotFound,
+    SchemaTooNew,
+    StoreError,
+)
 from texmate_ds.store.groupcommit import GroupCommit
 from texmate_ds.store.samples import MAX_FIELDS
 from texmate_ds.store.schema import VERSION as SCHEMA_VERSION
 from texmate_ds.store.units import Axis, GraphOptions, Unit
 
 __all__ = ["ApiToken", "Axis", "Grants", "Group", "Conflict", "Database", "Display", "GraphOptions",
-           "GroupCommit", "LogEntry", "MAX_FIELDS", "NotFound", "SCHEMA_VERSION", "SchemaTooNew",
-           "Session", "StoreError", "Unit", "User"]
+           "GroupCommit", "LogEntry", "MAX_FIELDS", "MigrationError", "NotFound", "SCHEMA_VERSION",
+           "SchemaTooNew", "Session", "StoreError", "Unit", "User"]

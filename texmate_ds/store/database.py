@@ -7,6 +7,7 @@ from texmate_ds.store import schema
 from texmate_ds.store.accounts import Accounts
 from texmate_ds.store.actionlog import ActionLog
 from texmate_ds.store.alarms import Alarms, Outbox
+from texmate_ds.store.app_tables import AppTables
 from texmate_ds.store.displays import Displays
 from texmate_ds.store.errors import SchemaTooNew
 from texmate_ds.store.samples import Samples
@@ -17,7 +18,8 @@ from texmate_ds.store.units import Units
 class Database:
     """One connection to the database at `path` and its repositories:
     ``db.units``, ``db.samples``, ``db.accounts``, ``db.displays``, ``db.log``,
-    ``db.alarms``, ``db.outbox``.
+    ``db.alarms``, ``db.outbox``, and ``db.app_tables`` (the HTTP apps' own
+    tables).
 
     Writes join one shared transaction, begun by the first write and ended
     only by `commit` or `rollback`: the group commit (or whoever runs the
@@ -67,6 +69,7 @@ class Database:
         self.log = ActionLog(self)
         self.alarms = Alarms(self)
         self.outbox = Outbox(self)
+        self.app_tables = AppTables(self)
 
     # -- schema ---------------------------------------------------------------
 

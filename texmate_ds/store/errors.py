@@ -19,3 +19,8 @@ class NotFound(StoreError):
 
 class SchemaTooNew(StoreError):
     """The database was made by a newer texmate_ds; it is left untouched."""
+
+
+class MigrationError(StoreError):
+    """An app's migration script refused (a table not the app's), failed
+    (SQLite's reason) or behind the database; the message names the file."""

@@ -25,6 +25,7 @@ MIGRATIONS = (
     "0006_alarms",
     "0007_outbox_attempts",
     "0008_unit_intervals",
+    "0009_app_schema",
 )
 VERSION = len(MIGRATIONS)
 

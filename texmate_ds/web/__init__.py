@@ -148,10 +148,12 @@ the progress or the log), never with the result.
 from texmate_ds.web import site
 
 
-def make_app(store, settings, metrics=None, live=None):
+def make_app(store, settings, metrics=None, live=None, admin_models=()):
     """The web UI's WSGI callable on `store` (see the module docstring);
-    `live` (a `live.Live`: the server's event bus and loop) opens /events."""
-    return site.Site(store, settings, metrics, live=live)
+    `live` (a `live.Live`: the server's event bus and loop) opens /events;
+    `admin_models` are the HTTP apps' (`admin.tables.TableAdmin`), added
+    to the admin's own."""
+    return site.Site(store, settings, metrics, live=live, admin_models=admin_models)
 
 
 def committing(wsgi_app, store):

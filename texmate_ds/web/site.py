@@ -79,7 +79,8 @@ USER = "texmate.user"
 class Site:
     """The web UI as a WSGI callable (see the package docstring)."""
 
-    def __init__(self, store, settings, metrics=None, routes=ROUTES, live=None):
+    def __init__(self, store, settings, metrics=None, routes=ROUTES, live=None,
+                 admin_models=()):
         self.store = store
         self.settings = settings
         self.metrics = metrics
@@ -87,8 +88,9 @@ class Site:
         # under another WSGI server.
         self.live = live
         self.router = app.Router(routes)
-        # The admin's models (web/admin), which its views look up by name.
-        self.admin = admin.ADMIN
+        # The admin's models (web/admin), which its views look up by name:
+        # the built-in ones and those the HTTP apps declare.
+        self.admin = admin.ADMIN.extended(admin_models)
         # What http.HTTPServer lets a request's head announce at most.
         self.largest_body = self.router.largest_body
         self.started = time.time()

@@ -9,7 +9,8 @@ table and the graph axes), `accounts` (users, groups, API tokens, the
 password form and the last-superuser rule), `samples` (keyset paging,
 large deletes; `per_unit` what they share with alarms), `imports` (CSV
 files into a unit), `alarms` (alarms and their acknowledgement, the
-outbox, mailing lists), `displays`.
+outbox, mailing lists), `displays`; and `tables`, the one model for
+every table an HTTP app declares in its ``admin.py``.
 
 URLs (route names in brackets): ``/admin/`` [admin_index],
 ``/admin/<model>/`` [admin_list] with bulk actions posted to it,
@@ -21,7 +22,9 @@ URLs (route names in brackets): ``/admin/`` [admin_index],
 ``/admin/alarms/<pk>/acknowledge/`` [admin_alarm_ack]. Every one is behind `app.staff`: only staff
 enter, and what they may do is their permissions' (``units.change``).
 
-An HTTP app adds a model with ``ADMIN.register(MyAdmin())``.
+`ADMIN` holds the built-in models; a site's `Site.admin` is it
+`extended` with the HTTP apps' (``notes.note``), which `plugins` makes
+from each app's declarations.
 """
 
 from texmate_ds.web import app

@@ -26,7 +26,9 @@ USERNAME = r"[\w.@+-]{1,150}"
 
 
 def _permission_choices(request):
-    return [(code, "%s: %s" % (plural, code.split(".")[1]))
+    # The action is after the last dot: an app's model has one of its own
+    # (notes.note.view).
+    return [(code, "%s: %s" % (plural, code.rsplit(".", 1)[1]))
             for _, plural, codes in request.site.admin.permissions() for code in codes]
 
 

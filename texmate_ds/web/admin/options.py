@@ -220,7 +220,7 @@ def numbered(query, total, rows, size):
 
 class AdminSite:
     """The models of the admin, by name, in the order registered (the
-    index lists them so)."""
+    index lists them so, and the users' and groups' permissions)."""
 
     def __init__(self):
         self.models = {}
@@ -230,6 +230,15 @@ class AdminSite:
             raise ValueError("an admin model named %r exists already" % model.name)
         self.models[model.name] = model
         return model
+
+    def extended(self, models):
+        """A registry of these models and then `models` (the HTTP apps'
+        `tables.TableAdmin` s), leaving this one as it is: each site has
+        its own, so one that mounts apps changes no other."""
+        site = AdminSite()
+        for model in list(self.models.values()) + list(models):
+            site.register(model)
+        return site
 
     def lookup(self, name):
         model = self.models.get(name)
