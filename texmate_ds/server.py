@@ -165,7 +165,7 @@ def serve(settings, out=sys.stdout):
                       [model for app, _ in http_apps for model in app.admin])
     # The site's HTTP apps beside the UI, each at its url (one without is
     # loaded, not mapped); the UI tells them who signed in.
-    site.app = http.Mounted(ui, [(app.url, ui.mount(application))
+    site.app = http.Mounted(ui, [(app.url, ui.mount(application, app.admin))
                                  for app, application in http_apps if app.url is not None])
     try:
         # Each port has its own budget: nothing on the web port can ever

@@ -6,6 +6,7 @@ logged, its permissions given through the admin's user form; and every
 way such an app can be wrong stopping the start with the app, the file
 and why."""
 
+import json
 import re
 import subprocess
 import sys
@@ -241,3 +242,44 @@ def test_a_wrong_admin_declaration_stops_the_start(tmp_path, column, message):
         cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "HTTP app notes" in result.stderr
     assert message in result.stderr, result.stderr
+
+
+PAGES = '''"""notes: notes on units, with a page of them (/notes/)."""
+
+import html
+import json
+
+
+def application(environ, start_response):
+    notes = environ["texmate.tables"]["note"]
+    if environ["REQUEST_METHOD"] == "POST":
+        # A page's writes join the shared transaction, as the admin's do.
+        notes.add({"unit": "B7", "body": "from the page", "kind": "visit"})
+    total, found = notes.find(search="seal")
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"total": total, "bodies": [html.escape(n.body) for n in found],
+                        "first": notes.get(found[0].id).unit if found else None}).encode()]
+'''
+
+
+def test_an_apps_own_pages_read_and_write_its_tables(server_factory, tmp_path):
+    """environ["texmate.tables"] gives an app's pages the rows of the
+    models its admin.py declares: what the admin adds, the page reads, and
+    what the page adds, the admin lists."""
+    apps = notes_app(tmp_path)
+    (apps / "notes" / "__init__.py").write_text(PAGES)
+    srv = server_factory(conf(apps) + "notes.url: notes/\n", start=False)
+    srv.manage("changepassword", "Administrator", "--noinput",
+               env=dict(srv.env, TXM_PASSWORD=PASSWORD))
+    srv.start()
+    root = Browser(srv.http_port)
+    assert root.sign_in("Administrator", PASSWORD).status == 303
+    added = root.post("/admin/notes.note/add/", dict(
+        NOTE, csrf_token=root.csrf("/admin/notes.note/add/"), _save="1"))
+    assert added.status == 303
+    page = root.get("/notes/")
+    assert page.status == 200 and json.loads(page.body) == {
+        "total": 1, "bodies": ["Pump seal &lt;leaks&gt;"], "first": "A1"}
+    assert root.post("/notes/", {}).status == 200
+    units = [cells[0] for _, cells in rows(root.get("/admin/notes.note/"))]
+    assert sorted(units) == ["A1", "B7"]

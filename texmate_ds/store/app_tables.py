@@ -30,6 +30,7 @@ value is a ``?`` parameter.
 """
 
 import collections
+import functools
 import keyword
 import re
 
@@ -196,6 +197,23 @@ class AppTables:
 
     def delete(self, table, row_id):
         self.db.write("DELETE FROM %s WHERE id = ?" % _quoted(table.name), (row_id,))
+
+    def rows(self, table):
+        """`Rows`: `table`'s rows for its app's own code."""
+        return Rows(self, table)
+
+
+class Rows:
+    """One declared table's rows, as its app's pages reach them
+    (``environ["texmate.tables"]["note"]``): `get`, `find`, `add`,
+    `change` and `delete` as `AppTables` has them, on this table only.
+    Writes join the shared transaction, committed by the group commit."""
+
+    __slots__ = ("get", "find", "add", "change", "delete")
+
+    def __init__(self, tables, table):
+        for name in self.__slots__:
+            setattr(self, name, functools.partial(getattr(tables, name), table))
 
 
 def _select(table):

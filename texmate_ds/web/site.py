@@ -24,7 +24,9 @@ request who signed in, under ``environ["texmate.user"]`` (`USER`): an
 `access.Visitor`, or None for a visitor not signed in by the session
 cookie or who must still change the default password (the UI lets such a
 one no further than /password/, nor may an app). What to do with an
-anonymous visitor is the app's to decide.
+anonymous visitor is the app's to decide. An app with tables of its own
+(its admin.py's models) finds their rows under ``environ["texmate.tables"]``
+(`TABLES`), by model name.
 
 CSRF tokens: a signed-in visitor's forms carry the session's secret. A
 visitor without a session (the sign-in form) gets a random ``txm_csrf``
@@ -37,6 +39,7 @@ import logging
 import re
 import secrets
 import time
+import types
 
 from texmate_ds import auth, chores
 
@@ -72,8 +75,10 @@ SECURITY_HEADERS = [
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
-# The environ key under which a site HTTP app finds who signed in.
+# The environ keys under which a site HTTP app finds who signed in, and
+# the rows of its own tables (those its admin.py declares), by model name.
 USER = "texmate.user"
+TABLES = "texmate.tables"
 
 
 class Site:
@@ -118,10 +123,14 @@ class Site:
                              "moment", [("Retry-After", "1")]))
         return self._answer(request, response, start_response)
 
-    def mount(self, application):
+    def mount(self, application, models=()):
         """The site HTTP app `application` as the server mounts it beside
-        the site: each request with ``environ[USER]`` (the module docstring)."""
-        return _SiteApp(self, application)
+        the site: each request with ``environ[USER]`` (the module
+        docstring), and ``environ[TABLES]`` the rows of its admin `models`
+        (`tables.TableAdmin` s) by model name."""
+        return _SiteApp(self, application, {
+            model.name.split(".", 1)[1]: self.store.app_tables.rows(model.table)
+            for model in models})
 
     def visitor(self, environ):
         """The `access.Visitor` a request's session cookie signs in, or None."""
@@ -313,9 +322,10 @@ class _SiteApp:
     """A site HTTP app mounted by `Site.mount`: the app's own body limits
     (what `http.Mounted` asks of it), and `USER` in each request."""
 
-    def __init__(self, site, application):
+    def __init__(self, site, application, tables):
         self.site = site
         self.application = application
+        self.tables = types.MappingProxyType(tables)
         self.largest_body = largest_body_of(application)
 
     def body_limit(self, method, path):
@@ -323,4 +333,5 @@ class _SiteApp:
 
     def __call__(self, environ, start_response):
         environ[USER] = self.site.visitor(environ)
+        environ[TABLES] = self.tables
         return self.application(environ, start_response)
