@@ -403,6 +403,15 @@ def up_request(code: str, key: str, samples) -> str:
     return "TTP /up/%s/%s %s" % (code, "".join("<%s>" % s for s in samples), key)
 
 
+def up_line(code: str, key: str, texts) -> str:
+    """The upload line of `texts`, samples already in the meters' form
+    (``'TS;v1;...'``), for credentials and samples made by a program
+    rather than taken from people: joined, not checked, so a load
+    generator (simulate, bench/) spends on it what a meter would, and the
+    benchmarks' baseline stays the bare server's, not the checking's."""
+    return "TTP /up/%s/%s %s" % (code, "".join("<%s>" % text for text in texts), key)
+
+
 def _dl_selector(selector, since) -> str:
     if since is not None:
         if selector is not None:

@@ -54,7 +54,7 @@ from texmate_ds.client import (
     answer_code,
     dl_request,
     format_ts,
-    up_request,
+    up_line,
 )
 from texmate_ds.loop import raise_open_files
 
@@ -95,7 +95,7 @@ class Meter:
             return al_request(self.code, self.key, 1,
                               "%s;simulated alarm %d" % (format_ts(now), self.alarms))
         self.last_samples = self.samples_per_request
-        return up_request(self.code, self.key, self.next_samples(now))
+        return up_line(self.code, self.key, self.next_samples(now))
 
     def next_samples(self, now: datetime.datetime) -> list[str]:
         """The samples of one upload: the latest ends at ``now``, the others

@@ -810,3 +810,8 @@ def test_simulate_without_a_server(capsys):
     port = free_port()
     assert simulate.main(["--port", str(port), "--duration", "1"]) == 2
     assert "127.0.0.1:%d" % port in capsys.readouterr().err
+
+
+def test_up_line_joins_what_a_program_made_as_up_request_would_send():
+    texts = ["2024-01-01 00:00:00;1.5;2", "2024-01-01 00:00:01;3;4"]
+    assert client.up_line("SIM1", "simkey", texts) == client.up_request("SIM1", "simkey", texts)
