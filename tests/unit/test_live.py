@@ -55,6 +55,10 @@ def test_an_event_is_made_into_bytes_once_for_all_its_streams(monkeypatch):
     hub.bus.publish("sample", unit="A1", id=7, timestamp=0, values=(1.5,))
     sent = next(first), next(second)
     assert sent[0] == live.sample_frame("A1", 7, 0, (1.5,)) and sent[0] is sent[1]
+    # the same id published again (a deleted newest sample's, reused) is
+    # another event: its own bytes
+    hub.bus.publish("sample", unit="A1", id=7, timestamp=0, values=(9.0,))
+    assert next(first) == next(second) == live.sample_frame("A1", 7, 0, (9.0,))
     for n in range(live.FRAMES_KEPT + 10):     # the memo keeps the newest only
         hub.frame(events.Event("alarm", {"unit": "A1", "id": n, "level": 1, "data": ("x",),
                                          "received": 0, "kind": "meter", "meter_ts": None}))

@@ -88,25 +88,29 @@ class Live:
         self.max_streams = max_streams
         self.open = 0
         self.scale = time_scale()   # of KEEPALIVE: 1 but in tests
-        # (topic, id) -> the frame of the events published last: every
-        # stream of a unit sends the same bytes, made once, not once each.
+        # (topic, id) -> (the payload, its frame) of the events published
+        # last: every stream of a unit sends the same bytes, made once, not
+        # once each. The payload is the very one published (an id can come
+        # again: SQLite gives a deleted newest row's id to the next).
         self._frames = collections.OrderedDict()
 
     def frame(self, event):
         """The bytes of `event` as a stream sends them."""
-        key = (event.topic, event.data["id"])
+        data = event.data
+        key = (event.topic, data["id"])
         found = self._frames.get(key)
-        if found is None:
-            data = event.data
-            if event.topic == "sample":
-                found = sample_frame(data["unit"], data["id"], data["timestamp"], data["values"])
-            else:
-                found = alarm_frame(data["unit"], data["id"], data["level"], data["data"],
-                                    data["received"])
-            self._frames[key] = found
-            if len(self._frames) > FRAMES_KEPT:
-                self._frames.popitem(last=False)
-        return found
+        if found is not None and found[0] is data:
+            return found[1]
+        if event.topic == "sample":
+            frame = sample_frame(data["unit"], data["id"], data["timestamp"], data["values"])
+        else:
+            frame = alarm_frame(data["unit"], data["id"], data["level"], data["data"],
+                                data["received"])
+        self._frames[key] = (data, frame)
+        self._frames.move_to_end(key)
+        if len(self._frames) > FRAMES_KEPT:
+            self._frames.popitem(last=False)
+        return frame
 
 
 def _frame(kind, event_id, payload):
