@@ -182,7 +182,7 @@ class UnitAdmin(ModelAdmin):
                          [("", "own")] + [(str(a), "axis %d" % a) for a in range(1, AXES + 1)])],
                        "each field's name and unit of measure (shown on graphs, statistics "
                        "and displays), and the graph axis it is drawn on; fields on no axis "
-                       "share one more"),
+                       "(\u201cown\u201d) get one per unit of measure"),
             forms.Table("axis_table", "Graph axes", ["axis %d" % a for a in range(1, AXES + 1)],
                        [("axis_label", "Label", None)], "a label for each axis used",
                        commas=True),
