@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -681,6 +682,19 @@ def checked_environment():
         print("warning: these share the CPUs with the benchmark; its figures will be off:\n  "
               + "\n  ".join(env["competing_processes"]), flush=True)
     return env
+
+
+def timed(fn, runs):
+    """{median_ms, max_ms} of `runs` calls of `fn`, after one call that
+    warms the caches and is not counted (a micro-benchmark's figure)."""
+    fn()
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - started)
+    return {"median_ms": round(statistics.median(seconds) * 1000, 3),
+            "max_ms": round(max(seconds) * 1000, 3)}
 
 
 def write_json(path, document):

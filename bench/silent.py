@@ -24,17 +24,17 @@ that turn's uploads). Target (printed, not asserted): a quiet look over
 """
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import run as harness  # noqa: E402  (bench/run.py: timed, write_json)
 
 from texmate_ds import alarms, events, store, times  # noqa: E402
 
@@ -55,18 +55,8 @@ def site(path, units):
     db.commit()
     loop = types.SimpleNamespace(call_later=lambda delay, fn: None)
     server = types.SimpleNamespace(store=db, loop=loop, events=events.Bus(),
-                                   commits=types.SimpleNamespace(after_commit=lambda fn: None))
+                                   after_commit=lambda fn: None)
     return db, alarms.SilentMeters(server, 30)
-
-
-def timed(fn, runs):
-    seconds = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - started)
-    return {"median_ms": round(statistics.median(seconds) * 1000, 3),
-            "max_ms": round(max(seconds) * 1000, 3)}
 
 
 def main(argv):
@@ -78,7 +68,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as folder:
         db, check = site(os.path.join(folder, "silent.db"), args.units)
         assert check.check() == []
-        quiet = timed(check.check, args.runs)
+        quiet = harness.timed(check.check, args.runs)
         db.execute("UPDATE units SET last_received = ? WHERE id <= 100",
                    (times.now() - times.HOUR,))
         db.commit()
@@ -87,7 +77,7 @@ def main(argv):
             raised = check.check()
             assert len(raised) == 100, len(raised)
             db.rollback()
-        silent = timed(silent_100, args.runs)
+        silent = harness.timed(silent_100, args.runs)
         db.close()
     result = {"units": args.units, "runs": args.runs, "quiet": quiet, "silent_100": silent,
               "python": platform.python_version(), "sqlite": store.sqlite.sqlite3.sqlite_version}
@@ -96,10 +86,7 @@ def main(argv):
     print("%-12s %10s %10s" % ("look", "median", "slowest"))
     for name, figures in (("quiet", quiet), ("silent 100", silent)):
         print("%-12s %7.3f ms %7.3f ms" % (name, figures["median_ms"], figures["max_ms"]))
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as out:
-        json.dump(result, out, indent=2)
-        out.write("\n")
+    harness.write_json(args.json, result)
     return 0
 
 

@@ -27,17 +27,17 @@ a few milliseconds; a measure a small fraction of one upload.
 """
 
 import argparse
-import json
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import run as harness  # noqa: E402  (bench/run.py: timed, write_json)
 
 from texmate_ds import store, times  # noqa: E402
 
@@ -61,17 +61,6 @@ def site(path, units, samples):
     return db, unit, now
 
 
-def timed(fn, runs):
-    fn()
-    seconds = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - started)
-    return {"median_ms": round(statistics.median(seconds) * 1000, 3),
-            "max_ms": round(max(seconds) * 1000, 3)}
-
-
 def main(argv):
     parser = argparse.ArgumentParser(prog="bench/status.py", description=__doc__.split("\n")[0])
     parser.add_argument("--units", type=int, default=10000)
@@ -89,13 +78,13 @@ def main(argv):
             db.samples._measure(unit.id)
             db.rollback()
         figures = {
-            "by code": timed(lambda: db.units.page(0, 50), args.runs),
-            "problems first, page 1": timed(
+            "by code": harness.timed(lambda: db.units.page(0, 50), args.runs),
+            "problems first, page 1": harness.timed(
                 lambda: db.units.page(0, 50, order="status", now=now), args.runs),
-            "problems first, last page": timed(
+            "problems first, last page": harness.timed(
                 lambda: db.units.page(last, 50, order="status", now=now), args.runs),
-            "statuses of a page": timed(lambda: db.units.heard(shown), args.runs),
-            "measure": timed(measure, args.runs),
+            "statuses of a page": harness.timed(lambda: db.units.heard(shown), args.runs),
+            "measure": harness.timed(measure, args.runs),
         }
         db.close()
     result = {"units": args.units, "samples": args.samples, "runs": args.runs,
@@ -106,10 +95,7 @@ def main(argv):
     print("%-26s %10s %10s" % ("what", "median", "slowest"))
     for name, found in figures.items():
         print("%-26s %7.3f ms %7.3f ms" % (name, found["median_ms"], found["max_ms"]))
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as out:
-        json.dump(result, out, indent=2)
-        out.write("\n")
+    harness.write_json(args.json, result)
     return 0
 
 

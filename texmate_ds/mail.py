@@ -78,7 +78,6 @@ import email.message
 import email.policy
 import email.utils
 import logging
-import os
 import random
 import re
 import smtplib
@@ -111,23 +110,6 @@ _POLICY = email.policy.SMTP.clone(cte_type="7bit")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 # Of a webhook's answer, this much goes into the reply recorded.
 WEBHOOK_REPLY_BYTES = 200
-
-
-def time_scale(environ=None):
-    """The factor of `SCALE_VARIABLE` (1 when unset; a bad value is
-    logged and ignored)."""
-    text = (os.environ if environ is None else environ).get(SCALE_VARIABLE, "")
-    if not text:
-        return 1.0
-    try:
-        scale = float(text)
-    except ValueError:
-        scale = 0.0
-    if not 0 < scale <= 1:
-        log.warning("%s=%r: expected a number above 0 and at most 1; ignored",
-                    SCALE_VARIABLE, text)
-        return 1.0
-    return scale
 
 
 def retry_delay(failures, rng=random.random, scale=1.0):
@@ -180,7 +162,7 @@ class MailService:
 
     def __init__(self, settings, scale=None):
         self.settings = settings
-        self.scale = time_scale() if scale is None else scale
+        self.scale = times.time_scale(SCALE_VARIABLE) if scale is None else scale
         self.window = int(settings.EMAIL_RETRY_HOURS * times.HOUR * self.scale)
         self.sender = settings.DEFAULT_FROM_EMAIL
         self.envelope_sender = email.utils.parseaddr(self.sender)[1] or self.sender

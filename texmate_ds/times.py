@@ -24,6 +24,8 @@ bad value raises `BadTime` with a reason; the protocol turns it into its
 
 import datetime
 import functools
+import logging
+import os
 import re
 import time
 
@@ -145,3 +147,22 @@ def _typed(name, value, normalized):
 def quoted(value):
     """A value for a reason line: quoted, and cut short if long."""
     return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def time_scale(variable, environ=None):
+    """The factor in the environment variable `variable` by which tests
+    shorten a wait that people never need shortened (mail's retries,
+    /events' keep-alive): above 0 and at most 1; 1 when unset, and a bad
+    value is logged and ignored."""
+    text = (os.environ if environ is None else environ).get(variable, "")
+    if not text:
+        return 1.0
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = 0.0
+    if not 0 < scale <= 1:
+        logging.getLogger("texmate_ds").warning(
+            "%s=%r: expected a number above 0 and at most 1; ignored", variable, text)
+        return 1.0
+    return scale

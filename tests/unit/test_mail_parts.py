@@ -7,7 +7,7 @@ import email.utils
 
 import pytest
 
-from texmate_ds import mail
+from texmate_ds import mail, times
 from texmate_ds.store.alarms import Letter
 
 
@@ -46,7 +46,7 @@ def test_the_time_scale_shortens_the_whole_schedule():
 @pytest.mark.parametrize("text,scale", [("", 1.0), ("0.01", 0.01), ("1", 1.0),
                                         ("0", 1.0), ("-1", 1.0), ("2", 1.0), ("fast", 1.0)])
 def test_the_time_scale_is_read_from_the_environment(text, scale):
-    assert mail.time_scale({mail.SCALE_VARIABLE: text}) == scale
+    assert times.time_scale(mail.SCALE_VARIABLE, {mail.SCALE_VARIABLE: text}) == scale
 
 
 def test_the_message_has_every_header_and_its_body():

@@ -39,8 +39,6 @@ loop, `Live`); under another WSGI server ``/events`` answers 404.
 
 import collections
 import json
-import logging
-import os
 
 from texmate_ds import times
 from texmate_ds.events import OVERFLOWED
@@ -58,25 +56,6 @@ SCALE_VARIABLE = "TXM_LIVE_TIME_SCALE"
 # newest 256 hold nearly every one asked for; a miss only makes it again.
 FRAMES_KEPT = 256
 
-log = logging.getLogger("texmate_ds.web.live")
-
-
-def time_scale(environ=None):
-    """The factor of `SCALE_VARIABLE` (1 when unset; a bad value is
-    logged and ignored), as mail.time_scale reads its own."""
-    text = (os.environ if environ is None else environ).get(SCALE_VARIABLE, "")
-    if not text:
-        return 1.0
-    try:
-        scale = float(text)
-    except ValueError:
-        scale = 0.0
-    if not 0 < scale <= 1:
-        log.warning("%s=%r: expected a number above 0 and at most 1; ignored",
-                    SCALE_VARIABLE, text)
-        return 1.0
-    return scale
-
 
 class Live:
     """What the server lends the site for streams: the event bus, the loop
@@ -87,7 +66,7 @@ class Live:
         self.loop = loop
         self.max_streams = max_streams
         self.open = 0
-        self.scale = time_scale()   # of KEEPALIVE: 1 but in tests
+        self.scale = times.time_scale(SCALE_VARIABLE)   # of KEEPALIVE: 1 but in tests
         # (topic, id) -> (the payload, its frame) of the events published
         # last: every stream of a unit sends the same bytes, made once, not
         # once each. The payload is the very one published (an id can come
