@@ -5,6 +5,12 @@ a subprocess in a temporary folder with its own txm.conf, on ports the OS
 picks (``DS_PORT: 0``), bound to 127.0.0.1, and stops it after the test.
 Tests talk to it over real sockets; nothing of ours is mocked.
 
+The servers these fixtures start run on each engine in turn (the
+`engine` parameter): SQLite in their folder, and PostgreSQL, a cluster
+the test run starts itself (`tests/postgres.py`) with a new database for
+every server. Where PostgreSQL cannot be had, its half skips with the
+reason printed.
+
 Slow tests (``@pytest.mark.slow``) run when TXM_SLOW=1 (CI sets it through
 scripts/test.py); otherwise they are skipped with that reason printed.
 """
@@ -24,10 +30,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import postgres
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20
+ENGINES = ("sqlite3", "postgresql")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,7 +62,8 @@ def child_env(project_on_path=True):
 class Server:
     """A running server process and the ways tests reach it."""
 
-    def __init__(self, folder, conf_text, command=None, env=None):
+    def __init__(self, folder, conf_text, command=None, env=None, engine="sqlite3"):
+        self.engine = engine
         self.env = env or child_env()
         self.dir = Path(folder)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +92,16 @@ class Server:
         """Many units at once, as `simulate --create` adds them."""
         from texmate_ds import simulate
         simulate.ensure_units(str(self.conf), codes, key, fields)
+
+    def settings(self):
+        from texmate_ds import config
+        return config.parse(str(self.conf))
+
+    def database(self):
+        """A store.Database on the server's database, whichever engine:
+        what ``manage`` would open."""
+        from texmate_ds import store
+        return store.Database(store.address(self.settings()))
 
     # -- process --------------------------------------------------------------
 
@@ -198,11 +217,48 @@ HTTP_BIND: 127.0.0.1
 """
 
 
-def _factory(folder):
+_cluster = None
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """The test run's PostgreSQL (`postgres.Cluster`), started at the
+    first test that asks; skipped, with the reason, where there is none."""
+    global _cluster
+    why = postgres.available()
+    if why:
+        pytest.skip("PostgreSQL half skipped: " + why)
+    _cluster = postgres.Cluster()
+    yield _cluster
+    _cluster.remove()
+    _cluster = None
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request):
+    """The store engine of the servers the fixtures start: each test using
+    them runs on both."""
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_cluster")
+    return request.param
+
+
+def engine_conf(engine):
+    """txm.conf lines putting a server on `engine`: nothing for SQLite (its
+    file in the server's folder), a new database for PostgreSQL."""
+    if engine == "sqlite3":
+        return ""
+    return "\n" + _cluster.conf(_cluster.database())
+
+
+def _factory(folder, engine):
     servers = []
 
-    def make(extra="", start=True, name="srv"):
-        srv = Server(folder / name, BASE_CONF + extra)
+    def make(extra="", start=True, name="srv", conf=None):
+        """`conf`: the [database] lines to use instead of a new database's
+        (a second process on the same one)."""
+        srv = Server(folder / name, BASE_CONF + extra + (engine_conf(engine) if conf is None
+                                                         else conf), engine=engine)
         servers.append(srv)
         if start:
             srv.start()
@@ -211,21 +267,21 @@ def _factory(folder):
 
 
 @pytest.fixture
-def server_factory(tmp_path):
-    """`make(extra_conf='', start=True, name='srv')` -> Server, stopped
-    (killed) after the test."""
-    make, servers = _factory(tmp_path)
+def server_factory(tmp_path, engine):
+    """`make(extra_conf='', start=True, name='srv')` -> Server on `engine`,
+    stopped (killed) after the test."""
+    make, servers = _factory(tmp_path, engine)
     yield make
     for srv in servers:
         srv.kill()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One running server per test module, with units A1 (4 fields, key
-    k1) and B7 (2 fields, key k7). Tests sharing it use their own units or
-    timestamps."""
-    make, servers = _factory(tmp_path_factory.mktemp("shared"))
+def server(tmp_path_factory, engine):
+    """One running server per test module and engine, with units A1 (4
+    fields, key k1) and B7 (2 fields, key k7). Tests sharing it use their
+    own units or timestamps."""
+    make, servers = _factory(tmp_path_factory.mktemp("shared"), engine)
     srv = make(start=False)
     srv.add_unit("A1", "k1", 4)
     srv.add_unit("B7", "k7", 2)

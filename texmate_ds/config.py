@@ -122,13 +122,13 @@ def _log_level(text):
     return text.lower()
 
 
+ENGINES = ("sqlite3", "postgresql")
+
+
 def _engine(text):
-    if text.lower() == "postgresql":
-        raise ValueError(_got("sqlite3", text) +
-                         " (postgresql is planned, not built)")
-    if text.lower() != "sqlite3":
-        raise ValueError(_got("sqlite3", text))
-    return "sqlite3"
+    if text.lower() not in ENGINES:
+        raise ValueError(_got("sqlite3 or postgresql", text))
+    return text.lower()
 
 
 def converter_for(default):
@@ -217,8 +217,16 @@ DEFAULTS = (
         "hours an alarm's email or webhook is retried before it is failed; "
         "0: tried once", _integer(0)),
     Key("database", "DATABASE_ENGINE", "sqlite3", "the store", _engine),
-    Key("database", "DATABASE_NAME", "db/data_server3.db", "database file",
-        _path),
+    Key("database", "DATABASE_NAME", "db/data_server3.db",
+        "database file (SQLite) or database name (PostgreSQL)", _path),
+    Key("database", "DATABASE_HOST", "",
+        "PostgreSQL server (a path: its Unix socket folder; empty: libpq's default)",
+        _text),
+    Key("database", "DATABASE_PORT", 5432, "PostgreSQL port", _integer(1, 65535)),
+    Key("database", "DATABASE_USER", "", "PostgreSQL login (empty: libpq's default)",
+        _text),
+    Key("database", "DATABASE_PASSWORD", "",
+        "PostgreSQL password (empty: PGPASSWORD or ~/.pgpass)", _text),
     Key("database", "COMMIT_INTERVAL", 1, "uploads per commit", _POSITIVE),
     Key("database", "COMMIT_DELAY", 50,
         "ms a batched commit waits at most", _integer(0)),
@@ -283,9 +291,11 @@ class Settings:
         self.app_options = {section: {} for section in APP_SECTIONS}
         # (section, key as shown) -> line in config_path; absent: default.
         self.lines = {}
+        # PostgreSQL's DATABASE_NAME names a database, not a file.
+        named = values.get("DATABASE_ENGINE", "sqlite3") == "postgresql"
         for key in DEFAULTS:
             value = values.get(key.name, key.default)
-            if key.name in _PATH_KEYS:
+            if key.name in _PATH_KEYS and not (named and key.name == "DATABASE_NAME"):
                 value = _resolve(value, self.base_dir)
             setattr(self, key.name, value)
 
@@ -305,7 +315,7 @@ class Settings:
         rows += self._option_rows("httpapps")
         out = []
         for section, name, value in rows:
-            if name == "EMAIL_HOST_PASSWORD" and value:
+            if name in ("EMAIL_HOST_PASSWORD", "DATABASE_PASSWORD") and value:
                 value = "********"      # manage check output gets pasted
             elif section in APP_SECTIONS and value in (True, False):
                 value = "on" if value else "off"

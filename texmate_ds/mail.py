@@ -229,7 +229,7 @@ class MailService:
         while not self._stopping:
             try:
                 if db is None:
-                    db = store.Database(self.settings.DATABASE_NAME, durable=False)
+                    db = store.Database(store.address(self.settings), durable=False)
                 # Cleared before looking: a wake() from now on is not lost.
                 self._wake.clear()
                 if self._send_batch(db):

@@ -154,7 +154,7 @@ def cmd_syncdb(args, settings):
     # Found, not loaded: an app's migrations are read without running it.
     apps = [app for app in plugins.find_http_apps(settings) if app.enabled and app.spec]
     try:
-        st = store.Database(settings.DATABASE_NAME)
+        st = store.Database(store.address(settings))
     except store.SchemaTooNew as exc:
         raise CommandError(str(exc)) from None
     old, new = st.migrate()
@@ -164,7 +164,7 @@ def cmd_syncdb(args, settings):
         done = server.migrate_apps(st, apps)
     finally:
         st.close()
-    print("database %s: schema version %d (%s)" % (settings.DATABASE_NAME, new,
+    print("database %s: schema version %d (%s)" % (store.address(settings), new,
                                                    _state(old, new)))
     for app, old, new in done:
         if new:
@@ -863,7 +863,7 @@ def main(argv, settings):
         print("manage %s: %s" % (args.command, exc), file=sys.stderr)
         return 2 if isinstance(exc, (plugins.AppError, config.ConfigError)) else 1
     except store.StoreError as exc:
-        print("manage %s: database %s: %s" % (args.command, settings.DATABASE_NAME, exc),
+        print("manage %s: database %s: %s" % (args.command, store.address(settings), exc),
               file=sys.stderr)
         return 1
     return 0

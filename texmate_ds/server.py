@@ -50,16 +50,24 @@ class StartupError(Exception):
 def open_store(settings):
     """The store, its schema created or upgraded, with the Administrator
     user on a database that has no users yet."""
+    where = store.address(settings)
     try:
-        st = store.Database(settings.DATABASE_NAME, durable=settings.COMMIT_INTERVAL == 1)
+        st = store.Database(where, durable=settings.COMMIT_INTERVAL == 1)
     except store.SchemaTooNew as exc:
         raise StartupError(str(exc)) from None
+    except store.StoreError as exc:
+        raise StartupError("database %s: %s" % (where, exc)) from None
     st.migrate()
     if st.accounts.count_users() == 0:
-        st.accounts.add_user("Administrator", auth.hash_password(auth.DEFAULT_PASSWORD),
-                             is_staff=True, is_superuser=True, must_change_password=True)
-        st.commit()
-        log.warning("created user Administrator with password '%s'", auth.DEFAULT_PASSWORD)
+        try:
+            st.accounts.add_user("Administrator", auth.hash_password(auth.DEFAULT_PASSWORD),
+                                 is_staff=True, is_superuser=True, must_change_password=True)
+            st.commit()
+        except store.Conflict:
+            # Another process sharing the database made it first.
+            st.rollback()
+        else:
+            log.warning("created user Administrator with password '%s'", auth.DEFAULT_PASSWORD)
     return st
 
 
@@ -141,7 +149,7 @@ def serve(settings, out=sys.stdout):
     # servers' counters through `metrics`, made once both servers exist.
     # The web's slow work (a graph over a year, a password hash) runs on
     # worker threads, each with its own connection, beside the loop.
-    workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Database(settings.DATABASE_NAME),
+    workers = loop.Pool(the_loop, WEB_WORKERS, lambda: store.Database(store.address(settings)),
                         WEB_WORK_PER_CLIENT)
     the_loop.add_service(workers)
     # Long writes (the admin's deletions of many samples) go a chunk per
@@ -193,7 +201,7 @@ def serve(settings, out=sys.stdout):
 
     say("texmate_ds %s (Python %s)" % (__version__, sys.version.split()[0]))
     say("config: %s (%s)" % (settings.config_path or "none", settings.config_how))
-    say("database: %s (schema version %d)" % (settings.DATABASE_NAME, st.version))
+    say("database: %s (schema version %d)" % (store.address(settings), st.version))
     say("TTP: listening on %s:%d" % (ttp_host, ttp_port))
     say("HTTP: listening on %s:%d" % (http_host, http_port))
     say("web: %s" % web_address(http_host, http_port, "https" if tls_context else "http"))

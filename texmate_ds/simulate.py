@@ -570,7 +570,7 @@ def ensure_units(config_path: str, codes: list[str], key: str, fields: int):
     # aimed at a remote server does not.
     from texmate_ds import config, store
     settings = config.load(cli_path=config_path)
-    st = store.Database(settings.DATABASE_NAME)
+    st = store.Database(store.address(settings))
     try:
         st.migrate()
         for code in codes:

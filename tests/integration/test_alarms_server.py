@@ -28,8 +28,8 @@ _codes = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    make, servers = _factory(tmp_path_factory.mktemp("alarms"))
+def server(tmp_path_factory, engine):
+    make, servers = _factory(tmp_path_factory.mktemp("alarms"), engine)
     yield make("SILENT_CHECK_SECONDS: 1\n")
     for srv in servers:
         srv.kill()

@@ -203,6 +203,10 @@ EMAIL_RETRY_HOURS: 48
 [database]
 DATABASE_ENGINE: SQLite3
 DATABASE_NAME: data/x.db
+DATABASE_HOST: db.example.com
+DATABASE_PORT: 6543
+DATABASE_USER: txm
+DATABASE_PASSWORD: pw
 COMMIT_INTERVAL: 100
 COMMIT_DELAY: 0
 [graph]
@@ -227,7 +231,9 @@ EXPECTED = {
     "EMAIL_HOST_PASSWORD": "s3cret: yes",
     "DEFAULT_FROM_EMAIL": "ds@example.com", "EMAIL_RETRY_HOURS": 48,
     "DATABASE_ENGINE": "sqlite3",
-    "DATABASE_NAME": "/site/data/x.db", "COMMIT_INTERVAL": 100,
+    "DATABASE_NAME": "/site/data/x.db", "DATABASE_HOST": "db.example.com",
+    "DATABASE_PORT": 6543, "DATABASE_USER": "txm", "DATABASE_PASSWORD": "pw",
+    "COMMIT_INTERVAL": 100,
     "COMMIT_DELAY": 0, "MAX_PLOT_POINTS": 2000,
     "ALLOW_SAMPLE_DELETION": False, "ALLOW_ALARM_DELETION": False,
 }
@@ -323,11 +329,8 @@ def test_bad_values_name_file_line_key_and_expectation(line, expected):
                                      " integer >= 0, got '-1'"),
     ("[graph]\nMAX_PLOT_POINTS: many", "2: [graph] MAX_PLOT_POINTS: expected "
                                        "an integer >= 0, got 'many'"),
-    ("[database]\nDATABASE_ENGINE: postgresql",
-     "2: [database] DATABASE_ENGINE: expected sqlite3, got 'postgresql' "
-     "(postgresql is planned, not built)"),
     ("[database]\nDATABASE_ENGINE: mysql",
-     "2: [database] DATABASE_ENGINE: expected sqlite3, got 'mysql'"),
+     "2: [database] DATABASE_ENGINE: expected sqlite3 or postgresql, got 'mysql'"),
     ("[emial]\nEMAIL_PORT: 25", "1: [emial]: unknown section (did you mean "
                                 "email?)"),
     ("[DEFAULT]\nDS_PORT: 1", "1: [DEFAULT]: unknown section"),

@@ -13,7 +13,10 @@ Layout:
   commit? then cached rows go), `migrate`, `backup`.
 * `sqlite`: the SQLite dialect, the one place that names ``sqlite3`` and
   holds every statement only SQLite speaks (pragmas, insert-or-ignore,
-  the backup API). A PostgreSQL dialect would be one more module like it.
+  the backup API); `postgresql`, the same methods over the optional
+  ``psycopg`` driver (imported there only, when a PostgreSQL database is
+  opened). `address(settings)` is what `Database` opens: a file's path,
+  or a `postgresql.Address`.
 * Repositories, one per domain, each a small class over the Database
   speaking domain terms: `units` (units, download permissions, graph
   options), `samples` (uploads, single samples, ranges, statistics, graph
@@ -49,7 +52,7 @@ exceptions, and callers decide what to answer.
 
 from texmate_ds.store.accounts import ApiToken, Grants, Group, Session, User
 from texmate_ds.store.actionlog import Entry as LogEntry
-from texmate_ds.store.database import Database
+from texmate_ds.store.database import Database, address
 from texmate_ds.store.displays import Display
 from texmate_ds.store.errors import (
     Conflict,
@@ -63,6 +66,6 @@ from texmate_ds.store.samples import MAX_FIELDS
 from texmate_ds.store.schema import VERSION as SCHEMA_VERSION
 from texmate_ds.store.units import Axis, GraphOptions, Unit
 
-__all__ = ["ApiToken", "Axis", "Grants", "Group", "Conflict", "Database", "Display", "GraphOptions",
+__all__ = ["address", "ApiToken", "Axis", "Grants", "Group", "Conflict", "Database", "Display", "GraphOptions",
            "GroupCommit", "LogEntry", "MAX_FIELDS", "MigrationError", "NotFound", "SCHEMA_VERSION",
            "SchemaTooNew", "Session", "StoreError", "Unit", "User"]

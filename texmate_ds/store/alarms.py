@@ -76,7 +76,7 @@ class Alarms:
             "alarms", unit_id=unit.id, kind=kind, level=level,
             data=json.dumps(list(data), ensure_ascii=False), meter_ts=meter_ts,
             received=times.now() if received is None else received)
-        self.db.added("alarms", alarm_id)
+        self.db.added("alarms", lambda: alarm_id)
         return self.get(alarm_id)
 
     def get(self, alarm_id):

@@ -10,13 +10,24 @@ from texmate_ds.store.alarms import Alarms, Outbox
 from texmate_ds.store.app_tables import AppTables
 from texmate_ds.store.displays import Displays
 from texmate_ds.store.errors import SchemaTooNew
+from texmate_ds.store.postgresql import Address, PostgreSQL
 from texmate_ds.store.samples import Samples
 from texmate_ds.store.sqlite import SQLite
 from texmate_ds.store.units import Units
 
 
+def address(settings):
+    """Where `settings` put the database: a file's path (SQLite) or a
+    PostgreSQL `Address`, what `Database` opens."""
+    if settings.DATABASE_ENGINE == "postgresql":
+        return Address(settings.DATABASE_NAME, settings.DATABASE_HOST, settings.DATABASE_PORT,
+                       settings.DATABASE_USER, settings.DATABASE_PASSWORD)
+    return settings.DATABASE_NAME
+
+
 class Database:
-    """One connection to the database at `path` and its repositories:
+    """One connection to the database at `path` (a file's path, SQLite,
+    or a PostgreSQL `Address`: `address(settings)`) and its repositories:
     ``db.units``, ``db.samples``, ``db.accounts``, ``db.displays``, ``db.log``,
     ``db.alarms``, ``db.outbox``, and ``db.app_tables`` (the HTTP apps' own
     tables).
@@ -32,16 +43,17 @@ class Database:
     (insert-or-ignore and the like) come from ``db.dialect``.
     """
 
-    def __init__(self, path, durable=True, dialect=SQLite):
+    def __init__(self, path, durable=True):
         self.path = path
-        self.dialect = dialect(path)
+        self.durable = durable
+        self.dialect = (PostgreSQL if isinstance(path, Address) else SQLite)(path)
         # Refuse a newer schema before touching anything, even the journal mode.
         version = self.dialect.schema_version()
         if version > schema.VERSION:
             self.dialect.close()
             raise SchemaTooNew(
                 "%s has schema version %d; this texmate_ds knows up to %d: "
-                "upgrade texmate_ds" % (path, version, schema.VERSION))
+                "upgrade texmate_ds" % (self.dialect.path, version, schema.VERSION))
         self.dialect.configure(durable)
         # Reads and writes within an open transaction go straight to the
         # dialect: the upload path pays for no extra call.
@@ -62,6 +74,7 @@ class Database:
         # transaction or an atomic block, which may have read them) and
         # once another connection committed.
         self.on_stale = []
+        self._committed = None
         self.units = Units(self)
         self.samples = Samples(self)
         self.accounts = Accounts(self)
@@ -91,7 +104,7 @@ class Database:
             for new in range(old + 1, target + 1):
                 for statement in schema.statements(schema.script(new),
                                                    self.dialect.complete_statement):
-                    self.execute(statement)
+                    self.execute(self.dialect.ddl(statement))
                 self.dialect.set_schema_version(new)
             self.execute("COMMIT")
         except BaseException:
@@ -128,16 +141,18 @@ class Database:
 
     def added(self, table, first_id):
         """Say that the open transaction has added rows to `table`, the
-        first of them (this time) with id `first_id`, so that
+        first of them (this time) with the id `first_id()` gives, so that
         `committed_through` tells its rows from committed ones. Called
         after the write, which holds the write lock by then: no other
         connection commits until this transaction ends, so every id above
         the first one's is its own. (A read before the write would take a
         snapshot, and the write after it fail at once, not waiting, when
         another connection committed between.) A dict lookup but for the
-        first time in a transaction."""
-        if table not in self._before_adding:
-            self._before_adding[table] = first_id - 1
+        first time in a transaction. Only where ids are given in commit
+        order (SQLite's); elsewhere `committed` reads on a connection of
+        its own and `first_id` is never called."""
+        if self.dialect.serial_ids and table not in self._before_adding:
+            self._before_adding[table] = first_id() - 1
 
     def committed_through(self, table):
         """The highest id of `table` that is committed, as far as this
@@ -145,6 +160,25 @@ class Database:
         there, so all it sees is committed): the ids above are what a live
         stream resuming must not send before the commit publishes them."""
         return self._before_adding.get(table)
+
+    def committed(self):
+        """A Database whose reads see only what is committed, for a live
+        stream resuming: this one on SQLite (its open transaction's new
+        rows hidden by `committed_through`); on PostgreSQL, whose ids come
+        in no commit order, a second connection, opened at the first call."""
+        if self.dialect.serial_ids:
+            return self
+        if self._committed is None:
+            self._committed = Database(self.path, durable=False)
+        self._committed.notice_others()
+        return self._committed
+
+    def changed_shared(self):
+        """Say, within the open transaction, that rows other processes
+        cache (units, permissions) changed: on PostgreSQL they hear it
+        when it commits. (SQLite's readers learn of every commit.)"""
+        self.begin()
+        self.dialect.changed_shared()
 
     def commit(self):
         if self.dialect.in_transaction:
@@ -196,6 +230,8 @@ class Database:
     def close(self):
         """Commit what is pending, then close."""
         self.commit()
+        if self._committed is not None:
+            self._committed.close()
         self.dialect.close()
 
     def backup(self, path):

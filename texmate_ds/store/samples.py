@@ -109,7 +109,7 @@ class Samples:
             ts, values = samples[0]
             cursor = db.execute(sql, (unit.id, ts, received, *values))
             if cursor.rowcount == 1:
-                db.added("samples", cursor.lastrowid)
+                db.added("samples", lambda: cursor.lastrowid)
                 self.pending += 1
                 self._count(unit.id, 1, ts, received)
                 return []
@@ -139,8 +139,9 @@ class Samples:
                 # less as many as were stored (read for the first rows of
                 # the transaction only).
                 stored = db.changes - before
-                if stored and db.committed_through("samples") is None:
-                    db.added("samples", db.one("SELECT max(id) FROM samples")[0] - stored + 1)
+                if stored:
+                    db.added("samples",
+                             lambda: db.one("SELECT max(id) FROM samples")[0] - stored + 1)
             self.pending += len(fresh)
             self._count(unit.id, len(fresh), newest, received)
         return duplicates
@@ -156,12 +157,15 @@ class Samples:
         staged already. `row` is the caller's number for the sample."""
         db = self.db
         db.dialect.use_temporary_files()
-        db.execute("DROP TABLE IF EXISTS temp.staged_samples")
-        db.execute("CREATE TEMPORARY TABLE staged_samples (ts INTEGER PRIMARY KEY,"
-                   " row INTEGER NOT NULL, %s)"
-                   % ", ".join("%s REAL" % c for c in VALUE_COLUMNS[:fields]))
-        return db.dialect.insert_ignoring("temp.staged_samples",
-                                          ["ts", "row"] + VALUE_COLUMNS[:fields])
+        db.execute("DROP TABLE IF EXISTS " + self._staged)
+        db.execute(db.dialect.ddl("CREATE TEMPORARY TABLE staged_samples (ts INTEGER PRIMARY KEY,"
+                                  " row INTEGER NOT NULL, %s)"
+                                  % ", ".join("%s REAL" % c for c in VALUE_COLUMNS[:fields])))
+        return db.dialect.insert_ignoring(self._staged, ["ts", "row"] + VALUE_COLUMNS[:fields])
+
+    @property
+    def _staged(self):
+        return self.db.dialect.temporary("staged_samples")
 
     def staged_rows(self, timestamps):
         """{ts: row} of the staged samples among `timestamps`."""
@@ -170,20 +174,20 @@ class Samples:
         for start in range(0, len(timestamps), _IN_CHUNK):
             chunk = timestamps[start:start + _IN_CHUNK]
             found.update(self.db.all(
-                "SELECT ts, row FROM temp.staged_samples WHERE ts IN (%s)"
-                % ",".join("?" * len(chunk)), chunk))
+                "SELECT ts, row FROM %s WHERE ts IN (%s)"
+                % (self._staged, ",".join("?" * len(chunk))), chunk))
         return found
 
     def staged_stored(self, unit, limit):
         """(count, [(row, ts), ...]): staged samples whose timestamp `unit`
         has stored already, and the first `limit` of them by row."""
-        low, high = self.db.one("SELECT min(ts), max(ts) FROM temp.staged_samples")
+        low, high = self.db.one("SELECT min(ts), max(ts) FROM " + self._staged)
         if low is None or not self.db.one(
                 "SELECT count(*) FROM (SELECT 1 FROM samples WHERE unit_id = ?"
                 " AND ts BETWEEN ? AND ? LIMIT 1) AS any_", (unit.id, low, high))[0]:
             return 0, []   # no stored sample in the staged range: no look-ups
-        join = ("FROM temp.staged_samples AS t JOIN samples AS s"
-                " ON s.unit_id = ? AND s.ts = t.ts")
+        join = ("FROM %s AS t JOIN samples AS s"
+                " ON s.unit_id = ? AND s.ts = t.ts" % self._staged)
         count = self.db.one("SELECT count(*) " + join, (unit.id,))[0]
         first = self.db.all("SELECT t.row, t.ts %s ORDER BY t.row LIMIT ?" % join,
                             (unit.id, limit))
@@ -200,7 +204,7 @@ class Samples:
         values = VALUE_COLUMNS[:unit.fields]
         db.execute(db.dialect.insert_ignoring(
             "samples", ["unit_id", "ts", "received"] + values,
-            "SELECT ?, ts, ?, %s FROM temp.staged_samples ORDER BY ts" % ", ".join(values)),
+            "SELECT ?, ts, ?, %s FROM %s ORDER BY ts" % (", ".join(values), self._staged)),
             (unit.id, times.now()))
         stored = db.changes - before
         self._recount(unit, stored)
@@ -208,7 +212,7 @@ class Samples:
         return stored
 
     def drop_staged(self):
-        self.db.execute("DROP TABLE IF EXISTS temp.staged_samples")
+        self.db.execute("DROP TABLE IF EXISTS " + self._staged)
 
     def _existing_timestamps(self, unit, timestamps):
         found = set()

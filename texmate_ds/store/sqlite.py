@@ -19,7 +19,7 @@ and never touch the driver; what differs between engines is here:
 * the driver's errors, each turned into the store's own (`errors`) with
   the engine's message.
 
-A PostgreSQL dialect would be one more module with the same methods.
+`postgresql.PostgreSQL` has the same methods.
 """
 
 import logging
@@ -50,6 +50,10 @@ class SQLite:
     # (SQLite's own tokenizer: a ';' in a string literal, a comment or a
     # trigger body ends nothing.)
     complete_statement = staticmethod(sqlite3.complete_statement)
+    # Ids go up by one a row, in commit order (one writer at a time).
+    serial_ids = True
+    # Two-argument max() and min(): PostgreSQL's greatest() and least().
+    greatest, least = "max", "min"
 
     def __init__(self, path):
         """Open `path`, making its folder if missing, without changing
@@ -128,6 +132,17 @@ class SQLite:
         return "INSERT OR REPLACE INTO %s (%s) VALUES (%s)" % (
             table, ", ".join(columns), ", ".join("?" * len(columns)))
 
+    @staticmethod
+    def temporary(name):
+        """The name of the connection's temporary table `name`."""
+        return "temp." + name
+
+    @staticmethod
+    def ddl(statement):
+        """A migration script's statement as this engine runs it: the
+        scripts are written in SQLite's words."""
+        return statement
+
     # -- transactions and their bookkeeping -------------------------------------
 
     @property
@@ -150,6 +165,9 @@ class SQLite:
         return True
 
     # -- schema -----------------------------------------------------------------
+
+    def changed_shared(self):
+        """Nothing to say: `others_committed` sees every commit."""
 
     def schema_version(self):
         return self.one("PRAGMA user_version")[0]

@@ -46,25 +46,23 @@ ORDERS = {"code": "u.code", "name": "u.name", "fields": "u.fields",
           "samples": "u.sample_count", "last": "u.last_ts", "enabled": "u.enabled"}
 
 
-def _status_rank():
-    """SQL: the place in `status.STATES` of unit ``u``'s state at the time
-    ``?`` (given twice), with `status.thresholds` written out over its
-    columns, so that a sort by it agrees with the badges."""
+def status_order(greatest):
+    """SQL: "problems first", the place in `status.STATES` of unit ``u``'s
+    state at the time ``?`` (given twice), with `status.thresholds`
+    written out over its columns, so that a sort by it agrees with the
+    badges; then by code. `greatest` is the engine's two-argument max().
+    Every unit's rank is worked out from its own row (no sample is read),
+    and the sort is one pass over the units table: the figure is in
+    docs/performance.md."""
     every = "coalesce(u.expected_interval * %d, u.usual_interval, %d)" % (
         times.SECOND, status.UNKNOWN_INTERVAL)
-    silent = "coalesce(u.silent_minutes * %d, max(%d * %s, %d))" % (
-        times.MINUTE, status.SILENT_FACTOR, every, status.SILENT_FLOOR)
-    late = "max(%d * %s, %d)" % (status.LATE_FACTOR, every, status.LATE_FLOOR)
+    silent = "coalesce(u.silent_minutes * %d, %s(%d * %s, %d))" % (
+        times.MINUTE, greatest, status.SILENT_FACTOR, every, status.SILENT_FLOOR)
+    late = "%s(%d * %s, %d)" % (greatest, status.LATE_FACTOR, every, status.LATE_FLOOR)
     rank = status.STATES.index
     return ("CASE WHEN u.last_received IS NULL THEN %d WHEN ? - u.last_received > %s THEN %d"
-            " WHEN ? - u.last_received > %s THEN %d ELSE %d END" % (
+            " WHEN ? - u.last_received > %s THEN %d ELSE %d END, u.code" % (
                 rank("never"), silent, rank("silent"), late, rank("late"), rank("live")))
-
-
-# "Problems first": worst state first, then by code. Every unit's rank is
-# worked out from its own row (no sample is read), and the sort is one
-# pass over the units table: the figure is in docs/performance.md.
-_STATUS_ORDER = _status_rank() + ", u.code"
 
 
 class Unit(collections.namedtuple("Unit", _COLUMNS, defaults=((), (), "", None, 1, None))):
@@ -153,16 +151,23 @@ class Units:
         self.db = db
         self._by_code = {}
         self._reads = {}  # (reader id, source id) -> may read
+        self._status_order = status_order(db.dialect.greatest)
         db.on_stale.append(self._forget)
 
     def _forget(self):
         self._by_code.clear()
         self._reads.clear()
 
+    def _changing(self):
+        """Before a write to what is cached: here, and in every other
+        process once it commits."""
+        self._forget()
+        self.db.changed_shared()
+
     def add(self, code, key, fields, name="", description="", field_names=(), enabled=True,
             source=None):
         """The new unit; Conflict if the code is taken."""
-        self._forget()
+        self._changing()
         self.db.insert("units", code=code, key=key, name=name, description=description,
                        fields=fields, field_names=_joined(field_names), enabled=int(enabled),
                        source_id=source.id if source else None, created=times.now())
@@ -173,7 +178,7 @@ class Units:
         field_names, field_units, report_fields (sequences), enabled,
         source_id, the silent-meter alarm's, webhook_url, expected_interval);
         the unit as it is now. Conflict if a new code is taken."""
-        self._forget()
+        self._changing()
         for column in _JOINED:
             if column in values:
                 values[column] = _joined(values[column])
@@ -189,7 +194,7 @@ class Units:
         cursors, read permissions and display channels (ON DELETE CASCADE),
         and units reading it by default fall back to themselves (ON DELETE
         SET NULL)."""
-        self._forget()
+        self._changing()
         self.db.write("DELETE FROM units WHERE id = ?", (unit.id,))
 
     def dependents(self, unit):
@@ -258,7 +263,7 @@ class Units:
         constant time."""
         where, params = self._where(search, seen_by)
         if order == "status":
-            ordering, params = _STATUS_ORDER, params + [now, now]
+            ordering, params = self._status_order, params + [now, now]
         else:
             ordering = order_by(ORDERS, order, "u.code")
         self.db.samples.write_counts()
@@ -314,7 +319,7 @@ class Units:
     # -- who may download whose samples (ttp.md section 6)
 
     def allow_read(self, reader, source):
-        self._forget()
+        self._changing()
         self.db.write(self.db.dialect.insert_ignoring("unit_reads", ("reader_id", "source_id")),
                       (reader.id, source.id))
 
@@ -326,7 +331,7 @@ class Units:
 
     def set_reads(self, reader, sources):
         """`reader` may read exactly `sources` (besides itself and its source)."""
-        self._forget()
+        self._changing()
         self.db.write("DELETE FROM unit_reads WHERE reader_id = ?", (reader.id,))
         for source in sources:
             self.allow_read(reader, source)
