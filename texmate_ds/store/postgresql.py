@@ -57,7 +57,7 @@ class Address(collections.namedtuple("Address", "name host port user password"))
         where = self.host or "local socket"
         if not self.host.startswith("/"):
             where += ":%d" % self.port
-        return "PostgreSQL database %r on %s%s" % (
+        return "%r on %s%s (PostgreSQL)" % (
             self.name, where, " as %s" % self.user if self.user else "")
 
 
