@@ -125,7 +125,7 @@ class AppTables:
                 self._run(app, path, text)
             self.db.execute(self.db.dialect.insert_replacing(
                 "app_schema", ("app", "version"), "app"), (app.lower(), len(scripts)))
-            self.db.execute("COMMIT")
+            self.db.dialect.commit()
         except BaseException:
             self.db.execute("ROLLBACK")
             raise

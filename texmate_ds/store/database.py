@@ -106,7 +106,7 @@ class Database:
                                                    self.dialect.complete_statement):
                     self.execute(self.dialect.ddl(statement))
                 self.dialect.set_schema_version(new)
-            self.execute("COMMIT")
+            self.dialect.commit()
         except BaseException:
             self.execute("ROLLBACK")
             raise
@@ -184,7 +184,7 @@ class Database:
         if self.dialect.in_transaction:
             for write in self.before_commit:
                 write()
-            self.execute("COMMIT")
+            self.dialect.commit()
         self._before_adding.clear()
         for ended in self.on_end:
             ended(True)

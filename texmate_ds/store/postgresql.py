@@ -152,6 +152,8 @@ class PostgreSQL:
         except psycopg.Error as exc:
             raise _describe_connect_failure(address, exc) from None
         self._pq = self._conn.pgconn
+        states = psycopg.pq.TransactionStatus
+        self._open_states = (states.INTRANS, states.INERROR, states.ACTIVE)
         self._sql = {}
         self._has_id = {}
         self._changes = 0
@@ -264,7 +266,19 @@ class PostgreSQL:
 
     @property
     def in_transaction(self):
-        return self._pq.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
+        """A transaction open, or aborted by an error and not yet rolled
+        back (a lost connection has none: nothing left to end)."""
+        return self._pq.transaction_status in self._open_states
+
+    def commit(self):
+        """COMMIT, and a StoreError unless PostgreSQL committed: a
+        transaction an earlier statement failed in is rolled back by
+        COMMIT, which says ROLLBACK and no error, and must not pass for
+        committed (an OK would be a lie)."""
+        done = self.execute("COMMIT").statusmessage
+        if done != "COMMIT":
+            raise StoreError("the transaction was rolled back (%s), an earlier statement in it "
+                             "having failed" % done)
 
     @property
     def changes(self):
@@ -280,13 +294,16 @@ class PostgreSQL:
         last call? (True the first time.) Reads what the socket holds
         without waiting: no round trip."""
         if not self.in_transaction:
-            self._pq.consume_input()
-            while True:
+            try:
+                self._pq.consume_input()
                 notify = self._pq.notifies()
-                if notify is None:
-                    break
+            except self._psycopg.Error:
+                # The connection is gone: the next statement says so.
+                return False
+            while notify is not None:
                 if notify.be_pid != self._pq.backend_pid:
                     self._stale = True
+                notify = self._pq.notifies()
         stale, self._stale = self._stale, False
         return stale
 

@@ -132,6 +132,9 @@ class SQLite:
         return "INSERT OR REPLACE INTO %s (%s) VALUES (%s)" % (
             table, ", ".join(columns), ", ".join("?" * len(columns)))
 
+    def commit(self):
+        self.execute("COMMIT")
+
     @staticmethod
     def temporary(name):
         """The name of the connection's temporary table `name`."""
