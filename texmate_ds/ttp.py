@@ -726,6 +726,15 @@ class TTPChannel(loop.Channel):
             self.push(Answer(text))
         self.finish()
 
+    def _run(self, ext, request):
+        """The app's answer to `request` (its run_before hook first)."""
+        given = self.server.app_server
+        if ext.run_before is not None:
+            code = ext.run_before(given, request, request.unit, request.key)
+            if isinstance(code, int) and code in RESPONSES:
+                raise TTPError(code)
+        return ext.producer(given, request, request.unit, request.key)
+
     def dispatch(self, line):
         server = self.server
         server.requests.value += 1
@@ -742,16 +751,18 @@ class TTPChannel(loop.Channel):
             if ext is None:
                 raise TTPError(501)
             before = server.store.changes
-            given = server.app_server
-            if ext.run_before is not None:
-                code = ext.run_before(given, request, request.unit, request.key)
-                if isinstance(code, int) and code in RESPONSES:
-                    raise TTPError(code)
-            producer = ext.producer(given, request, request.unit, request.key)
+            if ext.app.bundled:
+                producer = self._run(ext, request)
+            else:
+                # A site app's writes are all or nothing: one that fails
+                # leaves no half of them in the turn's shared transaction
+                # (which PostgreSQL would abort for every meter in it).
+                with server.store.atomic():
+                    producer = self._run(ext, request)
             after = getattr(producer, "flushed", None)
             if ext.run_after is not None:
                 after = _chain(after, lambda: ext.run_after(
-                    given, request, request.unit, request.key))
+                    server.app_server, request, request.unit, request.key))
             wrote = server.store.changes != before
         except TTPError as exc:
             producer = Answer(error_text(exc.code))

@@ -99,3 +99,42 @@ def test_the_guides_ok_listing_and_the_models_example_run_as_site_apps(server_fa
     assert srv.ask("TTP /up/A1/<2024-3-1 8:03:00;7;8> k1") == "OK"
     assert srv.ask("TTP /sm/A1/2 k1") == "OK 2 2024-03-01 08:03:00 1"
     assert "Traceback" not in srv.errors()
+
+
+HALF_APP = '''
+"""Stores a sample for its unit, then fails on a statement the database refuses."""
+from texmate_ds import ttp
+
+
+class Half(ttp.Answer):
+    def __init__(self, server, request, unit, key):
+        unit = server.authenticate(unit, key)
+        server.store.samples.add(unit, [(1, (1.0, 2.0))])
+        server.store.write("INSERT INTO no_such_table VALUES (1)")
+        super().__init__("OK\\r")
+
+
+Extension = {"code": "half", "producer": Half, "run_before": None, "run_after": None}
+'''
+
+
+def test_a_failing_site_app_leaves_nothing_and_spoils_no_one_elses_upload(server_factory):
+    srv = server_factory("[ttpapps]\nhalf: on\n", start=False)
+    (srv.dir / "TTPApps").mkdir()
+    (srv.dir / "TTPApps" / "half.py").write_text(HALF_APP)
+    srv.add_unit("A1", "k1", 2)
+    srv.add_unit("B7", "k7", 2)
+    srv.start()
+    # In one packet: the three requests share a loop turn and its transaction.
+    answers = srv.exchange("TTP /up/B7/<2009-1-16 15:30:45;1;2> k7\r"
+                           "TTP /half/A1 k1\r"
+                           "TTP /up/B7/<2009-1-16 15:30:46;3;4> k7\r", answers=3)
+    assert answers == ["OK", "500 Internal error", "OK"]
+    db = srv.database()
+    try:
+        counts = dict(db.all("SELECT u.code, count(s.id) FROM units u"
+                             " LEFT JOIN samples s ON s.unit_id = u.id GROUP BY u.code"))
+    finally:
+        db.close()
+    assert counts == {"A1": 0, "B7": 2}
+    assert "TTP app half failed" in srv.errors()
