@@ -67,7 +67,7 @@ def _driver():
     except ImportError:
         raise StoreError(
             "DATABASE_ENGINE is postgresql, but its driver psycopg is not installed: "
-            "run  python3 -m pip install 'psycopg>=3.1'") from None
+            "run  python3 -m pip install 'psycopg[binary]'") from None
     return psycopg
 
 
