@@ -45,7 +45,6 @@ class Database:
 
     def __init__(self, path, durable=True):
         self.path = path
-        self.durable = durable
         self.dialect = (PostgreSQL if isinstance(path, Address) else SQLite)(path)
         # Refuse a newer schema before touching anything, even the journal mode.
         version = self.dialect.schema_version()
