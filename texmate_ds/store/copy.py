@@ -62,7 +62,7 @@ def catalog(db):
             for name, (columns, references) in db.dialect.catalog().items()}
 
 
-def count(db, table):
+def _count(db, table):
     return db.one("SELECT count(*) FROM %s" % _quoted(table.name))[0]
 
 
@@ -71,7 +71,7 @@ def _refuse_rows(target):
     held = []
     for key, table in sorted(catalog(target).items()):
         if key not in SCHEMA_TABLES:
-            rows = count(target, table)
+            rows = _count(target, table)
             if rows:
                 held.append("%s (%d row%s)" % (table.name, rows, "" if rows == 1 else "s"))
     if held:
@@ -96,7 +96,8 @@ def _make_schema(source, target, app_scripts):
     if target.version != source.version:
         raise StoreError("%s has schema version %d, the source %d" % (
             target.dialect.path, target.version, source.version))
-    for app, version in sorted(_app_versions(source, tables).items()):
+    wanted = _app_versions(source, tables)
+    for app, version in sorted(wanted.items()):
         scripts = app_scripts.get(app)
         if scripts is None:
             raise StoreError("HTTP app %s: the source holds its tables (version %d), but its "
@@ -106,9 +107,10 @@ def _make_schema(source, target, app_scripts):
                              "package has %d migration(s)" % (app, version, len(scripts)))
         target.app_tables.migrate(app, scripts[:version])
     into = catalog(target)
-    if _app_versions(target, into) != _app_versions(source, tables):
+    made = _app_versions(target, into)
+    if made != wanted:
         raise StoreError("the HTTP apps' versions differ after migrating: source %s, target %s"
-                         % (_app_versions(source, tables), _app_versions(target, into)))
+                         % (wanted, made))
     for what, names in (("the source only", set(tables) - set(into)),
                         ("the target only", set(into) - set(tables))):
         if names:
@@ -123,7 +125,7 @@ def _make_schema(source, target, app_scripts):
     return tables, into
 
 
-def ordered(tables):
+def _ordered(tables):
     """The lower-case names of `tables`, each after those it refers to
     (a reference to itself aside); StoreError for a cycle."""
     needs = {key: {ref.lower() for _, ref, _ in table.references} - {key}
@@ -178,7 +180,7 @@ def copy_database(source, target, app_scripts, copied=lambda table, rows, done: 
     source.dialect.begin_reading()
     try:
         target.begin()
-        for key in ordered(tables):
+        for key in _ordered(tables):
             if key in SCHEMA_TABLES:
                 continue
             table = tables[key]
@@ -186,7 +188,7 @@ def copy_database(source, target, app_scripts, copied=lambda table, rows, done: 
                 rows = _copy_table(source, target, table, into[key], copied)
             except StoreError as exc:
                 raise StoreError("table %s: %s" % (table.name, exc)) from exc
-            expected, found = count(source, table), count(target, into[key])
+            expected, found = _count(source, table), _count(target, into[key])
             if not expected == found == rows:
                 raise StoreError("table %s: %d rows in the source, %d read, %d in the target"
                                  % (table.name, expected, rows, found))
