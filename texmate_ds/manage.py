@@ -735,7 +735,66 @@ def cmd_check(args, settings):
     print("configuration OK")
 
 
+def cmd_migrate_to_postgresql(args, settings):
+    """copy the site's database, every row of every table with its id, into a new
+    PostgreSQL database, all or nothing
+
+    The source is the database txm.conf names, or --from a SQLite file; the
+    target is the [database] section of --to-config FILE (a txm.conf: only
+    that section is read), a database holding no row. Stop the server
+    first: what it stores once the copy has begun is not copied. With
+    txm.conf on PostgreSQL and --to-config naming a SQLite file, it copies
+    the other way. docs/scale-out.md, "Moving a site"."""
+    target_settings = config.parse(args.to_config)
+    target = store.address(target_settings)
+    if args.from_ is not None:
+        if not os.path.isfile(args.from_):
+            raise CommandError("--from %s: no such file" % args.from_)
+        source = os.path.abspath(args.from_)
+    else:
+        source = store.address(settings)
+        if settings.DATABASE_ENGINE == "sqlite3" and not os.path.isfile(source):
+            raise CommandError("%s: no such file (--from names another)" % source)
+    if source == target:
+        raise CommandError("%s is the source and the target" % (source,))
+    # Every app's migrations, on or off: the source may hold the tables of one now off.
+    scripts = {app.name.lower(): app.migrations()
+               for app in plugins.find_http_apps(settings) if app.spec}
+    opened = []
+    try:
+        for where, address in (("source", source), ("target", target)):
+            try:
+                opened.append(store.Database(address))
+            except store.StoreError as exc:
+                raise CommandError("%s %s: %s" % (where, address, exc)) from None
+        src, dst = opened
+        print("copying %s (schema version %d) into %s" % (source, src.version, target))
+        tty = sys.stdout.isatty()
+
+        def copied(table, rows, done):
+            if done or tty:
+                print("%s  %-24s %10d" % ("\r" if tty else "", table, rows),
+                      end="\n" if done else "", flush=True)
+        started = time.monotonic()
+        try:
+            tables = store.copy_database(src, dst, scripts, copied)
+        except store.StoreError as exc:
+            if tty:
+                print()     # ends the line of a table's progress
+            raise CommandError("nothing copied: %s" % exc) from None
+    finally:
+        for db in opened:
+            db.close()
+    print("copied %d tables, %d rows in %.1f s; each table's count is the same in both; "
+          "committed" % (len(tables), sum(rows for _, rows in tables),
+                         time.monotonic() - started))
+    print("next: put the [database] lines of %s into txm.conf and start the server"
+          % args.to_config)
+
+
 COMMANDS = {name[4:]: fn for name, fn in globals().items() if name.startswith("cmd_")}
+# A Python name holds no hyphen.
+COMMANDS["migrate-to-postgresql"] = COMMANDS.pop("migrate_to_postgresql")
 
 
 def _unit_options(p, adding):
@@ -843,6 +902,11 @@ def build_parser():
                    help="a timestamp stored already or repeated in the file: skip it "
                         "(the default) or refuse the file")
     parsers["backup"].add_argument("path")
+    p = parsers["migrate-to-postgresql"]
+    p.add_argument("--to-config", metavar="FILE", required=True,
+                   help="a txm.conf whose [database] names the target (PostgreSQL)")
+    p.add_argument("--from", dest="from_", metavar="PATH",
+                   help="the SQLite file to copy (default: the one txm.conf names)")
     return parser
 
 

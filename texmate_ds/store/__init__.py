@@ -36,6 +36,8 @@ Layout:
 * `schema` and ``migrations/NNNN_*.sql``: the schema's history, one
   numbered script per version, run statement by statement in one
   transaction.
+* `copy.copy_database`: every row of every table of one database into
+  another, empty one, of either engine (``manage migrate-to-postgresql``).
 * `groupcommit.GroupCommit`: the writer service that commits the shared
   transaction once per loop turn (or every N uploads).
 * `sql`: SQL text the repositories share (a WHERE clause of optional
@@ -52,6 +54,7 @@ exceptions, and callers decide what to answer.
 
 from texmate_ds.store.accounts import ApiToken, Grants, Group, Session, User
 from texmate_ds.store.actionlog import Entry as LogEntry
+from texmate_ds.store.copy import copy_database
 from texmate_ds.store.database import Database, address
 from texmate_ds.store.displays import Display
 from texmate_ds.store.errors import (
@@ -66,6 +69,7 @@ from texmate_ds.store.samples import MAX_FIELDS
 from texmate_ds.store.schema import VERSION as SCHEMA_VERSION
 from texmate_ds.store.units import Axis, GraphOptions, Unit
 
-__all__ = ["address", "ApiToken", "Axis", "Grants", "Group", "Conflict", "Database", "Display", "GraphOptions",
+__all__ = ["address", "ApiToken", "Axis", "Grants", "Group", "Conflict", "copy_database", "Database",
+           "Display", "GraphOptions",
            "GroupCommit", "LogEntry", "MAX_FIELDS", "MigrationError", "NotFound", "SCHEMA_VERSION",
            "SchemaTooNew", "Session", "StoreError", "Unit", "User"]

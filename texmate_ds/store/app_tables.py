@@ -145,7 +145,7 @@ class AppTables:
                     path, number, _opening(statement), exc)) from None
         for number, statement in enumerate(statements, 1):
             try:
-                self.db.execute(statement)
+                self.db.execute(self.db.dialect.ddl(statement))
             except StoreError as exc:
                 raise MigrationError("%s: statement %d (%s): %s" % (
                     path, number, _opening(statement), exc)) from None

@@ -208,3 +208,49 @@ class SQLite:
                 target.close()
         except sqlite3.Error as exc:
             raise _translated(exc) from exc
+
+    # -- copying a database (store/copy.py) -------------------------------------
+    # The names insert_rows and reset_ids take come quoted.
+
+    def catalog(self):
+        """{table: (its columns, [(column, table it refers to, column
+        there)])} of every table but SQLite's own."""
+        found = {}
+        for (table,) in self.all("SELECT name FROM sqlite_master"
+                                 " WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
+            columns = self.all("SELECT name, pk FROM pragma_table_info(?)", (table,))
+            key = [name for name, pk in sorted(columns, key=lambda c: c[1]) if pk]
+            references = []
+            for other, column, there, seq in self.all(
+                    'SELECT "table", "from", "to", seq FROM pragma_foreign_key_list(?)',
+                    (table,)):
+                if there is None and other == table:
+                    there = key[seq]     # REFERENCES naming no column: the key
+                references.append((column, other, there))
+            found[table] = (tuple(name for name, _ in columns), references)
+        return found
+
+    def begin_reading(self):
+        """A transaction whose reads all see one snapshot: a deferred one
+        takes it at its first read and keeps it (WAL)."""
+        self.execute("BEGIN")
+
+    def batches(self, sql, size):
+        """The rows of the query `sql`, `size` at a time, as SQLite steps
+        through them."""
+        try:
+            cursor = self._conn.execute(sql)
+            while True:
+                rows = cursor.fetchmany(size)
+                if not rows:
+                    return
+                yield rows
+        except sqlite3.Error as exc:
+            raise _translated(exc) from exc
+
+    def insert_rows(self, table, columns, rows):
+        self.executemany("INSERT INTO %s (%s) VALUES (%s)" % (
+            table, ", ".join(columns), ", ".join("?" * len(columns))), rows)
+
+    def reset_ids(self, table):
+        """Nothing: an INTEGER PRIMARY KEY's next id is past the highest."""
