@@ -97,6 +97,14 @@ class Server:
         from texmate_ds import config
         return config.parse(str(self.conf))
 
+    def database_conf(self):
+        """Its txm.conf's [database] lines, for a second server process on
+        the same database (``make(..., conf=first.database_conf())``);
+        nothing on SQLite, whose file is in each server's own folder."""
+        text = self.conf.read_text()
+        at = text.find("[database]")
+        return "" if at < 0 else "\n" + text[at:]
+
     def database(self):
         """A store.Database on the server's database, whichever engine:
         what ``manage`` would open."""

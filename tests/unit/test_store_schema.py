@@ -154,6 +154,7 @@ ROWS = {
              object_repr="B7", changes="{}", message="3 samples before 2010-01-01"),
     ],
     "app_schema": [dict(app="notes", version=2)],
+    "site_secrets": [dict(name="csrf", value="00ff" * 16)],
 }
 
 

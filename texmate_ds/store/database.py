@@ -12,6 +12,7 @@ from texmate_ds.store.displays import Displays
 from texmate_ds.store.errors import SchemaTooNew
 from texmate_ds.store.postgresql import Address, PostgreSQL
 from texmate_ds.store.samples import Samples
+from texmate_ds.store.site_secrets import SiteSecrets
 from texmate_ds.store.sqlite import SQLite
 from texmate_ds.store.units import Units
 
@@ -29,8 +30,8 @@ class Database:
     """One connection to the database at `path` (a file's path, SQLite,
     or a PostgreSQL `Address`: `address(settings)`) and its repositories:
     ``db.units``, ``db.samples``, ``db.accounts``, ``db.displays``, ``db.log``,
-    ``db.alarms``, ``db.outbox``, and ``db.app_tables`` (the HTTP apps' own
-    tables).
+    ``db.alarms``, ``db.outbox``, ``db.app_tables`` (the HTTP apps' own
+    tables) and ``db.site_secrets``.
 
     Writes join one shared transaction, begun by the first write and ended
     only by `commit` or `rollback`: the group commit (or whoever runs the
@@ -82,6 +83,7 @@ class Database:
         self.alarms = Alarms(self)
         self.outbox = Outbox(self)
         self.app_tables = AppTables(self)
+        self.site_secrets = SiteSecrets(self)
 
     # -- schema ---------------------------------------------------------------
 

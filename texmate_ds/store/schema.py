@@ -26,6 +26,7 @@ MIGRATIONS = (
     "0007_outbox_attempts",
     "0008_unit_intervals",
     "0009_app_schema",
+    "0010_site_secrets",
 )
 VERSION = len(MIGRATIONS)
 

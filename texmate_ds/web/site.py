@@ -30,8 +30,10 @@ anonymous visitor is the app's to decide. An app with tables of its own
 
 CSRF tokens: a signed-in visitor's forms carry the session's secret. A
 visitor without a session (the sign-in form) gets a random ``txm_csrf``
-cookie and forms carry its HMAC under a key made at start-up (signed
-double submit), so a restart only asks for the form to be sent again.
+cookie and forms carry its HMAC (signed double submit) under the site's
+key, made once and kept in the database (`store.site_secrets`): any
+process sharing the database checks a form another one served, and a
+restart changes nothing.
 """
 
 import hmac
@@ -80,6 +82,10 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 USER = "texmate.user"
 TABLES = "texmate.tables"
 
+# The name of the key a visitor's CSRF token is signed with, among the
+# site's secrets.
+CSRF_SECRET = "csrf"
+
 
 class Site:
     """The web UI as a WSGI callable (see the package docstring)."""
@@ -100,7 +106,6 @@ class Site:
         self.largest_body = self.router.largest_body
         self.started = time.time()
         self.throttle = auth.Throttle()
-        self._csrf_key = secrets.token_bytes(32)
 
     def __call__(self, environ, start_response):
         request = app.Request(environ, self)
@@ -308,7 +313,8 @@ class Site:
         if not _TOKEN.fullmatch(visitor):
             visitor = request.cookies[app.CSRF_COOKIE] = secrets.token_urlsafe(32)
             request.set_cookie(app.CSRF_COOKIE, visitor)
-        return hmac.new(self._csrf_key, visitor.encode(), "sha256").hexdigest()
+        key = self.store.site_secrets.get(CSRF_SECRET)
+        return hmac.new(key, visitor.encode(), "sha256").hexdigest()
 
     def _check_csrf(self, request):
         given = request.form.get(app.CSRF_FIELD, "")
