@@ -59,6 +59,11 @@ NAMES = ("level", "unit", "data", "received", "kind")
 # rather than one long one; the rest follow at once, a batch a turn.
 SILENT_BATCH = 100
 
+# The lock a silent-meter check holds (`store.Database.exclusive`) to its
+# commit, so that of several processes sharing a database one at a time
+# looks (the store's migrations take 0x7478_6D00).
+SWEEP_LOCK = 0x7478_6D01
+
 # Characters of a template's failure shown in the log.
 _SHOWN = 300
 
@@ -236,7 +241,12 @@ class SilentMeters:
     alarm at their ``silent_level`` and are marked silent; the others a
     ``back`` alarm, and are silent no more. So each silence is told once,
     and its end once. At most `SILENT_BATCH` units a turn; a full batch
-    looks again on the next turn (after its commit)."""
+    looks again on the next turn (after its commit).
+
+    Several processes sharing a database each run this service, one look
+    at a time: a look takes `SWEEP_LOCK` first and holds it until its
+    alarms commit; a process that finds it taken skips that look, and its
+    next one sees the units the other marked."""
 
     def __init__(self, server, interval, clock=times.now):
         self.server = server
@@ -257,6 +267,8 @@ class SilentMeters:
         store = self.server.store
         now = self.clock()
         try:
+            if not store.exclusive(SWEEP_LOCK):
+                return []       # another process is at it; the next look comes
             changed = store.units.silence(now, SILENT_BATCH)
         except Exception:
             log.exception("the silent-meter check failed")

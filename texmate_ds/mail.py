@@ -16,8 +16,17 @@ Design.
 * Waking. `wake()` (any thread; the alarm code calls it once its
   transaction committed) sends what is due at once. Otherwise the thread
   sleeps until the soonest retry (`Outbox.next_due`), and looks at the
-  outbox every `POLL_SECONDS` anyway: another process (``manage``) may
-  have queued letters, and its commit wakes nobody.
+  outbox every `POLL_SECONDS` anyway: another process (``manage``, or
+  another server sharing a PostgreSQL database) may have queued letters,
+  and its commit wakes nobody here.
+* One sender a letter. Each letter of a batch is claimed just before its
+  attempt (`Outbox.claim`: still queued and due, and where several
+  processes share the database a row lock, ``FOR UPDATE SKIP LOCKED``,
+  held until the attempt's record commits); one another process's
+  service holds, or has just sent, is passed over. So of several mail
+  services each letter is tried by one. Should recording the attempt
+  fail, the rollback lets go of the letter, which is claimed again before
+  the record is retried.
 * Bounded: a batch is at most `BATCH` due letters, soonest first; the
   emails of a batch share one SMTP connection (one at a time, never
   more), the webhooks are posted one by one.
@@ -270,6 +279,10 @@ class MailService:
             for letter in letters:
                 if self._stopping:
                     break
+                letter = db.outbox.claim(letter, times.now())
+                if letter is None:
+                    db.rollback()       # another process has it, or had it
+                    continue
                 if letter.kind == "webhook":
                     self._close_smtp()
                     outcome, reply = self._post(letter)
@@ -321,13 +334,21 @@ class MailService:
         if state == "failed":
             log.warning("mail: letter %d to %s failed: %s", letter.id, letter.recipient, reply)
         started = time.monotonic()
+        claimed = True
         while True:
             try:
+                if not claimed and db.outbox.claim(letter, times.now()) is None:
+                    log.error("mail: letter %d was %s, but another process took it before "
+                              "that was recorded; it may be sent again", letter.id, state)
+                    db.rollback()
+                    return state
                 db.outbox.attempted(letter, state, reply, next_attempt)
                 db.commit()
                 return state
             except store.StoreError as exc:
                 db.rollback()
+                # The rollback let go of the letter: it is claimed again.
+                claimed = False
                 # Another writer holds the database (a long import): the
                 # outcome is known, so keep it and try again, a while yet
                 # even when stopping.

@@ -1,15 +1,24 @@
 """Two server processes on one PostgreSQL database keep every promise one
 process keeps (docs/architecture.md, "Several processes on PostgreSQL"),
 each reached at its own ports: any process takes any session cookie and
-CSRF token; sign-in throttles count across processes.
+CSRF token; sign-in throttles count across processes; ``dl next`` of one
+reader through both at once sends each sample once; each outbox letter
+is sent once; one silent-meter alarm for a silent unit.
 
 Several processes share a database on PostgreSQL only: on SQLite (one
-process) every test here skips, saying so.
+process) every test here skips, saying so. Waiting for another process
+polls with a deadline; nothing asserts how long anything took.
 """
+
+import threading
+import time
 
 import pytest
 
-from conftest import Browser, child_env
+from texmate_ds import times
+
+from conftest import Browser, child_env, read_answers
+from smtp_sink import SMTPSink, parsed
 
 KEY = "k1"
 PASSWORD = "a long password"
@@ -36,6 +45,15 @@ def pair(server_factory, engine):
         b = server_factory(extra, name="b", conf=a.database_conf())
         return a, b
     return make
+
+
+def wait_for(what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = what()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def settled(srv):
@@ -75,3 +93,144 @@ def test_failed_sign_ins_on_one_process_count_on_the_other(pair):
     refused = Browser(b.http_port).sign_in("Administrator", PASSWORD)
     assert refused.status == 429 and refused.header("Retry-After")
     assert "too many failed sign-ins" in refused.body
+
+
+# -- dl next ----------------------------------------------------------------------------
+
+def test_one_reader_through_both_processes_at_once_gets_each_sample_once(pair):
+    a, b = pair()
+    a.add_unit("RD", KEY, 1, "--reads", "A1")
+    total = 60
+    uploaded = []
+    got = {"a": [], "b": []}
+    done = threading.Event()
+    failures = []
+
+    def upload():
+        try:
+            for n in range(total):
+                srv = (a, b)[n % 2]
+                line = "TTP /up/A1/<2024-03-04 00:%02d:%02d;%d;0> %s" % (n // 60, n % 60, n, KEY)
+                assert srv.ask(line) == "OK"
+                uploaded.append(n)
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            done.set()
+
+    def read(name, first):
+        """dl next through a, b, a, ... (or b, a, ...), on a connection to each."""
+        socks = [srv.connect() for srv in ((a, b) if first == "a" else (b, a))]
+        try:
+            deadline = time.monotonic() + 60
+            n = 0
+            while time.monotonic() < deadline:
+                sock = socks[n % 2]
+                n += 1
+                sock.sendall(("TTP /dl/RD/next/A1 %s\r" % KEY).encode())
+                [answer] = read_answers(sock, 1)
+                if answer.startswith("OK <"):
+                    got[name].append(int(answer[4:].split()[0]))
+                elif answer != "404 Data not found":
+                    raise AssertionError(answer)
+                elif done.is_set() and len(got["a"]) + len(got["b"]) >= len(uploaded):
+                    return
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            for sock in socks:
+                sock.close()
+
+    threads = [threading.Thread(target=upload)] + [
+        threading.Thread(target=read, args=(name, name)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert not failures and not any(t.is_alive() for t in threads)
+    delivered = got["a"] + got["b"]
+    assert len(delivered) == len(set(delivered)) == total     # none twice, none missing
+    assert got["a"] and got["b"]                              # both took their share
+    db = a.database()
+    try:
+        stored = [row[0] for row in db.all(
+            "SELECT s.id FROM samples s JOIN units u ON u.id = s.unit_id WHERE u.code = 'A1'")]
+    finally:
+        db.close()
+    assert sorted(delivered) == sorted(stored)
+    assert a.ask("TTP /dl/RD/next/A1 %s" % KEY) == b.ask("TTP /dl/RD/next/A1 %s" % KEY) \
+        == "404 Data not found"
+
+
+# -- mail and the silent-meter sweep ------------------------------------------------------
+
+def email_conf(port):
+    return "[email]\nEMAIL_HOST: 127.0.0.1\nEMAIL_PORT: %d\n" % port
+
+
+def on_mailing_list(srv, code):
+    db = srv.database()
+    try:
+        unit = db.units.get(code)
+        user = db.accounts.add_user(code + "-ops", "x", email="ops@example.org")
+        db.alarms.set_mailing_list(unit, [user.id])
+        db.commit()
+        return unit
+    finally:
+        db.close()
+
+
+def letters(srv):
+    db = srv.database()
+    try:
+        return db.outbox.find(limit=10000)
+    finally:
+        db.close()
+
+
+def test_each_letter_is_sent_by_one_process(pair):
+    with SMTPSink() as sink:
+        a, b = pair(email_conf(sink.port))
+        on_mailing_list(a, "A1")
+        count = 24
+        for n in range(count):
+            srv = (a, b)[n % 2]
+            assert srv.ask("TTP /al/A1/1/<n%d> %s" % (n, KEY)) == "OK"
+        sink.wait_for(count)
+        assert wait_for(lambda: all(letter.state == "sent" for letter in letters(a)))
+        # A look of each mail service later, still one message a letter.
+        time.sleep(2.5)
+        sent = letters(a)
+        assert len(sent) == count and {letter.attempts for letter in sent} == {1}
+        ids = [parsed(message)["Message-ID"] for message in sink.messages]
+        assert len(ids) == len(set(ids)) == count
+
+
+def test_a_silent_unit_gets_one_alarm_and_one_email_from_two_processes(pair):
+    with SMTPSink() as sink:
+        a, b = pair("SILENT_CHECK_SECONDS: 1\n" + email_conf(sink.port))
+        unit = on_mailing_list(a, "B7")
+        db = a.database()
+        try:
+            db.units.change(unit, silent_minutes=1, silent_level=4)
+            db.execute("UPDATE units SET last_received = ? WHERE id = ?",
+                       (times.now() - 2 * times.MINUTE, unit.id))
+            db.commit()
+            # Both processes look while the unit's row is held: the one that
+            # took the sweep's lock waits on it, the other passes.
+            assert db.one_locked("SELECT id FROM units WHERE id = ?", (unit.id,))
+            time.sleep(2.5)
+            db.commit()
+        finally:
+            db.close()
+        [message] = sink.wait_for(1)
+        assert parsed(message)["Subject"].startswith("Silent meter B7")
+        time.sleep(2.5)                         # a look or two more of each: still one
+        assert len(sink.messages) == 1
+        db = a.database()
+        try:
+            kinds = db.all("SELECT kind FROM alarms WHERE unit_id = ?", (unit.id,))
+        finally:
+            db.close()
+        assert kinds == [("silent",)]
+        assert "unit B7: no data since" in a.errors() + b.errors()

@@ -7,7 +7,9 @@
 * `Outbox`: every message an alarm makes (an email to one address, or a
   webhook's POST), written in the same transaction as the alarm, and
   what the mail service did with it: sent, retried (attempts, the next
-  one's time, the last reply) or failed.
+  one's time, the last reply) or failed. A letter is claimed before each
+  attempt (`Outbox.claim`), so that of several processes sharing the
+  database only one tries it.
 
 What a message says is `texmate_ds.alarms`' to work out (it renders the
 templates); how and when it is sent, `texmate_ds.mail`'s. Times are
@@ -266,6 +268,20 @@ class Outbox:
             _SELECT_LETTER + " WHERE state = 'queued' AND next_attempt <= ?"
             " ORDER BY next_attempt, id LIMIT ?", (now, limit))]
 
+    def claim(self, letter, now):
+        """`letter` as it is now if it is still queued, due at `now`, and
+        not held by another connection; else None (the caller ends the
+        transaction). Where several processes share the database it is
+        then held by this connection's transaction (begun) until the
+        commit of its `attempted`: another process's mail service passes
+        over it meanwhile (``FOR UPDATE SKIP LOCKED``) and finds it no
+        longer queued once that commits, so each letter is tried by one
+        process."""
+        row = self.db.one_locked(
+            _SELECT_LETTER + " WHERE id = ? AND state = 'queued' AND next_attempt <= ?",
+            (letter.id, now), skip_locked=True)
+        return Letter(*row) if row else None
+
     def next_due(self):
         """When the soonest queued Letter is due, or None."""
         return self.db.one("SELECT min(next_attempt) FROM outbox WHERE state = 'queued'")[0]
@@ -292,8 +308,11 @@ class Outbox:
         return rows[::-1]
 
     def retry(self, letter):
-        """Queue `letter` again, due now (the admin's "retry")."""
-        self.db.write("UPDATE outbox SET state = 'queued', next_attempt = ? WHERE id = ?",
+        """Queue `letter` again, due now (the admin's "retry"), unless a
+        mail service has it in hand (`claim`), trying it now: the loop
+        never waits for a network call's row lock."""
+        self.db.write("UPDATE outbox SET state = 'queued', next_attempt = ? WHERE id IN"
+                      " (SELECT id FROM outbox WHERE id = ?%s)" % self.db.dialect.skip_locked,
                       (times.now(), letter.id))
         self._queued = True
 

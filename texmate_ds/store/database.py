@@ -218,6 +218,30 @@ class Database:
         self.savepoints -= 1
         self.execute("RELEASE atomic")
 
+    # -- several processes on one database (PostgreSQL's; see its dialect) ------
+
+    def one_locked(self, sql, params=(), skip_locked=False):
+        """The first row of the SELECT `sql`, or None, locked to the end of
+        the shared transaction (begun if none is open) against another
+        connection's locking read or write, which waits for it; with
+        `skip_locked` a row another connection holds is passed over rather
+        than waited for. On SQLite, whose one writer at a time serialises
+        what this must, a plain read."""
+        if self.dialect.shared:
+            self.begin()
+        return self.one(sql + (self.dialect.skip_locked if skip_locked
+                               else self.dialect.row_lock), params)
+
+    def exclusive(self, key):
+        """Whether this connection alone, of all the processes sharing the
+        database, may now do what the lock `key` (an int of the caller's)
+        stands for: taken unless another holds it, and held to the end of
+        the shared transaction (begun if none is open). Always on SQLite:
+        one process."""
+        if self.dialect.shared:
+            self.begin()
+        return self.dialect.try_lock(key)
+
     def notice_others(self):
         """Drop cached rows if another connection committed since the last
         call (cheap). The server calls it every loop turn."""

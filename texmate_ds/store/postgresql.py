@@ -414,3 +414,21 @@ class PostgreSQL:
                                   (table,)):
             self.execute('SELECT setval(pg_get_serial_sequence(?, ?), max("%s")) FROM %s'
                          % (column, table), (table, column))
+
+    # -- several processes on one database ---------------------------------------
+    # (`Database.one_locked`, `Database.exclusive`)
+
+    # Other processes may share this database: rows they may write too are
+    # locked.
+    shared = True
+    # Appended to a SELECT of rows about to be written: held to the end of
+    # the transaction, a second locking read elsewhere waits for it (or,
+    # SKIP LOCKED, passes over the rows another connection holds).
+    row_lock = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def try_lock(self, key):
+        """Within the open transaction: take the advisory lock `key` (an
+        int of the caller's) unless another connection holds it; whether
+        taken. Held to the transaction's end."""
+        return self.one("SELECT pg_try_advisory_xact_lock(?)", (key,))[0]

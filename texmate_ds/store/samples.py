@@ -50,6 +50,8 @@ _COUNT_ADDED = (
     "UPDATE units SET sample_count = sample_count + ?,"
     " last_ts = CASE WHEN last_ts IS NULL OR last_ts < ? THEN ? ELSE last_ts END,"
     " last_received = ? WHERE id = ?")
+# A dl cursor: (reader id, source id).
+_CURSOR = "SELECT sample_id FROM dl_cursors WHERE reader_id = ? AND source_id = ?"
 # What `query` compares and sorts by (both unique within a unit).
 _QUERIED = {"ts": "ts", "id": "id"}
 # New samples of a unit before its usual interval is measured again: one
@@ -424,13 +426,23 @@ class Samples:
         self._unmeasured[unit_id] = 0 if usual is not None else MEASURE_EVERY - 1
 
     # -- the dl "next" mailbox: the id of the last sample of `source` that
-    # `reader` has had (0: none yet)
+    # `reader` has had (0: none yet). Where several processes share the
+    # database, a reader may ask through two at once: its cursor's row is
+    # locked from the read to the commit of the move (`Database.one_locked`),
+    # so the second process waits for the first one's move and reads on
+    # from there, never sending the same sample, never skipping one. The
+    # wait is for the other process's loop turn (its group commit). The
+    # row is made (at 0) when missing, so there is always one to lock; a
+    # second process making it too waits for the first to commit.
 
     def cursor(self, reader, source):
-        row = self.db.one(
-            "SELECT sample_id FROM dl_cursors WHERE reader_id = ? AND source_id = ?",
-            (reader.id, source.id))
-        return row[0] if row else 0
+        key = (reader.id, source.id)
+        row = self.db.one_locked(_CURSOR, key)
+        if row is None:
+            self.db.write(self.db.dialect.insert_ignoring(
+                "dl_cursors", ("reader_id", "source_id", "sample_id")), key + (0,))
+            row = self.db.one_locked(_CURSOR, key)
+        return row[0]
 
     def set_cursor(self, reader, source, sample_id):
         self.db.write(self.db.dialect.insert_replacing(

@@ -254,3 +254,15 @@ class SQLite:
 
     def reset_ids(self, table):
         """Nothing: an INTEGER PRIMARY KEY's next id is past the highest."""
+
+    # -- several processes: none (see PostgreSQL's) ------------------------------
+
+    # One process has the file: SQLite's one writer at a time serialises
+    # what PostgreSQL's row locks and advisory locks must.
+    shared = False
+    row_lock = skip_locked = ""
+
+    @staticmethod
+    def try_lock(key):
+        """Always taken: no other process does what one at a time may."""
+        return True
