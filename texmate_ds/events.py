@@ -13,6 +13,9 @@ so a subscriber can listen to some units only.
             meter_ts, received              raised (by apps/al.py, or the silent-
                                             meter check), once it committed
 
+and, where several processes share a PostgreSQL database, relay.py for
+both, for what another process stored, once its commit is heard of.
+
 ``unit`` (a unit added, changed or removed) joins the table with its
 publisher, the admin panel: a topic is declared with the code that
 publishes it, so nobody subscribes to a promise and no payload is guessed
@@ -37,6 +40,8 @@ thread; another thread publishes through ``loop.call_soon_threadsafe``.
   `TOPICS`, or other payload fields than declared.
 * `Bus.wants(topic, unit)` lets a publisher skip building a payload
   nobody listens to: with no subscriber an upload costs a dict lookup.
+  `Bus.listened(topic)` asks the same of any unit (the relay, which
+  reads another process's rows only when someone may want them).
 """
 
 import collections
@@ -181,6 +186,11 @@ class Bus:
         """Whether anyone listens to `topic` for the unit code `unit`."""
         listeners = self._listeners[topic]
         return bool(listeners.every) or unit in listeners.by_unit
+
+    def listened(self, topic):
+        """Whether anyone listens to `topic` for any unit at all."""
+        listeners = self._listeners[topic]
+        return bool(listeners.every or listeners.by_unit)
 
     def publish(self, topic, **data):
         """Queue the event for every subscription to `topic` and its unit

@@ -45,6 +45,9 @@ needs:
   left, and is swept like any other connection.
 * *Services* have ``start()`` and ``stop()``; they start in order and stop in
   reverse, after the listeners are closed and in-flight answers are flushed.
+  A service may `watch` a descriptor of its own (a database connection
+  that only listens): a callback when it is readable, in the turn's
+  select like any socket.
 * A `Pool` of threads takes work that would hold the loop up (a graph's
   query over a million samples), fairly: each client waits in its own
   queue and the workers serve the clients in turn. Results come back to
@@ -278,6 +281,16 @@ class Loop:
 
     def add_service(self, service):
         self.services.append(service)
+
+    def watch(self, fileobj, fn):
+        """Call ``fn()`` whenever `fileobj` (a descriptor another library
+        reads, such as a database connection's socket) is readable, until
+        `unwatch`; guarded, as a timer is."""
+        self.selector.register(fileobj, selectors.EVENT_READ,
+                               lambda mask: self.call_guarded("a watched descriptor", fn))
+
+    def unwatch(self, fileobj):
+        self.selector.unregister(fileobj)
 
     # -- running ------------------------------------------------------------
 

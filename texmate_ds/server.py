@@ -29,6 +29,7 @@ from texmate_ds import (
     metrics,
     models,
     plugins,
+    relay,
     store,
     tls,
     ttp,
@@ -140,6 +141,11 @@ def serve(settings, out=sys.stdout):
     the_loop.add_service(commits)
     the_loop.turn_hooks.append(st.notice_others)
     server = ttp.TTPServer(settings, st, commits, events.Bus(), extensions, the_loop)
+    # Where other processes share the database (PostgreSQL), what they
+    # commit is published on this bus too, and their changes to cached
+    # rows drop this store's cache (relay.py); stopped before the group
+    # commit, it does nothing on SQLite.
+    the_loop.add_service(relay.Relay(the_loop, st, server.events))
     try:
         # Before the listeners: an app that subscribes at start misses no upload.
         plugins.start_ttp_apps(extensions, server.app_server)

@@ -1,19 +1,24 @@
 """Two server processes on one PostgreSQL database keep every promise one
 process keeps (docs/architecture.md, "Several processes on PostgreSQL"),
-each reached at its own ports: any process takes any session cookie and
-CSRF token; sign-in throttles count across processes; ``dl next`` of one
-reader through both at once sends each sample once; each outbox letter
-is sent once; one silent-meter alarm for a silent unit.
+each reached at its own ports: events uploaded through one reach the
+other's streams and TTP apps; unit changes made on one take effect on the
+other; any process takes any session cookie and CSRF token; sign-in
+throttles count across processes; ``dl next`` of one reader through both
+at once sends each sample once; each outbox letter is sent once; one
+silent-meter alarm for a silent unit.
 
 Several processes share a database on PostgreSQL only: on SQLite (one
 process) every test here skips, saying so. Waiting for another process
 polls with a deadline; nothing asserts how long anything took.
 """
 
+import json
 import threading
 import time
 
 import pytest
+import test_admin
+from test_events_stream import Stream
 
 from texmate_ds import times
 
@@ -23,13 +28,33 @@ from smtp_sink import SMTPSink, parsed
 KEY = "k1"
 PASSWORD = "a long password"
 
+HEARD_APP = '''"""heard: what this process's bus published (TTP /heard/<unit> <key>)."""
+from texmate_ds import ttp
+
+heard = []
+
+
+def start(server):
+    server.subscribe(["sample", "alarm"], heard.append)
+
+
+class Heard(ttp.Answer):
+    def __init__(self, server, request, unit, key):
+        server.authenticate(unit, key)
+        super().__init__("OK%s\\r" % "".join(
+            " %s:%s:%d" % (e.topic, e.data["unit"], e.data["id"]) for e in heard))
+
+
+Extension = {"code": "heard", "producer": Heard, "start": start}
+'''
+
 
 @pytest.fixture
 def pair(server_factory, engine):
-    """make(extra="") -> (a, b): two started servers on one new database;
-    units A1 (2 fields), B7 (1) and M (1), all of key KEY; the
-    Administrator's password PASSWORD and an API token of theirs
-    (``a.token``)."""
+    """make(extra="") -> (a, b): two started servers on one new database,
+    b with the TTP app ``heard``; units A1 (2 fields), B7 (1) and M (1),
+    all of key KEY; the Administrator's password PASSWORD and an API token
+    of theirs (``a.token``)."""
     if engine != "postgresql":
         pytest.skip("several processes share a database on PostgreSQL only "
                     "(SQLite: one process)")
@@ -42,7 +67,11 @@ def pair(server_factory, engine):
         a.manage("changepassword", "Administrator", "--noinput", env=env)
         a.token = a.manage("addtoken", "Administrator", "--name", "t").stdout.strip()
         a.start()
-        b = server_factory(extra, name="b", conf=a.database_conf())
+        b = server_factory(extra + "[ttpapps]\nheard: on\n", start=False, name="b",
+                           conf=a.database_conf())
+        (b.dir / "TTPApps").mkdir()
+        (b.dir / "TTPApps" / "heard.py").write_text(HEARD_APP)
+        b.start()
         return a, b
     return make
 
@@ -54,6 +83,107 @@ def wait_for(what, timeout=15):
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
+
+
+def sample_of(event):
+    return json.loads(event["data"])
+
+
+def heard_by(b, a, stream, second):
+    """Upload a sample of M through `a` at `second` and wait for `stream`
+    (on `b`, watching M) to get it: then `b` has heard of everything `a`
+    committed before, notifications coming in commit order."""
+    assert a.ask("TTP /up/M/<2024-05-01 00:00:%02d;%d> %s" % (second, second, KEY)) == "OK"
+    assert sample_of(stream.event())["timestamp"] == "2024-05-01 00:00:%02d" % second
+
+
+# -- events ---------------------------------------------------------------------------
+
+def test_samples_and_alarms_of_one_process_reach_the_streams_and_apps_of_the_other(pair):
+    a, b = pair()
+    stream = Stream(b, "/events?units=A1", a.token)
+    try:
+        assert stream.status == 200
+        assert a.ask("TTP /up/B7/<2024-03-01 00:00:00;5> %s" % KEY) == "OK"      # not watched
+        assert a.ask("TTP /up/A1/<2024-03-01 00:00:01;1.5;2><2024-03-01 00:00:02;3;4> %s"
+                     % KEY) == "OK"
+        first, second = stream.event(), stream.event()
+        assert first["event"] == second["event"] == "sample"
+        assert sample_of(first) == {"unit": "A1", "id": int(first["id"]),
+                                    "timestamp": "2024-03-01 00:00:01", "values": [1.5, 2.0]}
+        assert sample_of(second)["values"] == [3.0, 4.0]
+        assert a.ask("TTP /al/A1/2/<2024-03-01 00:00:03;high> %s" % KEY) == "OK"
+        alarm = stream.event()
+        assert alarm["event"] == "alarm" and alarm["id"].startswith("a")
+        assert json.loads(alarm["data"])["data"] == ["2024-03-01 00:00:03", "high"]
+        # Its own uploads b publishes once: its notices are not relayed back to it.
+        assert b.ask("TTP /up/A1/<2024-03-01 00:00:04;5;6> %s" % KEY) == "OK"
+        assert a.ask("TTP /up/A1/<2024-03-01 00:00:05;7;8> %s" % KEY) == "OK"
+        assert [sample_of(stream.event())["timestamp"] for _ in range(2)] == [
+            "2024-03-01 00:00:04", "2024-03-01 00:00:05"]
+    finally:
+        stream.close()
+    # The TTP app on b heard them all, each once, b's own among them.
+    heard = wait_for(lambda: heard_on(b, 6))
+    assert heard[1:4] == ["sample:A1:" + first["id"], "sample:A1:" + second["id"],
+                          "alarm:A1:" + alarm["id"][1:]]
+    assert heard[0].startswith("sample:B7:") and len(set(heard)) == 6
+
+
+def heard_on(b, count):
+    """What the app ``heard`` on `b` says its bus published, once it is
+    `count` events."""
+    heard = b.ask("TTP /heard/M %s" % KEY).split()[1:]
+    return heard if len(heard) >= count else None
+
+
+def test_a_stream_resumes_on_one_process_from_what_the_other_stored(pair):
+    a, b = pair()
+    stream = Stream(b, "/events?units=A1", a.token)
+    assert a.ask("TTP /up/A1/<2024-03-02 00:00:01;1;1> %s" % KEY) == "OK"
+    seen = stream.event()["id"]
+    stream.close()
+    for second in (2, 3):
+        assert a.ask("TTP /up/A1/<2024-03-02 00:00:%02d;%d;1> %s" % (second, second, KEY)) \
+            == "OK"
+    again = Stream(b, "/events?units=A1", a.token, last_event_id=seen)
+    try:
+        missed = [sample_of(again.event())["timestamp"] for _ in range(2)]
+        assert missed == ["2024-03-02 00:00:02", "2024-03-02 00:00:03"]
+        assert a.ask("TTP /up/A1/<2024-03-02 00:00:04;4;1> %s" % KEY) == "OK"
+        assert sample_of(again.event())["timestamp"] == "2024-03-02 00:00:04"
+    finally:
+        again.close()
+
+
+# -- caches ---------------------------------------------------------------------------
+
+def test_unit_changes_on_one_process_take_effect_on_the_other(pair):
+    a, b = pair()
+    marker = Stream(b, "/events?units=M", a.token)
+    try:
+        assert b.ask("TTP /up/A1/<2024-03-03 00:00:01;1;1> %s" % KEY) == "OK"   # cached on b
+        admin = Browser(a.http_port)
+        assert admin.sign_in("Administrator", PASSWORD).status == 303
+        page = "/admin/units/A1/change/"
+        answer = admin.post(page, [("csrf_token", admin.csrf(page))]
+                            + test_admin.unit_form(key=KEY, name="Pump", enabled=None))
+        assert answer.status == 303
+        assert a.ask("TTP /up/A1/<2024-03-03 00:00:02;1;1> %s" % KEY) == "403 Forbidden"
+        heard_by(b, a, marker, 1)
+        assert b.ask("TTP /up/A1/<2024-03-03 00:00:03;1;1> %s" % KEY) == "403 Forbidden"
+
+        assert b.ask("TTP /up/B7/<2024-03-03 00:00:01;1> %s" % KEY) == "OK"
+        a.manage("changeunit", "B7", "--key", "new-key", "--name", "Tank")
+        heard_by(b, a, marker, 2)
+        assert b.ask("TTP /up/B7/<2024-03-03 00:00:02;1> %s" % KEY) == "402 Unauthorized"
+        assert b.ask("TTP /up/B7/<2024-03-03 00:00:03;1> new-key") == "OK"
+        # The unit page b makes (partly on a worker thread) names it anew.
+        admin.port = b.http_port
+        page = admin.get("/units/B7/")
+        assert page.status == 200 and "Tank" in page.body
+    finally:
+        marker.close()
 
 
 def settled(srv):

@@ -79,6 +79,8 @@ class Alarms:
             data=json.dumps(list(data), ensure_ascii=False), meter_ts=meter_ts,
             received=times.now() if received is None else received)
         self.db.added("alarms", lambda: alarm_id)
+        if self.db.notices is not None:
+            self.db.notices.add("alarm", unit.id, (alarm_id,))
         return self.get(alarm_id)
 
     def get(self, alarm_id):

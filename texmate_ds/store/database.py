@@ -3,7 +3,7 @@ schema, and the repositories that speak through it."""
 
 import contextlib
 
-from texmate_ds.store import schema
+from texmate_ds.store import notices, schema
 from texmate_ds.store.accounts import Accounts
 from texmate_ds.store.actionlog import ActionLog
 from texmate_ds.store.alarms import Alarms, Outbox
@@ -84,6 +84,9 @@ class Database:
         self.outbox = Outbox(self)
         self.app_tables = AppTables(self)
         self.site_secrets = SiteSecrets(self)
+        # What a commit tells the other processes sharing the database
+        # (`notices`): the samples and alarms it stored. None on SQLite.
+        self.notices = notices.Outgoing(self) if self.dialect.shared else None
 
     # -- schema ---------------------------------------------------------------
 
@@ -241,6 +244,17 @@ class Database:
         if self.dialect.shared:
             self.begin()
         return self.dialect.try_lock(key)
+
+    def listening(self):
+        """A connection of its own that hears what other connections
+        commit (the dialect's ``Listening``: `store.notices` and changes to
+        cached rows), leaving out this one's; None on SQLite."""
+        return self.dialect.listening()
+
+    def others_changed(self):
+        """Another connection committed a change to rows this one caches
+        (a `listening` connection heard it): drop them now."""
+        self._stale()
 
     def notice_others(self):
         """Drop cached rows if another connection committed since the last

@@ -416,10 +416,10 @@ class PostgreSQL:
                          % (column, table), (table, column))
 
     # -- several processes on one database ---------------------------------------
-    # (`Database.one_locked`, `Database.exclusive`)
+    # (`Database.one_locked`, `Database.exclusive`, `store.notices`, `Listening`)
 
-    # Other processes may share this database: rows they may write too are
-    # locked.
+    # Other processes may share this database: what they cache and publish
+    # is told them at commit, and rows they may write too are locked.
     shared = True
     # Appended to a SELECT of rows about to be written: held to the end of
     # the transaction, a second locking read elsewhere waits for it (or,
@@ -432,3 +432,66 @@ class PostgreSQL:
         int of the caller's) unless another connection holds it; whether
         taken. Held to the transaction's end."""
         return self.one("SELECT pg_try_advisory_xact_lock(?)", (key,))[0]
+
+    def notify(self, payloads):
+        """Within the open transaction: send the `payloads` (text, each
+        under PostgreSQL's 8000 bytes) to every `Listening` connection, in
+        one statement; PostgreSQL delivers them only if it commits."""
+        self.execute("SELECT " + ", ".join(
+            ["pg_notify('%s', ?)" % EVENTS_CHANNEL] * len(payloads)), payloads)
+
+    def listening(self):
+        """A new `Listening` connection to this database, that leaves out
+        what this connection sends."""
+        return Listening(self)
+
+
+# The notification channel of the events a commit stored (`store.notices`).
+EVENTS_CHANNEL = "texmate_events"
+
+
+class Listening:
+    """A connection of its own that only listens: to the events other
+    connections' commits tell (`PostgreSQL.notify`) and to their changes of
+    rows others cache (`PostgreSQL.changed_shared`). Nothing is asked of it
+    after its ``LISTEN``, so whatever its socket (`fileno`) receives is a
+    notification: the loop watches it and takes what came with `heard`,
+    which never waits. What the connection `own` sent is left out (its
+    process knew it first), asked at each `heard`: it may have connected
+    again since."""
+
+    def __init__(self, own):
+        self._own = own
+        self._db = PostgreSQL(own.address)
+        self._error = self._db._psycopg.Error
+        self._pq = self._db._pq
+        for channel in (EVENTS_CHANNEL, STALE_CHANNEL):
+            self._db.execute("LISTEN " + channel)
+
+    def fileno(self):
+        return self._pq.socket
+
+    def heard(self):
+        """(whether other connections changed rows others cache, [the
+        payloads of their events]) received since the last call;
+        StoreError once the connection is lost."""
+        try:
+            self._pq.consume_input()
+            notify = self._pq.notifies()
+        except self._error as exc:
+            raise StoreError("listening: %s" % (str(exc).strip().splitlines() or ["lost"])[0]) \
+                from None
+        own = self._own._pq.backend_pid
+        changed, events = False, []
+        channel = EVENTS_CHANNEL.encode()
+        while notify is not None:
+            if notify.be_pid != own:
+                if notify.relname == channel:
+                    events.append(notify.extra.decode())
+                else:
+                    changed = True
+            notify = self._pq.notifies()
+        return changed, events
+
+    def close(self):
+        self._db.close()

@@ -266,3 +266,9 @@ class SQLite:
     def try_lock(key):
         """Always taken: no other process does what one at a time may."""
         return True
+
+    @staticmethod
+    def listening():
+        """Nothing to listen to: the one server process publishes its own
+        events, and `others_committed` notices anyone else's commit."""
+        return None

@@ -16,11 +16,15 @@ queue.
 * Resume: a client that reconnects with ``Last-Event-ID`` (a sample id,
   or ``a`` and an alarm id) first gets what its units stored after it,
   from the store, `RESUME_MAX` at most (more: ``resync``), then the live
-  stream. The store's resume reads give only what is committed (the
-  loop's connection also sees its open transaction, whose samples and
-  alarms are published when it commits), and they and the subscription
-  are made in one go on the loop, so each event goes out once, and never
-  before its commit.
+  stream. The store's resume reads give only what is committed
+  (``store.committed()``: the loop's connection also sees its open
+  transaction, whose samples and alarms are published when it commits),
+  and they and the subscription are made in one go on the loop, so each
+  event goes out once, and never before its commit. Where several
+  processes share a PostgreSQL database, the resume reads what any of
+  them stored, and an event of another process's that was committed
+  already, but whose notice had not reached this one's bus yet
+  (relay.py), is then sent from the store and not again from the bus.
 * A ``: keep-alive`` comment every `KEEPALIVE` seconds; the idle sweep
   spares a live stream (``long_lived``). Tests shorten the interval with
   the environment variable ``TXM_LIVE_TIME_SCALE`` (a factor above 0 and
@@ -118,9 +122,12 @@ class Stream:
 
     long_lived = True
 
-    def __init__(self, live, units, pending, wake):
+    def __init__(self, live, units, pending, wake, resumed=frozenset()):
         self.live = live
         self.pending = list(pending)
+        # (topic, id) of the events resumed from the store, not to be sent
+        # twice when another process's notice publishes them afterwards.
+        self.resumed = resumed
         self.wake = wake
         self.ended = False
         self.subscription = live.bus.subscribe(TOPICS, units, size=QUEUE, wake=wake)
@@ -139,6 +146,8 @@ class Stream:
                 self.pending.append(RESYNC)
                 self.ended = True
                 return
+            if self.resumed and (event.topic, event.data["id"]) in self.resumed:
+                continue
             self.pending.append(self._frame(event))
 
     def _keepalive(self):
@@ -194,27 +203,29 @@ def _units(request):
 
 
 def _resumed(request, units):
-    """The frames of what `units` stored after the client's Last-Event-ID."""
+    """(the frames of what `units` stored after the client's Last-Event-ID,
+    the (topic, id) of their events)."""
     last = request.environ.get("HTTP_LAST_EVENT_ID", "").strip()
     if not last:
-        return []
+        return [], frozenset()
     alarm = last.startswith("a")
     digits = last[1:] if alarm else last
     if not (digits.isdigit() and len(digits) < 19):
-        return []               # not one of ours: nothing to resume from
-    store = request.store
+        return [], frozenset()  # not one of ours: nothing to resume from
+    store = request.store.committed()
     chosen = [unit for unit in store.units.all()
               if (units is None or unit.code in units) and request.access.sees(unit)]
     if alarm:
-        frames = [alarm_frame(unit.code, a.id, a.level, a.data, a.received)
-                  for unit, a in store.alarms.after(chosen, int(digits), RESUME_MAX + 1)]
+        found = store.alarms.after(chosen, int(digits), RESUME_MAX + 1)
+        frames = [alarm_frame(unit.code, a.id, a.level, a.data, a.received) for unit, a in found]
+        ids = frozenset(("alarm", a.id) for _, a in found)
     else:
-        frames = [sample_frame(unit.code, row[0], row[1], row[2:])
-                  for unit, row in store.samples.after_id_of(chosen, int(digits),
-                                                             RESUME_MAX + 1)]
+        found = store.samples.after_id_of(chosen, int(digits), RESUME_MAX + 1)
+        frames = [sample_frame(unit.code, row[0], row[1], row[2:]) for unit, row in found]
+        ids = frozenset(("sample", row[0]) for _, row in found)
     if len(frames) > RESUME_MAX:
-        return [RESYNC]         # too much missed: the client starts over
-    return frames
+        return [RESYNC], frozenset()    # too much missed: the client starts over
+    return frames, ids
 
 
 @app.data
@@ -231,8 +242,8 @@ def events(request):
         raise app.HTTPError(503, "as many live streams are open as the server takes "
                                  "(MAX_EVENT_STREAMS); retry in a moment",
                             [("Retry-After", "5")])
-    pending = [b"retry: 3000\n\n"] + _resumed(request, units)
-    stream = Stream(live, units, pending, request.environ[WAKE])
+    frames, resumed = _resumed(request, units)
+    stream = Stream(live, units, [b"retry: 3000\n\n"] + frames, request.environ[WAKE], resumed)
     return app.Response(200, stream, EVENT_TYPE,
                         [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")])
 

@@ -119,7 +119,7 @@ class Site:
             else:
                 try:
                     return offload(
-                        lambda store: self._failures(request, lambda: later.compute(store)),
+                        lambda store: self._computed(request, later, store),
                         lambda value: self._answer(
                             request, self._finish(request, later, value), start_response))
                 except Busy:
@@ -127,6 +127,13 @@ class Site:
                         503, "too many slow requests from your address at once; retry in a "
                              "moment", [("Retry-After", "1")]))
         return self._answer(request, response, start_response)
+
+    def _computed(self, request, later, store):
+        """`later` worked out on a worker's `store`, whose cached rows go
+        first if another connection changed them (the loop's, another
+        process's), as every request's do."""
+        store.notice_others()
+        return self._failures(request, lambda: later.compute(store))
 
     def mount(self, application, models=()):
         """The site HTTP app `application` as the server mounts it beside

@@ -1,0 +1,149 @@
+"""The relay: what the other processes sharing the database commit, told to
+this one as if it had happened here.
+
+Several texmate_ds processes may share one PostgreSQL database
+(docs/architecture.md, "Several processes on PostgreSQL"). Each publishes
+the events of its own commits on its own bus (apps/up.py,
+`alarms.announce`) and drops its own cached rows when it changes them;
+what the others do, it learns here:
+
+* Their commits name what they stored (`store.notices`: samples by unit
+  and timestamp, alarms by id) in a NOTIFY that PostgreSQL delivers only
+  once the commit is done. `Relay` listens on a connection of its own
+  (`store.Database.listening`) whose socket the loop watches
+  (`loop.Loop.watch`): nothing polls and nothing waits. When a notice
+  comes, the rows it names are read through the loop's store, one
+  statement each for its samples and its alarms and none for a topic
+  nobody on the bus listens to (`events.Bus.listened`), and those of the
+  units the bus wants (`events.Bus.wants`) are published as ``sample`` and
+  ``alarm`` events, in the order they were stored, with the payloads the
+  other process gave its own. A live stream or a TTP app here thus gets
+  another process's uploads a moment after their commit.
+* Their changes to rows this process caches (units, read permissions:
+  ``Units._changing``) drop the loop's store's cache as soon as they are
+  heard, before the next request is read, rather than at the next turn's
+  `notice_others`. (The web's workers notice on their own connections,
+  before each piece of work.)
+* What this process's own loop connection sent is left out: it published
+  those events and dropped its cache itself.
+* A lost connection (PostgreSQL restarted) is listened on again every
+  `RETRY_SECONDS` until it can be, and the cache is then dropped once,
+  since changes may have gone unheard meanwhile. Events committed by
+  others in between are not published here; a stream that connects again
+  gets them from the store (``Last-Event-ID``).
+
+On SQLite there is one process: `listening` gives None and the relay
+does nothing.
+"""
+
+import logging
+
+from texmate_ds.store import StoreError, notices
+
+log = logging.getLogger("texmate_ds.relay")
+
+# Seconds between two tries to listen again once the connection is lost.
+RETRY_SECONDS = 1.0
+# Alarm ids read in one statement (`store.sql.MAX_IN`).
+_ALARMS_READ = 900
+
+
+class Relay:
+    """A loop service publishing on `bus` what other processes sharing
+    `store` (the loop's) commit, and dropping its cache when they change
+    cached rows."""
+
+    def __init__(self, loop, store, bus):
+        self.loop = loop
+        self.store = store
+        self.bus = bus
+        self._listening = None
+        self._fd = None
+        self._retry = None
+        self._failing = False
+
+    def start(self):
+        self._listen()
+
+    def stop(self):
+        if self._retry is not None:
+            self._retry.cancel()
+        self._close()
+
+    def _listen(self):
+        self._retry = None
+        try:
+            listening = self.store.listening()
+        except StoreError as exc:
+            self._lost("cannot listen to the other processes (%s)" % exc)
+            return
+        if listening is None:
+            return
+        if self._failing:
+            log.info("listening to the other processes again")
+            self._failing = False
+        self._listening, self._fd = listening, listening.fileno()
+        self.loop.watch(self._fd, self._heard)
+        self.store.others_changed()
+
+    def _lost(self, why):
+        # One line an outage: the tries every RETRY_SECONDS say nothing more.
+        if not self._failing:
+            log.warning("%s: their events are not published here until listening "
+                        "again (tried every %g s)", why, RETRY_SECONDS)
+            self._failing = True
+        self._retry = self.loop.call_later(RETRY_SECONDS, self._listen)
+
+    def _close(self):
+        if self._listening is not None:
+            self.loop.unwatch(self._fd)
+            self._listening.close()
+            self._listening = None
+
+    def _heard(self):
+        try:
+            changed, payloads = self._listening.heard()
+        except StoreError as exc:
+            # Unwatched at once: the descriptor is closed already.
+            self._close()
+            self._lost(str(exc))
+            return
+        if changed:
+            self.store.others_changed()
+        for payload in payloads:
+            try:
+                self._publish(notices.decode(payload))
+            except ValueError as exc:
+                log.warning("a notice on the events channel was not understood: %s", exc)
+            except StoreError as exc:
+                log.warning("another process's events could not be read, so are not "
+                            "published here: %s", exc)
+
+    def _publish(self, items):
+        """Publish the events of one notice's `items` that the bus wants."""
+        bus, store = self.bus, self.store
+        samples, alarms = {}, {}
+        if bus.listened("sample"):
+            samples = store.samples.stored_at(
+                (unit_id, ts) for topic, unit_id, keys in items if topic == "sample"
+                for ts in keys)
+        if bus.listened("alarm"):
+            ids = [key for topic, _, keys in items if topic == "alarm" for key in keys]
+            for start in range(0, len(ids), _ALARMS_READ):
+                alarms.update((alarm.id, (unit, alarm)) for unit, alarm in store.alarms.query(
+                    [("id", "in", tuple(ids[start:start + _ALARMS_READ]))]))
+        for topic, unit_id, keys in items:
+            for key in keys:
+                if topic == "sample":
+                    found = samples.get((unit_id, key))
+                    if found is not None and bus.wants("sample", found[0]):
+                        code, row = found
+                        bus.publish("sample", unit=code, id=row[0], timestamp=row[1],
+                                    values=row[2:])
+                else:
+                    found = alarms.get(key)
+                    if found is not None and bus.wants("alarm", found[0].code):
+                        unit, alarm = found
+                        bus.publish("alarm", unit=unit.code, id=alarm.id, kind=alarm.kind,
+                                    level=alarm.level, data=alarm.data,
+                                    meter_ts=alarm.meter_ts, received=alarm.received)
