@@ -26,17 +26,19 @@ what the others do, it learns here:
   before each piece of work.)
 * What this process's own loop connection sent is left out: it published
   those events and dropped its cache itself.
-* A lost connection (PostgreSQL restarted) is listened on again every
-  `RETRY_SECONDS` until it can be, and the cache is then dropped once,
-  since changes may have gone unheard meanwhile. Events committed by
-  others in between are not published here; a stream that connects again
-  gets them from the store (``Last-Event-ID``).
+* A lost connection (PostgreSQL restarted) is made again every
+  `RETRY_SECONDS` until it can be, each try on a thread of its own (a
+  server that does not answer keeps a connect waiting), and the cache is
+  then dropped once, since changes may have gone unheard meanwhile.
+  Events committed by others in between are not published here; a stream
+  that connects again gets them from the store (``Last-Event-ID``).
 
 On SQLite there is one process: `listening` gives None and the relay
 does nothing.
 """
 
 import logging
+import threading
 
 from texmate_ds.store import StoreError, notices
 
@@ -61,23 +63,30 @@ class Relay:
         self._fd = None
         self._retry = None
         self._failing = False
+        self._stopped = False
 
     def start(self):
-        self._listen()
-
-    def stop(self):
-        if self._retry is not None:
-            self._retry.cancel()
-        self._close()
-
-    def _listen(self):
-        self._retry = None
+        """Listen from the start, on the loop thread: the database was
+        reached a moment ago, and an event committed elsewhere from then on
+        is published here."""
+        self._stopped = False
         try:
             listening = self.store.listening()
         except StoreError as exc:
             self._lost("cannot listen to the other processes (%s)" % exc)
             return
-        if listening is None:
+        if listening is not None:
+            self._listen_on(listening)
+
+    def stop(self):
+        self._stopped = True
+        if self._retry is not None:
+            self._retry.cancel()
+        self._close()
+
+    def _listen_on(self, listening):
+        if self._stopped:
+            listening.close()
             return
         if self._failing:
             log.info("listening to the other processes again")
@@ -92,7 +101,24 @@ class Relay:
             log.warning("%s: their events are not published here until listening "
                         "again (tried every %g s)", why, RETRY_SECONDS)
             self._failing = True
-        self._retry = self.loop.call_later(RETRY_SECONDS, self._listen)
+        if not self._stopped:
+            self._retry = self.loop.call_later(RETRY_SECONDS, self._reconnect)
+
+    def _reconnect(self):
+        """Connect again on a thread of its own: a server that does not
+        answer keeps a connect waiting up to its timeout, which the loop
+        must not. The outcome comes back to the loop thread."""
+        self._retry = None
+        threading.Thread(target=self._connect, name="txm-relay-connect", daemon=True).start()
+
+    def _connect(self):
+        try:
+            listening = self.store.listening()
+        except StoreError as exc:
+            why = "cannot listen to the other processes (%s)" % exc
+            self.loop.call_soon_threadsafe(lambda: self._lost(why))
+            return
+        self.loop.call_soon_threadsafe(lambda: self._listen_on(listening))
 
     def _close(self):
         if self._listening is not None:
