@@ -8,7 +8,10 @@ health check on /healthz), as docs/scale-out.md sets them up:
   process's;
 - kill -9 of one process under 50 uploading meters: every sample
   answered OK is in the database, and the meters reconnect, through
-  HAProxy, to the survivor and go on.
+  HAProxy, to the survivor and go on;
+- PostgreSQL restarted under the same load: uploads answer 500 while it
+  is away (never OK for a sample that is not stored) and OK again once
+  it is back, without restarting texmate_ds.
 
 The meters are `Fleet`: texmate_ds.client's AsyncTTPClient, 50 of them
 in one asyncio loop in a thread of the test, each sending its next upload
@@ -22,6 +25,7 @@ these tests skip, saying so.
 import asyncio
 import collections
 import datetime
+import re
 import threading
 import time
 
@@ -210,3 +214,23 @@ def test_kill_9_of_one_process_under_50_meters(pair):
     assert set(fleet.answers) == {200}, fleet.answers
     assert_every_ok_stored(fleet, second)
     print("answers %s, %d exchanges cut by the kill" % (dict(fleet.answers), fleet.cut))
+
+
+def test_postgresql_restarted_under_load(pair, postgres_cluster):
+    first, second, balancer = pair
+    fleet = Fleet(balancer.ttp_port).start()
+    try:
+        fleet.wait_each(PER_PHASE, "before the restart")
+        postgres_cluster.restart(down_seconds=1.0)
+        fleet.wait_each(PER_PHASE, "after the restart")
+    finally:
+        fleet.stop()
+    # The same two processes served throughout, and answered 500 while
+    # the database was away: never a connection dropped, never a false OK.
+    assert first.proc.poll() is None and second.proc.poll() is None
+    assert fleet.cut == 0
+    assert set(fleet.answers) == {200, 500} and fleet.answers[500] >= 1, fleet.answers
+    assert_every_ok_stored(fleet, second)
+    for srv in (first, second):
+        assert re.search(r"connected to .* again", srv.errors())
+    print("answers %s" % dict(fleet.answers))
