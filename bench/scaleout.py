@@ -27,8 +27,11 @@ seconds each part of the system used over the measured window, from
 ``/proc/PID/stat``: every texmate_ds process, PostgreSQL (the postmaster
 and all its children), HAProxy, the load generator, and "other" (the
 machine's busy time less all those: the kernel's network work, mostly).
-The target, printed and never asserted: up1 on two processes on
-PostgreSQL at least 1.5x up1 on one process on SQLite.
+The same CPU is then shown per request, with the rate the machine's
+cores could carry at that cost were nothing else running (the
+"ceiling"): CPU per request changes little when the machine is shared,
+where rates drift. The target, printed and never asserted: up1 on two
+processes on PostgreSQL at least 1.5x up1 on one process on SQLite.
 
 Without PostgreSQL (or psycopg) or HAProxy the parts that need them are
 left out, saying why. Exit status: 0 when the run happened, whatever the
@@ -129,6 +132,9 @@ def measure(target, parts, folder, workload, seconds, warmup):
     used["load"] = figures["load_cpu_s"]
     used["other"] = round(max(0.0, busy - sum(used.values())), 3)
     figures["cpu_s"] = used
+    answered = figures["answered"] or 1
+    figures["cpu_us_per_request"] = {name: round(seconds / answered * 1e6, 1)
+                                     for name, seconds in used.items()}
     return figures
 
 
@@ -178,21 +184,41 @@ def run_part(name, folder, plan, cluster):
     return result
 
 
-def table(results):
-    header = ("part", "load", "requests/s", "p99 ms", "texmate_ds CPU s", "PostgreSQL",
-              "HAProxy", "load gen", "other")
-    cells = [header]
+def ceiling(fig):
+    """Requests/s the machine's cores could carry at the CPU this load
+    cost each request (every part but "other"), were nothing else there."""
+    cost = sum(us for name, us in fig["cpu_us_per_request"].items() if name != "other")
+    return os.cpu_count() * 1e6 / cost if cost else None
+
+
+def tables(results):
+    """The rates and each part's CPU seconds; then the same CPU per request."""
+    rates = [("part", "load", "requests/s", "p99 ms", "texmate_ds CPU s", "PostgreSQL",
+              "HAProxy", "load gen", "other")]
+    costs = [("part", "load", "texmate_ds us/req", "PostgreSQL", "HAProxy", "load gen",
+              "sum", "%d-core ceiling req/s" % os.cpu_count())]
     for part, result in results.items():
         for workload in LOADS:
             fig = result[workload]
-            used = fig["cpu_s"]
-            ours = [used[k] for k in sorted(used) if k.startswith("texmate_ds")]
-            cells.append((part, workload, "{:,.0f}".format(fig["requests_per_s"]),
-                          "%.2f" % fig["p99_ms"] if fig["p99_ms"] is not None else "-",
-                          " + ".join("%.2f" % s for s in ours),
-                          "%.2f" % used["PostgreSQL"] if "PostgreSQL" in used else "-",
-                          "%.2f" % used["HAProxy"] if "HAProxy" in used else "-",
-                          "%.2f" % used["load"], "%.2f" % used["other"]))
+            rates.append((part, workload, "{:,.0f}".format(fig["requests_per_s"]),
+                          "%.2f" % fig["p99_ms"] if fig["p99_ms"] is not None else "-")
+                         + _parts(fig["cpu_s"], "%.2f", other=True))
+            us = fig["cpu_us_per_request"]
+            costs.append((part, workload) + _parts(us, "%.0f")
+                         + ("%.0f" % sum(v for k, v in us.items() if k != "other"),
+                            "{:,.0f}".format(ceiling(fig) or 0)))
+    return _format(rates) + "\n\n" + _format(costs)
+
+
+def _parts(values, form, other=False):
+    ours = [values[k] for k in sorted(values) if k.startswith("texmate_ds")]
+    cells = (" + ".join(form % v for v in ours),) + tuple(
+        form % values[k] if k in values else "-" for k in ("PostgreSQL", "HAProxy", "load"))
+    return cells + ((form % values["other"],) if other else ())
+
+
+def _format(cells):
+    header = cells[0]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                        for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
@@ -252,7 +278,7 @@ def main(argv):
         shutil.rmtree(work, ignore_errors=True)
     if results:
         print()
-        print(table(results))
+        print(tables(results))
     ratio = None
     if "sqlite x1" in results and "postgresql x2" in results:
         ratio = round(results["postgresql x2"]["up1"]["requests_per_s"]

@@ -42,5 +42,6 @@ def test_scaleout_tiny_run_reports(tmp_path):
             assert not fig["errors"] and not fig["connection_failures"], (part, load, fig)
             assert set(fig["cpu_s"]) == {"texmate_ds 1", "load", "other"} | expected[part]
             assert fig["cpu_s"]["texmate_ds 1"] > 0
-    assert "requests/s" in result.stdout
+            assert set(fig["cpu_us_per_request"]) == set(fig["cpu_s"])
+    assert "requests/s" in result.stdout and "ceiling" in result.stdout
     print(result.stdout[-2500:])
