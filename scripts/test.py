@@ -53,8 +53,8 @@ def main():
     ensure("pytest")
     ensure("ruff")
     # The binary build: libpq comes with it, whatever the system has, and
-    # its C implementation costs a server a third of the pure-Python one's
-    # CPU per statement.
+    # its C implementation costs a server half the pure-Python one's CPU
+    # per statement (docs/performance.md, "Scale-out").
     ensure("psycopg", "psycopg[binary]", without="the PostgreSQL half of the tests")
     linted = lint()
     env = dict(os.environ)
