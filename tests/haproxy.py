@@ -10,10 +10,10 @@ server's ``GET /healthz`` on its HTTP port (the TTP side's ``check port``
 is that port too, so one process is up or down for both), checked every
 `INTERVAL` ms so the tests wait little for a kill to be noticed, and a
 server marked down has its sessions shut (``on-marked-down
-shutdown-sessions``). A connection whose backend refuses is sent to
-another one (``retries`` + ``option redispatch``): a meter reconnecting
-right after a kill -9 reaches the survivor even before the check has
-seen the death.
+shutdown-sessions``). A connection whose backend refuses is tried
+again on another one at once (``retries``, ``option redispatch 1``): a
+meter reconnecting right after a kill -9 reaches the survivor even
+before the check has seen the death.
 
 `HAProxy.status()` reads the servers' states from its stats socket, so
 a test waits for "both UP" or "s1 DOWN" instead of sleeping.
@@ -61,7 +61,8 @@ def config(ttp_port, http_port, stats_socket, backends):
         "    mode tcp",
         "    balance roundrobin",
         "    retries 3",
-        "    option redispatch",
+        # Each retry on another server, not only the last one.
+        "    option redispatch 1",
         "    timeout connect 2s",
         "    timeout check 2s",
         # Meters and event streams stay connected between requests.
