@@ -8,6 +8,8 @@ PostgreSQL, the drop made by pg_terminate_backend as an operator would.
 (test_haproxy restarts PostgreSQL under the load of two servers.)
 """
 
+import time
+
 import pytest
 
 from texmate_ds import config, store
@@ -73,3 +75,35 @@ def test_a_connection_dropped_while_idle_costs_the_next_write_nothing(postgres_c
     # What others committed while it was away went unheard: caches go.
     db.notice_others()
     assert forgotten
+
+
+def test_while_postgresql_is_down_statements_fail_at_once_and_then_recover(
+        postgres_cluster, db):
+    ended = []
+    db.on_end.append(ended.append)
+    db.units.add("BEFORE", "k", 1, name="BEFORE")
+    db.commit()
+    db.units.add("LOST", "k", 1, name="LOST")
+    postgres_cluster.stop()
+    try:
+        with pytest.raises(store.StoreError):
+            db.commit()
+        # The rollback needs no server: the repositories hear of it.
+        db.rollback()
+        assert ended[-1] is False and not db.in_transaction
+        with pytest.raises(store.StoreError, match="no connection"):
+            db.units.add("DOWN", "k", 1, name="DOWN")
+    finally:
+        postgres_cluster.start()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            db.units.add("AFTER", "k", 1, name="AFTER")
+            break
+        except store.StoreError:
+            # Tried again every RETRY_SECONDS, failing at once between.
+            assert time.monotonic() < deadline
+            db.rollback()
+            time.sleep(0.1)
+    db.commit()
+    assert codes(postgres_cluster, db) == {"BEFORE", "AFTER"}

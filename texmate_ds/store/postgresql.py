@@ -51,6 +51,11 @@ CONNECT_TIMEOUT = 10
 # the wait of each (libpq's shortest), the loop's longest on the network.
 RETRY_SECONDS = 0.5
 RECONNECT_TIMEOUT = 2
+# What the ROLLBACK of a transaction lost with its connection gives: done
+# already, by PostgreSQL as the connection ended (a cursor's attributes,
+# as `execute` and its callers read them).
+_ROLLED_BACK = collections.namedtuple("RolledBack", "description rowcount statusmessage")(
+    None, 0, "ROLLBACK")
 
 
 class Address(collections.namedtuple("Address", "name host port user password")):
@@ -347,15 +352,17 @@ class PostgreSQL:
     # transaction is): one that failed with the connection is failed to
     # its caller (an upload answers 500), a COMMIT among them, which may or
     # may not have committed (the meter's next try then gets 406 for
-    # samples it stored). A transaction open at the break is "lost": until its
-    # ROLLBACK (the group commit's, after its COMMIT failed) every
-    # statement fails, so none of it can pass for committed and no later
-    # write lands outside it. Reconnecting is tried at most every
+    # samples it stored). A transaction open at the break is "lost": until
+    # its ROLLBACK (the group commit's, after its COMMIT failed), which
+    # needs no network (PostgreSQL rolled it back as the connection ended),
+    # every statement fails, so none of it can pass for committed and no
+    # later write lands outside it. Reconnecting is tried at most every
     # RETRY_SECONDS, each try waiting RECONNECT_TIMEOUT at most; between
     # tries statements fail at once, so a loop thread during an outage
     # answers 500s without waiting for the network.
 
     def _connect(self, timeout):
+        """Connect (`_describe_connect_failure` says why not); `timeout` s at most."""
         psycopg, address = self._psycopg, self.address
         try:
             self._conn = psycopg.connect(
@@ -371,7 +378,10 @@ class PostgreSQL:
         """Every statement's one way to the server: its cursor, or the
         store's error."""
         if self._broken:
-            self._recover(sql)
+            if self._lost and sql == "ROLLBACK":
+                self._lost = False
+                return _ROLLED_BACK
+            self._recover()
         before = self._pq.transaction_status
         try:
             if many:
@@ -399,16 +409,14 @@ class PostgreSQL:
         self._stale = True
         self._retry_at = 0.0
 
-    def _recover(self, sql):
-        """Before `sql` on a broken connection: a new connection, or StoreError."""
+    def _recover(self):
+        """Before a statement on a broken connection: a new one, or StoreError."""
         if self._lost:
-            if sql != "ROLLBACK":
-                raise StoreError("the connection to PostgreSQL was lost with the transaction"
-                                 " this statement belongs to: it is rolled back")
-            self._lost = False      # the rollback happened with the connection
+            raise StoreError("the connection to PostgreSQL was lost with the transaction"
+                             " this statement belongs to: it is rolled back")
         now = time.monotonic()
         if now < self._retry_at:
-            raise StoreError("no connection to %s (trying again shortly)" % self.address)
+            raise StoreError("no connection to %s (trying again shortly)" % (self.address,))
         self._retry_at = now + RETRY_SECONDS
         self._conn.close()
         try:
