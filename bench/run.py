@@ -62,7 +62,8 @@ BASE_CONF = {
     "main": {"DS_PORT": 0, "HTTP_PORT": 0, "DS_BIND": "127.0.0.1", "HTTP_BIND": "127.0.0.1"},
     "database": {"DATABASE_NAME": "db/bench.db"},
 }
-DATABASE_KEYS = ("DATABASE_NAME", "COMMIT_INTERVAL", "COMMIT_DELAY")
+DATABASE_KEYS = ("DATABASE_ENGINE", "DATABASE_NAME", "DATABASE_HOST", "DATABASE_PORT",
+                 "DATABASE_USER", "DATABASE_PASSWORD", "COMMIT_INTERVAL", "COMMIT_DELAY")
 
 
 def conf_text(scenario, extra):
@@ -241,15 +242,16 @@ def run_load(server, folder, mode, seconds, warmup, *extra):
 WINDOW_CAP = 900.0
 
 
-def load_window(server, folder, warmup, during, *extra):
-    """bench/load.py's ``up`` figures over a window that begins just before
-    ``during()`` is called and ends as it returns (SIGINT to load.py, which
-    then reports over the window's real length); and what ``during()``
-    returned. `extra`: more of load.py's arguments (``--meters 50``)."""
+def load_window(server, folder, warmup, during, *extra, mode="up"):
+    """bench/load.py's figures (of its `mode`, ``up`` by default) over a
+    window that begins just before ``during()`` is called and ends as it
+    returns (SIGINT to load.py, which then reports over the window's real
+    length); and what ``during()`` returned. `extra`: more of load.py's
+    arguments (``--meters 50``)."""
     started_file = os.path.join(folder, "window-started")
     json_path = os.path.join(folder, "load-during.json")
     out_path = os.path.join(folder, "load-during.out")
-    command = [PYTHON, os.path.join(BENCH, "load.py"), "--mode", "up",
+    command = [PYTHON, os.path.join(BENCH, "load.py"), "--mode", mode,
                "--port", str(server.port), "--server-pid", str(server.pid),
                "--seconds", str(WINDOW_CAP), "--warmup", str(warmup),
                "--started-file", started_file, "--json", json_path] + [str(e) for e in extra]
@@ -280,7 +282,7 @@ def load_window(server, folder, warmup, during, *extra):
 
 def open_store(conf):
     settings = config.load(cli_path=conf)
-    st = store.Database(settings.DATABASE_NAME)
+    st = store.Database(store.address(settings))
     st.migrate()
     return st
 

@@ -3,7 +3,9 @@ cluster made by ``initdb`` in a temporary folder and started by ``pg_ctl``
 on 127.0.0.1 and a free port, as the ``postgres`` user when the tests run
 as root (PostgreSQL refuses to run as root). Trust authentication, only
 on loopback; ``fsync`` off (the tests prove the server's promises, not
-the disk's: a kill -9 of PostgreSQL itself is not among them).
+the disk's: a kill -9 of PostgreSQL itself is not among them), on for
+the benchmark (``Cluster(fsync=True)``: bench/scaleout.py compares it
+with SQLite's fsync per commit).
 
 `available()` says why there is none (the package or the driver
 missing); the fixtures skip with that reason. `Cluster.database()` makes
@@ -57,7 +59,8 @@ class Cluster:
     """A PostgreSQL cluster in a new folder of the system's temporary one
     (pytest's are closed to the postgres user), running until `remove()`."""
 
-    def __init__(self):
+    def __init__(self, fsync=False):
+        self.fsync = fsync
         self.bin = _bin_dir()
         self.folder = tempfile.mkdtemp(prefix="txm-postgresql-")
         self.data = os.path.join(self.folder, "data")
@@ -90,9 +93,10 @@ class Cluster:
             return ""
 
     def start(self):
-        options = ("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off"
-                   " -c synchronous_commit=on -c full_page_writes=off -c max_connections=300"
-                   % (self.port, self.folder))
+        durable = "on" if self.fsync else "off"
+        options = ("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=%s"
+                   " -c synchronous_commit=on -c full_page_writes=%s -c max_connections=300"
+                   % (self.port, self.folder, durable, durable))
         self._run("pg_ctl", "-D", self.data, "-o", options, "-l", self.log, "-w", "-t", "60",
                   "start")
 

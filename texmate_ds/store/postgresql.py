@@ -32,6 +32,7 @@ the login refused, the database missing.
 import collections
 import logging
 import os
+import time
 
 from texmate_ds.store.errors import Conflict, NotFound, StoreError
 from texmate_ds.store.sqlite import SQLite
@@ -46,6 +47,15 @@ _MIGRATION_LOCK = 0x7478_6D00
 _CACHE = 4096
 # Seconds to reach the server before the start fails.
 CONNECT_TIMEOUT = 10
+# After a lost connection: seconds between tries to connect again, and
+# the wait of each (libpq's shortest), the loop's longest on the network.
+RETRY_SECONDS = 0.5
+RECONNECT_TIMEOUT = 2
+# What the ROLLBACK of a transaction lost with its connection gives: done
+# already, by PostgreSQL as the connection ended (a cursor's attributes,
+# as `execute` and its callers read them).
+_ROLLED_BACK = collections.namedtuple("RolledBack", "description rowcount statusmessage")(
+    None, 0, "ROLLBACK")
 
 
 class Address(collections.namedtuple("Address", "name host port user password")):
@@ -142,23 +152,16 @@ class PostgreSQL:
     def __init__(self, address):
         self.address = address
         self.path = str(address)
-        psycopg = self._psycopg = _driver()
-        try:
-            self._conn = psycopg.connect(
-                dbname=address.name, host=address.host or None, port=address.port,
-                user=address.user or None, password=address.password or None,
-                connect_timeout=CONNECT_TIMEOUT, autocommit=True,
-                application_name="texmate_ds")
-        except psycopg.Error as exc:
-            raise _describe_connect_failure(address, exc) from None
-        self._pq = self._conn.pgconn
-        states = psycopg.pq.TransactionStatus
+        self._psycopg = _driver()
+        states = self._psycopg.pq.TransactionStatus
         self._open_states = (states.INTRANS, states.INERROR, states.ACTIVE)
         self._sql = {}
         self._has_id = {}
         self._changes = 0
         self._stale = True      # True the first time, as SQLite's data_version
-        self._conn.add_notify_handler(self._notified)
+        self._broken = self._lost = False
+        self._retry_at = 0.0
+        self._connect(CONNECT_TIMEOUT)
 
     def configure(self, durable):
         """Listen for other connections' changes. `durable` is the server's
@@ -180,35 +183,22 @@ class PostgreSQL:
 
     def execute(self, sql, params=()):
         """The cursor, for its rowcount."""
-        try:
-            cursor = self._conn.execute(self._native(sql), params)
-        except self._psycopg.Error as exc:
-            raise _translated(exc) from exc
+        cursor = self._run(sql, params)
         if cursor.description is None and cursor.rowcount > 0:
             self._changes += cursor.rowcount
         return cursor
 
     def executemany(self, sql, rows):
-        try:
-            cursor = self._conn.cursor()
-            cursor.executemany(self._native(sql), rows)
-        except self._psycopg.Error as exc:
-            raise _translated(exc) from exc
+        cursor = self._run(sql, rows, many=True)
         if cursor.rowcount > 0:
             self._changes += cursor.rowcount
         return cursor
 
     def one(self, sql, params=()):
-        try:
-            return self._conn.execute(self._native(sql), params).fetchone()
-        except self._psycopg.Error as exc:
-            raise _translated(exc) from exc
+        return self._run(sql, params).fetchone()
 
     def all(self, sql, params=()):
-        try:
-            return self._conn.execute(self._native(sql), params).fetchall()
-        except self._psycopg.Error as exc:
-            raise _translated(exc) from exc
+        return self._run(sql, params).fetchall()
 
     def insert(self, table, values):
         """Insert `values` (column: value) into `table`; the new row's id
@@ -222,13 +212,9 @@ class PostgreSQL:
         return None
 
     def _returning(self, sql, params):
-        try:
-            cursor = self._conn.execute(self._native(sql), params)
-            row = cursor.fetchone()
-        except self._psycopg.Error as exc:
-            raise _translated(exc) from exc
+        cursor = self._run(sql, params)
         self._changes += max(cursor.rowcount, 0)
-        return row
+        return cursor.fetchone()
 
     def _id_column(self, table):
         has = self._has_id.get(table)
@@ -267,8 +253,12 @@ class PostgreSQL:
     @property
     def in_transaction(self):
         """A transaction open, or aborted by an error and not yet rolled
-        back (a lost connection has none: nothing left to end)."""
-        return self._pq.transaction_status in self._open_states
+        back; on a lost connection, the transaction lost with it, until its
+        ROLLBACK (see "a lost connection" below)."""
+        status = self._pq.transaction_status
+        if status == self._psycopg.pq.TransactionStatus.UNKNOWN:
+            return self._lost
+        return status in self._open_states
 
     def commit(self):
         """COMMIT, and a StoreError unless PostgreSQL committed: a
@@ -293,13 +283,15 @@ class PostgreSQL:
         """Did another connection commit a change to cached rows since the
         last call? (True the first time.) Reads what the socket holds
         without waiting: no round trip."""
+        if self._broken:
+            return True             # whatever others did meanwhile went unheard
         if not self.in_transaction:
             try:
                 self._pq.consume_input()
                 notify = self._pq.notifies()
-            except self._psycopg.Error:
-                # The connection is gone: the next statement says so.
-                return False
+            except self._psycopg.Error as exc:
+                self._break(exc, lost=False)
+                return True
             while notify is not None:
                 if notify.be_pid != self._pq.backend_pid:
                     self._stale = True
@@ -414,6 +406,91 @@ class PostgreSQL:
                                   (table,)):
             self.execute('SELECT setval(pg_get_serial_sequence(?, ?), max("%s")) FROM %s'
                          % (column, table), (table, column))
+
+    # -- a lost connection ------------------------------------------------------
+    #
+    # PostgreSQL restarted, or the network to it failed: psycopg's
+    # connection is broken for good, and this one is replaced by a new
+    # connection at the next statement (`_recover`). No statement that may
+    # have changed something is sent again (only a BEGIN outside any
+    # transaction is): one that failed with the connection is failed to
+    # its caller (an upload answers 500), a COMMIT among them, which may or
+    # may not have committed (the meter's next try then gets 406 for
+    # samples it stored). A transaction open at the break is "lost": until
+    # its ROLLBACK (the group commit's, after its COMMIT failed), which
+    # needs no network (PostgreSQL rolled it back as the connection ended),
+    # every statement fails, so none of it can pass for committed and no
+    # later write lands outside it. Reconnecting is tried at most every
+    # RETRY_SECONDS, each try waiting RECONNECT_TIMEOUT at most; between
+    # tries statements fail at once, so a loop thread during an outage
+    # answers 500s without waiting for the network.
+
+    def _connect(self, timeout):
+        """Connect (`_describe_connect_failure` says why not); `timeout` s at most."""
+        psycopg, address = self._psycopg, self.address
+        try:
+            self._conn = psycopg.connect(
+                dbname=address.name, host=address.host or None, port=address.port,
+                user=address.user or None, password=address.password or None,
+                connect_timeout=timeout, autocommit=True, application_name="texmate_ds")
+        except psycopg.Error as exc:
+            raise _describe_connect_failure(address, exc) from None
+        self._pq = self._conn.pgconn
+        self._conn.add_notify_handler(self._notified)
+
+    def _run(self, sql, params, many=False):
+        """Every statement's one way to the server: its cursor, or the
+        store's error."""
+        if self._broken:
+            if self._lost and sql == "ROLLBACK":
+                self._lost = False
+                return _ROLLED_BACK
+            self._recover()
+        before = self._pq.transaction_status
+        try:
+            if many:
+                cursor = self._conn.cursor()
+                cursor.executemany(self._native(sql), params)
+                return cursor
+            return self._conn.execute(self._native(sql), params)
+        except self._psycopg.Error as exc:
+            if self._conn.broken:
+                lost = before != self._psycopg.pq.TransactionStatus.IDLE
+                self._break(exc, lost)
+                if sql == "BEGIN" and not lost:
+                    # Nothing was open, and a BEGIN commits nothing: it
+                    # goes again on a new connection (once: `_recover`
+                    # waits RETRY_SECONDS before the next try), so a
+                    # drop while idle costs the next write nothing.
+                    return self._run(sql, params)
+            raise _translated(exc) from exc
+
+    def _break(self, exc, lost):
+        log.warning("lost the connection to %s%s: %s", self.address,
+                    " with a transaction open (rolled back)" if lost else "",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        self._broken, self._lost = True, lost
+        self._stale = True
+        self._retry_at = 0.0
+
+    def _recover(self):
+        """Before a statement on a broken connection: a new one, or StoreError."""
+        if self._lost:
+            raise StoreError("the connection to PostgreSQL was lost with the transaction"
+                             " this statement belongs to: it is rolled back")
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise StoreError("no connection to %s (trying again shortly)" % (self.address,))
+        self._retry_at = now + RETRY_SECONDS
+        self._conn.close()
+        try:
+            self._connect(RECONNECT_TIMEOUT)
+        except StoreError as exc:
+            raise StoreError("no connection to %s: %s" % (self.address, exc)) from None
+        self._conn.execute("LISTEN " + STALE_CHANNEL)
+        self._broken = False
+        self._stale = True          # what others committed meanwhile went unheard
+        log.warning("connected to %s again", self.address)
 
     # -- several processes on one database ---------------------------------------
     # (`Database.one_locked`, `Database.exclusive`, `store.notices`, `Listening`)
