@@ -106,7 +106,7 @@ def test_a_site_in_use_moves_to_postgresql_and_carries_on(postgres_cluster, tmp_
         assert every_row(srv) == before
 
         srv.start()
-        assert srv.db_path.startswith("PostgreSQL database")
+        assert srv.db_path.endswith("(PostgreSQL)")
         # The meters' cursors are where they were; new samples come after.
         assert dl_next(srv, "A1", "k1").endswith("00:00:03 L1=3 L2=1>")
         assert dl_next(srv, "B7", "k7").endswith("00:00:02 L1=2 L2=1>")
