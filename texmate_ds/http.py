@@ -508,6 +508,10 @@ class WSGIResponse:
         self._chunked = False
         self._left = None        # body bytes due under a Content-Length
         self._done = False
+        # Waiting for the commit of what the app wrote (`_hold`); True
+        # once that commit failed.
+        self._held = False
+        self._uncommitted = False
 
     # -- the app's side (PEP 3333) --------------------------------------------
 
@@ -555,8 +559,9 @@ class WSGIResponse:
     @property
     def ready(self):
         """False while the app's iterable has nothing to send yet: an answer
-        worked out on the pool, a stream waiting for its next event."""
-        return getattr(self._result, "ready", True)
+        worked out on the pool, a stream waiting for its next event, an
+        answer waiting for the commit of what its request wrote."""
+        return not self._held and getattr(self._result, "ready", True)
 
     @property
     def long_lived(self):
@@ -568,10 +573,17 @@ class WSGIResponse:
             return b""
         try:
             if self._chunks is None:
-                self._result = self.channel.server.app(self.environ, self.start_response)
+                server = self.channel.server
+                commits = server.commits
+                before = commits.db.changes if commits is not None else None
+                self._result = server.app(self.environ, self.start_response)
                 self._chunks = self._chunks_of(self._result)
+                if commits is not None and commits.durable and commits.db.changes != before:
+                    self._hold(commits)
                 if not self.ready:
                     return b""  # worked out on the pool; not done (see loop._refill)
+            if self._uncommitted:
+                return self._not_committed()
             chunk = next(self._chunks, None)
             if not self._started:
                 return self._start(chunk)
@@ -581,6 +593,29 @@ class WSGIResponse:
 
     def flushed(self):
         self.channel.answered(self)
+
+    def _hold(self, commits):
+        """The request wrote: its answer waits for the group commit, as a
+        meter's OK does, so that what it says is saved is on disk, and
+        another process sharing the database that the client asks next
+        (through a load balancer) sees it."""
+        self._held = True
+
+        def release(committed):
+            self._held = False
+            self._uncommitted = not committed
+            self.channel.wake()
+        commits.after_commit(release)
+
+    def _not_committed(self):
+        """The commit holding what the request wrote failed: nothing of it
+        was saved, and the client is told so instead of the app's answer."""
+        log.error("%s: the commit of what it wrote failed; answered 500", self._describe())
+        self._end()
+        self._started = True
+        self.channel.server.requests_by_status[500] += 1
+        return error_answer(500, "the database did not commit this change: nothing was saved",
+                            self.head)
 
     def abandon(self):
         """The connection closed before the answer was complete."""
@@ -757,14 +792,18 @@ class HTTPServer:
     HTTPS port (`tls.server_context`), None for plain HTTP; `refusal` is
     what the listener answers a connection beyond the limit. `pool` and
     `chores` (a `loop.Pool`, a `chores.Chores`) are offered to the app in
-    each request's environ (OFFLOAD, CHORES) when given."""
+    each request's environ (OFFLOAD, CHORES) when given. With `commits`
+    (the store's durable `GroupCommit`), an answer to a request that wrote
+    through its store waits for the commit, and is a 500 if it failed."""
 
-    def __init__(self, settings, app, loop_, pool=None, tls_context=None, chores=None):
+    def __init__(self, settings, app, loop_, pool=None, tls_context=None, chores=None,
+                 commits=None):
         self.settings = settings
         self.app = app
         self.loop = loop_
         self.pool = pool
         self.chores = chores
+        self.commits = commits
         self.tls_context = tls_context
         behind_proxy = settings.BEHIND_HTTPS_PROXY
         self.scheme = "https" if tls_context is not None or behind_proxy else "http"

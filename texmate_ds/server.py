@@ -171,7 +171,7 @@ def serve(settings, out=sys.stdout):
     mailer = mail.MailService(settings)
     st.outbox.on_queued.append(mailer.wake)
     the_loop.add_service(mailer)
-    site = http.HTTPServer(settings, None, the_loop, workers, tls_context, long_writes)
+    site = http.HTTPServer(settings, None, the_loop, workers, tls_context, long_writes, commits)
     # /events streams subscribe to the TTP server's bus (events published
     # after each commit) and keep alive on the loop's timers.
     live = web_live.Live(server.events, the_loop, settings.MAX_EVENT_STREAMS)
