@@ -92,7 +92,8 @@ def test_a_person_signs_in_through_haproxy_whichever_process_answers(pair):
     assert (changed.status, changed.header("Location")) == (303, "/")
     for _ in range(4):
         home = browser.get("/")
-        assert home.status == 200 and '<a href="/units/M1/">' in home.body
+        assert home.status == 200 and '<a href="/units/M1/">' in home.body, (
+            home.status, home.header("Location"))
     # The new password, not the old, from fresh browsers landing on each.
     for _ in range(2):
         assert Browser(balancer.http_port).sign_in("Administrator", "admin").status == 403
