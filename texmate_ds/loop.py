@@ -826,9 +826,11 @@ class Job:
 class Pool:
     """Worker threads for work that would hold the loop up, as a service.
 
-    Each thread makes its own context once with `make_context()` (its own
-    database connection: SQLite connections stay with their thread) and
-    closes it when the pool stops. `submit(work, done, client)` runs
+    Each thread makes its own context with `make_context()` (its own
+    database connection: SQLite connections stay with their thread) at
+    its first piece of work, again at the next if that failed (a database
+    unreachable then fails that piece only), and closes it when the pool
+    stops. `submit(work, done, client)` runs
     ``work(context)`` on a thread and then ``done(future)`` on the loop
     thread. Work that spends its time in C code that releases the GIL
     (SQLite, hashing) runs truly beside the loop.
@@ -923,7 +925,7 @@ class Pool:
             return job
 
     def _serve(self):
-        context = self.make_context()
+        context = None
         try:
             while True:
                 job = self._next()
@@ -931,6 +933,10 @@ class Pool:
                     return
                 failure = None
                 try:
+                    if context is None:
+                        # At the first job, and again after a failure to: a
+                        # database unreachable now fails this job only.
+                        context = self.make_context()
                     result = job.work(context)
                 except Exception as exc:
                     failure = exc

@@ -194,12 +194,18 @@ class Database:
             ended(True)
 
     def rollback(self):
-        if self.dialect.in_transaction:
-            self.execute("ROLLBACK")
-        self._before_adding.clear()
-        for ended in self.on_end:
-            ended(False)
-        self._stale()
+        """Undo the open transaction. The repositories forget what it
+        wrote even when the ROLLBACK itself fails (the connection gone:
+        the server undoes it then), so nothing of it reaches a later
+        commit."""
+        try:
+            if self.dialect.in_transaction:
+                self.execute("ROLLBACK")
+        finally:
+            self._before_adding.clear()
+            for ended in self.on_end:
+                ended(False)
+            self._stale()
 
     @contextlib.contextmanager
     def atomic(self):
