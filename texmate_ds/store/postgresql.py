@@ -13,7 +13,9 @@ How it meets the store's SQL, which is written once, in SQLite's words:
   ``INTEGER`` is ``BIGINT`` (timestamps are microseconds), ``REAL`` is
   ``DOUBLE PRECISION`` (SQLite's is 8 bytes), ``INTEGER PRIMARY KEY``
   an identity column, ``WITHOUT ROWID`` goes, and ``COLLATE NOCASE`` is
-  a case-insensitive ICU collation made by the first migration;
+  a case-insensitive ICU collation made by the first migration (which
+  LIKE refuses: a search lowers its columns in the database's own
+  collation, `lowered`);
 * the schema version is the one row of ``texmate_schema`` (SQLite keeps
   it in the file's header), and a migration holds an advisory lock, so
   two processes starting together migrate once;
@@ -156,6 +158,10 @@ class PostgreSQL:
     serial_ids = False
     # SQLite's two-argument max() and min().
     greatest, least = "greatest", "least"
+    # LIKE refuses a nondeterministic collation (the case-insensitive
+    # usernames' and group names' nocase): a search lowers the column in
+    # the database's own collation.
+    lowered = 'lower(%s COLLATE "default")'
 
     def __init__(self, address):
         self.address = address
