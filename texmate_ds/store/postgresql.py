@@ -35,7 +35,7 @@ the login refused, the database missing.
 
 import collections
 import logging
-import os
+import shlex
 import time
 
 from texmate_ds.store.errors import Conflict, NotFound, StoreError
@@ -352,10 +352,18 @@ class PostgreSQL:
     # -- backup -----------------------------------------------------------------
 
     def backup(self, path):
-        raise StoreError(
-            "manage backup copies SQLite files only; for %s use PostgreSQL's own tools: "
-            "pg_dump --format=custom --file=%s %s" % (
-                self.address, os.path.basename(path) or "texmate_ds.dump", self.address.name))
+        """Refused, with the ``pg_dump`` command line that copies this
+        database into `path` (consistent while the servers write)."""
+        where = self.address
+        words = ["pg_dump"]
+        if where.host:
+            words.append("--host=" + where.host)
+        words.append("--port=%d" % where.port)
+        if where.user:
+            words.append("--username=" + where.user)
+        words += ["--format=custom", "--file=" + path, where.name]
+        raise StoreError("manage backup copies SQLite files only; for %s use PostgreSQL's own "
+                         "tools: %s" % (where, " ".join(shlex.quote(w) for w in words)))
 
     # -- copying a database (store/copy.py) -------------------------------------
     # The names insert_rows and reset_ids take come quoted.
