@@ -111,6 +111,25 @@ class Server:
         from texmate_ds import store
         return store.Database(store.address(self.settings()))
 
+    def query(self, sql, params=()):
+        """The rows of one read (``?`` SQL) of the server's database, on a
+        connection opened and closed for it."""
+        db = self.database()
+        try:
+            return db.all(sql, params)
+        finally:
+            db.close()
+
+    def through_store(self, change):
+        """`change(db)` on a connection of the test's own, committed: a
+        write as ``manage`` or another process makes it."""
+        db = self.database()
+        try:
+            change(db)
+            db.commit()
+        finally:
+            db.close()
+
     # -- process --------------------------------------------------------------
 
     def start(self):
@@ -249,6 +268,20 @@ def engine(request):
     if request.param == "postgresql":
         request.getfixturevalue("postgres_cluster")
     return request.param
+
+
+def sqlite_only(engine, why):
+    """Skip the PostgreSQL run of a test about SQLite itself (its file,
+    its journal, its locks), printing `why` it has no meaning there."""
+    if engine != "sqlite3":
+        pytest.skip("SQLite-only: " + why)
+
+
+def postgres_connection(srv):
+    """The driver's own connection (psycopg, autocommit, as superuser) to
+    the PostgreSQL database of `srv`: to look at one the store refuses to
+    open (a schema too new)."""
+    return _cluster.connect(srv.settings().DATABASE_NAME)
 
 
 def engine_conf(engine):
