@@ -212,6 +212,21 @@ class Server:
         """One request line (without \\r) on a new connection; its answer."""
         return self.exchange(line + "\r")[0]
 
+    def ask_noticed(self, line, check):
+        """The answer to `line`, a request that changes nothing, once this
+        server noticed a change to cached rows (units, permissions) that
+        another connection committed. On SQLite the first answer counts:
+        the server reads whether another connection committed at each loop
+        turn. PostgreSQL's NOTIFY reaches the server a moment after the
+        writer's commit returned, so there `line` is asked again until
+        `check(answer)`, 5 s at most."""
+        deadline = time.monotonic() + 5
+        while True:
+            answer = self.ask(line)
+            if check(answer) or self.engine == "sqlite3" or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.02)
+
 
 def read_answers(sock, count):
     buf = b""
@@ -275,6 +290,15 @@ def sqlite_only(engine, why):
     its journal, its locks), printing `why` it has no meaning there."""
     if engine != "sqlite3":
         pytest.skip("SQLite-only: " + why)
+
+
+def database_settings(engine, path):
+    """Settings(**...) values putting a store a test makes itself on
+    `engine`: the SQLite file `path`, or a new PostgreSQL database
+    (`store.address(config.Settings(**values))` is what to open)."""
+    if engine == "sqlite3":
+        return {"DATABASE_NAME": str(path)}
+    return _cluster.settings_values(_cluster.database())
 
 
 def postgres_connection(srv):

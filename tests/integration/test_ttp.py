@@ -338,21 +338,6 @@ def test_socket_open_yes_keeps_the_connection(server):
     sock.close()
 
 
-def once_noticed(server, line, check):
-    """The answer to `line`, a request that changes nothing, once the
-    server noticed another connection's commit. On SQLite the first answer
-    counts: the server reads whether another connection committed at each
-    loop turn. PostgreSQL's NOTIFY reaches the server a moment after the
-    writer's commit returned, on a socket of its own, so there it is asked
-    again until `check(answer)`, 5 s at most."""
-    deadline = time.monotonic() + 5
-    while True:
-        answer = server.ask(line)
-        if check(answer) or server.engine == "sqlite3" or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.02)
-
-
 def test_unit_changes_by_other_connections_take_effect(server):
     """The server caches units; a change committed elsewhere (manage, the
     admin, another process) is seen from the next request on."""
@@ -360,12 +345,12 @@ def test_unit_changes_by_other_connections_take_effect(server):
     assert server.ask("TTP /up/%s/<2009-1-16 15:30:45;1;2> %s" % (code, key)) == "OK"
     committed_elsewhere(server, "UPDATE units SET enabled = 0 WHERE code = ?", (code,))
     forbidden = "403 Forbidden"
-    assert once_noticed(server, "TTP /dl/%s/last %s" % (code, key), forbidden.__eq__) == forbidden
+    assert server.ask_noticed("TTP /dl/%s/last %s" % (code, key), forbidden.__eq__) == forbidden
     assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;1;2> %s" % (code, key)) == forbidden
     committed_elsewhere(server, "UPDATE units SET enabled = 1, key = 'newkey' WHERE code = ?",
                         (code,))
     refused = "402 Unauthorized"
-    assert once_noticed(server, "TTP /dl/%s/last %s" % (code, key), refused.__eq__) == refused
+    assert server.ask_noticed("TTP /dl/%s/last %s" % (code, key), refused.__eq__) == refused
     assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;1;2> %s" % (code, key)) == refused
     assert server.ask("TTP /up/%s/<2009-1-16 15:30:46;1;2> newkey" % code) == "OK"
 
@@ -377,10 +362,10 @@ def test_read_permission_changes_take_effect(server, dl_units):
     assert server.ask(line) == "403 Forbidden"
     committed_elsewhere(server, "INSERT INTO unit_reads SELECT r.id, s.id FROM units r, units s"
                         " WHERE r.code = ? AND s.code = ?", (nobody, src))
-    assert once_noticed(server, line, lambda a: a.startswith("OK")).endswith("L1=3 L2=30>")
+    assert server.ask_noticed(line, lambda a: a.startswith("OK")).endswith("L1=3 L2=30>")
     committed_elsewhere(server, "DELETE FROM unit_reads WHERE reader_id ="
                         " (SELECT id FROM units WHERE code = ?)", (nobody,))
-    assert once_noticed(server, line, "403 Forbidden".__eq__) == "403 Forbidden"
+    assert server.ask_noticed(line, "403 Forbidden".__eq__) == "403 Forbidden"
 
 
 # -- what meters got wrong (README, "What meters got wrong") -----------------
