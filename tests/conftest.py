@@ -111,6 +111,13 @@ class Server:
         from texmate_ds import store
         return store.Database(store.address(self.settings()))
 
+    def untouched(self):
+        """True while nothing made the server's database: no file (SQLite),
+        no table (PostgreSQL, whose database the test run made empty)."""
+        if self.engine == "sqlite3":
+            return not os.path.exists(self.settings().DATABASE_NAME)
+        return self.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
     def query(self, sql, params=()):
         """The rows of one read (``?`` SQL) of the server's database, on a
         connection opened and closed for it."""

@@ -61,14 +61,6 @@ def where(srv):
     return store.address(srv.settings())
 
 
-def untouched(srv):
-    """True while nothing made the database: no file (SQLite), no table
-    (PostgreSQL, whose database the test run made empty)."""
-    if srv.engine == "sqlite3":
-        return not db_path(srv).exists()
-    return srv.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
-
-
 def version(srv):
     db = srv.database()
     try:
@@ -89,7 +81,7 @@ def query_file(path, sql, params=()):
 def user(srv, username):
     """The user's row as a dict, or None (also when a refusal left no
     database at all)."""
-    if untouched(srv):
+    if srv.untouched():
         return None
     db = srv.database()
     try:
@@ -144,7 +136,7 @@ def test_help_explains_addunit(fresh, args):
     for option in ("code", "key", "--fields", "--name", "--field-names", "--source",
                    "--reads", "--disabled", "1 to 32"):
         assert option in out, (option, out)
-    assert untouched(fresh), "help must not touch the database"
+    assert fresh.untouched(), "help must not touch the database"
 
 
 def test_unknown_command_is_refused(fresh):
@@ -646,7 +638,7 @@ def test_apps_bundled(fresh):
     assert apps["ok"][2].startswith("ok: liveness")
     assert "TTP apps (bundled, and site apps in %s)" % (fresh.dir / "TTPApps") in out
     assert "HTTP apps" in out
-    assert untouched(fresh), "apps must not need the database"
+    assert fresh.untouched(), "apps must not need the database"
 
 
 def test_apps_ok_turned_off(server_factory):
@@ -726,7 +718,7 @@ def test_apps_lists_each_apps_options_without_importing_it(fresh):
     assert ("  relay        on   site     relay: passes a unit's uploads on\n"
             "      SOURCE = A1   (default A1)   the unit whose uploads are relayed\n"
             "      OFFSET_SECONDS = -3600   (default 0)   added to each timestamp\n") in out
-    assert untouched(fresh)
+    assert fresh.untouched()
 
 
 def test_apps_shows_why_the_options_of_an_app_turned_off_cannot_be_read(fresh):
