@@ -323,14 +323,25 @@ def engine_conf(engine):
     return "\n" + _cluster.conf(_cluster.database())
 
 
+def with_database(text, database):
+    """The txm.conf `text` with the [database] section `database` added:
+    its keys under the header `text` has, if it has one (a section is
+    written once)."""
+    header = re.compile(r"^\[database\][ \t]*\n", re.M)
+    if not database.strip() or not header.search(text):
+        return text + database
+    keys = database.split("[database]\n", 1)[1]
+    return header.sub(lambda found: found.group(0) + keys, text, count=1)
+
+
 def _factory(folder, engine):
     servers = []
 
     def make(extra="", start=True, name="srv", conf=None):
         """`conf`: the [database] lines to use instead of a new database's
         (a second process on the same one)."""
-        srv = Server(folder / name, BASE_CONF + extra + (engine_conf(engine) if conf is None
-                                                         else conf), engine=engine)
+        srv = Server(folder / name, with_database(
+            BASE_CONF + extra, engine_conf(engine) if conf is None else conf), engine=engine)
         servers.append(srv)
         if start:
             srv.start()
