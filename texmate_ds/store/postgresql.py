@@ -231,11 +231,12 @@ class PostgreSQL:
         return cursor.fetchone()
 
     def _id_column(self, table):
+        """Has `table` (a name as the SQL writes it: quoted, maybe) an id?"""
         has = self._has_id.get(table)
         if has is None:
             has = self._has_id[table] = self.one(
-                "SELECT count(*) FROM information_schema.columns"
-                " WHERE table_name = ? AND column_name = 'id'", (table,))[0] > 0
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(?)"
+                " AND attname = 'id' AND NOT attisdropped", (table,))[0] > 0
         return has
 
     @staticmethod
