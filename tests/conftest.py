@@ -421,16 +421,18 @@ class _QuietHandler(WSGIRequestHandler):
 
 class WSGISite:
     """The web UI on wsgiref (127.0.0.1, a port the OS picks) in a thread,
-    over a store.Database on the file `path`: the WSGI app as any WSGI server would
-    run it. `db` is the test's own connection to the same file, as
-    ``manage`` would have; `stop()` ends both."""
+    over a store.Database on `engine` (the SQLite file `path`, or a new
+    PostgreSQL database): the WSGI app as any WSGI server would run it.
+    `db` is the test's own connection to the same database, as ``manage``
+    would have; `stop()` ends both."""
 
-    def __init__(self, path, routes=None, metrics=None, **settings):
+    def __init__(self, engine, path, routes=None, metrics=None, **settings):
         from texmate_ds import config, store
         self.path = str(path)
-        self.db = store.Database(self.path)
+        self.settings = config.Settings(**dict(database_settings(engine, path), **settings))
+        self.address = store.address(self.settings)
+        self.db = store.Database(self.address)
         self.db.migrate()
-        self.settings = config.Settings(**settings)
         self._routes = routes
         self._metrics = metrics
         started = threading.Event()
@@ -441,7 +443,7 @@ class WSGISite:
     def _serve(self, started):
         from texmate_ds import store
         from texmate_ds.web import committing, site
-        st = store.Database(self.path)     # SQLite connections stay in their thread
+        st = store.Database(self.address)     # SQLite connections stay in their thread
         ui = site.Site(st, self.settings, self._metrics, self._routes or site.ROUTES)
         self.server = make_server("127.0.0.1", 0, committing(ui, st),
                                   handler_class=_QuietHandler)
