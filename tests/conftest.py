@@ -308,6 +308,36 @@ def database_settings(engine, path):
     return _cluster.settings_values(_cluster.database())
 
 
+@pytest.fixture
+def store_db(engine, tmp_path):
+    """A migrated store.Database of the test's own on `engine` (the SQLite
+    file t.db in its folder, or a new PostgreSQL database), closed after
+    it; ``store.Database(store_db.path)`` is a second connection to it."""
+    from texmate_ds import config, store
+    settings = config.Settings(**database_settings(engine, tmp_path / "t.db"))
+    db = store.Database(store.address(settings))
+    db.migrate()
+    yield db
+    db.close()
+
+
+def spoil_commit(db):
+    """Leave in `db`'s open transaction a row its COMMIT refuses (checked
+    only then), as a full disk makes a commit fail: a dangling reference
+    on SQLite; on PostgreSQL, which defers only a constraint declared
+    deferrable, a duplicate in a temporary table made (and undone) in the
+    transaction. Returns the engine's words for the failure."""
+    from texmate_ds.store.sqlite import SQLite
+    db.begin()
+    if isinstance(db.dialect, SQLite):
+        db.execute("PRAGMA defer_foreign_keys = ON")
+        db.execute("INSERT INTO unit_reads (reader_id, source_id) VALUES (998, 999)")
+        return "FOREIGN KEY constraint failed"
+    db.execute("CREATE TEMPORARY TABLE spoiler (n BIGINT UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    db.execute("INSERT INTO spoiler VALUES (1), (1)")
+    return "duplicate key value violates unique constraint"
+
+
 def postgres_connection(srv):
     """The driver's own connection (psycopg, autocommit, as superuser) to
     the PostgreSQL database of `srv`: to look at one the store refuses to

@@ -15,27 +15,16 @@ import pytest
 
 from texmate_ds import config, events, loop, plugins, store, times, ttp
 
-from conftest import database_settings
+from conftest import database_settings, spoil_commit
 
 
 class Spoiler(ttp.Answer):
     """A test app leaving a row in the transaction that its COMMIT refuses
-    (a dangling reference on SQLite, a duplicate on PostgreSQL, checked
-    only at the commit): the commit of the whole group fails, as a full
-    disk makes it fail."""
+    (`conftest.spoil_commit`): the commit of the whole group fails, as a
+    full disk makes it fail."""
 
     def __init__(self, server, request, unit, key):
-        db = server.store
-        db.begin()
-        if server.settings.DATABASE_ENGINE == "sqlite3":
-            db.execute("PRAGMA defer_foreign_keys = ON")
-            db.execute("INSERT INTO unit_reads (reader_id, source_id) VALUES (998, 999)")
-        else:
-            # PostgreSQL defers only a constraint declared deferrable: one
-            # of a temporary table, made (and undone) in the transaction.
-            db.execute("CREATE TEMPORARY TABLE spoiler (n BIGINT UNIQUE"
-                       " DEFERRABLE INITIALLY DEFERRED)")
-            db.execute("INSERT INTO spoiler VALUES (1), (1)")
+        spoil_commit(server.store)
         super().__init__("OK\r")
 
 
