@@ -153,7 +153,7 @@ class AppTables:
     # -- rows of a declared table -----------------------------------------------
 
     def check(self, table):
-        """StoreError (SQLite's reason: no such table, no such column)
+        """StoreError (the engine's reason: no such table, no such column)
         unless `table` has its declared columns and an id."""
         self.db.all("SELECT %s FROM %s LIMIT 0" % (_select(table), _quoted(table.name)))
 

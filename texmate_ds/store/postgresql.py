@@ -92,8 +92,16 @@ def _driver():
 
 
 def _translated(exc):
+    """The store's exception for a driver error, with the server's own
+    words and their detail, one line (not the statement quoted with a
+    caret under it, which psycopg's text adds)."""
     state = getattr(exc, "sqlstate", None) or ""
-    text = str(exc).strip()
+    diag = getattr(exc, "diag", None)
+    primary = diag and diag.message_primary
+    if primary:
+        text = primary + (": " + diag.message_detail if diag.message_detail else "")
+    else:
+        text = str(exc).strip()
     if state == "23505":
         return Conflict(text)
     if state == "23503":
