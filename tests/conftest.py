@@ -458,7 +458,6 @@ class WSGISite:
 
     def __init__(self, engine, path, routes=None, metrics=None, **settings):
         from texmate_ds import config, store
-        self.path = str(path)
         self.settings = config.Settings(**dict(database_settings(engine, path), **settings))
         self.address = store.address(self.settings)
         self.db = store.Database(self.address)

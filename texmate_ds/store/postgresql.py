@@ -26,6 +26,8 @@ How it meets the store's SQL, which is written once, in SQLite's words:
   from each statement's row count (`changes`);
 * psycopg prepares the statements run often, but for long lists of
   values (`_PREPARED_PARAMS`), which PostgreSQL plans better each time;
+* `executemany` of a one-row INSERT sends statements of many rows: an
+  upload of a thousand samples is a few round trips, not a thousand;
 * there is no backup API: `backup` refuses and names ``pg_dump``.
 
 Connection errors are told apart for the operator (`connect`): the
@@ -35,6 +37,7 @@ the login refused, the database missing.
 
 import collections
 import logging
+import re
 import shlex
 import time
 
@@ -57,6 +60,15 @@ _CACHE = 4096
 _PREPARED_PARAMS = 64
 # Seconds to reach the server before the start fails.
 CONNECT_TIMEOUT = 10
+# An INSERT of one row of values, maybe ignoring a taken key (not one
+# updating it: two rows of one statement cannot update the same row),
+# which `executemany` sends as statements of many rows: of a power of two
+# rows each (so a few texts, kept by `_native`, serve any number), up to
+# _MANY_ROWS and the protocol's 65535 parameters.
+_ONE_ROW = re.compile(r"^(INSERT INTO [^;]+? VALUES )(\(\?(?:, \?)*\))( ON CONFLICT DO NOTHING)?$",
+                      re.S)
+_MANY_ROWS = 1024
+_MAX_PARAMETERS = 65535
 # After a lost connection: seconds between tries to connect again, and
 # the wait of each (libpq's shortest), the loop's longest on the network.
 RETRY_SECONDS = 0.5
@@ -211,9 +223,24 @@ class PostgreSQL:
         return cursor
 
     def executemany(self, sql, rows):
-        cursor = self._run(sql, rows, many=True)
-        if cursor.rowcount > 0:
-            self._changes += cursor.rowcount
+        """`sql` for each of `rows`; an INSERT of one row of values as
+        statements of many rows (`_ONE_ROW`): a round trip for each."""
+        one_row = _ONE_ROW.match(sql)
+        if not one_row:
+            cursor = self._run(sql, rows, many=True)
+            if cursor.rowcount > 0:
+                self._changes += cursor.rowcount
+            return cursor
+        head, values, tail = one_row.group(1), one_row.group(2), one_row.group(3) or ""
+        rows = list(rows)
+        most = min(_MANY_ROWS, _MAX_PARAMETERS // values.count("?"))
+        cursor = None
+        done = 0
+        while done < len(rows):
+            count = 1 << (min(len(rows) - done, most).bit_length() - 1)
+            cursor = self.execute(head + ", ".join([values] * count) + tail,
+                                  [value for row in rows[done:done + count] for value in row])
+            done += count
         return cursor
 
     def one(self, sql, params=()):
