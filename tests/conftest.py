@@ -111,6 +111,32 @@ class Server:
         from texmate_ds import store
         return store.Database(store.address(self.settings()))
 
+    def untouched(self):
+        """True while nothing made the server's database: no file (SQLite),
+        no table (PostgreSQL, whose database the test run made empty)."""
+        if self.engine == "sqlite3":
+            return not os.path.exists(self.settings().DATABASE_NAME)
+        return self.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+    def query(self, sql, params=()):
+        """The rows of one read (``?`` SQL) of the server's database, on a
+        connection opened and closed for it."""
+        db = self.database()
+        try:
+            return db.all(sql, params)
+        finally:
+            db.close()
+
+    def through_store(self, change):
+        """`change(db)` on a connection of the test's own, committed: a
+        write as ``manage`` or another process makes it."""
+        db = self.database()
+        try:
+            change(db)
+            db.commit()
+        finally:
+            db.close()
+
     # -- process --------------------------------------------------------------
 
     def start(self):
@@ -193,6 +219,21 @@ class Server:
         """One request line (without \\r) on a new connection; its answer."""
         return self.exchange(line + "\r")[0]
 
+    def ask_noticed(self, line, check):
+        """The answer to `line`, a request that changes nothing, once this
+        server noticed a change to cached rows (units, permissions) that
+        another connection committed. On SQLite the first answer counts:
+        the server reads whether another connection committed at each loop
+        turn. PostgreSQL's NOTIFY reaches the server a moment after the
+        writer's commit returned, so there `line` is asked again until
+        `check(answer)`, 5 s at most."""
+        deadline = time.monotonic() + 5
+        while True:
+            answer = self.ask(line)
+            if check(answer) or self.engine == "sqlite3" or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.02)
+
 
 def read_answers(sock, count):
     buf = b""
@@ -251,6 +292,59 @@ def engine(request):
     return request.param
 
 
+def sqlite_only(engine, why):
+    """Skip the PostgreSQL run of a test about SQLite itself (its file,
+    its journal, its locks), printing `why` it has no meaning there."""
+    if engine != "sqlite3":
+        pytest.skip("SQLite-only: " + why)
+
+
+def database_settings(engine, path):
+    """Settings(**...) values putting a store a test makes itself on
+    `engine`: the SQLite file `path`, or a new PostgreSQL database
+    (`store.address(config.Settings(**values))` is what to open)."""
+    if engine == "sqlite3":
+        return {"DATABASE_NAME": str(path)}
+    return _cluster.settings_values(_cluster.database())
+
+
+@pytest.fixture
+def store_db(engine, tmp_path):
+    """A migrated store.Database of the test's own on `engine` (the SQLite
+    file t.db in its folder, or a new PostgreSQL database), closed after
+    it; ``store.Database(store_db.path)`` is a second connection to it."""
+    from texmate_ds import config, store
+    settings = config.Settings(**database_settings(engine, tmp_path / "t.db"))
+    db = store.Database(store.address(settings))
+    db.migrate()
+    yield db
+    db.close()
+
+
+def spoil_commit(db):
+    """Leave in `db`'s open transaction a row its COMMIT refuses (checked
+    only then), as a full disk makes a commit fail: a dangling reference
+    on SQLite; on PostgreSQL, which defers only a constraint declared
+    deferrable, a duplicate in a temporary table made (and undone) in the
+    transaction. Returns the engine's words for the failure."""
+    from texmate_ds.store.sqlite import SQLite
+    db.begin()
+    if isinstance(db.dialect, SQLite):
+        db.execute("PRAGMA defer_foreign_keys = ON")
+        db.execute("INSERT INTO unit_reads (reader_id, source_id) VALUES (998, 999)")
+        return "FOREIGN KEY constraint failed"
+    db.execute("CREATE TEMPORARY TABLE spoiler (n BIGINT UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    db.execute("INSERT INTO spoiler VALUES (1), (1)")
+    return "duplicate key value violates unique constraint"
+
+
+def postgres_connection(srv):
+    """The driver's own connection (psycopg, autocommit, as superuser) to
+    the PostgreSQL database of `srv`: to look at one the store refuses to
+    open (a schema too new)."""
+    return _cluster.connect(srv.settings().DATABASE_NAME)
+
+
 def engine_conf(engine):
     """txm.conf lines putting a server on `engine`: nothing for SQLite (its
     file in the server's folder), a new database for PostgreSQL."""
@@ -259,14 +353,25 @@ def engine_conf(engine):
     return "\n" + _cluster.conf(_cluster.database())
 
 
+def with_database(text, database):
+    """The txm.conf `text` with the [database] section `database` added:
+    its keys under the header `text` has, if it has one (a section is
+    written once)."""
+    header = re.compile(r"^\[database\][ \t]*\n", re.M)
+    if not database.strip() or not header.search(text):
+        return text + database
+    keys = database.split("[database]\n", 1)[1]
+    return header.sub(lambda found: found.group(0) + keys, text, count=1)
+
+
 def _factory(folder, engine):
     servers = []
 
     def make(extra="", start=True, name="srv", conf=None):
         """`conf`: the [database] lines to use instead of a new database's
         (a second process on the same one)."""
-        srv = Server(folder / name, BASE_CONF + extra + (engine_conf(engine) if conf is None
-                                                         else conf), engine=engine)
+        srv = Server(folder / name, with_database(
+            BASE_CONF + extra, engine_conf(engine) if conf is None else conf), engine=engine)
         servers.append(srv)
         if start:
             srv.start()
@@ -346,16 +451,17 @@ class _QuietHandler(WSGIRequestHandler):
 
 class WSGISite:
     """The web UI on wsgiref (127.0.0.1, a port the OS picks) in a thread,
-    over a store.Database on the file `path`: the WSGI app as any WSGI server would
-    run it. `db` is the test's own connection to the same file, as
-    ``manage`` would have; `stop()` ends both."""
+    over a store.Database on `engine` (the SQLite file `path`, or a new
+    PostgreSQL database): the WSGI app as any WSGI server would run it.
+    `db` is the test's own connection to the same database, as ``manage``
+    would have; `stop()` ends both."""
 
-    def __init__(self, path, routes=None, metrics=None, **settings):
+    def __init__(self, engine, path, routes=None, metrics=None, **settings):
         from texmate_ds import config, store
-        self.path = str(path)
-        self.db = store.Database(self.path)
+        self.settings = config.Settings(**dict(database_settings(engine, path), **settings))
+        self.address = store.address(self.settings)
+        self.db = store.Database(self.address)
         self.db.migrate()
-        self.settings = config.Settings(**settings)
         self._routes = routes
         self._metrics = metrics
         started = threading.Event()
@@ -366,7 +472,7 @@ class WSGISite:
     def _serve(self, started):
         from texmate_ds import store
         from texmate_ds.web import committing, site
-        st = store.Database(self.path)     # SQLite connections stay in their thread
+        st = store.Database(self.address)     # SQLite connections stay in their thread
         ui = site.Site(st, self.settings, self._metrics, self._routes or site.ROUTES)
         self.server = make_server("127.0.0.1", 0, committing(ui, st),
                                   handler_class=_QuietHandler)

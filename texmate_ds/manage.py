@@ -664,7 +664,7 @@ def cmd_import(args, settings):
 
 
 def cmd_backup(args, settings):
-    """copy the database with SQLite's online backup (safe while serving)"""
+    """copy a SQLite database, safe while serving (PostgreSQL: says how with pg_dump)"""
     if os.path.exists(args.path):
         raise CommandError("%s exists; choose a new file name" % args.path)
     st = _store(settings)

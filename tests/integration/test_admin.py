@@ -17,8 +17,8 @@ ALL_TABLES = ("units", "samples", "users", "groups", "user_groups", "user_permis
 
 
 class Admin(conftest.WSGISite):
-    def __init__(self, folder, **settings):
-        super().__init__(folder / "admin.db", **settings)
+    def __init__(self, engine, folder, **settings):
+        super().__init__(engine, folder / "admin.db", **settings)
         self.root = self.browser("root", superuser=True)
 
     def add_user(self, username, staff=True, superuser=False, permissions=(), units=(),
@@ -66,11 +66,11 @@ class Browser(conftest.Browser):
 
 
 @pytest.fixture
-def admin(tmp_path):
+def admin(tmp_path, engine):
     sites = []
 
     def start(**settings):
-        sites.append(Admin(tmp_path / str(len(sites)), **settings))
+        sites.append(Admin(engine, tmp_path / str(len(sites)), **settings))
         return sites[-1]
     yield start
     for site in sites:

@@ -9,12 +9,11 @@ and why."""
 import json
 import re
 import subprocess
-import sys
 
 import pytest
 from test_admin import PASSWORD, Browser, errors
 
-from conftest import BASE_CONF, ROOT, child_env
+from conftest import ROOT
 
 
 def documented(heading):
@@ -187,19 +186,27 @@ def test_a_new_migration_runs_at_the_next_start_and_the_rows_stay(server_factory
     assert rows(root.get("/admin/notes.note/")) == [(1, ["A1", "unknown", "Fault", "2", "no"])]
 
 
-def start_fails(tmp_path, apps):
-    """serve and manage syncdb on `apps`: [the stderr of each]; each stops
-    (2: the server could not start, 1: the command failed)."""
-    (tmp_path / "txm.conf").write_text(BASE_CONF + conf(apps))
-    said = []
-    for command, status in ((["serve"], 2), (["manage", "syncdb"], 1)):
-        result = subprocess.run(
-            [sys.executable, "-m", "texmate_ds", "--config", str(tmp_path / "txm.conf")]
-            + command, cwd=tmp_path, env=child_env(), capture_output=True, text=True,
-            timeout=60)
-        assert result.returncode == status, (command, result.stdout, result.stderr)
-        said.append(result.stderr)
-    return said
+def serve_fails(srv):
+    """serve's stderr; it must not start (2)."""
+    result = subprocess.run(srv.command + ["--config", str(srv.conf), "serve"], cwd=srv.dir,
+                            env=srv.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    return result.stderr
+
+
+def start_fails(srv):
+    """serve and manage syncdb: [the stderr of each]; each stops (2: the
+    server could not start, 1: the command failed)."""
+    result = srv.manage("syncdb", check=False)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    return [serve_fails(srv), result.stderr]
+
+
+# The engine's own words for what a statement lacks.
+NO_TABLE = {"sqlite3": "no such table: notes_nothing",
+            "postgresql": 'relation "notes_nothing" does not exist'}
+NO_COLUMN = {"sqlite3": "no such column: notes_note.colour",
+             "postgresql": "column notes_note.colour does not exist"}
 
 
 @pytest.mark.parametrize("migrations, message", [
@@ -207,41 +214,41 @@ def start_fails(tmp_path, apps):
      "0001_notes.sql: statement 3 (CREATE TABLE units_extra (id INTEGER PRIMARY KEY);): "
      "table units_extra is not the app's: an app's tables and indexes are named notes_..."),
     ({"0001_notes.sql": SCHEMA + "INSERT INTO notes_nothing VALUES (1);\n"},
-     "0001_notes.sql: statement 3 (INSERT INTO notes_nothing VALUES (1);): "
-     "no such table: notes_nothing"),
+     "0001_notes.sql: statement 3 (INSERT INTO notes_nothing VALUES (1);): {no_table}"),
     ({"0001_notes.sql": SCHEMA, "0003_more.sql": "CREATE TABLE notes_more (a);\n"},
      "0003_more.sql: expected 0002_what.sql next"),
 ])
 def test_a_wrong_migration_stops_the_start_naming_the_app_and_the_file(
-        tmp_path, migrations, message):
+        server_factory, tmp_path, migrations, message):
     apps = notes_app(tmp_path, migrations)
-    for said in start_fails(tmp_path, apps):
+    srv = server_factory(conf(apps), start=False)
+    message = message.format(no_table=NO_TABLE[srv.engine])
+    for said in start_fails(srv):
         assert "HTTP app notes: %s" % (apps / "notes" / "migrations") in said
         assert message in said, said
     # Nothing of the app's is left: its scripts ran in one transaction.
-    from texmate_ds import store
-    db = store.Database(str(tmp_path / "db" / "data_server3.db"))
+    db = srv.database()
     assert db.app_tables.version("notes") == 0
-    assert db.one("SELECT count(*) FROM sqlite_master WHERE name LIKE 'notes%'") == (0,)
+    tables = ("SELECT count(*) FROM sqlite_master WHERE name LIKE 'notes%'"
+              if srv.engine == "sqlite3" else
+              "SELECT count(*) FROM pg_class WHERE relname LIKE 'notes%'")
+    assert db.one(tables) == (0,)
     db.close()
 
 
 @pytest.mark.parametrize("column, message", [
-    ('{"name": "colour"},',
-     "HTTP app notes: admin model notes.note, table notes_note: no such column: notes_note.colour"),
+    ('{"name": "colour"},', "HTTP app notes: admin model notes.note, table notes_note: {no_column}"),
     ('{"name": "when", "type": "date"},',
      "MODELS[0]: model note: columns[5] (when): type: one of text, integer, boolean, choice, "
      "not 'date'"),
     ('{"name": "when", "size": 3},', "columns[5]: unknown key 'size'"),
 ])
-def test_a_wrong_admin_declaration_stops_the_start(tmp_path, column, message):
+def test_a_wrong_admin_declaration_stops_the_start(server_factory, tmp_path, column, message):
     apps = notes_app(tmp_path, admin=with_column(column))
-    (tmp_path / "txm.conf").write_text(BASE_CONF + conf(apps))
-    result = subprocess.run(
-        [sys.executable, "-m", "texmate_ds", "--config", str(tmp_path / "txm.conf"), "serve"],
-        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "HTTP app notes" in result.stderr
-    assert message in result.stderr, result.stderr
+    srv = server_factory(conf(apps), start=False)
+    said = serve_fails(srv)
+    assert "HTTP app notes" in said
+    assert message.format(no_column=NO_COLUMN[srv.engine]) in said, said
 
 
 PAGES = '''"""notes: notes on units, with a page of them (/notes/)."""

@@ -13,14 +13,13 @@ deadline: nothing asserts how long anything took.
 import itertools
 import json
 import socket
-import sqlite3
 import subprocess
 import time
 
 import pytest
 import test_sample_events as sample_events
 
-from texmate_ds import store, times
+from texmate_ds import times
 
 from conftest import _factory
 
@@ -41,33 +40,15 @@ def new_unit(server, fields=2, *extra):
     return code, "key" + code
 
 
-def rows(server, sql, params=()):
-    db = sqlite3.connect(server.db_path)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
-
-
 def alarms_of(server, code):
-    return rows(server, "SELECT a.kind, a.level, a.data, a.meter_ts, a.received, a.id"
+    return server.query("SELECT a.kind, a.level, a.data, a.meter_ts, a.received, a.id"
                         " FROM alarms a JOIN units u ON u.id = a.unit_id WHERE u.code = ?"
                         " ORDER BY a.id", (code,))
 
 
 def letters_of(server, alarm_id):
-    return rows(server, "SELECT kind, recipient, subject, body, state FROM outbox"
+    return server.query("SELECT kind, recipient, subject, body, state FROM outbox"
                         " WHERE alarm_id = ? ORDER BY id", (alarm_id,))
-
-
-def through_store(server, change):
-    """`change(db)` on the test's own connection, committed."""
-    db = store.Database(server.db_path)
-    try:
-        change(db)
-        db.commit()
-    finally:
-        db.close()
 
 
 def wait_for(what, timeout=15):
@@ -164,7 +145,7 @@ def test_an_alarm_queues_an_email_per_address_and_a_webhook(server):
         db.alarms.set_mailing_list(unit, [user.id for user in users])
         db.units.change(unit, webhook_url="http://127.0.0.1:9/hook")
         db.alarms.set_message(unit, 2, "{{ unit.name }}: level {{ level }} ({{ data.1 }})", example)
-    through_store(server, configure)
+    server.through_store(configure)
     assert server.ask("TTP /al/%s/2/<2009-1-16 15:30:45;high> %s" % (code, key)) == "OK"
     assert server.ask("TTP /al/%s/5/<> %s" % (code, key)) == "OK"
     first, other = alarms_of(server, code)
@@ -197,7 +178,7 @@ def test_a_message_that_fails_at_send_time_never_costs_the_alarm(server):
         db.alarms.set_message(unit, None, "{% if level %}", "{% for a in data %}{% for b in data %}"
                               "{% for c in data %}{% for d in data %}.{% endfor %}{% endfor %}"
                               "{% endfor %}{% endfor %}")
-    through_store(server, configure)
+    server.through_store(configure)
     assert server.ask("TTP /al/%s/1/<0;1;2;3;4;5;6;7;8;9> %s" % (code, key)) == "OK"
     [alarm] = alarms_of(server, code)
     [letter] = letters_of(server, alarm[5])
@@ -218,11 +199,11 @@ def test_a_silent_meter_gets_one_alarm_and_one_when_it_is_back(server):
         db.alarms.set_mailing_list(unit, [user.id])
         db.execute("UPDATE units SET last_received = ? WHERE id = ?",
                    (times.now() - 2 * times.MINUTE, unit.id))
-    through_store(server, silent_for_two_minutes)
+    server.through_store(silent_for_two_minutes)
     [silent] = wait_for(lambda: alarms_of(server, code))
     assert silent[:2] == ("silent", 4) and silent[3] is None
     assert json.loads(silent[2])[1] == "expected every minute"
-    assert rows(server, "SELECT silent_since FROM units WHERE code = ?", (code,)) == [
+    assert server.query("SELECT silent_since FROM units WHERE code = ?", (code,)) == [
         (silent[4],)]
     [letter] = letters_of(server, silent[5])
     assert letter[:3] == ("email", "ops@example.org",
@@ -238,7 +219,7 @@ def test_a_silent_meter_gets_one_alarm_and_one_when_it_is_back(server):
     assert json.loads(back[2])[1] == "silent alarm raised at %s" % times.shown(silent[4])
     assert letters_of(server, back[5])[0][2].startswith("%s (Pump %s) is back online: level 4"
                                                         % (code, code))
-    assert rows(server, "SELECT silent_since FROM units WHERE code = ?", (code,)) == [(None,)]
+    assert server.query("SELECT silent_since FROM units WHERE code = ?", (code,)) == [(None,)]
 
 
 def test_a_meter_that_never_uploaded_is_silent_from_its_creation(server):
@@ -250,7 +231,7 @@ def test_a_meter_that_never_uploaded_is_silent_from_its_creation(server):
         db.units.change(db.units.get(quiet), silent_minutes=5)
         db.execute("UPDATE units SET created = ? WHERE code = ?",
                    (times.now() - 6 * times.MINUTE, code))
-    through_store(server, configure)
+    server.through_store(configure)
     [silent] = wait_for(lambda: alarms_of(server, code))
     assert silent[:2] == ("silent", 1)                  # the default level
     assert alarms_of(server, quiet) == []               # created just now
@@ -259,12 +240,12 @@ def test_a_meter_that_never_uploaded_is_silent_from_its_creation(server):
 # -- in-process: the OK and the event wait for the commit ---------------------------
 
 class Site(sample_events.Site):
-    """test_sample_events' parts on a file, turned by the test (its
-    Spoiler app as ``zz``), listening to alarms; what a second connection
-    sees of them as each event comes."""
+    """test_sample_events' parts, turned by the test (its Spoiler app as
+    ``zz``), listening to alarms; what a second connection sees of them
+    as each event comes."""
 
-    def __init__(self, path):
-        super().__init__(path, 1)
+    def __init__(self, engine, path):
+        super().__init__(engine, path, 1)
         self.subscription.close()
         self.subscription = self.bus.subscribe(["alarm"], {"A1"}, size=10, wake=self._woken)
         self.meter.setblocking(False)
@@ -283,8 +264,8 @@ class Site(sample_events.Site):
 
 
 @pytest.fixture
-def site(tmp_path):
-    made = Site(tmp_path / "data.db")
+def site(tmp_path, engine):
+    made = Site(engine, tmp_path / "data.db")
     yield made
     made.close()
 
@@ -364,12 +345,12 @@ def test_simulated_meters_raise_an_alarm_every_n_requests(server, tmp_path):
     data = json.loads(figures.read_text())
     assert data["alarm_every"] == 3 and data["errors"] == {}
     assert "alarms raised and answered OK: %d" % data["alarms_ok"] in result.stdout
-    stored = rows(server, "SELECT u.code, a.level, a.data, a.meter_ts FROM alarms a"
+    stored = server.query("SELECT u.code, a.level, a.data, a.meter_ts FROM alarms a"
                           " JOIN units u ON u.id = a.unit_id WHERE u.code LIKE 'SIMAL%'")
     assert len(stored) == data["alarms_ok"] >= 3
     assert all(level == 1 and json.loads(items)[1].startswith("simulated alarm ")
                and meter_ts is not None for _, level, items, meter_ts in stored)
-    samples = rows(server, "SELECT count(*) FROM samples s JOIN units u ON u.id = s.unit_id"
+    samples = server.query("SELECT count(*) FROM samples s JOIN units u ON u.id = s.unit_id"
                            " WHERE u.code LIKE 'SIMAL%'")[0][0]
     assert samples == data["samples_ok"] and data["ok"] == data["alarms_ok"] + samples
     # Each meter's every third answered request was an alarm.

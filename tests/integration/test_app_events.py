@@ -6,7 +6,6 @@ writes undone, while the server and the other subscribers go on; an app
 whose start fails stops the start, named."""
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -79,13 +78,9 @@ def eventually(srv, line, answer, seconds=5):
 
 
 def alarms_of(srv, code):
-    db = sqlite3.connect(srv.db_path, timeout=10)
-    try:
-        return [(level, json.loads(data)) for level, data in db.execute(
-            "SELECT level, data FROM alarms JOIN units ON units.id = unit_id WHERE code = ?"
-            " ORDER BY alarms.id", (code,))]
-    finally:
-        db.close()
+    return [(level, json.loads(data)) for level, data in srv.query(
+        "SELECT level, data FROM alarms JOIN units ON units.id = unit_id WHERE code = ?"
+        " ORDER BY alarms.id", (code,))]
 
 
 def wait_for_alarms(srv, code, count, seconds=5):

@@ -4,17 +4,16 @@ one through ``environ["texmate.chores"]`` (`app.run_chore`), or without
 texmate_ds's loop (wsgiref) has it run at once, a commit per chunk.
 
 A test cannot reach into the server's process, so this assembles its
-parts as server.py does (the store on a file, its GroupCommit, the Chores
-service, the TTP server and the web UI on an HTTPServer), listening on
-127.0.0.1, and turns its Loop itself: what happens in which turn is then
+parts as server.py does (the store on each engine, its GroupCommit, the
+Chores service, the TTP server and the web UI on an HTTPServer), listening
+on 127.0.0.1, and turns its Loop itself: what happens in which turn is then
 the order of events, never a matter of timing. The meter and the browser
-are real sockets. A second connection to the file tells what was
+are real sockets. A second connection to the database tells what was
 committed when.
 """
 
 import datetime
 import socket
-import sqlite3
 
 import pytest
 
@@ -23,7 +22,7 @@ from texmate_ds.client import format_ts, up_request
 from texmate_ds.web import app, site
 
 import conftest
-from conftest import WSGISite
+from conftest import WSGISite, database_settings
 
 DELETED = 2000     # samples of A1 to delete
 CHUNK = 100
@@ -35,16 +34,15 @@ class Watched:
     begins, the loop turn, the TTP requests answered so far and the A1
     samples another connection sees."""
 
-    def __init__(self, path, deleting, turn=lambda: None, answered=lambda: None):
+    def __init__(self, address, deleting, turn=lambda: None, answered=lambda: None):
         self.deleting = deleting
         self.turn, self.answered = turn, answered
-        self.other = sqlite3.connect(str(path), check_same_thread=False)
+        self.other = store.Database(address)
         self.seen = []
 
     def __call__(self):
-        self.seen.append((self.turn(), self.answered(), self.other.execute(
-            "SELECT count(*) FROM samples WHERE unit_id = ?",
-            (self.deleting.unit.id,)).fetchone()[0]))
+        self.seen.append((self.turn(), self.answered(), self.other.one(
+            "SELECT count(*) FROM samples WHERE unit_id = ?", (self.deleting.unit.id,))[0]))
         return self.deleting()
 
     @property
@@ -97,13 +95,14 @@ ROUTES = site.ROUTES + [
 
 
 class Served:
-    """The server's parts on `path`, turned by the test: `ttp_port`,
-    `http_port`, `chores`, `store`; `token` signs the web requests in."""
+    """The server's parts on a database of `engine` (the SQLite file
+    `path`), turned by the test: `ttp_port`, `http_port`, `chores`,
+    `store`; `token` signs the web requests in."""
 
-    def __init__(self, path):
-        self.path = path
-        settings = config.Settings(DATABASE_NAME=str(path), LOGIN_REQUIRED=False)
-        self.store = st = store.Database(str(path))
+    def __init__(self, engine, path):
+        settings = config.Settings(LOGIN_REQUIRED=False, **database_settings(engine, path))
+        self.address = store.address(settings)
+        self.store = st = store.Database(self.address)
         st.migrate()
         self.unit = seed(st, "A1", DELETED)
         seed(st, "B7", 0)
@@ -130,7 +129,7 @@ class Served:
         self.steps = None
 
     def watched(self, deleting):
-        self.steps = Watched(self.path, deleting, lambda: self.turns,
+        self.steps = Watched(self.address, deleting, lambda: self.turns,
                              lambda: self.ttp.requests.value)
         return self.steps
 
@@ -173,20 +172,26 @@ class Served:
         for listener in self.loop.listeners:
             listener.close()
         self.loop.selector.close()
+        if self.steps is not None:
+            self.steps.other.close()
         self.store.close()
 
 
 @pytest.fixture
-def served(tmp_path):
-    s = Served(tmp_path / "data.db")
+def served(tmp_path, engine):
+    s = Served(engine, tmp_path / "data.db")
     yield s
     s.close()
 
 
-def committed(path, code):
-    with sqlite3.connect(str(path)) as other:
-        return other.execute("SELECT count(*) FROM samples JOIN units ON units.id = unit_id"
-                             " WHERE code = ?", (code,)).fetchone()[0]
+def committed(address, code):
+    """`code`'s samples another connection sees."""
+    other = store.Database(address)
+    try:
+        return other.one("SELECT count(*) FROM samples JOIN units ON units.id = unit_id"
+                         " WHERE code = ?", (code,))[0]
+    finally:
+        other.close()
 
 
 class Meter:
@@ -230,8 +235,8 @@ def test_a_meter_is_answered_between_the_chunks_of_a_deletion(served):
     assert running != "delete samples of A1: 0 of 2,000\n"
     answers = []
     while served.chores.active():
-        answers.append((meter.upload(), chore.steps, committed(served.path, "A1"),
-                        committed(served.path, "B7")))
+        answers.append((meter.upload(), chore.steps, committed(served.address, "A1"),
+                        committed(served.address, "B7")))
     steps = served.steps.seen
     assert chore.finished and served.ended == [chore]
     assert chore.steps == DELETED // CHUNK + 1 and chore.progress == "2,000 of 2,000"
@@ -248,7 +253,7 @@ def test_a_meter_is_answered_between_the_chunks_of_a_deletion(served):
     partway = [(steps_then, a1) for _, steps_then, a1, _ in answers if 0 < a1 < DELETED]
     assert len(partway) >= 5
     assert [s for s, _ in partway] == sorted(set(s for s, _ in partway))
-    assert committed(served.path, "A1") == 0
+    assert committed(served.address, "A1") == 0
 
 
 def test_the_web_is_refused_with_503_when_the_chores_are_full(served):
@@ -266,14 +271,14 @@ def test_a_view_that_fails_after_asking_leaves_no_chore(served):
     assert served.chores.active() == []
     for _ in range(5):
         served.turn()
-    assert committed(served.path, "A1") == DELETED
+    assert committed(served.address, "A1") == DELETED
 
 
 # -- without texmate_ds's loop: wsgiref ------------------------------------------
 
 class OnWSGIRef(WSGISite):
-    def __init__(self, path):
-        super().__init__(path, ROUTES, LOGIN_REQUIRED=False)
+    def __init__(self, engine, path):
+        super().__init__(engine, path, ROUTES, LOGIN_REQUIRED=False)
         seed(self.db, "A1", DELETED)
         user = self.db.accounts.add_user("admin", auth.hash_password("pw"), is_staff=True)
         self.token = auth.create_api_token(self.db, user.id, "t")
@@ -285,15 +290,15 @@ class OnWSGIRef(WSGISite):
                                {"Authorization": "Bearer %s" % self.token})
 
 
-def test_without_the_loop_the_steps_run_at_once_a_commit_each(tmp_path):
+def test_without_the_loop_the_steps_run_at_once_a_commit_each(tmp_path, engine):
     made = []
 
     def watched(deleting):
-        made.append(Watched(tmp_path / "web.db", deleting))
+        made.append(Watched(web.address, deleting))
         return made[-1]
     ended = WATCH["ended"] = []
     WATCH["step"] = watched
-    web = OnWSGIRef(tmp_path / "web.db")
+    web = OnWSGIRef(engine, tmp_path / "web.db")
     try:
         answer = web.post("/test/delete/A1/")
         # The view answered before its chore ran; the chore ran before the
@@ -302,11 +307,11 @@ def test_without_the_loop_the_steps_run_at_once_a_commit_each(tmp_path):
         assert answer.body == "delete samples of A1: 0 steps, 0 of 2,000; server's chores: False\n"
         assert [left for _, _, left in made[0].seen] == list(range(DELETED, -1, -CHUNK))
         assert len(ended) == 1 and ended[0].finished
-        assert committed(web.path, "A1") == 0
+        assert committed(web.address, "A1") == 0
         seed(web.db, "A2", 10)
         web.db.commit()
         failed = web.post("/test/fail/A2/")
-        assert failed.status == 409 and committed(web.path, "A2") == 10
+        assert failed.status == 409 and committed(web.address, "A2") == 10
         assert web.post("/test/running/").body == ""   # nothing left running, ever
     finally:
         web.stop()

@@ -12,7 +12,6 @@ import json
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -57,13 +56,8 @@ def no_traceback(result):
 
 
 def samples_of(srv, code):
-    conn = sqlite3.connect(str(srv.dir / "db" / "data_server3.db"), timeout=10)
-    try:
-        return conn.execute(
-            "SELECT s.id, s.ts FROM samples s JOIN units u ON u.id = s.unit_id"
-            " WHERE u.code = ? ORDER BY s.id", (code,)).fetchall()
-    finally:
-        conn.close()
+    return srv.query("SELECT s.id, s.ts FROM samples s JOIN units u ON u.id = s.unit_id"
+                     " WHERE u.code = ? ORDER BY s.id", (code,))
 
 
 def failed_start(srv, timeout=20):
@@ -186,7 +180,7 @@ def site_app_server(server_factory, name, source, on=True):
     """A configuration on fixed free ports with TTPApps/NAME.py, turned on."""
     http, ds = free_port(), free_port()
     srv = server_factory(start=False)
-    srv.conf.write_text(BASE_CONF.replace("DS_PORT: 0", "DS_PORT: %d" % ds)
+    srv.conf.write_text(srv.conf.read_text().replace("DS_PORT: 0", "DS_PORT: %d" % ds)
                         .replace("HTTP_PORT: 0", "HTTP_PORT: %d" % http)
                         + "[ttpapps]\n%s: %s\n" % (name, "on" if on else "off"))
     (srv.dir / "TTPApps").mkdir()
@@ -218,7 +212,7 @@ def test_site_app_failing_at_import_stops_startup(server_factory):
     assert "RuntimeError: kaboom at import" in result.stderr
     assert "ready" not in result.stdout
     assert not any(listening(p) for p in ports)
-    assert not (srv.dir / "db").exists()
+    assert srv.untouched()
 
 
 def test_site_app_serves_its_code(server_factory):
@@ -287,7 +281,7 @@ def test_a_bad_option_stops_startup_naming_its_line(server_factory):
         "got 'twice'" % (srv.conf, line))
     no_traceback(result)
     assert not any(listening(p) for p in ports)
-    assert not (srv.dir / "db").exists()
+    assert srv.untouched()
 
 
 # -- start-up output and stopping --------------------------------------------
@@ -296,7 +290,7 @@ def test_startup_output_and_signals(server_factory):
     srv = server_factory()
     out = srv.output()
     lines = out.splitlines()
-    db = srv.dir / "db" / "data_server3.db"
+    db = store.address(srv.settings())
     assert lines[0].startswith("texmate_ds %s (Python " % __version__)
     assert "config: %s (--config)" % srv.conf in lines
     assert "database: %s (schema version %d)" % (db, SCHEMA) in lines

@@ -26,9 +26,7 @@ from http.client import HTTPSConnection
 
 import pytest
 
-from texmate_ds import store
-
-from conftest import BASE_CONF, Browser, Server, child_env, read_all
+from conftest import Browser, _factory, child_env, read_all
 
 KEY = "k1"
 ADMIN_PASSWORD = "pump-station-7"
@@ -203,13 +201,9 @@ def last_id(srv, code, token):
     return json.loads(answer.body)["sample"][0]
 
 
-def open_db(srv):
-    return store.Database(str(srv.dir / "db" / "data_server3.db"))
-
-
 def give_units(srv, username, codes):
     """What the admin's user form does: `username` sees `codes` only."""
-    db = open_db(srv)
+    db = srv.database()
     user = db.accounts.get_user_by_name(username)
     db.accounts.set_units("user", user.id, [db.units.get(code).id for code in codes])
     db.commit()
@@ -240,10 +234,11 @@ def with_users(srv):
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
+def srv(tmp_path_factory, engine):
     """One server for the module's plain tests, each on units of its own:
     A1 (2 fields), B7 (1), FMT (2), RES (2), OTH (1), BIG (1), NUL (2)."""
-    server = Server(tmp_path_factory.mktemp("live") / "srv", BASE_CONF)
+    make, _ = _factory(tmp_path_factory.mktemp("live"), engine)
+    server = make(start=False)
     for code, fields in (("A1", 2), ("B7", 1), ("FMT", 2), ("RES", 2), ("OTH", 1),
                          ("BIG", 1), ("NUL", 2)):
         server.add_unit(code, KEY, fields)
@@ -452,7 +447,7 @@ def batched(server_factory):
     upload(srv, "RC", [(srv.times[1], 1)])      # the second upload commits both
     srv.seen = srv.stayed.events(2)[-1]["id"]
     upload(srv, "RC", [(srv.times[2], 2)])      # answered OK, not committed
-    db = open_db(srv)
+    db = srv.database()
     assert db.one("SELECT count(*) FROM samples")[0] == 2
     db.close()
     return srv

@@ -21,8 +21,7 @@ def srv(server_factory):
     srv.manage("changepassword", "Administrator", "--noinput", env=env)
     srv.token = srv.manage("addtoken", "Administrator", "--name", "t").stdout.strip()
     srv.manage("adduser", "ann", "--noinput", env=env)
-    from texmate_ds import store
-    db = store.Database(str(srv.dir / "db" / "data_server3.db"))
+    db = srv.database()
     ann = db.accounts.get_user_by_name("ann")
     db.accounts.set_units("user", ann.id, [db.units.get("A1").id])
     db.commit()

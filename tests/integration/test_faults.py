@@ -9,25 +9,18 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import read_answers
+from conftest import read_answers, sqlite_only
 
 
-def count_samples(srv, code=None):
-    db = sqlite3.connect(srv.db_path)
-    try:
-        if code is None:
-            return db.execute("SELECT count(*) FROM samples").fetchone()[0]
-        return db.execute("SELECT count(*) FROM samples JOIN units ON units.id = unit_id"
-                          " WHERE code = ?", (code,)).fetchone()[0]
-    finally:
-        db.close()
+def count_samples(srv, code):
+    return srv.query("SELECT count(*) FROM samples JOIN units ON units.id = unit_id"
+                     " WHERE code = ?", (code,))[0][0]
 
 
 def rss_kib(pid):
@@ -89,12 +82,12 @@ def under_load(srv, prefix, key):
 
 def assert_acknowledged_stored(srv, meters):
     """Every sample a meter saw OK for is stored, with the value it sent."""
-    db = sqlite3.connect(srv.db_path)
+    db = srv.database()
     total = 0
     for m in meters:
         m.join(10)
         assert m.acked, "meter %s got no answer" % m.code
-        stored = dict(db.execute(
+        stored = dict(db.all(
             "SELECT ts, v1 FROM samples JOIN units ON units.id = unit_id WHERE code = ?",
             (m.code,)))
         for ts, value in m.acked:
@@ -120,7 +113,7 @@ def test_kill_9_loses_no_acknowledged_sample(server_factory):
     time.sleep(1.5)
     srv.proc.send_signal(signal.SIGKILL)
     srv.proc.wait(10)
-    srv.start()  # recovery from the WAL on restart
+    srv.start()  # SQLite recovers from its WAL on restart
     assert_acknowledged_stored(srv, meters)
     assert srv.ask("TTP /dl/K0/<2015-1-1 0:0:7> kk").endswith(" L1=7>")
 
@@ -190,13 +183,11 @@ def test_garbage_gets_spec_codes_and_the_server_stays_up(server_factory):
     sock.close()
     assert srv.ask("TTP /ok/G1 kg") == "OK"
     assert srv.proc.poll() is None
-    db = sqlite3.connect(srv.db_path)
-    for v1, v2 in db.execute("SELECT v1, v2 FROM samples"):
+    for v1, v2 in srv.query("SELECT v1, v2 FROM samples"):
         assert abs(v1) < 1e308 and abs(v2) < 1e308
-    for level, data in db.execute("SELECT level, data FROM alarms"):
+    for level, data in srv.query("SELECT level, data FROM alarms"):
         assert 0 <= level <= 99
         assert not any(c in item for item in json.loads(data) for c in ";<>"), data
-    db.close()
 
 
 def test_stalled_half_requests_and_resets_do_not_block_others(server_factory):
@@ -303,7 +294,8 @@ def chattr(flag, *paths):
                           capture_output=True, text=True)
 
 
-def test_read_only_database_answers_500_and_recovers(server_factory):
+def test_read_only_database_answers_500_and_recovers(server_factory, engine):
+    sqlite_only(engine, "the fault is the SQLite file made immutable (chattr +i)")
     srv = server_factory(start=False)
     srv.add_unit("A1", "k1", 1)
     srv.start()
@@ -340,7 +332,8 @@ def small_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)])
 
 
-def test_full_disk_answers_500_and_recovers(server_factory, small_fs):
+def test_full_disk_answers_500_and_recovers(server_factory, small_fs, engine):
+    sqlite_only(engine, "the full disk is the SQLite file's (PostgreSQL's is its server's)")
     srv = server_factory("[database]\nDATABASE_NAME: %s/data.db\n" % small_fs, start=False)
     srv.add_unit("F1", "kf", 8)
     srv.start()

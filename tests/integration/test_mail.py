@@ -19,6 +19,7 @@ import pytest
 
 from texmate_ds import config, mail, store, times
 
+from conftest import database_settings
 from smtp_sink import SMTPSink, parsed
 
 # 30 s becomes 0.3 s: the first retry within 0.3 s, the hour's ceiling 36 s.
@@ -43,7 +44,7 @@ def email_conf(port, extra=""):
 def queue(srv, count=1, kind="email", recipient="ann@example.com", subject="subject %d",
           body="body %d\n"):
     """Queue `count` letters from the test's own connection; their ids."""
-    db = store.Database(srv.db_path)
+    db = srv.database()
     try:
         ids = [db.outbox.add(None, kind, recipient, subject % n if "%d" in subject else subject,
                              body % n if "%d" in body else body) for n in range(count)]
@@ -55,7 +56,7 @@ def queue(srv, count=1, kind="email", recipient="ann@example.com", subject="subj
 
 def letters(srv):
     """{id: Letter} of every letter in the outbox."""
-    db = store.Database(srv.db_path)
+    db = srv.database()
     try:
         return {letter.id: letter for letter in db.outbox.find(limit=100000)}
     finally:
@@ -363,15 +364,14 @@ def test_a_webhook_answering_500_is_retried_and_a_404_fails(server_factory, hook
 # -- the service in this process: wake() and stop() ------------------------------------
 
 @pytest.fixture
-def service(tmp_path, sink, monkeypatch):
+def service(tmp_path, sink, monkeypatch, engine):
     """A MailService on a database of its own, pointed at the sink; its
     poll so slow that only wake() can make it look soon."""
     monkeypatch.setattr(mail, "POLL_SECONDS", 3600.0)
-    path = str(tmp_path / "mail.db")
-    db = store.Database(path)
+    settings = config.Settings(EMAIL_HOST="127.0.0.1", EMAIL_PORT=sink.port,
+                               **database_settings(engine, tmp_path / "mail.db"))
+    db = store.Database(store.address(settings))
     db.migrate()
-    settings = config.Settings(DATABASE_NAME=path, EMAIL_HOST="127.0.0.1",
-                               EMAIL_PORT=sink.port)
     running = mail.MailService(settings, scale=1.0)
     running.start()
     # Its first look at the (empty) outbox, before the test queues anything.

@@ -1,9 +1,10 @@
 """``texmate_ds manage``, end to end (docs/configuration.md, "The command line").
 
 Every command runs as ``python -m texmate_ds --config ... manage ...`` in a
-subprocess against a real SQLite file; effects are checked by reading that
-file with ``sqlite3`` and, where the server is involved, over TTP on a
-loopback socket.  Manage commands get an empty stdin (a pipe, never the
+subprocess against a real database, on each engine (a SQLite file, a
+PostgreSQL database); effects are checked by reading it on the test's own
+connection and, where the server is involved, over TTP on a loopback
+socket.  Manage commands get an empty stdin (a pipe, never the
 terminal pytest may have), so a command that wrongly prompts fails at once
 instead of waiting.
 """
@@ -22,7 +23,7 @@ import pytest
 
 from texmate_ds import auth, config, store, times
 
-from conftest import child_env
+from conftest import child_env, postgres_connection, sqlite_only
 
 SCHEMA = store.SCHEMA_VERSION
 COMMANDS = ("syncdb", "createsuperuser", "changepassword", "reset_admin_password",
@@ -55,7 +56,21 @@ def db_path(srv):
     return srv.dir / "db" / "data_server3.db"
 
 
-def query(path, sql, params=()):
+def where(srv):
+    """The database as manage names it: a SQLite file, a PostgreSQL database."""
+    return store.address(srv.settings())
+
+
+def version(srv):
+    db = srv.database()
+    try:
+        return db.version
+    finally:
+        db.close()
+
+
+def query_file(path, sql, params=()):
+    """The rows of `sql` in the SQLite file `path` (a backup)."""
     conn = sqlite3.connect(str(path), timeout=10)
     try:
         return conn.execute(sql, params).fetchall()
@@ -64,16 +79,17 @@ def query(path, sql, params=()):
 
 
 def user(srv, username):
-    """The user's row, or None (also when a refusal left no database at all)."""
-    if not db_path(srv).exists():
+    """The user's row as a dict, or None (also when a refusal left no
+    database at all)."""
+    if srv.untouched():
         return None
-    conn = sqlite3.connect(str(db_path(srv)), timeout=10)
-    conn.row_factory = sqlite3.Row
+    db = srv.database()
     try:
-        row = conn.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        cursor = db.execute("SELECT * FROM users WHERE username = ?", (username,))
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row)) if row else None
     finally:
-        conn.close()
-    return dict(row) if row else None
+        db.close()
 
 
 def serve_once(srv, timeout=20):
@@ -90,10 +106,9 @@ def sha1(path):
 
 def unit_rows(srv):
     """Everything addunit writes: units and read permissions."""
-    path = db_path(srv)
-    return (query(path, "SELECT code, key, name, fields, field_names, enabled, source_id"
-                        " FROM units ORDER BY id"),
-            query(path, "SELECT * FROM unit_reads ORDER BY 1, 2"))
+    return (srv.query("SELECT code, key, name, fields, field_names, enabled, source_id"
+                      " FROM units ORDER BY id"),
+            srv.query("SELECT * FROM unit_reads ORDER BY 1, 2"))
 
 
 @pytest.fixture
@@ -121,7 +136,7 @@ def test_help_explains_addunit(fresh, args):
     for option in ("code", "key", "--fields", "--name", "--field-names", "--source",
                    "--reads", "--disabled", "1 to 32"):
         assert option in out, (option, out)
-    assert not db_path(fresh).exists(), "help must not touch the database"
+    assert fresh.untouched(), "help must not touch the database"
 
 
 def test_unknown_command_is_refused(fresh):
@@ -134,14 +149,14 @@ def test_unknown_command_is_refused(fresh):
 # -- syncdb -------------------------------------------------------------------
 
 def test_syncdb_creates_then_is_up_to_date(fresh):
-    db = db_path(fresh)
+    db = where(fresh)
     first = manage(fresh, "syncdb").stdout
     assert first.strip() == "database %s: schema version %d (created)" % (db, SCHEMA)
     second = manage(fresh, "syncdb").stdout
     assert second.strip() == "database %s: schema version %d (up to date)" % (db, SCHEMA)
-    assert query(db, "PRAGMA user_version") == [(SCHEMA,)]
-    rows = query(db, "SELECT id, username, password, must_change_password, is_staff,"
-                     " is_superuser FROM users")
+    assert version(fresh) == SCHEMA
+    rows = fresh.query("SELECT id, username, password, must_change_password, is_staff,"
+                       " is_superuser FROM users")
     assert len(rows) == 1, rows
     uid, name, password, must_change, staff, superuser = rows[0]
     assert (uid, name, must_change, staff, superuser) == (1, "Administrator", 1, 1, 1)
@@ -149,26 +164,57 @@ def test_syncdb_creates_then_is_up_to_date(fresh):
     assert auth.check_password(auth.DEFAULT_PASSWORD, password)
 
 
-def _db_state(path):
-    return {
-        "sha1": sha1(path),
-        "version": query(path, "PRAGMA user_version"),
-        "journal": query(path, "PRAGMA journal_mode"),
-        "schema": query(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name"),
-    }
+def _db_state(srv):
+    """What a refusal must leave as it was: the file byte for byte, its
+    version, journal and schema (SQLite); the version and every table's
+    columns and indexes (PostgreSQL)."""
+    if srv.engine == "sqlite3":
+        path = db_path(srv)
+        return {
+            "sha1": sha1(path),
+            "version": query_file(path, "PRAGMA user_version"),
+            "journal": query_file(path, "PRAGMA journal_mode"),
+            "schema": query_file(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name"),
+        }
+    with postgres_connection(srv) as conn:
+        return {
+            "version": conn.execute("SELECT version FROM texmate_schema").fetchall(),
+            "columns": conn.execute(
+                "SELECT table_name, column_name, data_type, column_default"
+                " FROM information_schema.columns WHERE table_schema = 'public'"
+                " ORDER BY 1, 2").fetchall(),
+            "indexes": conn.execute("SELECT indexname, indexdef FROM pg_indexes"
+                                    " WHERE schemaname = 'public' ORDER BY 1").fetchall(),
+        }
+
+
+def rows(srv, sql):
+    """The rows of `sql` on the driver's own connection (the store refuses
+    a schema too new)."""
+    if srv.engine == "sqlite3":
+        return query_file(db_path(srv), sql)
+    with postgres_connection(srv) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def set_version(srv, number):
+    """Write schema version `number` as a newer texmate_ds would have."""
+    if srv.engine == "sqlite3":
+        conn = sqlite3.connect(str(db_path(srv)))
+        conn.execute("PRAGMA user_version = %d" % number)
+        conn.commit()
+        conn.close()
+    else:
+        srv.through_store(lambda db: db.write("UPDATE texmate_schema SET version = ?", (number,)))
 
 
 def test_schema_newer_than_known_is_refused_and_left_alone(fresh):
     manage(fresh, "syncdb")
     manage(fresh, "addunit", "U1", "k", "--fields", "1")
-    db = db_path(fresh)
-    conn = sqlite3.connect(str(db))
-    conn.execute("PRAGMA user_version = %d" % (SCHEMA + 1))
-    conn.commit()
-    conn.close()
-    before = _db_state(db)
-    users = query(db, "SELECT * FROM users")
-    units = query(db, "SELECT * FROM units")
+    set_version(fresh, SCHEMA + 1)
+    before = _db_state(fresh)
+    users = rows(fresh, "SELECT * FROM users")
+    units = rows(fresh, "SELECT * FROM units")
 
     result = manage(fresh, "syncdb", check=False)
     refused(result, "schema version %d" % (SCHEMA + 1), "upgrade texmate_ds")
@@ -180,12 +226,13 @@ def test_schema_newer_than_known_is_refused_and_left_alone(fresh):
     assert "schema version %d" % (SCHEMA + 1) in result.stderr
     assert "ready" not in result.stdout
 
-    assert _db_state(db) == before
-    assert query(db, "SELECT * FROM users") == users
-    assert query(db, "SELECT * FROM units") == units
+    assert _db_state(fresh) == before
+    assert rows(fresh, "SELECT * FROM users") == users
+    assert rows(fresh, "SELECT * FROM units") == units
 
 
 def test_schema_newer_than_known_keeps_its_journal_mode(fresh):
+    sqlite_only(fresh.engine, "a SQLite file's journal mode")
     # A database written by a (hypothetical) newer texmate_ds in rollback-journal mode.
     db = db_path(fresh)
     db.parent.mkdir()
@@ -194,10 +241,10 @@ def test_schema_newer_than_known_keeps_its_journal_mode(fresh):
     conn.execute("PRAGMA user_version = %d" % (SCHEMA + 5))
     conn.commit()
     conn.close()
-    before = _db_state(db)
+    before = _db_state(fresh)
     refused(manage(fresh, "syncdb", check=False), "schema version %d" % (SCHEMA + 5))
     assert serve_once(fresh).returncode == 2
-    assert _db_state(db) == before
+    assert _db_state(fresh) == before
 
 
 # -- users --------------------------------------------------------------------
@@ -217,7 +264,7 @@ def test_createsuperuser_noinput(fresh):
                    "--noinput", TXM_PASSWORD="other", check=False)
     refused(again, "alice", "exists")
     assert user(fresh, "alice") == row
-    assert query(db_path(fresh), "SELECT count(*) FROM users") == [(2,)]
+    assert fresh.query("SELECT count(*) FROM users") == [(2,)]
 
 
 def test_createsuperuser_noinput_needs_txm_password(fresh):
@@ -299,8 +346,8 @@ def test_addunit_then_ok_over_ttp(server):
     result = manage(server, "addunit", "NEW1", "nk-1", "--fields", "3", "--name", "Tank 3",
                     "--description", "north side")
     assert result.stdout.strip() == "unit NEW1 added (3 fields)"
-    assert query(db_path(server), "SELECT name, description, fields, enabled, key FROM units"
-                 " WHERE code = 'NEW1'") == [("Tank 3", "north side", 3, 1, "nk-1")]
+    assert server.query("SELECT name, description, fields, enabled, key FROM units"
+                        " WHERE code = 'NEW1'") == [("Tank 3", "north side", 3, 1, "nk-1")]
     assert server.ask("TTP /ok/NEW1 nk-1") == "OK"
     assert server.ask("TTP /ok/NEW1 wrong") == "402 Unauthorized"
     assert server.ask("TTP /up/NEW1/<2010-1-1 0:0:0;1;2;3> nk-1") == "OK"
@@ -341,8 +388,8 @@ def test_addunit_refuses_a_key_no_meter_can_send(server):
 def test_addunit_source_and_reads_over_ttp(server):
     assert server.ask("TTP /up/A1/<2011-5-5 1:2:3;1;2;3;4><2011-5-5 1:2:4;1.5;-2;0;9> k1") == "OK"
     manage(server, "addunit", "R", "keyR", "--fields", "4", "--source", "A1")
-    assert query(db_path(server), "SELECT s.code FROM units r JOIN units s"
-                 " ON s.id = r.source_id WHERE r.code = 'R'") == [("A1",)]
+    assert server.query("SELECT s.code FROM units r JOIN units s"
+                        " ON s.id = r.source_id WHERE r.code = 'R'") == [("A1",)]
     for selector in ("last", "first", "<2011-5-5 1:2:4>"):
         theirs = server.ask("TTP /dl/A1/%s k1" % selector)
         assert theirs.startswith("OK <")
@@ -369,8 +416,8 @@ def test_addunit_disabled(server):
     assert server.ask("TTP /dl/DIS1/last kd") == "403 Forbidden"
     # Authentication comes first: a wrong key is still 402.
     assert server.ask("TTP /up/DIS1/<2010-1-1 0:0:0;1> bad") == "402 Unauthorized"
-    assert query(db_path(server), "SELECT count(*) FROM samples s JOIN units u"
-                 " ON u.id = s.unit_id WHERE u.code = 'DIS1'") == [(0,)]
+    assert server.query("SELECT count(*) FROM samples s JOIN units u"
+                        " ON u.id = s.unit_id WHERE u.code = 'DIS1'") == [(0,)]
     assert re.search(r"^DIS1\s+1\s+no\s+0\s+-$", manage(server, "listunits").stdout, re.M)
 
 
@@ -415,8 +462,8 @@ EXPORT_ROWS = [  # oldest first
 def export_unit(server):
     manage(server, "addunit", "EX1", "ke", "--fields", "3")
     assert server.ask("TTP /up/EX1/%s ke" % EXPORT_UPLOAD) == "OK"
-    ids = [r[0] for r in query(db_path(server), "SELECT s.id FROM samples s JOIN units u"
-                               " ON u.id = s.unit_id WHERE u.code = 'EX1' ORDER BY s.ts")]
+    ids = [r[0] for r in server.query("SELECT s.id FROM samples s JOIN units u"
+                                      " ON u.id = s.unit_id WHERE u.code = 'EX1' ORDER BY s.ts")]
     assert len(ids) == 5
     return [[str(i)] + row for i, row in zip(ids, EXPORT_ROWS)]
 
@@ -481,6 +528,8 @@ def test_export_refusals(server, export_unit, tmp_path):
 # -- backup -------------------------------------------------------------------
 
 def test_backup_while_serving_and_uploading(server, tmp_path):
+    sqlite_only(server.engine, "manage backup copies SQLite files (on PostgreSQL it refuses,"
+                " naming pg_dump: test_backup_refuses_naming_pg_dump)")
     manage(server, "addunit", "BK1", "kb", "--fields", "1")
     with server.connect() as sock:
         for i in range(20):
@@ -524,22 +573,35 @@ def test_backup_while_serving_and_uploading(server, tmp_path):
     assert at_end > at_start > 0, "uploads should have gone on during the backup"
     assert result.stdout.startswith("backup written to %s (" % target)
 
-    assert query(target, "PRAGMA integrity_check") == [("ok",)]
-    assert query(target, "PRAGMA user_version") == [(SCHEMA,)]
-    first_day = query(target, "SELECT s.ts FROM samples s JOIN units u ON u.id = s.unit_id"
+    assert query_file(target, "PRAGMA integrity_check") == [("ok",)]
+    assert query_file(target, "PRAGMA user_version") == [(SCHEMA,)]
+    first_day = query_file(target, "SELECT s.ts FROM samples s JOIN units u ON u.id = s.unit_id"
                       " WHERE u.code = 'BK1' AND s.ts < ? ORDER BY s.ts",
                       (times.parse("2012-1-2 0:0:0"),))
     assert [r[0] for r in first_day] == [
         times.parse("2012-1-1 0:0:%d" % i) for i in range(20)]
-    copied = query(target, "SELECT count(*) FROM samples s JOIN units u ON u.id = s.unit_id"
+    copied = query_file(target, "SELECT count(*) FROM samples s JOIN units u ON u.id = s.unit_id"
                    " WHERE u.code = 'BK1'")[0][0]
     assert 20 + at_start <= copied <= 20 + sent[0]
-    assert {r[0] for r in query(target, "SELECT code FROM units")} >= {"A1", "B7", "BK1"}
+    assert {r[0] for r in query_file(target, "SELECT code FROM units")} >= {"A1", "B7", "BK1"}
 
     # An existing file is never overwritten.
     digest = sha1(target)
     refused(manage(server, "backup", target, check=False), str(target), "exists")
     assert sha1(target) == digest
+
+
+def test_backup_refuses_naming_pg_dump(server, tmp_path):
+    if server.engine != "postgresql":
+        pytest.skip("PostgreSQL-only: SQLite's backup is test_backup_while_serving_and_uploading")
+    target = tmp_path / "copy.dump"
+    result = manage(server, "backup", target, check=False)
+    settings = server.settings()
+    refused(result, "manage backup", "SQLite files only",
+            "pg_dump --host=127.0.0.1 --port=%d --username=%s --format=custom --file=%s %s\n" % (
+                settings.DATABASE_PORT, settings.DATABASE_USER, target, settings.DATABASE_NAME))
+    assert result.stdout == ""
+    assert not target.exists()
 
 
 # -- apps ---------------------------------------------------------------------
@@ -576,7 +638,7 @@ def test_apps_bundled(fresh):
     assert apps["ok"][2].startswith("ok: liveness")
     assert "TTP apps (bundled, and site apps in %s)" % (fresh.dir / "TTPApps") in out
     assert "HTTP apps" in out
-    assert not db_path(fresh).exists(), "apps must not need the database"
+    assert fresh.untouched(), "apps must not need the database"
 
 
 def test_apps_ok_turned_off(server_factory):
@@ -656,7 +718,7 @@ def test_apps_lists_each_apps_options_without_importing_it(fresh):
     assert ("  relay        on   site     relay: passes a unit's uploads on\n"
             "      SOURCE = A1   (default A1)   the unit whose uploads are relayed\n"
             "      OFFSET_SECONDS = -3600   (default 0)   added to each timestamp\n") in out
-    assert not db_path(fresh).exists()
+    assert fresh.untouched()
 
 
 def test_apps_shows_why_the_options_of_an_app_turned_off_cannot_be_read(fresh):
@@ -709,8 +771,9 @@ def test_check_shows_the_option_lines_and_loads_the_app_with_them(fresh):
         'Extension = {"code": "rl", "producer": object}\n')
     (fresh.dir / "TTPApps" / "relay.py").write_text(source)
     fresh.conf.write_text(fresh.conf.read_text() + "[ttpapps]\nrelay: on\nrelay.source: B7\n")
+    line = fresh.conf.read_text().count("\n")
     out = manage(fresh, "check").stdout
-    assert "  [ttpapps] relay.SOURCE = B7   (%s:7)" % fresh.conf in out
+    assert "  [ttpapps] relay.SOURCE = B7   (%s:%d)" % (fresh.conf, line) in out
     assert "/rl/ (relay)" in out and out.rstrip().endswith("configuration OK")
 
 
@@ -734,7 +797,11 @@ def test_check_prints_every_setting_and_source(server_factory):
     assert "  [main] DS_PORT = 0   (%s:1)" % conf in out
     assert "  [main] DS_BIND = 127.0.0.1   (%s:3)" % conf in out
     assert "  [main] SOCKET_OPEN = yes   (default)" in out
-    assert "  [database] DATABASE_NAME = %s   (default)" % db_path(srv) in out
+    if srv.engine == "sqlite3":
+        assert "  [database] DATABASE_NAME = %s   (default)" % db_path(srv) in out
+    else:
+        assert re.search(r"^  \[database\] DATABASE_NAME = %s   \(%s:\d+\)$" % (
+            srv.settings().DATABASE_NAME, re.escape(str(conf))), out, re.M), out
     assert "  [email] EMAIL_HOST_PASSWORD = ********   (%s:6)" % conf in out
     assert "hunter2" not in out
     assert "  [ttpapps] ok = on   (default)" in out

@@ -3,7 +3,7 @@
 Every import runs as ``python -m texmate_ds --config ... manage import`` in
 a subprocess against the real database of a running server (the module's
 shared one, or one of its own); what was stored is read back with ``manage
-export`` and with ``sqlite3``.
+export`` and on the test's own connection.
 """
 
 import csv
@@ -12,8 +12,6 @@ import re
 import threading
 
 import pytest
-
-from texmate_ds import store
 
 from conftest import child_env
 
@@ -234,7 +232,7 @@ def test_an_import_is_in_the_action_log_and_a_refused_one_is_not(server, unit, t
     manage(server, "import", unit, csv_file(tmp_path, ROWS))
     refused(manage(server, "import", unit, csv_file(tmp_path, [[seconds(1), "x", "", ""]],
                                                     name="bad.csv"), check=False), "row 2")
-    db = store.Database(server.db_path)
+    db = server.database()
     try:
         entries = [e for e in db.log.entries(model="samples") if e.object_repr.startswith(unit)]
     finally:

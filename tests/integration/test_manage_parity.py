@@ -1,7 +1,7 @@
 """The manage commands of issue 10's parity list, end to end: ``users``,
 ``adduser``, ``changeunit``, ``deleteunit``, ``deleteold``, and the
 action log rows each writes (read with the test's own store.Database).
-Each runs as a subprocess against a real SQLite file."""
+Each runs as a subprocess against a real database, on each engine."""
 
 import getpass
 import re
@@ -38,12 +38,8 @@ def refused(result, *words, status=1):
         assert word in result.stderr, result.stderr
 
 
-def database(srv):
-    return store.Database(str(srv.dir / "db" / "data_server3.db"))
-
-
 def log_entries(srv, **filters):
-    db = database(srv)
+    db = srv.database()
     try:
         return db.log.entries(**filters)
     finally:
@@ -51,7 +47,7 @@ def log_entries(srv, **filters):
 
 
 def units(srv):
-    db = database(srv)
+    db = srv.database()
     try:
         return {u.code: (u, db.units.reads(u), db.units.graph_options(u), db.samples.count(u))
                 for u in db.units.all()}
@@ -60,7 +56,7 @@ def units(srv):
 
 
 def add_samples(srv, code, timestamps):
-    db = database(srv)
+    db = srv.database()
     unit = db.units.get(code)
     db.samples.add(unit, [(ts, (1.0,) * unit.fields) for ts in timestamps])
     db.close()
@@ -85,7 +81,7 @@ def test_adduser_then_users(srv):
     assert [line.split() for line in lines[1:]] == [
         ["Administrator", "yes", "yes", "yes", "-"], ["ann", "yes", "no", "yes", "-"],
         ["bob", "no", "no", "yes", "-"]]
-    db = database(srv)
+    db = srv.database()
     ann = db.accounts.get_user_by_name("ann")
     assert (ann.email, ann.is_staff, ann.is_superuser) == ("ann@example.com", True, False)
     db.close()
@@ -111,7 +107,7 @@ def test_createsuperuser_and_changepassword_log_too_never_the_password(srv):
     entries = log_entries(srv, model="users")
     assert [(e.action, e.changes, e.message) for e in entries] == [
         ("change", {"password": "(changed)"}, ""), ("add", {}, "staff, superuser")]
-    db = database(srv)
+    db = srv.database()
     text = str(db.all("SELECT * FROM action_log"))
     db.close()
     assert "s3cret" not in text and "n3w" not in text
@@ -152,7 +148,7 @@ def test_changeunit_key_logs_changed_never_the_key(srv):
     assert units(srv)["A1"][0].key == "new-secret-2"
     [entry] = log_entries(srv, model="units", limit=1)
     assert entry.changes == {"key": "(changed)"}
-    db = database(srv)
+    db = srv.database()
     text = str(db.all("SELECT * FROM action_log"))
     db.close()
     assert "secret-key-1" not in text and "new-secret-2" not in text
@@ -218,7 +214,7 @@ def test_deleteunit_yes_takes_its_samples_and_frees_its_readers(srv):
     assert set(left) == {"B7"}
     b7, reads, _, count = left["B7"]
     assert (b7.source_id, reads, count) == (None, [], 1)
-    db = database(srv)
+    db = srv.database()
     assert db.one("SELECT count(*) FROM samples WHERE unit_id = ?", (a1_id,)) == (0,)
     db.close()
     [entry] = log_entries(srv, model="units", object_id=a1_id, limit=1)
@@ -247,7 +243,7 @@ def test_deleteold_deletes_exactly_the_older_ones_in_chunks(srv):
     assert result.stdout.splitlines() == [
         "deleted 10000 of 20000 samples...", "deleted 20000 of 20000 samples...",
         "deleted 20000 samples of A1 before 2010-01-02 00:00:00"]
-    db = database(srv)
+    db = srv.database()
     a1 = db.units.get("A1")
     assert db.samples.count(a1) == 5000 and db.samples.first(a1)[1] == CUT
     assert db.samples.count(db.units.get("B7")) == 1
@@ -305,7 +301,7 @@ def test_displays_tokens_and_unlocks_are_logged_too(srv):
 
 def test_unlock_is_logged_when_it_forgets_something(srv):
     manage(srv, "syncdb")
-    db = database(srv)
+    db = srv.database()
     db.accounts.add_sign_in_attempt("administrator", "127.0.0.2", times.now())
     db.close()
     manage(srv, "unlock", "Administrator")
@@ -315,14 +311,14 @@ def test_unlock_is_logged_when_it_forgets_something(srv):
 
 
 def test_adduser_puts_the_user_in_groups_and_log_shows_it(srv):
-    db = database(srv)
+    db = srv.database()
     db.accounts.add_group("Operators")
     db.close()
     refused(manage(srv, "adduser", "ann", "--group", "Nobody", "--noinput",
                    check=False, TXM_PASSWORD="pw-for-ann"), "no group 'Nobody'")
     manage(srv, "adduser", "ann", "--group", "operators", "--all-units", "--noinput",
            TXM_PASSWORD="pw-for-ann")
-    db = database(srv)
+    db = srv.database()
     ann = db.accounts.get_user_by_name("ann")
     assert ann.all_units and db.accounts.groups_of(ann.id) == {
         db.accounts.get_group_by_name("Operators").id}

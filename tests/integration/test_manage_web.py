@@ -3,7 +3,6 @@
 
 import json
 import re
-import sqlite3
 
 import pytest
 
@@ -21,14 +20,6 @@ def manage(srv, *args, check=True):
     return srv.manage(*args, check=check, env=child_env(), input="")
 
 
-def query(srv, sql):
-    conn = sqlite3.connect(str(srv.dir / "db" / "data_server3.db"))
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
 def refused(result, words):
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert words in result.stderr, result.stderr
@@ -38,8 +29,8 @@ def test_addunit_takes_graph_options(srv):
     manage(srv, "addunit", "A1", "k", "--fields", "4", "--graph-size", "640x200",
            "--axis", "Flow: l/s:1,2", "--axis", "Pressure:3")
     manage(srv, "addunit", "B7", "k", "--fields", "2")
-    rows = dict((code, (w, h, json.loads(axes))) for code, w, h, axes in query(
-        srv, "SELECT code, graph_width, graph_height, graph_axes FROM units"))
+    rows = dict((code, (w, h, json.loads(axes))) for code, w, h, axes in srv.query(
+        "SELECT code, graph_width, graph_height, graph_axes FROM units"))
     assert rows == {"A1": (640, 200, [{"label": "Flow: l/s", "fields": [1, 2]},
                                       {"label": "Pressure", "fields": [3]}]),
                     "B7": (800, 300, [])}
@@ -55,7 +46,7 @@ def test_addunit_takes_graph_options(srv):
 def test_addunit_refuses_bad_graph_options_and_adds_nothing(srv, args, words):
     manage(srv, "syncdb")
     refused(manage(srv, "addunit", "A1", "k", "--fields", "4", *args, check=False), words)
-    assert query(srv, "SELECT count(*) FROM units") == [(0,)]
+    assert srv.query("SELECT count(*) FROM units") == [(0,)]
 
 
 def test_adddisplay(srv):
@@ -64,8 +55,8 @@ def test_adddisplay(srv):
     out = manage(srv, "adddisplay", "Plant", "--refresh", "5",
                  "--channels", "A1:1,2", "--channels", "B7:2").stdout
     assert "/views/1/" in out
-    assert query(srv, "SELECT name, refresh FROM displays") == [("Plant", 5)]
-    assert query(srv, "SELECT u.code, c.field FROM display_channels c JOIN units u"
+    assert srv.query("SELECT name, refresh FROM displays") == [("Plant", 5)]
+    assert srv.query("SELECT u.code, c.field FROM display_channels c JOIN units u"
                       " ON u.id = c.unit_id ORDER BY c.position") == [
         ("A1", 1), ("A1", 2), ("B7", 2)]
 
@@ -80,7 +71,7 @@ def test_adddisplay(srv):
 def test_adddisplay_refusals_add_nothing(srv, args, words):
     manage(srv, "addunit", "A1", "k", "--fields", "4")
     refused(manage(srv, "adddisplay", "Plant", *args, check=False), words)
-    assert query(srv, "SELECT count(*) FROM displays") == [(0,)]
+    assert srv.query("SELECT count(*) FROM displays") == [(0,)]
 
 
 def test_addtoken_prints_the_token_once_and_stores_its_hash(srv):
@@ -89,12 +80,12 @@ def test_addtoken_prints_the_token_once_and_stores_its_hash(srv):
     token = made.stdout.strip()
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
     assert "shown only this once" in made.stderr
-    assert query(srv, "SELECT name, token_hash FROM api_tokens") == [
+    assert srv.query("SELECT name, token_hash FROM api_tokens") == [
         ("prometheus", auth.digest(token))]
     refused(manage(srv, "addtoken", "Administrator", "--name", "prometheus", check=False),
             "already a token named 'prometheus'")
     refused(manage(srv, "addtoken", "nobody", check=False), "no user 'nobody'")
     manage(srv, "revoketoken", "Administrator", "prometheus")
-    assert query(srv, "SELECT count(*) FROM api_tokens") == [(0,)]
+    assert srv.query("SELECT count(*) FROM api_tokens") == [(0,)]
     refused(manage(srv, "revoketoken", "Administrator", "prometheus", check=False),
             "no token named 'prometheus'")

@@ -3,39 +3,39 @@ for a commit that failed; a failing after_commit callback (such as a
 publisher) keeps no other upload's answer held.
 
 The real server runs in a process of its own, where no test can subscribe,
-so this runs its parts in-process: a real Database on a file, the GroupCommit
-on a real Loop turned by the test, the bundled apps, and a meter's
-uploads through a real TTPChannel over a socket pair. A second connection
-to the file tells what was committed when each event came.
+so this runs its parts in-process: a real Database (on each engine), the
+GroupCommit on a real Loop turned by the test, the bundled apps, and a
+meter's uploads through a real TTPChannel over a socket pair. A second
+connection to the database tells what was committed when each event came.
 """
 
 import socket
-import sqlite3
 
 import pytest
 
 from texmate_ds import config, events, loop, plugins, store, times, ttp
 
+from conftest import database_settings, spoil_commit
+
 
 class Spoiler(ttp.Answer):
     """A test app leaving a row in the transaction that its COMMIT refuses
-    (a dangling reference, checked only at the commit): the commit of the
-    whole group fails, as a full disk makes it fail."""
+    (`conftest.spoil_commit`): the commit of the whole group fails, as a
+    full disk makes it fail."""
 
     def __init__(self, server, request, unit, key):
-        db = server.store
-        db.begin()
-        db.execute("PRAGMA defer_foreign_keys = ON")
-        db.execute("INSERT INTO unit_reads (reader_id, source_id) VALUES (998, 999)")
+        spoil_commit(server.store)
         super().__init__("OK\r")
 
 
 class Site:
-    """The server's parts on `path`, one meter connected (`meter`)."""
+    """The server's parts on a database of `engine` (the SQLite file
+    `path`), one meter connected (`meter`)."""
 
-    def __init__(self, path, commit_interval):
-        settings = config.Settings(DATABASE_NAME=str(path), COMMIT_INTERVAL=commit_interval)
-        self.store = store.Database(str(path), durable=commit_interval == 1)
+    def __init__(self, engine, path, commit_interval):
+        settings = config.Settings(COMMIT_INTERVAL=commit_interval,
+                                   **database_settings(engine, path))
+        self.store = store.Database(store.address(settings), durable=commit_interval == 1)
         self.store.migrate()
         self.unit = self.store.units.add("A1", "k1", 2)
         self.store.units.add("B7", "k7", 1)
@@ -52,7 +52,7 @@ class Site:
         ours, self.meter = socket.socketpair()
         self.meter.settimeout(5)
         ttp.TTPChannel(self.server, self.loop, ours, ("meter", 1))
-        self.other = sqlite3.connect(str(path))
+        self.other = store.Database(store.address(settings))
         self.events = []
         self.committed_then = []
         self.subscription = self.bus.subscribe(["sample"], {"A1"}, size=100, wake=self._woken)
@@ -97,11 +97,11 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path):
+def site(tmp_path, engine):
     made = []
 
     def make(commit_interval=1):
-        made.append(Site(tmp_path / "data.db", commit_interval))
+        made.append(Site(engine, tmp_path / "data.db", commit_interval))
         return made[-1]
     yield make
     for each in made:

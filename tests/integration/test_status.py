@@ -13,7 +13,7 @@ import time
 import pytest
 from test_admin import PASSWORD, unit_form
 
-from texmate_ds import store, times
+from texmate_ds import times
 
 import conftest
 
@@ -48,10 +48,8 @@ def upload(srv, code, count, spacing_s=10, fields=1, key="k"):
 
 def heard_ago(srv, code, seconds):
     """As if the unit's last upload came `seconds` ago."""
-    db = store.Database(srv.db_path)
-    db.write("UPDATE units SET last_received = ? WHERE code = ?",
-             (times.now() - seconds * times.SECOND, code))
-    db.close()
+    srv.through_store(lambda db: db.write("UPDATE units SET last_received = ? WHERE code = ?",
+                                          (times.now() - seconds * times.SECOND, code)))
 
 
 def statuses(body):

@@ -1,7 +1,8 @@
 """The web UI over real HTTP: the WSGI site on wsgiref (127.0.0.1, a port
-the OS picks) in a thread, over a store.Database on a temporary file. The test keeps
-its own connection to the same file, as ``manage`` would, to set things up
-and to check what changed."""
+the OS picks) in a thread, over a store.Database on each engine (a temporary
+file, a new PostgreSQL database). The test keeps its own connection to the
+same database, as ``manage`` would, to set things up and to check what
+changed."""
 
 import hashlib
 import logging
@@ -48,8 +49,8 @@ class WebSite(WSGISite):
     """A running web UI with the test routes; `db` is the test's own
     connection to its store."""
 
-    def __init__(self, folder, **settings):
-        super().__init__(folder / "web.db", site.ROUTES + TEST_ROUTES, lambda: METRICS,
+    def __init__(self, engine, folder, **settings):
+        super().__init__(engine, folder / "web.db", site.ROUTES + TEST_ROUTES, lambda: METRICS,
                          **settings)
 
     def browser(self):
@@ -73,12 +74,12 @@ class Browser(conftest.Browser):
 
 
 @pytest.fixture
-def web(tmp_path):
+def web(tmp_path, engine):
     """`web(**settings)` -> a running WebSite, stopped after the test."""
     sites = []
 
     def start(**settings):
-        sites.append(WebSite(tmp_path / str(len(sites)), **settings))
+        sites.append(WebSite(engine, tmp_path / str(len(sites)), **settings))
         return sites[-1]
     yield start
     for running in sites:

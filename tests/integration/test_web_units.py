@@ -1,7 +1,8 @@
 """The unit page and the data endpoints over real HTTP: the WSGI site on
-wsgiref (127.0.0.1, a port the OS picks) in a thread, over a store.Database on a
-temporary file. The test keeps its own connection to the same file, as
-``manage`` would, to add units and samples."""
+wsgiref (127.0.0.1, a port the OS picks) in a thread, over a store.Database on
+each engine (a temporary file, a new PostgreSQL database). The test keeps its
+own connection to the same database, as ``manage`` would, to add units and
+samples."""
 
 import csv
 import html
@@ -29,7 +30,7 @@ ENDPOINTS = ("graph.svg", "samples.csv", "samples.json", "stats.json", "last.jso
 
 
 class Site(WSGISite):
-    """A running web UI on `path`; `db` is the test's own connection."""
+    """A running web UI; `db` is the test's own connection."""
 
     def get(self, path, method="GET", **headers):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -59,8 +60,8 @@ class Answer:
 
 
 @pytest.fixture
-def site(tmp_path):
-    s = Site(str(tmp_path / "web.db"), LOGIN_REQUIRED=False)
+def site(tmp_path, engine):
+    s = Site(engine, tmp_path / "web.db", LOGIN_REQUIRED=False)
     yield s
     s.stop()
 
@@ -229,8 +230,8 @@ def test_graph_svg_is_xml_laid_out_as_configured(site):
     assert len(list(sized.iter(SVG + "polyline"))) == 0   # no data in the last 24 h
 
 
-def test_graph_of_many_samples_is_decimated_and_keeps_the_spike(tmp_path):
-    site = Site(str(tmp_path / "web.db"), LOGIN_REQUIRED=False, MAX_PLOT_POINTS=200)
+def test_graph_of_many_samples_is_decimated_and_keeps_the_spike(tmp_path, engine):
+    site = Site(engine, tmp_path / "web.db", LOGIN_REQUIRED=False, MAX_PLOT_POINTS=200)
     try:
         samples = [(T0 + i * SECOND, (math.sin(i / 300),)) for i in range(20000)]
         samples[12345] = (samples[12345][0], (1000.0,))
@@ -345,8 +346,8 @@ def test_bad_parameters_are_400_with_a_reason(site, endpoint, query, reason):
     assert reason in answer.text and answer.text.count("\n") == 1
 
 
-def test_login_required_anonymous_is_refused_and_a_token_reads(tmp_path):
-    site = Site(str(tmp_path / "web.db"))
+def test_login_required_anonymous_is_refused_and_a_token_reads(tmp_path, engine):
+    site = Site(engine, tmp_path / "web.db")
     try:
         site.unit("A1", 3, wave(5))
         user = site.db.accounts.add_user("script", auth.hash_password("not the default"),

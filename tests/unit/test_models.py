@@ -1,5 +1,5 @@
-"""texmate_ds.models (docs/models.md) over a real store.Database in a
-temporary file: what each model offers, that a queryset is one statement
+"""texmate_ds.models (docs/models.md) over a real store.Database on each
+engine: what each model offers, that a queryset is one statement
 with its slice as LIMIT/OFFSET, and that every lookup it does not offer,
 or any value of the wrong type, is refused with a clear error."""
 
@@ -17,9 +17,8 @@ N = 300                        # A1's samples: one a second from T0, L1 = i
 
 
 @pytest.fixture
-def db(tmp_path):
-    db = store.Database(str(tmp_path / "models.db"))
-    db.migrate()
+def db(store_db):
+    db = store_db
     a1 = db.units.add("A1", "k1", 2, name="Pump")
     db.units.add("B7", "k7", 1, enabled=False)
     db.samples.add(a1, [(US0 + i * SECOND, (float(i), None if i % 2 else -1.5))
@@ -28,7 +27,6 @@ def db(tmp_path):
     models.bind(db)
     yield db
     models.bind(None)
-    db.close()
 
 
 class Statements:

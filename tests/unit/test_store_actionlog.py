@@ -5,15 +5,12 @@ import json
 
 import pytest
 
-from texmate_ds import store, times
+from texmate_ds import times
 
 
 @pytest.fixture
-def db(tmp_path):
-    db = store.Database(str(tmp_path / "t.db"))
-    db.migrate()
-    yield db
-    db.close()
+def db(store_db):
+    return store_db
 
 
 def test_an_entry_reads_back_with_its_changes(db):

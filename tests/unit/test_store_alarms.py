@@ -1,16 +1,16 @@
 """The store's alarms, alarm messages, mailing lists and outbox."""
 
-from texmate_ds import store
+import pytest
 
 
-def fresh():
-    db = store.Database(":memory:")
-    db.migrate()
-    return db, db.units.add("A1", "k", 2), db.units.add("B7", "k", 1)
+@pytest.fixture
+def fresh(store_db):
+    """The store with units A1 (2 fields) and B7 (1)."""
+    return store_db, store_db.units.add("A1", "k", 2), store_db.units.add("B7", "k", 1)
 
 
-def test_alarms_are_stored_found_and_acknowledged():
-    db, a1, b7 = fresh()
+def test_alarms_are_stored_found_and_acknowledged(fresh):
+    db, a1, b7 = fresh
     first = db.alarms.add(a1, 2, ["2009-1-16 15:30:45", "hi ✓"], meter_ts=5)
     second = db.alarms.add(b7, 0, [], kind="silent")
     assert first.data == ("2009-1-16 15:30:45", "hi ✓") and first.active
@@ -29,8 +29,8 @@ def test_alarms_are_stored_found_and_acknowledged():
     assert db.alarms.delete_oldest(a1, 10) == 1 and db.alarms.count(a1) == 0
 
 
-def test_the_message_of_an_alarm_is_the_most_particular_one_set():
-    db, a1, b7 = fresh()
+def test_the_message_of_an_alarm_is_the_most_particular_one_set(fresh):
+    db, a1, b7 = fresh
     assert db.alarms.message(a1, 2) is None
     db.alarms.set_message(None, None, "site {{ unit }}", "b")
     assert db.alarms.message(a1, 2).subject == "site {{ unit }}"
@@ -44,8 +44,8 @@ def test_the_message_of_an_alarm_is_the_most_particular_one_set():
     assert [m.level for m in db.alarms.messages(a1)] == [None, 2]
 
 
-def test_recipients_are_the_active_users_with_an_address():
-    db, a1, _ = fresh()
+def test_recipients_are_the_active_users_with_an_address(fresh):
+    db, a1, _ = fresh
     ids = [db.accounts.add_user(name, "x", email=email).id
            for name, email in (("ann", "ann@x.org"), ("bob", ""), ("cy", "cy@x.org"))]
     db.accounts.change_user(ids[2], is_active=False)
@@ -54,8 +54,8 @@ def test_recipients_are_the_active_users_with_an_address():
     assert db.alarms.recipients(a1) == ["ann@x.org"]
 
 
-def test_the_outbox_queues_retries_and_records_every_attempt():
-    db, a1, _ = fresh()
+def test_the_outbox_queues_retries_and_records_every_attempt(fresh):
+    db, a1, _ = fresh
     alarm = db.alarms.add(a1, 1, [])
     letter_id = db.outbox.add(alarm.id, "email", "ann@x.org", "subject", "body")
     letter = db.outbox.get(letter_id)

@@ -11,6 +11,7 @@ import pytest
 from texmate_ds import store
 from texmate_ds.store import app_tables
 from texmate_ds.store.app_tables import check_statement
+from texmate_ds.store.sqlite import SQLite
 
 FIRST = ("HTTPApps/notes/migrations/0001_notes.sql", """\
 -- Notes; a row per note.
@@ -30,16 +31,32 @@ INSERT INTO notes_tag (name) VALUES ('urgent');
 
 
 @pytest.fixture
-def db():
-    db = store.Database(":memory:")
-    db.migrate()
-    yield db
-    db.close()
+def db(store_db):
+    return store_db
+
+
+# The catalogue's tables and named indexes of the app (PostgreSQL's also
+# has the index of each primary key and UNIQUE, SQLite's names no index
+# for either).
+OBJECTS = {
+    "sqlite3": "SELECT name FROM sqlite_master WHERE name LIKE 'notes%' ORDER BY name",
+    "postgresql": "SELECT c.relname FROM pg_class c WHERE c.relname LIKE 'notes%'"
+                  " AND (c.relkind = 'r' OR c.relkind = 'i' AND NOT EXISTS"
+                  " (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)) ORDER BY 1",
+}
+# The engine's own words for what a statement lacks.
+NO_TABLE = {"sqlite3": "no such table: notes_nothing",
+            "postgresql": 'relation "notes_nothing" does not exist'}
+NO_COLUMN = {"sqlite3": "no such column: notes_note.colour",
+             "postgresql": "column notes_note.colour does not exist"}
 
 
 def app_objects(db):
-    return [name for (name,) in db.all(
-        "SELECT name FROM sqlite_master WHERE name LIKE 'notes%' ORDER BY name")]
+    return [name for (name,) in db.all(OBJECTS[engine_of(db)])]
+
+
+def engine_of(db):
+    return "sqlite3" if isinstance(db.dialect, SQLite) else "postgresql"
 
 
 # -- what an app's script may run ----------------------------------------------
@@ -135,7 +152,7 @@ def test_a_failing_script_is_named_and_leaves_the_apps_tables_as_they_were(db):
         db.app_tables.migrate("notes", [FIRST, broken])
     assert str(raised.value) == (
         "HTTPApps/notes/migrations/0002_tags.sql: statement 3 "
-        "(INSERT INTO notes_nothing VALUES (1);): no such table: notes_nothing")
+        "(INSERT INTO notes_nothing VALUES (1);): " + NO_TABLE[engine_of(db)])
     assert db.app_tables.version("notes") == 1 and "notes_tag" not in app_objects(db)
     assert not db.in_transaction
 
@@ -201,9 +218,9 @@ def test_only_declared_columns_and_orders_are_taken(db, notes):
 
 def test_a_table_without_its_declared_columns_fails_its_check(db, notes):
     missing = app_tables.declare("notes", "notes_note", ["colour"])
-    with pytest.raises(store.StoreError, match="no such column: notes_note.colour"):
+    with pytest.raises(store.StoreError, match=NO_COLUMN[engine_of(db)]), db.atomic():
         db.app_tables.check(missing)
-    with pytest.raises(store.StoreError, match="no such table: notes_nothing"):
+    with pytest.raises(store.StoreError, match=NO_TABLE[engine_of(db)]), db.atomic():
         db.app_tables.check(app_tables.declare("notes", "notes_nothing", ["a"]))
 
 

@@ -4,7 +4,6 @@ in-memory database."""
 
 import pytest
 
-from texmate_ds import store
 from texmate_ds.store import sql
 
 COLUMNS = {"ts": "s.ts", "id": "s.id"}
@@ -39,10 +38,8 @@ def test_page_without_a_limit_still_has_one_for_its_offset():
 
 
 @pytest.fixture
-def db():
-    db = store.Database(":memory:")
-    db.migrate()
-    return db
+def db(store_db):
+    return store_db
 
 
 def test_units_query_and_count(db):

@@ -1,5 +1,5 @@
 """The store's range queries for the web (statistics, graph rows) against
-brute force over the same samples, on an in-memory database."""
+brute force over the same samples, on each engine."""
 
 import math
 import random
@@ -7,17 +7,13 @@ import statistics
 
 import pytest
 
-from texmate_ds import store
-
 T0 = 1704067200 * 1000000
 SECOND = 1000000
 
 
 @pytest.fixture
-def st():
-    st = store.Database(":memory:")
-    st.migrate()
-    return st
+def st(store_db):
+    return store_db
 
 
 def fill(st, code, samples, fields):
@@ -117,12 +113,13 @@ def test_plot_rows_buckets_cover_the_range_ends(st):
         assert (min(r[2] for r in rows), max(r[3] for r in rows)) == (0.0, 1000.0)
 
 
-def test_resume_reads_give_only_what_is_committed(tmp_path):
-    """A live stream resuming reads the loop's connection, which sees its
-    own open transaction: what that added is left for its commit to
-    publish, and is read once committed."""
-    db = store.Database(str(tmp_path / "r.db"))
-    db.migrate()
+def test_resume_reads_give_only_what_is_committed(store_db):
+    """A live stream resuming reads through the loop's connection, which
+    sees its own open transaction: `committed()` (that connection on
+    SQLite, its new rows hidden; a second one on PostgreSQL) leaves what
+    the transaction added for its commit to publish, and reads it once
+    committed."""
+    db = store_db
     unit = db.units.add("R1", "k", 1)
     db.samples.add(unit, [(1, (1.0,))])
     db.alarms.add(unit, 5, ("first",))
@@ -130,26 +127,27 @@ def test_resume_reads_give_only_what_is_committed(tmp_path):
     assert db.committed_through("samples") is None
     db.samples.add(unit, [(2, (2.0,)), (3, (3.0,))])
     db.alarms.add(unit, 5, ("second",))
-    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1]
-    assert [a.data for _, a in db.alarms.after([unit], 0, 10)] == [("first",)]
+    assert [row[1] for _, row in db.committed().samples.after_id_of([unit], 0, 10)] == [1]
+    assert [a.data for _, a in db.committed().alarms.after([unit], 0, 10)] == [("first",)]
     db.commit()
-    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2, 3]
-    assert len(db.alarms.after([unit], 0, 10)) == 2
+    assert [row[1] for _, row in db.committed().samples.after_id_of([unit], 0, 10)] == [1, 2, 3]
+    assert len(db.committed().alarms.after([unit], 0, 10)) == 2
     db.samples.add(unit, [(4, (4.0,))])
     db.rollback()
     db.samples.add(unit, [(5, (5.0,))])
     db.commit()
-    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2, 3, 5]
+    assert [row[1] for _, row in db.committed().samples.after_id_of([unit], 0, 10)] == [
+        1, 2, 3, 5]
 
 
-def test_resume_reads_see_a_batch_upload_as_uncommitted_too(tmp_path):
-    db = store.Database(str(tmp_path / "b.db"))
-    db.migrate()
+def test_resume_reads_see_a_batch_upload_as_uncommitted_too(store_db):
+    db = store_db
     unit = db.units.add("R1", "k", 1)
     db.samples.add(unit, [(1, (1.0,)), (2, (2.0,))])
     db.commit()
     db.samples.add(unit, [(2, (2.0,)), (3, (3.0,)), (4, (4.0,))])   # one duplicate
     db.samples.add(unit, [(5, (5.0,))])
-    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2]
+    assert [row[1] for _, row in db.committed().samples.after_id_of([unit], 0, 10)] == [1, 2]
     db.commit()
-    assert [row[1] for _, row in db.samples.after_id_of([unit], 0, 10)] == [1, 2, 3, 4, 5]
+    assert [row[1] for _, row in db.committed().samples.after_id_of([unit], 0, 10)] == [
+        1, 2, 3, 4, 5]

@@ -1,14 +1,17 @@
 """The schema's history: the migration runner, and the ladder (a database
 made at every earlier version, with a row in every table it has, upgrades
-to the newest with nothing lost)."""
+to the newest with nothing lost), on each engine: PostgreSQL runs the same
+scripts, turned into its words by its dialect."""
 
 import os
 
 import pytest
 
-from texmate_ds import store
+from texmate_ds import config, store
 from texmate_ds.store import schema
 from texmate_ds.store.sqlite import SQLite
+
+from conftest import database_settings
 
 complete = SQLite.complete_statement
 
@@ -67,18 +70,22 @@ def test_the_migrations_listed_are_the_files_shipped():
         assert list(schema.statements(schema.script(version), complete))
 
 
-def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
-    path = str(tmp_path / "t.db")
-    db = store.Database(path)
+def new_address(engine, path):
+    """Where a new, empty database of `engine` is (the SQLite file `path`)."""
+    return store.address(config.Settings(**database_settings(engine, path)))
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch, engine):
+    db = store.Database(new_address(engine, tmp_path / "t.db"))
     db.migrate(store.SCHEMA_VERSION - 1)
     db.write("INSERT INTO units (code, key, fields, created) VALUES ('A1', 'k', 1, 0)")
     db.commit()
-    broken = "CREATE TABLE new_one (a);\nCREATE TABLE units (a);\n"   # units exists
+    broken = "CREATE TABLE new_one (a TEXT);\nCREATE TABLE units (a TEXT);\n"   # units exists
     monkeypatch.setattr(schema, "script", lambda version: broken)
     with pytest.raises(store.StoreError, match="already exists"):
         db.migrate()
     assert db.version == store.SCHEMA_VERSION - 1 and not db.in_transaction
-    assert db.one("SELECT count(*) FROM sqlite_master WHERE name = 'new_one'") == (0,)
+    assert "new_one" not in tables(db)
     assert db.one("SELECT code FROM units") == ("A1",)
     db.close()
 
@@ -170,22 +177,44 @@ DERIVED = {
 }
 
 
+# Each engine's catalogue: the schema's tables (not the engine's own, nor
+# PostgreSQL's texmate_schema, the version SQLite keeps in its header);
+# a table's columns in order, with their defaults as SQL.
+CATALOGUE = {
+    "sqlite3": (
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        "SELECT name, dflt_value FROM pragma_table_info(?) ORDER BY cid"),
+    "postgresql": (
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename <> 'texmate_schema'",
+        "SELECT column_name, column_default FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = ? ORDER BY ordinal_position"),
+}
+
+
+def catalogue(db):
+    return CATALOGUE["sqlite3" if isinstance(db.dialect, SQLite) else "postgresql"]
+
+
 def tables(db):
-    return {name for (name,) in db.all(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+    return {name for (name,) in db.all(catalogue(db)[0])}
+
+
+def column_defaults(db, table):
+    """[(column, its default as SQL, or None)] of `table`, in order."""
+    return db.all(catalogue(db)[1], (table,))
 
 
 def columns(db, table):
-    return [row[1] for row in db.all("PRAGMA table_info(%s)" % table)]
+    return [name for name, _ in column_defaults(db, table)]
 
 
 def contents(db, table, names):
     return db.all("SELECT %s FROM %s ORDER BY %s" % (", ".join(names), table, ", ".join(names)))
 
 
-def test_the_ladder_rows_cover_every_table():
-    db = store.Database(":memory:")
-    db.migrate()
+def test_the_ladder_rows_cover_every_table(store_db):
+    db = store_db
     assert tables(db) == set(ROWS), "give the ladder rows for each table a migration adds"
     for table, rows in ROWS.items():
         for row in rows:
@@ -193,8 +222,8 @@ def test_the_ladder_rows_cover_every_table():
 
 
 @pytest.mark.parametrize("version", range(1, store.SCHEMA_VERSION))
-def test_every_earlier_version_upgrades_with_nothing_lost(tmp_path, version):
-    path = str(tmp_path / ("v%d.db" % version))
+def test_every_earlier_version_upgrades_with_nothing_lost(tmp_path, version, engine):
+    path = new_address(engine, tmp_path / ("v%d.db" % version))
     db = store.Database(path)
     assert db.migrate(version) == (0, version)
     before = {}
@@ -216,8 +245,7 @@ def test_every_earlier_version_upgrades_with_nothing_lost(tmp_path, version):
     for table, (names, rows) in before.items():
         assert contents(db, table, names) == rows, table
         added = [name for name in columns(db, table) if name not in names]
-        for name, default in db.all("SELECT name, dflt_value FROM pragma_table_info(?)",
-                                    (table,)):
+        for name, default in column_defaults(db, table):
             if (table, name) in DERIVED:
                 assert contents(db, table, ["id", name]) == DERIVED[table, name], (table, name)
             elif name in added:

@@ -7,11 +7,8 @@ from texmate_ds import store, times
 
 
 @pytest.fixture
-def st(tmp_path):
-    s = store.Database(str(tmp_path / "t.db"))
-    s.migrate()
-    yield s
-    s.close()
+def st(store_db):
+    return store_db
 
 
 def count(st, table):
@@ -25,7 +22,7 @@ def test_users_are_rows_found_by_id_or_name_in_any_case(st):
     assert st.accounts.get_user(ann.id) == ann == st.accounts.get_user_by_name("aNN")
     assert st.accounts.get_user(ann.id + 1) is None
     assert st.accounts.get_user_by_name("bob") is None
-    with pytest.raises(store.Conflict):
+    with pytest.raises(store.Conflict), st.atomic():
         st.accounts.add_user("ANN", "other")
     assert st.accounts.set_password(ann.id, "new", must_change=True)
     assert not st.accounts.set_password(ann.id + 1, "new")
@@ -61,7 +58,7 @@ def test_api_tokens(st):
     assert token == store.ApiToken(token_id, uid, "cron", "hash", token.created, None)
     st.accounts.touch_api_token(token_id)
     assert st.accounts.get_api_token("hash").last_used is not None
-    with pytest.raises(store.Conflict):
+    with pytest.raises(store.Conflict), st.atomic():
         st.accounts.add_api_token(uid, "cron", "other")
     assert st.accounts.get_api_token("hash").name == "cron"
     assert st.accounts.delete_api_token(uid, "cron") and not st.accounts.delete_api_token(uid, "cron")

@@ -111,7 +111,7 @@ class Accounts:
         """(how many in all, [User] of this page): those whose username,
         email or names hold `search`, sorted by `order` (`USER_ORDERS`)."""
         where, params = filters(searching(
-            ("username", "email", "first_name", "last_name"), search))
+            self.db.dialect, ("username", "email", "first_name", "last_name"), search))
         total = self.db.one("SELECT count(*) FROM users WHERE " + where, params)[0]
         rows = self.db.all(_SELECT_USER + " WHERE %s ORDER BY %s LIMIT ? OFFSET ?" % (
             where, order_by(USER_ORDERS, order, "id")), params + [limit, offset])
@@ -177,7 +177,7 @@ class Accounts:
 
     def find_groups(self, search=None, offset=0, limit=100, order="name"):
         """(how many in all, [Group] of this page), as `find_users`."""
-        where, params = filters(searching(("name",), search))
+        where, params = filters(searching(self.db.dialect, ("name",), search))
         total = self.db.one("SELECT count(*) FROM groups WHERE " + where, params)[0]
         rows = self.db.all(_SELECT_GROUP + " WHERE %s ORDER BY %s LIMIT ? OFFSET ?" % (
             where, order_by(GROUP_ORDERS, order, "id")), params + [limit, offset])
@@ -328,7 +328,7 @@ class Accounts:
     def find_api_tokens(self, user_id=None, search=None, offset=0, limit=100):
         """(how many in all, [ApiToken] of this page) by user and name."""
         where, params = filters(("t.user_id = ?", user_id),
-                                searching(("t.name", "u.username"), search))
+                                searching(self.db.dialect, ("t.name", "u.username"), search))
         join = " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE " + where
         total = self.db.one("SELECT count(*)" + join, params)[0]
         rows = self.db.all("SELECT %s%s ORDER BY u.username, t.name LIMIT ? OFFSET ?" % (

@@ -153,7 +153,7 @@ class AppTables:
     # -- rows of a declared table -----------------------------------------------
 
     def check(self, table):
-        """StoreError (SQLite's reason: no such table, no such column)
+        """StoreError (the engine's reason: no such table, no such column)
         unless `table` has its declared columns and an id."""
         self.db.all("SELECT %s FROM %s LIMIT 0" % (_select(table), _quoted(table.name)))
 
@@ -168,7 +168,8 @@ class AppTables:
         columns hold `search`, sorted by `order` (a sorted column,
         ``-column`` descending; "": newest first). ValueError for an
         order not declared."""
-        where, params = filters(searching([_column(table, c) for c in table.searched], search))
+        where, params = filters(searching(self.db.dialect,
+                                          [_column(table, c) for c in table.searched], search))
         allowed = {column: _column(table, column) for column in table.sorted}
         allowed["id"] = "id"
         total = self.db.one("SELECT count(*) FROM %s WHERE %s" % (

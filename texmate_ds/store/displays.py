@@ -43,7 +43,7 @@ class Displays:
 
     def find(self, search=None, offset=0, limit=100):
         """(how many in all, [Display] of this page by name) named like `search`."""
-        where, params = filters(searching(("name",), search))
+        where, params = filters(searching(self.db.dialect, ("name",), search))
         total = self.db.one("SELECT count(*) FROM displays WHERE " + where, params)[0]
         return total, [Display(*row) for row in self.db.all(
             _SELECT + " WHERE %s ORDER BY name, id LIMIT ? OFFSET ?" % where,

@@ -13,7 +13,9 @@ How it meets the store's SQL, which is written once, in SQLite's words:
   ``INTEGER`` is ``BIGINT`` (timestamps are microseconds), ``REAL`` is
   ``DOUBLE PRECISION`` (SQLite's is 8 bytes), ``INTEGER PRIMARY KEY``
   an identity column, ``WITHOUT ROWID`` goes, and ``COLLATE NOCASE`` is
-  a case-insensitive ICU collation made by the first migration;
+  a case-insensitive ICU collation made by the first migration (which
+  LIKE refuses: a search lowers its columns in the database's own
+  collation, `lowered`);
 * the schema version is the one row of ``texmate_schema`` (SQLite keeps
   it in the file's header), and a migration holds an advisory lock, so
   two processes starting together migrate once;
@@ -24,6 +26,8 @@ How it meets the store's SQL, which is written once, in SQLite's words:
   from each statement's row count (`changes`);
 * psycopg prepares the statements run often, but for long lists of
   values (`_PREPARED_PARAMS`), which PostgreSQL plans better each time;
+* `executemany` of a one-row INSERT sends statements of many rows: an
+  upload of a thousand samples is a few round trips, not a thousand;
 * there is no backup API: `backup` refuses and names ``pg_dump``.
 
 Connection errors are told apart for the operator (`connect`): the
@@ -33,7 +37,8 @@ the login refused, the database missing.
 
 import collections
 import logging
-import os
+import re
+import shlex
 import time
 
 from texmate_ds.store.errors import Conflict, NotFound, StoreError
@@ -55,6 +60,15 @@ _CACHE = 4096
 _PREPARED_PARAMS = 64
 # Seconds to reach the server before the start fails.
 CONNECT_TIMEOUT = 10
+# An INSERT of one row of values, maybe ignoring a taken key (not one
+# updating it: two rows of one statement cannot update the same row),
+# which `executemany` sends as statements of many rows: of a power of two
+# rows each (so a few texts, kept by `_native`, serve any number), up to
+# _MANY_ROWS and the protocol's 65535 parameters.
+_ONE_ROW = re.compile(r"^(INSERT INTO [^;]+? VALUES )(\(\?(?:, \?)*\))( ON CONFLICT DO NOTHING)?$",
+                      re.S)
+_MANY_ROWS = 1024
+_MAX_PARAMETERS = 65535
 # After a lost connection: seconds between tries to connect again, and
 # the wait of each (libpq's shortest), the loop's longest on the network.
 RETRY_SECONDS = 0.5
@@ -90,8 +104,16 @@ def _driver():
 
 
 def _translated(exc):
+    """The store's exception for a driver error, with the server's own
+    words and their detail, one line (not the statement quoted with a
+    caret under it, which psycopg's text adds)."""
     state = getattr(exc, "sqlstate", None) or ""
-    text = str(exc).strip()
+    diag = getattr(exc, "diag", None)
+    primary = diag and diag.message_primary
+    if primary:
+        text = primary + (": " + diag.message_detail if diag.message_detail else "")
+    else:
+        text = str(exc).strip()
     if state == "23505":
         return Conflict(text)
     if state == "23503":
@@ -156,6 +178,10 @@ class PostgreSQL:
     serial_ids = False
     # SQLite's two-argument max() and min().
     greatest, least = "greatest", "least"
+    # LIKE refuses a nondeterministic collation (the case-insensitive
+    # usernames' and group names' nocase): a search lowers the column in
+    # the database's own collation.
+    lowered = 'lower(%s COLLATE "default")'
 
     def __init__(self, address):
         self.address = address
@@ -197,9 +223,24 @@ class PostgreSQL:
         return cursor
 
     def executemany(self, sql, rows):
-        cursor = self._run(sql, rows, many=True)
-        if cursor.rowcount > 0:
-            self._changes += cursor.rowcount
+        """`sql` for each of `rows`; an INSERT of one row of values as
+        statements of many rows (`_ONE_ROW`): a round trip for each."""
+        one_row = _ONE_ROW.match(sql)
+        if not one_row:
+            cursor = self._run(sql, rows, many=True)
+            if cursor.rowcount > 0:
+                self._changes += cursor.rowcount
+            return cursor
+        head, values, tail = one_row.group(1), one_row.group(2), one_row.group(3) or ""
+        rows = list(rows)
+        most = min(_MANY_ROWS, _MAX_PARAMETERS // values.count("?"))
+        cursor = None
+        done = 0
+        while done < len(rows):
+            count = 1 << (min(len(rows) - done, most).bit_length() - 1)
+            cursor = self.execute(head + ", ".join([values] * count) + tail,
+                                  [value for row in rows[done:done + count] for value in row])
+            done += count
         return cursor
 
     def one(self, sql, params=()):
@@ -225,11 +266,12 @@ class PostgreSQL:
         return cursor.fetchone()
 
     def _id_column(self, table):
+        """Has `table` (a name as the SQL writes it: quoted, maybe) an id?"""
         has = self._has_id.get(table)
         if has is None:
             has = self._has_id[table] = self.one(
-                "SELECT count(*) FROM information_schema.columns"
-                " WHERE table_name = ? AND column_name = 'id'", (table,))[0] > 0
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(?)"
+                " AND attname = 'id' AND NOT attisdropped", (table,))[0] > 0
         return has
 
     @staticmethod
@@ -346,10 +388,18 @@ class PostgreSQL:
     # -- backup -----------------------------------------------------------------
 
     def backup(self, path):
-        raise StoreError(
-            "manage backup copies SQLite files only; for %s use PostgreSQL's own tools: "
-            "pg_dump --format=custom --file=%s %s" % (
-                self.address, os.path.basename(path) or "texmate_ds.dump", self.address.name))
+        """Refused, with the ``pg_dump`` command line that copies this
+        database into `path` (consistent while the servers write)."""
+        where = self.address
+        words = ["pg_dump"]
+        if where.host:
+            words.append("--host=" + where.host)
+        words.append("--port=%d" % where.port)
+        if where.user:
+            words.append("--username=" + where.user)
+        words += ["--format=custom", "--file=" + path, where.name]
+        raise StoreError("manage backup copies SQLite files only; for %s use PostgreSQL's own "
+                         "tools: %s" % (where, " ".join(shlex.quote(w) for w in words)))
 
     # -- copying a database (store/copy.py) -------------------------------------
     # The names insert_rows and reset_ids take come quoted.

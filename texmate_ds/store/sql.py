@@ -26,14 +26,16 @@ def filters(*tests):
     return " AND ".join(text for text, _ in given), params
 
 
-def searching(columns, text):
+def searching(dialect, columns, text):
     """A `filters` test: any of `columns` holds `text`, ignoring case
-    (None or "" text: no test). ``%`` and ``_`` in it are literal."""
+    (None or "" text: no test). ``%`` and ``_`` in it are literal. Each
+    column is lowered as the `dialect` says (`lowered`)."""
     if not text:
         return "1 = 1", None
     pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
         "_", "\\_") + "%"
-    return ("(%s)" % " OR ".join("lower(%s) LIKE ? ESCAPE '\\'" % c for c in columns),
+    return ("(%s)" % " OR ".join("%s LIKE ? ESCAPE '\\'" % (dialect.lowered % c)
+                                 for c in columns),
             (pattern,) * len(columns))
 
 

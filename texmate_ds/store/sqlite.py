@@ -54,6 +54,8 @@ class SQLite:
     serial_ids = True
     # Two-argument max() and min(): PostgreSQL's greatest() and least().
     greatest, least = "max", "min"
+    # A text column in lower case, for a search's LIKE (`sql.searching`).
+    lowered = "lower(%s)"
 
     def __init__(self, path):
         """Open `path`, making its folder if missing, without changing

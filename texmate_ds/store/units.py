@@ -287,7 +287,7 @@ class Units:
         return found
 
     def _where(self, search, seen_by):
-        return filters(searching(("u.code", "u.name", "u.description"), search),
+        return filters(searching(self.db.dialect, ("u.code", "u.name", "u.description"), search),
                        ("u.id IN (%s)" % UNITS_SEEN_BY, seen_by and (seen_by, seen_by)))
 
     def counts(self, unit):
