@@ -10,8 +10,8 @@ engine, in a thread of the test; the client is http.client over a
 socket.
 """
 
-import http.client
 import threading
+from http.client import HTTPConnection
 
 from texmate_ds import config, http, loop, store
 
@@ -45,7 +45,7 @@ class Site:
             db.close()
 
     def get(self, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             conn.request("GET", path)
             answer = conn.getresponse()
