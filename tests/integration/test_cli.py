@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -61,11 +60,10 @@ def samples_of(srv, code):
 
 
 def failed_start(srv, timeout=20):
-    """Run ``serve`` for a configuration that must not start; returns the
-    CompletedProcess and how long it took."""
-    started = time.monotonic()
-    result = run("--config", srv.conf, "serve", cwd=srv.dir, timeout=timeout)
-    return result, time.monotonic() - started
+    """Run ``serve`` for a configuration that must not start; its
+    CompletedProcess. A start that hangs instead fails the test at
+    `timeout` (subprocess.TimeoutExpired): no stopwatch is asked."""
+    return run("--config", srv.conf, "serve", cwd=srv.dir, timeout=timeout)
 
 
 # -- --help, --version, unknown command --------------------------------------
@@ -110,9 +108,8 @@ def test_config_error_stops_startup(server_factory, mistake, line, named):
     srv.conf.write_text("# a site configuration with a mistake\nDS_BIND: 127.0.0.1\n"
                         "HTTP_BIND: 127.0.0.1\nHTTP_PORT: %d\n%s\n"
                         % (http, mistake.format(ds=ds)))
-    result, took = failed_start(srv)
+    result = failed_start(srv)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert took < 10
     assert "%s:%d: %s" % (srv.conf, line, named) in result.stderr
     assert "configuration error" in result.stderr
     no_traceback(result)
@@ -190,9 +187,8 @@ def site_app_server(server_factory, name, source, on=True):
 
 def test_site_app_with_a_taken_code_stops_startup(server_factory):
     srv, ports = site_app_server(server_factory, "dup", DUP_APP)
-    result, took = failed_start(srv)
+    result = failed_start(srv)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert took < 10
     assert "cannot start" in result.stderr
     message = result.stderr.splitlines()[-1]
     assert "TTP app code 'up' is claimed by both" in message, result.stderr
@@ -205,9 +201,8 @@ def test_site_app_with_a_taken_code_stops_startup(server_factory):
 
 def test_site_app_failing_at_import_stops_startup(server_factory):
     srv, ports = site_app_server(server_factory, "boom", BOOM_APP)
-    result, took = failed_start(srv)
+    result = failed_start(srv)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert took < 10
     assert "TTP app boom" in result.stderr
     assert "RuntimeError: kaboom at import" in result.stderr
     assert "ready" not in result.stdout
@@ -274,7 +269,7 @@ def test_a_bad_option_stops_startup_naming_its_line(server_factory):
     srv, ports = site_app_server(server_factory, "greet", GREET_APP)
     srv.conf.write_text(srv.conf.read_text() + "greet.TIMES: twice\n")
     line = srv.conf.read_text().count("\n")
-    result, _ = failed_start(srv)
+    result = failed_start(srv)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.splitlines()[-1] == (
         "texmate_ds: cannot start: %s:%d: [ttpapps] greet.TIMES: expected an integer, "

@@ -205,9 +205,8 @@ def test_stalled_half_requests_and_resets_do_not_block_others(server_factory):
         s.sendall(b"TTP /up/A1/<2009-1-16 15:3")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         s.close()
-    t0 = time.monotonic()
+    # Answered at all: the socket's timeout fails a server held up.
     assert srv.ask("TTP /ok/A1 k1") == "OK"
-    assert time.monotonic() - t0 < 5  # generous: "promptly", not a benchmark
     for s in stalled + silent:
         s.close()
     assert srv.ask("TTP /up/A1/<2009-1-16 15:30:45;1> k1") == "OK"
