@@ -752,6 +752,26 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def run_one(label, width, run, results, failures):
+    """Run one part of a benchmark, `run()`, on a line of its own: its
+    result goes to results[label], or why it failed to failures[label],
+    and the parts after it run either way (KeyboardInterrupt excepted).
+    True when it ran."""
+    print("%-*s running..." % (width, label), end="", flush=True)
+    started = time.monotonic()
+    try:
+        results[label] = run()
+    except HarnessError as exc:
+        failures[label] = str(exc)
+    except Exception:   # a bug of the harness: report it, go on with the rest
+        failures[label] = traceback.format_exc()
+    else:
+        print(" %.1f s" % (time.monotonic() - started), flush=True)
+        return True
+    print(" FAILED", flush=True)
+    return False
+
+
 def main(argv=None):
     global PROFILE_DIR
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -769,24 +789,15 @@ def main(argv=None):
     failures = {}
     try:
         for name in args.scenarios:
-            t0 = time.monotonic()
-            print("%-8s running..." % name, end="", flush=True)
             try:
-                results[name] = RUNNERS[name](plan, work)
-            except HarnessError as exc:
-                failures[name] = str(exc)
-                print(" FAILED", flush=True)
-                continue
-            except Exception:   # a bug of the harness: report it, go on with the rest
-                failures[name] = traceback.format_exc()
-                print(" FAILED", flush=True)
-                continue
+                ran = run_one(name, 8, lambda: RUNNERS[name](plan, work), results, failures)
             except KeyboardInterrupt:
                 failures[name] = "interrupted"
                 interrupted = True
                 print(" interrupted", flush=True)
                 break
-            print(" %.1f s" % (time.monotonic() - t0), flush=True)
+            if not ran:
+                continue
             died = [kind for kind in ("ours", "baseline")
                     if results[name][kind]["server"].get("died_before_stop")]
             if died:

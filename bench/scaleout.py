@@ -46,7 +46,6 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -258,20 +257,9 @@ def main(argv):
         for part in PARTS:
             if part in missing:
                 continue
-            print("%-14s running..." % part, end="", flush=True)
-            started = time.monotonic()
-            try:
-                results[part] = run_part(part, os.path.join(work, part.replace(" ", "")),
-                                         plan, None if part.startswith("sqlite") else cluster)
-            except harness.HarnessError as exc:
-                failures[part] = str(exc)
-                print(" FAILED", flush=True)
-                continue
-            except Exception:   # a bug of the harness: say it, go on with the others
-                failures[part] = traceback.format_exc()
-                print(" FAILED", flush=True)
-                continue
-            print(" %.1f s" % (time.monotonic() - started), flush=True)
+            harness.run_one(part, 14, lambda: run_part(
+                part, os.path.join(work, part.replace(" ", "")), plan,
+                None if part.startswith("sqlite") else cluster), results, failures)
     finally:
         if cluster is not None:
             cluster.remove()
