@@ -37,7 +37,6 @@ the login refused, the database missing.
 
 import collections
 import logging
-import re
 import shlex
 import time
 
@@ -60,13 +59,10 @@ _CACHE = 4096
 _PREPARED_PARAMS = 64
 # Seconds to reach the server before the start fails.
 CONNECT_TIMEOUT = 10
-# An INSERT of one row of values, maybe ignoring a taken key (not one
-# updating it: two rows of one statement cannot update the same row),
-# which `executemany` sends as statements of many rows: of a power of two
-# rows each (so a few texts, kept by `_native`, serve any number), up to
-# _MANY_ROWS and the protocol's 65535 parameters.
-_ONE_ROW = re.compile(r"^(INSERT INTO [^;]+? VALUES )(\(\?(?:, \?)*\))( ON CONFLICT DO NOTHING)?$",
-                      re.S)
+# `executemany` sends an INSERT of one row of values (`_one_row`) as
+# statements of many rows: of a power of two rows each (so a few texts,
+# kept by `_native`, serve any number), up to _MANY_ROWS and the
+# protocol's 65535 parameters.
 _MANY_ROWS = 1024
 _MAX_PARAMETERS = 65535
 # After a lost connection: seconds between tries to connect again, and
@@ -119,6 +115,27 @@ def _translated(exc):
     if state == "23503":
         return NotFound(text)
     return StoreError(text)
+
+
+_IGNORING = " ON CONFLICT DO NOTHING"
+
+
+def _one_row(sql):
+    """(head, its one row "(?, ...)", tail) of an INSERT of one row of
+    values, maybe ignoring a taken key (not one updating it: two rows of
+    one statement cannot update the same row); None for any other
+    statement. String methods only: linear."""
+    if not sql.startswith("INSERT INTO ") or ";" in sql:
+        return None
+    at = sql.rfind(" VALUES (")
+    if at < 0:
+        return None
+    head, row, tail = sql[:at + 8], sql[at + 8:], ""
+    if row.endswith(_IGNORING):
+        row, tail = row[:-len(_IGNORING)], _IGNORING
+    if not row.endswith(")") or row[1:-1].replace(", ?", "") != "?":
+        return None
+    return head, row, tail
 
 
 def placeholders(sql):
@@ -224,14 +241,14 @@ class PostgreSQL:
 
     def executemany(self, sql, rows):
         """`sql` for each of `rows`; an INSERT of one row of values as
-        statements of many rows (`_ONE_ROW`): a round trip for each."""
-        one_row = _ONE_ROW.match(sql)
-        if not one_row:
+        statements of many rows (`_one_row`): a round trip for each."""
+        one_row = _one_row(sql)
+        if one_row is None:
             cursor = self._run(sql, rows, many=True)
             if cursor.rowcount > 0:
                 self._changes += cursor.rowcount
             return cursor
-        head, values, tail = one_row.group(1), one_row.group(2), one_row.group(3) or ""
+        head, values, tail = one_row
         rows = list(rows)
         most = min(_MANY_ROWS, _MAX_PARAMETERS // values.count("?"))
         cursor = None
