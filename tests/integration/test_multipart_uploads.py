@@ -76,11 +76,14 @@ def serving(tmp_path, **settings):
     """The test site on a real loop; yields the HTTPServer. The site and
     its store are made on the loop thread, where SQLite wants them."""
     settings = config.Settings(LOGIN_REQUIRED=False, **settings)
-    with loop_serving(None, settings, make_context=lambda: None) as server:
+    path = str(tmp_path / "web.db")
+    # The workers' connections to the same file, as the server's are (a
+    # worker makes its own at its first piece of work).
+    with loop_serving(None, settings, make_context=lambda: store.Database(path)) as server:
         made = threading.Event()
 
         def make():
-            db = store.Database(str(tmp_path / "web.db"))
+            db = store.Database(path)
             db.migrate()
             server.app = site.Site(db, settings, routes=ROUTES)
             made.set()
