@@ -462,7 +462,12 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     codes = ["%s%d" % (args.prefix, n) for n in range(1, args.meters + 1)]
     if args.create:
-        ensure_units(args.create, codes, args.key, args.fields)
+        from texmate_ds import config, store  # as ensure_units: --create only
+        try:
+            ensure_units(args.create, codes, args.key, args.fields)
+        except (config.ConfigError, store.StoreError) as exc:
+            print("texmate_ds simulate: --create %s: %s" % (args.create, exc), file=sys.stderr)
+            return 2
     try:
         family, address = _probe(args.host, args.port)
     except OSError as exc:

@@ -421,6 +421,15 @@ def test_simulate(server, tmp_path):
     assert stored == data["ok"]
 
 
+def test_simulate_create_names_a_missing_config(tmp_path):
+    result = run("simulate", "--meters", 1, "--duration", 1, "--create", "nowhere.conf",
+                 cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    no_traceback(result)
+    assert result.stderr.strip() == (
+        "texmate_ds simulate: --create nowhere.conf: --config nowhere.conf: no such file")
+
+
 # -- the one-file release -----------------------------------------------------
 
 def clean_env():
