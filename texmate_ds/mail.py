@@ -21,7 +21,7 @@ Design.
   and its commit wakes nobody here.
 * One sender a letter. Each letter of a batch is claimed just before its
   attempt (`Outbox.claim`: still queued and due, and where several
-  processes share the database a row lock, ``FOR UPDATE SKIP LOCKED``,
+  processes share the database a row lock, ``FOR NO KEY UPDATE SKIP LOCKED``,
   held until the attempt's record commits); one another process's
   service holds, or has just sent, is passed over. So of several mail
   services each letter is tried by one. Should recording the attempt

@@ -4,7 +4,8 @@ each reached at its own ports: events uploaded through one reach the
 other's streams and TTP apps; unit changes made on one take effect on the
 other; any process takes any session cookie and CSRF token; sign-in
 throttles count across processes; ``dl next`` of one reader through both
-at once sends each sample once; each outbox letter is sent once; one
+at once sends each sample once, and misses none that committed after a
+later one was stored; each outbox letter is sent once; one
 silent-meter alarm for a silent unit.
 
 Several processes share a database on PostgreSQL only: on SQLite (one
@@ -290,6 +291,38 @@ def test_one_reader_through_both_processes_at_once_gets_each_sample_once(pair):
     assert sorted(delivered) == sorted(stored)
     assert a.ask("TTP /dl/RD/next/A1 %s" % KEY) == b.ask("TTP /dl/RD/next/A1 %s" % KEY) \
         == "404 Data not found"
+
+
+def test_a_sample_stored_first_reaches_the_reader_though_a_later_one_commits_first(pair):
+    """One process's turn has stored a sample of a unit and not committed
+    yet (here a connection of the test's, through the store, holds it
+    open) when another process stores a later one: the later one cannot
+    commit, nor reach a reader, before the first, or the reader's cursor
+    would pass over the first for good."""
+    a, b = pair()
+    a.add_unit("RD", KEY, 1, "--reads", "B7")
+    turn = a.database()
+    try:
+        unit = turn.units.get("B7")
+        assert turn.samples.add(unit, [(times.parse("2024-03-05 00:00:01"), (1.0,))]) == []
+        later = []
+        upload = threading.Thread(target=lambda: later.append(
+            a.ask("TTP /up/B7/<2024-03-05 00:00:02;2> %s" % KEY)))
+        upload.start()
+        wait_for(lambda: later, timeout=2)     # answered at once if nothing holds it back
+        read_meanwhile = b.ask("TTP /dl/RD/next/B7 %s" % KEY)
+        turn.commit()
+    finally:
+        turn.close()
+    upload.join(30)
+    assert later == ["OK"]
+    got = [read_meanwhile] if read_meanwhile.startswith("OK") else []
+    while len(got) < 3:
+        got.append(b.ask("TTP /dl/RD/next/B7 %s" % KEY))
+        if not got[-1].startswith("OK"):
+            break
+    assert [answer.partition(" L1=")[2] or answer for answer in got] == [
+        "1>", "2>", "404 Data not found"]
 
 
 # -- mail and the silent-meter sweep ------------------------------------------------------

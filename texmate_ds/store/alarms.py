@@ -276,7 +276,7 @@ class Outbox:
         transaction). Where several processes share the database it is
         then held by this connection's transaction (begun) until the
         commit of its `attempted`: another process's mail service passes
-        over it meanwhile (``FOR UPDATE SKIP LOCKED``) and finds it no
+        over it meanwhile (``FOR NO KEY UPDATE SKIP LOCKED``) and finds it no
         longer queued once that commits, so each letter is tried by one
         process."""
         row = self.db.one_locked(

@@ -576,9 +576,12 @@ class PostgreSQL:
     shared = True
     # Appended to a SELECT of rows about to be written: held to the end of
     # the transaction, a second locking read elsewhere waits for it (or,
-    # SKIP LOCKED, passes over the rows another connection holds).
-    row_lock = " FOR UPDATE"
-    skip_locked = " FOR UPDATE SKIP LOCKED"
+    # SKIP LOCKED, passes over the rows another connection holds). As
+    # strong as an UPDATE of columns no foreign key points at: a row
+    # referring to the locked one (a sample or cursor of a locked unit,
+    # whose key check takes KEY SHARE) is still written meanwhile.
+    row_lock = " FOR NO KEY UPDATE"
+    skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 
     def try_lock(self, key):
         """Within the open transaction: take the advisory lock `key` (an

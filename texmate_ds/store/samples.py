@@ -15,7 +15,13 @@
   rows to show them: uploads tally them and write them once per unit
   just before the transaction commits, the rest at once.
 * ``dl next`` reads a source's samples in arrival order (by id) from a
-  cursor per (reader, source), kept here.
+  cursor per (reader, source), kept here. Where several processes write
+  (PostgreSQL), ids are given as rows are written, not as they commit:
+  so that a unit's ids still commit in order, and a cursor never passes
+  over a sample committed after a later one, each transaction locks a
+  unit's row before it first writes a sample of it (`_lock`), in the
+  statement that writes it when it is one sample. A second writer of
+  the unit waits for the first's commit; one meter's are one process's.
 * Each unit's usual interval (`texmate_ds.status`: the median spacing
   of its newest samples' timestamps), which its status on the home page
   and displays is judged by, is kept in the units table too, so that a
@@ -66,6 +72,12 @@ class Samples:
         self.pending = 0
         self.stored = 0
         self._insert_sql = {}
+        # Units whose row the open transaction holds (`_lock`), where
+        # several processes write; a savepoint rolled back releases what it
+        # took, and forgets them all (`on_stale`): they are taken again.
+        self._locking = db.dialect.shared
+        self._locked = set()
+        db.on_stale.append(self._locked.clear)
         self._select_cols = {}
         self._one_sql = {}
         # unit id -> [samples added, newest ts] by uploads of the open
@@ -82,16 +94,35 @@ class Samples:
 
     def _ended(self, committed):
         self._tally.clear()
+        self._locked.clear()
         if committed:
             self.stored += self.pending
         self.pending = 0
         self.uploads_pending = 0
 
-    def insert_sql(self, fields):
+    def insert_sql(self, fields, locking=False):
         """The statement that stores a sample of `fields` values, as
-        (unit_id, ts, received, v1, ...), skipping a timestamp taken."""
-        return self.db.dialect.insert_ignoring(
-            "samples", ["unit_id", "ts", "received"] + VALUE_COLUMNS[:fields])
+        (unit_id, ts, received, v1, ...), skipping a timestamp taken; with
+        `locking`, one that locks the unit's row first (`_lock`), storing
+        nothing when the unit is gone (deleted by another process)."""
+        sql = self._insert_sql.get((fields, locking))
+        if sql is None:
+            columns = ["unit_id", "ts", "received"] + VALUE_COLUMNS[:fields]
+            dialect = self.db.dialect
+            sql = dialect.insert_ignoring("samples", columns)
+            if locking:
+                sql = ("WITH unit AS (SELECT id FROM units WHERE id = ?%s) " % dialect.row_lock
+                       + dialect.insert_ignoring("samples", columns, "SELECT id, %s FROM unit"
+                                                 % ", ".join("?" * (len(columns) - 1))))
+            self._insert_sql[(fields, locking)] = sql
+        return sql
+
+    def _lock(self, unit):
+        """Hold `unit`'s row to the end of the open transaction, where
+        several processes write, before a sample of it gets an id."""
+        if self._locking and unit.id not in self._locked:
+            self.db.one_locked("SELECT id FROM units WHERE id = ?", (unit.id,))
+            self._locked.add(unit.id)
 
     def add(self, unit, samples):
         """Store `samples`, a list of (timestamp_us, values) for `unit`.
@@ -100,16 +131,17 @@ class Samples:
         stored, or repeated earlier in `samples`); the rest are stored. On an
         error nothing of this call is stored and the error propagates.
         """
-        sql = self._insert_sql.get(unit.fields)
-        if sql is None:
-            sql = self._insert_sql[unit.fields] = self.insert_sql(unit.fields)
         received = times.now()
         db = self.db
         db.begin()
         self.uploads_pending += 1
         if len(samples) == 1:
             ts, values = samples[0]
-            cursor = db.execute(sql, (unit.id, ts, received, *values))
+            locking = self._locking and unit.id not in self._locked
+            cursor = db.execute(self.insert_sql(unit.fields, locking),
+                                (unit.id, ts, received, *values))
+            if locking:
+                self._locked.add(unit.id)
             if cursor.rowcount == 1:
                 db.added("samples", lambda: cursor.lastrowid)
                 self.pending += 1
@@ -136,9 +168,11 @@ class Samples:
         # all-or-nothing inside the shared group transaction.
         if fresh:
             newest = max(ts for _, ts, _ in fresh)
+            self._lock(unit)
             with db.atomic():
                 before = db.changes
-                db.executemany(sql, [(unit.id, ts, received, *values) for _, ts, values in fresh])
+                db.executemany(self.insert_sql(unit.fields),
+                               [(unit.id, ts, received, *values) for _, ts, values in fresh])
                 # Ids go up by one a row: the first of these is the newest
                 # less as many as were stored (read for the first rows of
                 # the transaction only).
@@ -206,6 +240,7 @@ class Samples:
         db = self.db
         if not db.in_transaction:
             db.dialect.begin_writing()
+        self._lock(unit)
         before = db.changes
         values = VALUE_COLUMNS[:unit.fields]
         db.execute(db.dialect.insert_ignoring(
