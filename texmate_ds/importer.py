@@ -217,7 +217,7 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
     plain = re.compile(r"[0-9]*,(%s),([-+.,0-9eE]*)\r?\n?\Z" % times.PATTERN, re.ASCII)
     fields = unit.fields
     moment = _Moments().of
-    finite = ttp.finite
+    stored_values = ttp.stored_values
     repeated = 0
     listed = []
     rows = 0
@@ -247,7 +247,7 @@ def import_csv(db, unit, binary, duplicates="skip", progress=None, clock=time.mo
                     raise BadFile(row, "timestamp %s is no real date and time"
                                   % times.quoted(parts[0])) from None
                 try:
-                    values = finite(values)
+                    values = stored_values(values)
                 except ttp.TTPError:
                     raise BadFile(row, "a value is out of range (finite numbers only)") from None
                 batch.append((ts, row, *values))

@@ -189,12 +189,16 @@ _SAMPLE = re.compile(r"<(%s)((?:;%s)*)>" % (times.PATTERN, _NUM), re.ASCII)
 NUMBER = _NUM
 
 
-def finite(values):
-    """`values` (floats, or None for an empty value) unless one is out of
-    range: ``1e999`` matches the grammar and reads as infinity. TTPError(400)
-    then, as the upload path answers it."""
+def stored_values(values):
+    """`values` (floats, or None for an empty value) as they are stored:
+    TTPError(400), as the upload path answers it, if one is out of range
+    (``1e999`` matches the grammar and reads as infinity); ``-0`` as 0,
+    which SQLite makes of it anyway (a whole number is an integer there),
+    so that every engine gives back what it was sent the same way."""
     if math.inf in values or -math.inf in values:
         raise TTPError(400)
+    if 0.0 in values:
+        return tuple(None if v is None else v + 0.0 for v in values)   # -0.0 + 0.0 is 0.0
     return values
 
 
@@ -227,7 +231,7 @@ def _samples(argument, fields):
         values = groups[8][1:].split(";") if groups[8] else ()
         if len(values) != fields:
             raise TTPError(400)
-        values = finite(tuple(map(float, values)))  # 1e999 and the like
+        values = stored_values(tuple(map(float, values)))
         samples.append((times.from_parts(*groups[1:8]), values, groups[0]))
         pos = match.end()
     return samples

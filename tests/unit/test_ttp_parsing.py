@@ -158,6 +158,12 @@ def test_values(text, value):
     assert ttp.parse_samples("<2009-1-16 15:30:45;%s>" % text, 1)[0][1] == (value,)
 
 
+def test_minus_zero_is_stored_as_zero_on_every_engine():
+    # SQLite makes 0 of it (an integer); PostgreSQL would keep the sign.
+    [(_, values, _)] = ttp.parse_samples("<2009-1-16 15:30:45;-0;0;-0.0e3;2>", 4)
+    assert values == (0, 0, 0, 2) and [math.copysign(1, v) for v in values] == [1] * 4
+
+
 @pytest.mark.parametrize("text", [
     "nan", "inf", "-inf", "1e999", "-1e999", "", "1,5", "0x10", "1e", "e3", "+",
     "1_000", " 1", "1 ", "--1", "١", "Infinity",
