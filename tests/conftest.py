@@ -364,14 +364,22 @@ def with_database(text, database):
     return header.sub(lambda found: found.group(0) + keys, text, count=1)
 
 
+def server_on(engine, folder, extra="", conf=None, **options):
+    """A Server (not started) in `folder` on `engine`, its txm.conf
+    BASE_CONF + `extra` and a new database's [database] lines, or `conf`'s
+    (a second process on the same one); `options`: Server's own."""
+    return Server(folder, with_database(
+        BASE_CONF + extra, engine_conf(engine) if conf is None else conf),
+        engine=engine, **options)
+
+
 def _factory(folder, engine):
     servers = []
 
     def make(extra="", start=True, name="srv", conf=None):
         """`conf`: the [database] lines to use instead of a new database's
         (a second process on the same one)."""
-        srv = Server(folder / name, with_database(
-            BASE_CONF + extra, engine_conf(engine) if conf is None else conf), engine=engine)
+        srv = server_on(engine, folder / name, extra, conf)
         servers.append(srv)
         if start:
             srv.start()

@@ -20,7 +20,7 @@ import pytest
 
 from texmate_ds.client import AsyncTTPClient, TTPClient, TTPError
 
-from conftest import BASE_CONF, ROOT, Server
+from conftest import ROOT, server_on
 
 TIMEOUT = 10.0
 PASSWORD = "pump-station-7"
@@ -37,10 +37,10 @@ def with_token(srv):
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
+def srv(tmp_path_factory, engine):
     """A server that closes TTP connections idle for a second, with units
     C1..C9 (4 fields, key ``secret``): each test has its own."""
-    server = Server(tmp_path_factory.mktemp("client"), BASE_CONF + "CHANNEL_TIMEOUT: 1\n")
+    server = server_on(engine, tmp_path_factory.mktemp("client"), "CHANNEL_TIMEOUT: 1\n")
     server.add_units(UNITS, "secret", 4)
     yield with_token(server).start()
     server.kill()

@@ -25,7 +25,7 @@ import pytest
 
 from texmate_ds import config, tls
 
-from conftest import BASE_CONF, Browser, Server, loop_serving
+from conftest import BASE_CONF, Browser, Server, loop_serving, server_on
 from test_http import Client, request
 
 NEW_PASSWORD = "pump-station-7"
@@ -38,8 +38,8 @@ def client_context(certificate):
 
 
 def https_conf(certificate, extra=""):
-    return BASE_CONF + "HTTPS_CERT_FILE: %s\nHTTPS_KEY_FILE: %s\n%s" % (
-        certificate[0], certificate[1], extra)
+    """The txm.conf lines, after BASE_CONF's, of HTTPS with `certificate`."""
+    return "HTTPS_CERT_FILE: %s\nHTTPS_KEY_FILE: %s\n%s" % (certificate[0], certificate[1], extra)
 
 
 class TLSClient(Client):
@@ -105,11 +105,11 @@ def client_hello(certificate):
 
 
 @pytest.fixture(scope="module")
-def https(tmp_path_factory, certificate):
+def https(tmp_path_factory, certificate, engine):
     """One HTTPS server for the module: unit A1 (4 fields, key k1), the
     Administrator's password changed to NEW_PASSWORD."""
-    srv = Server(tmp_path_factory.mktemp("https") / "srv",
-                 https_conf(certificate, "HTTP_HEADER_TIMEOUT: %d\n" % HEADER_TIMEOUT))
+    srv = server_on(engine, tmp_path_factory.mktemp("https") / "srv",
+                    https_conf(certificate, "HTTP_HEADER_TIMEOUT: %d\n" % HEADER_TIMEOUT))
     srv.add_unit("A1", "k1", 4)
     srv.manage("changepassword", "Administrator", "--noinput",
                env=dict(srv.env, TXM_PASSWORD=NEW_PASSWORD))
@@ -237,7 +237,7 @@ def test_a_bad_certificate_or_key_stops_the_start(tmp_path, certificate):
     check = srv.manage("check", check=False)
     assert check.returncode == 2 and expected in check.stderr
     # With good files, check says where the web will be.
-    srv.conf.write_text(https_conf(certificate))
+    srv.conf.write_text(BASE_CONF + https_conf(certificate))
     assert "web at https://127.0.0.1:0/" in srv.manage("check").stdout
 
 

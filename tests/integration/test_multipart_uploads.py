@@ -23,7 +23,7 @@ import pytest
 from texmate_ds import config, http, store
 from texmate_ds.web import app, site
 
-from conftest import loop_serving, read_all
+from conftest import database_settings, loop_serving, read_all
 
 MIB = 1024 * 1024
 LIMIT = 2 * MIB
@@ -72,13 +72,15 @@ ROUTES = [
 
 
 @contextlib.contextmanager
-def serving(tmp_path, **settings):
-    """The test site on a real loop; yields the HTTPServer. The site and
-    its store are made on the loop thread, where SQLite wants them."""
-    settings = config.Settings(LOGIN_REQUIRED=False, **settings)
-    path = str(tmp_path / "web.db")
-    # The workers' connections to the same file, as the server's are (a
-    # worker makes its own at its first piece of work).
+def serving(tmp_path, engine, **settings):
+    """The test site on a real loop, its store on `engine`; yields the
+    HTTPServer. The site and its store are made on the loop thread, where
+    SQLite wants them."""
+    settings = config.Settings(LOGIN_REQUIRED=False,
+                               **database_settings(engine, tmp_path / "web.db"), **settings)
+    path = store.address(settings)
+    # The workers' connections to the same database, as the server's are
+    # (a worker makes its own at its first piece of work).
     with loop_serving(None, settings, make_context=lambda: store.Database(path)) as server:
         made = threading.Event()
 
@@ -100,8 +102,8 @@ def serving(tmp_path, **settings):
 
 
 @pytest.fixture
-def web(tmp_path):
-    with serving(tmp_path, HTTP_HEADER_TIMEOUT=5) as server:
+def web(tmp_path, engine):
+    with serving(tmp_path, engine, HTTP_HEADER_TIMEOUT=5) as server:
         yield server
 
 
@@ -250,8 +252,8 @@ def test_a_route_without_files_still_refuses_multipart(web):
     assert answer_of(data) == (200, b"['a', 'csrf_token']\n")
 
 
-def test_a_multipart_body_must_keep_arriving(tmp_path):
-    with serving(tmp_path, HTTP_HEADER_TIMEOUT=1) as server:
+def test_a_multipart_body_must_keep_arriving(tmp_path, engine):
+    with serving(tmp_path, engine, HTTP_HEADER_TIMEOUT=1) as server:
         body = multipart_body([(b"csrf_token", b"x"), (b"file", b"a.csv", b"y" * 3000)])
         with connect(server) as sock:
             sock.sendall(post(b"/upload/", b"", length=len(body)) + body[:100])

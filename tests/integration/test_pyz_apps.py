@@ -14,9 +14,9 @@ import sys
 
 from texmate_ds import times
 
-from conftest import BASE_CONF, ROOT, Browser, Server, child_env
+from conftest import ROOT, Browser, child_env, server_on
 
-CONF = BASE_CONF + """\
+APPS = """\
 [ttpapps]
 time: on
 time.OFFSET_MINUTES: 60
@@ -28,7 +28,7 @@ latest.TITLE: Plant 3
 """
 
 
-def test_the_pyz_serves_a_sites_ttp_and_http_apps(tmp_path):
+def test_the_pyz_serves_a_sites_ttp_and_http_apps(tmp_path, engine):
     pyz = tmp_path / "build" / "texmate_ds.pyz"
     env = child_env(project_on_path=False)
     built = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_pyz.py"), "-o", str(pyz)],
@@ -36,7 +36,7 @@ def test_the_pyz_serves_a_sites_ttp_and_http_apps(tmp_path):
                            stdin=subprocess.DEVNULL)
     assert built.returncode == 0, built.stderr
 
-    srv = Server(tmp_path / "site", CONF, command=[sys.executable, str(pyz)], env=env)
+    srv = server_on(engine, tmp_path / "site", APPS, command=[sys.executable, str(pyz)], env=env)
     assert ROOT not in srv.dir.parents
     for app in ("TTPApps/time.py", "HTTPApps/latest.py"):
         (srv.dir / app).parent.mkdir()
