@@ -115,16 +115,14 @@ def test_plot_rows_buckets_cover_the_range_ends(st):
 
 def test_resume_reads_give_only_what_is_committed(store_db):
     """A live stream resuming reads through the loop's connection, which
-    sees its own open transaction: `committed()` (that connection on
-    SQLite, its new rows hidden; a second one on PostgreSQL) leaves what
-    the transaction added for its commit to publish, and reads it once
-    committed."""
+    sees its own open transaction: `committed()` (a second connection)
+    leaves what the transaction added for its commit to publish, and
+    reads it once committed."""
     db = store_db
     unit = db.units.add("R1", "k", 1)
     db.samples.add(unit, [(1, (1.0,))])
     db.alarms.add(unit, 5, ("first",))
     db.commit()
-    assert db.committed_through("samples") is None
     db.samples.add(unit, [(2, (2.0,)), (3, (3.0,))])
     db.alarms.add(unit, 5, ("second",))
     assert [row[1] for _, row in db.committed().samples.after_id_of([unit], 0, 10)] == [1]

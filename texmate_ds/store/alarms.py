@@ -78,7 +78,6 @@ class Alarms:
             "alarms", unit_id=unit.id, kind=kind, level=level,
             data=json.dumps(list(data), ensure_ascii=False), meter_ts=meter_ts,
             received=times.now() if received is None else received)
-        self.db.added("alarms", lambda: alarm_id)
         if self.db.notices is not None:
             self.db.notices.add("alarm", unit.id, (alarm_id,))
         return self.get(alarm_id)
@@ -130,7 +129,6 @@ class Alarms:
             return []
         ids = tuple(sorted(by_id)[:900])
         where, params = filters(("id > ?", alarm_id),
-                                ("id <= ?", self.db.committed_through("alarms")),
                                 ("unit_id IN (%s)" % ",".join("?" * len(ids)), ids))
         rows = self.db.all(_SELECT_ALARM + " WHERE %s ORDER BY id LIMIT ?" % where,
                            params + [limit])

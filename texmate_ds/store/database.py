@@ -67,9 +67,6 @@ class Database:
         self.before_commit = []
         # Savepoints open (`atomic` blocks): writes in one may be undone.
         self.savepoints = 0
-        # table -> its highest id before the open transaction first added
-        # to it (`added`): the rows above are not committed yet.
-        self._before_adding = {}
         # fn() that drops rows a repository cached: after a rollback (of the
         # transaction or an atomic block, which may have read them) and
         # once another connection committed.
@@ -143,35 +140,11 @@ class Database:
         self.begin()
         return self.dialect.insert(table, values)
 
-    def added(self, table, first_id):
-        """Say that the open transaction has added rows to `table`, the
-        first of them (this time) with the id `first_id()` gives, so that
-        `committed_through` tells its rows from committed ones. Called
-        after the write, which holds the write lock by then: no other
-        connection commits until this transaction ends, so every id above
-        the first one's is its own. (A read before the write would take a
-        snapshot, and the write after it fail at once, not waiting, when
-        another connection committed between.) A dict lookup but for the
-        first time in a transaction. Only where ids are given in commit
-        order (SQLite's); elsewhere `committed` reads on a connection of
-        its own and `first_id` is never called."""
-        if self.dialect.serial_ids and table not in self._before_adding:
-            self._before_adding[table] = first_id() - 1
-
-    def committed_through(self, table):
-        """The highest id of `table` that is committed, as far as this
-        connection's open transaction hides it (None: it added no row
-        there, so all it sees is committed): the ids above are what a live
-        stream resuming must not send before the commit publishes them."""
-        return self._before_adding.get(table)
-
     def committed(self):
         """A Database whose reads see only what is committed, for a live
-        stream resuming: this one on SQLite (its open transaction's new
-        rows hidden by `committed_through`); on PostgreSQL, whose ids come
-        in no commit order, a second connection, opened at the first call."""
-        if self.dialect.serial_ids:
-            return self
+        stream resuming (this one sees its open transaction's rows, which
+        its commit will publish): a second connection, opened at the
+        first call, on the same thread."""
         if self._committed is None:
             self._committed = Database(self.path, durable=False)
         self._committed.notice_others()
@@ -189,7 +162,6 @@ class Database:
             for write in self.before_commit:
                 write()
             self.dialect.commit()
-        self._before_adding.clear()
         for ended in self.on_end:
             ended(True)
 
@@ -202,7 +174,6 @@ class Database:
             if self.dialect.in_transaction:
                 self.execute("ROLLBACK")
         finally:
-            self._before_adding.clear()
             for ended in self.on_end:
                 ended(False)
             self._stale()

@@ -189,10 +189,6 @@ class PostgreSQL:
     """A connection to one PostgreSQL database (`Address`)."""
 
     complete_statement = SQLite.complete_statement
-    # Ids of one table are not given in commit order: `Database.added`
-    # counts on nothing then, and a live stream resumes from a connection
-    # of its own (`Database.committed`).
-    serial_ids = False
     # SQLite's two-argument max() and min().
     greatest, least = "greatest", "least"
     # LIKE refuses a nondeterministic collation (the case-insensitive

@@ -143,7 +143,6 @@ class Samples:
             if locking:
                 self._locked.add(unit.id)
             if cursor.rowcount == 1:
-                db.added("samples", lambda: cursor.lastrowid)
                 self.pending += 1
                 self._count(unit.id, 1, ts, received)
                 if db.notices is not None:
@@ -170,16 +169,8 @@ class Samples:
             newest = max(ts for _, ts, _ in fresh)
             self._lock(unit)
             with db.atomic():
-                before = db.changes
                 db.executemany(self.insert_sql(unit.fields),
                                [(unit.id, ts, received, *values) for _, ts, values in fresh])
-                # Ids go up by one a row: the first of these is the newest
-                # less as many as were stored (read for the first rows of
-                # the transaction only).
-                stored = db.changes - before
-                if stored:
-                    db.added("samples",
-                             lambda: db.one("SELECT max(id) FROM samples")[0] - stored + 1)
             self.pending += len(fresh)
             self._count(unit.id, len(fresh), newest, received)
             if db.notices is not None:
@@ -329,7 +320,6 @@ class Samples:
             return []
         ids = tuple(sorted(by_id)[:900])
         where, params = filters(("id > ?", sample_id),
-                                ("id <= ?", self.db.committed_through("samples")),
                                 ("unit_id IN (%s)" % ",".join("?" * len(ids)), ids))
         rows = self.db.all("SELECT unit_id, id, ts, %s FROM samples WHERE %s ORDER BY id LIMIT ?"
                            % (", ".join(VALUE_COLUMNS), where), params + [limit])

@@ -50,8 +50,6 @@ class SQLite:
     # (SQLite's own tokenizer: a ';' in a string literal, a comment or a
     # trigger body ends nothing.)
     complete_statement = staticmethod(sqlite3.complete_statement)
-    # Ids go up by one a row, in commit order (one writer at a time).
-    serial_ids = True
     # Two-argument max() and min(): PostgreSQL's greatest() and least().
     greatest, least = "max", "min"
     # A text column in lower case, for a search's LIKE (`sql.searching`).
