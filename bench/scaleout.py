@@ -20,7 +20,9 @@ Each part runs two loads from bench/load.py, each a closed loop after a
 warm-up (not counted):
 
 * ``up1``: 50 meters, one sample per upload, ``COMMIT_INTERVAL: 1``;
-* ``dl``: 50 meters doing ``dl last`` of a unit they may read.
+* ``dl``: 50 meters doing ``dl last`` of a unit they may read;
+* ``ok``: 50 meters sending ``ok``, which asks no database: what an
+  exchange costs each part before any database work.
 
 For each: requests/s and p99 (bench/load.py's figures), and the CPU
 seconds each part of the system used over the measured window, from
@@ -31,7 +33,9 @@ The same CPU is then shown per request, with the rate the machine's
 cores could carry at that cost were nothing else running (the
 "ceiling"): CPU per request changes little when the machine is shared,
 where rates drift. The target, printed and never asserted: up1 on two
-processes on PostgreSQL at least 1.5x up1 on one process on SQLite.
+processes on PostgreSQL at least 1.5x up1 on one process on SQLite; and
+with it the CPU an upload may cost at that rate on this machine's cores
+(the "budget"), beside what an ``ok`` costs through two processes.
 
 Without PostgreSQL (or psycopg) or HAProxy the parts that need them are
 left out, saying why. Exit status: 0 when the run happened, whatever the
@@ -64,6 +68,7 @@ PARTS = ("sqlite x1", "postgresql x1", "postgresql x2")
 LOADS = {
     "up1": ("up", "--meters", METERS),
     "dl": ("dl", "--meters", METERS, "--source", "SRC"),
+    "ok": ("ok", "--meters", METERS),
 }
 
 
@@ -138,9 +143,9 @@ def measure(target, parts, folder, workload, seconds, warmup):
 
 
 def setup(conf):
-    """The meters U1..U50, SRC and its readers R1..R50, in the database
-    before the first process starts."""
-    harness.make_units(harness.units("U", METERS))(conf)
+    """The meters U1..U50, SRC and its readers R1..R50, and C1..C50 (ok),
+    in the database before the first process starts."""
+    harness.make_units(harness.units("U", METERS), harness.units("C", METERS))(conf)
     harness.make_readers(METERS, "SRC")(conf)
 
 
@@ -183,11 +188,15 @@ def run_part(name, folder, plan, cluster):
     return result
 
 
+def cost(fig):
+    """The CPU (µs) this load cost each request: every part but "other"."""
+    return sum(us for name, us in fig["cpu_us_per_request"].items() if name != "other")
+
+
 def ceiling(fig):
     """Requests/s the machine's cores could carry at the CPU this load
-    cost each request (every part but "other"), were nothing else there."""
-    cost = sum(us for name, us in fig["cpu_us_per_request"].items() if name != "other")
-    return os.cpu_count() * 1e6 / cost if cost else None
+    cost each request, were nothing else there."""
+    return os.cpu_count() * 1e6 / cost(fig) if cost(fig) else None
 
 
 def tables(results):
@@ -204,9 +213,18 @@ def tables(results):
                          + _parts(fig["cpu_s"], "%.2f", other=True))
             us = fig["cpu_us_per_request"]
             costs.append((part, workload) + _parts(us, "%.0f")
-                         + ("%.0f" % sum(v for k, v in us.items() if k != "other"),
+                         + ("%.0f" % cost(fig),
                             "{:,.0f}".format(ceiling(fig) or 0)))
     return _format(rates) + "\n\n" + _format(costs)
+
+
+def budget(results):
+    """What the target leaves each upload: {the rate (TARGET times sqlite
+    x1's up1), the CPU (µs) per upload the cores carry at it, and what an
+    exchange asking no database (ok) cost through postgresql x2}."""
+    rate = TARGET * results["sqlite x1"]["up1"]["requests_per_s"]
+    return {"uploads_per_s": round(rate), "us_per_upload": round(os.cpu_count() * 1e6 / rate, 1),
+            "ok_postgresql_x2_us": round(cost(results["postgresql x2"]["ok"]), 1)}
 
 
 def _parts(values, form, other=False):
@@ -267,18 +285,23 @@ def main(argv):
     if results:
         print()
         print(tables(results))
-    ratio = None
+    ratio = left = None
     if "sqlite x1" in results and "postgresql x2" in results:
         ratio = round(results["postgresql x2"]["up1"]["requests_per_s"]
                       / results["sqlite x1"]["up1"]["requests_per_s"], 3)
         print("\nup1, postgresql x2 / sqlite x1: %.2f (target >= %.1f: %s)"
               % (ratio, TARGET, "met" if ratio >= TARGET else "NOT met"))
+        left = budget(results)
+        print("budget at the target: {:,} uploads/s on {} cores is {:.0f} us of CPU an upload;"
+              " an ok through postgresql x2 (no database work) cost {:.0f} us".format(
+                  left["uploads_per_s"], os.cpu_count(), left["us_per_upload"],
+                  left["ok_postgresql_x2_us"]))
     for part, text in failures.items():
         print("\n%s FAILED:\n%s" % (part, text.strip()[-3000:]))
     harness.write_json(plan.json, {
         "environment": env, "seconds": plan.seconds, "warmup": plan.warmup,
         "parts": results, "left_out": missing, "failures": failures,
-        "up1_ratio_postgresql_x2_to_sqlite_x1": ratio, "target": TARGET,
+        "up1_ratio_postgresql_x2_to_sqlite_x1": ratio, "target": TARGET, "budget": left,
     })
     print("\nJSON: %s" % plan.json)
     return 1 if failures else 0
