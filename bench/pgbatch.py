@@ -7,13 +7,14 @@ way of writing a loop turn's uploads against one batched way, in one run.
 scaleout.py measures what PostgreSQL costs an upload as the store writes
 it (``store``): a statement per sample (the INSERT that locks its unit
 first) and one more per unit (its counts), then a COMMIT per loop turn.
-The other way (``batched``) writes the same turn in three statements
-whatever its size: one lock of all its units, one INSERT of every
-sample, one UPDATE of every unit's counts from a list of values, then
-the COMMIT. No server runs: this process writes straight to the
-database, the ``store`` way through the store itself (``samples.add``
-and ``commit``, what the upload path calls), the ``batched`` way through
-the driver. The turns are of `--sizes` samples (50 meters through two
+Two other ways write the same turn: ``one``, a statement per sample
+that locks its unit, stores it and counts it (a ``WITH``), and
+``batched``, three statements whatever the turn's size: one lock of all
+its units, one INSERT of every sample, one UPDATE of every unit's
+counts from a list of values; then the COMMIT. No server runs: this
+process writes straight to the database, the ``store`` way through the
+store itself (``samples.add`` and ``commit``, what the upload path
+calls), the others through the driver. The turns are of `--sizes` samples (50 meters through two
 processes make turns of up to 25 each), each of its own unit's, as up1's
 are.
 
@@ -45,7 +46,7 @@ from texmate_ds import config, store  # noqa: E402
 
 FIELDS = 4
 UNITS = 50
-WAYS = ("store", "batched")
+WAYS = ("store", "one", "batched")
 
 
 class Turns:
@@ -71,6 +72,22 @@ class Turns:
         for unit, ts, values in self._samples():
             self.db.samples.add(unit, [(ts, values)])
         self.db.commit()
+
+    def one(self):
+        turn = self._samples()
+        received = int(time.time() * 1e6)
+        with self.conn.transaction():
+            cursor = self.conn.cursor()
+            for unit, ts, values in turn:
+                cursor.execute(
+                    "WITH unit AS (SELECT id FROM units WHERE id = %s FOR NO KEY UPDATE),"
+                    " stored AS (INSERT INTO samples (unit_id, ts, received, v1, v2, v3, v4)"
+                    " SELECT id, %s, %s, %s, %s, %s, %s FROM unit ON CONFLICT DO NOTHING"
+                    " RETURNING unit_id, ts, received)"
+                    " UPDATE units SET sample_count = units.sample_count + 1,"
+                    " last_ts = greatest(units.last_ts, stored.ts),"
+                    " last_received = stored.received FROM stored WHERE units.id = stored.unit_id",
+                    (unit.id, ts, received) + values, prepare=True)
 
     def batched(self):
         turn = self._samples()

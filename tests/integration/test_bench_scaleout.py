@@ -64,7 +64,7 @@ def test_pgbatch_tiny_run_reports(tmp_path):
         return
     assert set(report["sizes"]) == {"1", "3"}
     for ways in report["sizes"].values():
-        for way in ("store", "batched"):
+        for way in ("store", "one", "batched"):
             # CPU is read in clock ticks: a tiny run's may be 0.
             assert ways[way]["postgresql_us"] >= 0 and ways[way]["samples_per_s"] > 0, ways
     assert "store / batched" in result.stdout
