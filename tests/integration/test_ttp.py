@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from texmate_ds.store.units import MISSING_MAX
+
 from conftest import read_answers
 
 _codes = itertools.count(1)
@@ -299,6 +301,20 @@ def test_ok_app(server):
     assert server.ask("TTP /ok/B7 k7") == "OK"
     assert server.ask("TTP /ok/B7 k1") == "402 Unauthorized"
     assert server.ask("TTP /ok/B8 k7") == "405 Unit not found"
+
+
+def test_a_thousand_codes_of_no_unit_stay_405_and_a_unit_added_then_answers(server_factory):
+    """Codes of no unit are remembered (one read each, not one a request),
+    up to MISSING_MAX of them: more on one connection than that are still
+    all refused, and a unit added under one of them answers."""
+    srv = server_factory()
+    count = MISSING_MAX + 50
+    with srv.connect() as sock:
+        sock.sendall("".join("TTP /ok/W%d kw\r" % n for n in range(count)).encode())
+        assert read_answers(sock, count) == ["405 Unit not found"] * count
+    assert srv.ask("TTP /ok/W1 kw") == "405 Unit not found"
+    srv.add_unit("W1", "kw", 1)
+    assert srv.ask_noticed("TTP /ok/W1 kw", lambda answer: answer == "OK") == "OK"
 
 
 def test_ok_off_answers_501(server_factory):

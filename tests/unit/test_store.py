@@ -6,6 +6,7 @@ import time
 import pytest
 
 from texmate_ds import loop, store
+from texmate_ds.store import units as units_store
 
 from conftest import spoil_commit, sqlite_only
 
@@ -135,6 +136,39 @@ def test_another_connections_commit_empties_the_unit_cache(st, engine):
         server.notice_others()
     assert server.units.get("A1").fields == 2
     other.close()
+
+
+def test_a_code_of_no_unit_is_remembered_until_one_is_added(st, engine):
+    server, other = st, store.Database(st.path)
+    server.notice_others()
+    assert server.units.get("N1") is None
+    reads = server.one
+    asked = []
+    server.one = lambda sql, params=(): asked.append(sql) or reads(sql, params)
+    try:
+        assert server.units.get("N1") is None       # remembered: not read again
+        assert server.units.get("A1") is None and len(asked) == 1   # while this one is read
+    finally:
+        server.one = reads
+    other.units.add("N1", "k", 1)
+    other.commit()
+    # Another connection's new unit answers the next look (on PostgreSQL
+    # once its NOTIFY is on the socket: looked for again, 5 s at most).
+    deadline = time.monotonic() + 5
+    found = server.units.get("N1")
+    while engine == "postgresql" and found is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+        found = server.units.get("N1")
+    assert found is not None and found.code == "N1"
+    other.close()
+
+
+def test_codes_of_no_unit_are_remembered_up_to_a_bound(st):
+    for n in range(units_store.MISSING_MAX + 5):
+        assert st.units.get("X%d" % n) is None
+    assert 0 < len(st.units._missing) <= units_store.MISSING_MAX
+    st.units.add("X3", "k", 1)                      # forgotten with the cache
+    assert st.units.get("X3").code == "X3"
 
 
 def test_backup_copies_the_committed_database(st, engine, tmp_path):

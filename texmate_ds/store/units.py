@@ -2,11 +2,14 @@
 unit's graph options.
 
 Every TTP request looks its unit up by code, and a ``dl`` from another
-unit asks whether the reader may, so both answers are cached here. The
-cache is emptied when this connection changes units, when a transaction
-or an atomic block that may have read them is undone, and (through
-`Database.notice_others`, every loop turn) when another connection such
-as ``manage`` committed anything.
+unit asks whether the reader may, so both answers are cached here, and
+so is a code of no unit (a meter set up wrong asks again and again;
+`MISSING_MAX` such codes at most). The cache is emptied when this
+connection changes units, when a transaction or an atomic block that
+may have read them is undone, and (through `Database.notice_others`,
+every loop turn, and before a code remembered missing is answered
+missing again) when another connection such as ``manage`` committed
+anything.
 """
 
 import collections
@@ -37,6 +40,10 @@ _SILENCE = (
     % ", ".join(_COLUMNS))
 # Ids in one IN (...) query; SQLite before 3.32 allows 999 parameters.
 _IN_CHUNK = 900
+# Codes asked for and not found that `get` remembers, so that a meter
+# sending a wrong code costs one read, not one a request (a round trip on
+# the loop, on PostgreSQL); past this many they are all forgotten.
+MISSING_MAX = 1000
 # What `query` compares and sorts by: every column but the key (a secret).
 _BY_NAME = {column: column for column in _COLUMNS if column != "key"}
 # The same columns of the table aliased "u", for joins (displays).
@@ -150,12 +157,14 @@ class Units:
     def __init__(self, db):
         self.db = db
         self._by_code = {}
+        self._missing = set()  # codes of no unit (MISSING_MAX at most)
         self._reads = {}  # (reader id, source id) -> may read
         self._status_order = status_order(db.dialect.greatest)
         db.on_stale.append(self._forget)
 
     def _forget(self):
         self._by_code.clear()
+        self._missing.clear()
         self._reads.clear()
 
     def _changing(self):
@@ -215,11 +224,22 @@ class Units:
         return counts, sourced
 
     def get(self, code):
-        """The unit with that code, or None."""
+        """The unit with that code, or None. Both are remembered until a
+        unit changes, through this connection or (noticed) another; a
+        code remembered missing is looked at again once another connection
+        committed, as far as it can tell without a round trip (`notice_others`):
+        a unit just added answers at once."""
         unit = self._by_code.get(code)
         if unit is None:
+            if code in self._missing:
+                self.db.notice_others()
+                if code in self._missing:
+                    return None
             row = self.db.one(_SELECT + " WHERE code = ?", (code,))
             if row is None:
+                if len(self._missing) >= MISSING_MAX:
+                    self._missing.clear()
+                self._missing.add(code)
                 return None
             unit = self._by_code[code] = Unit.from_row(row)
         return unit
