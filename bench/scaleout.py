@@ -16,7 +16,7 @@ package, initdb in a temporary folder, 127.0.0.1) but durable as
 PostgreSQL ships it (``fsync``, ``full_page_writes``, ``synchronous_commit``
 on): an OK means committed to disk on both engines.
 
-Each part runs two loads from bench/load.py, each a closed loop after a
+Each part runs three loads from bench/load.py, each a closed loop after a
 warm-up (not counted):
 
 * ``up1``: 50 meters, one sample per upload, ``COMMIT_INTERVAL: 1``;
