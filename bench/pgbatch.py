@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What PostgreSQL's own CPU per upload could come down to: the store's
-way of writing a loop turn's uploads against one batched way, in one run.
+way of writing a loop turn's uploads against two others, in one run.
 
     python3 bench/pgbatch.py [--turns N] [--sizes 10,25] [--json FILE]
 
@@ -14,9 +14,9 @@ its units, one INSERT of every sample, one UPDATE of every unit's
 counts from a list of values; then the COMMIT. No server runs: this
 process writes straight to the database, the ``store`` way through the
 store itself (``samples.add`` and ``commit``, what the upload path
-calls), the others through the driver. The turns are of `--sizes` samples (50 meters through two
-processes make turns of up to 25 each), each of its own unit's, as up1's
-are.
+calls), the others through the driver. The turns are of `--sizes`
+samples (50 meters through two processes make turns of up to 25 each),
+each of its own unit's, as up1's are.
 
 For each size and way: PostgreSQL's CPU (the postmaster and every process
 it started, from ``/proc``) per sample, and this process's, over
@@ -50,7 +50,7 @@ WAYS = ("store", "one", "batched")
 
 
 class Turns:
-    """Turns of `size` samples, one per unit, for both ways: each turn's
+    """Turns of `size` samples, one per unit, for each way: each turn's
     timestamps new, so that every sample is stored."""
 
     def __init__(self, db, size):
@@ -163,8 +163,10 @@ def main(argv):
             db.migrate()
             for size in sizes:
                 turns = Turns(db, size)
-                runs = {way: [measure(turns, way, plan.turns, cluster) for _ in range(2)]
-                        for way in WAYS}
+                runs = {way: [] for way in WAYS}
+                for _ in range(2):
+                    for way in WAYS:
+                        runs[way].append(measure(turns, way, plan.turns, cluster))
                 results[size] = {way: min(figures, key=lambda f: f["postgresql_us"])
                                  for way, figures in runs.items()}
                 turns.conn.close()
