@@ -134,6 +134,30 @@ def test_upload_and_the_manual_example(server):
     assert [r[1:] for r in samples_in_db(server, code)] == [(11.0, 22.0), (12.0, 23.0)]
 
 
+def test_meters_uploading_at_once_each_get_their_own_answer(server):
+    """Uploads of one loop turn are written together on PostgreSQL (one
+    statement); each connection still gets its own OK or 406, the first
+    of two uploads of one sample storing it."""
+    units = [new_unit(server) for _ in range(10)]
+    socks = []
+    for code, key in units:
+        line = "TTP /up/%s/<2011-1-1 0:0:1;1;1><2011-1-1 0:0:%%d;2;2> %s\r" % (code, key)
+        for second in (2, 3):                   # two meters, one sample in common
+            sock = server.connect()
+            socks.append((sock, (line % second).encode()))
+    for sock, line in socks:
+        sock.sendall(line)
+    answers = [read_answers(sock, 1)[0] for sock, _ in socks]
+    for sock, _ in socks:
+        sock.close()
+    for n, (code, _) in enumerate(units):
+        pair = answers[2 * n:2 * n + 2]
+        assert sorted(pair) == ["406 Duplicate sample 1<2011-1-1 0:0:1>", "OK"], (code, pair)
+        assert [row[1:] for row in samples_in_db(server, code)] == [(1.0, 1.0), (2.0, 2.0),
+                                                                     (2.0, 2.0)]
+        assert server.query("SELECT sample_count FROM units WHERE code = ?", (code,)) == [(3,)]
+
+
 def test_duplicates_report_offsets_and_timestamps_as_sent(server):
     code, key = new_unit(server)
     assert server.ask("TTP /up/%s/<2009-1-16 15:30:45;1;1> %s" % (code, key)) == "OK"

@@ -95,16 +95,18 @@ def test_active_superusers_are_counted(db):
     assert db.accounts.count_active_superusers(besides=root.id) == 0
 
 
-def test_upload_counts_are_written_once_per_unit_at_the_commit(db):
+def test_upload_counts_are_written_once_per_unit_at_the_commit(db, engine):
     a1 = db.units.add("A1", "k", 1)
     db.commit()
     for ts in range(1, 101):
-        db.samples.add(a1, [(ts, (1.0,))])
+        db.samples.add_later(a1, [(ts, (1.0,))])
     before = db.changes
     db.commit()
-    # one row for A1's counters, one for its usual interval (measured once
-    # per MEASURE_EVERY samples, not per upload)
-    assert db.changes == before + 2
+    # SQLite: one row for A1's counters, one for its usual interval
+    # (measured once per MEASURE_EVERY samples, not per upload). On
+    # PostgreSQL the one statement that writes the held samples counts
+    # them too (its rows counted as they were held): the interval's row.
+    assert db.changes == before + (1 if engine == "postgresql" else 2)
     assert db.units.counts(a1) == (100, 100)
     db.samples.add(a1, [(500, (1.0,))])
     db.rollback()                                         # its tally goes with it

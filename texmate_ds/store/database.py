@@ -121,9 +121,10 @@ class Database:
 
     @property
     def changes(self):
-        """Rows changed through this connection since it opened: a caller
-        compares two readings to learn whether something in between wrote."""
-        return self.dialect.changes
+        """Rows changed through this connection since it opened, or held
+        to be written (`Samples.add_later`): a caller compares two readings
+        to learn whether something in between wrote."""
+        return self.dialect.changes + self.samples.held
 
     def begin(self):
         """Join the shared transaction, beginning it if none is open."""

@@ -28,6 +28,8 @@ How it meets the store's SQL, which is written once, in SQLite's words:
   values (`_PREPARED_PARAMS`), which PostgreSQL plans better each time;
 * `executemany` of a one-row INSERT sends statements of many rows: an
   upload of a thousand samples is a few round trips, not a thousand;
+* a loop turn's uploads are one statement (`insert_samples`): the store
+  holds them (`held`) until the next statement, which writes them first;
 * there is no backup API: `backup` refuses and names ``pg_dump``.
 
 Connection errors are told apart for the operator (`connect`): the
@@ -208,6 +210,11 @@ class PostgreSQL:
         self._stale = True      # True the first time, as SQLite's data_version
         self._broken = self._lost = False
         self._retry_at = 0.0
+        # fn() writing what a repository held back to send with more (the
+        # uploads of a loop turn, `Samples.add_later`): run before the next
+        # statement, which sees them; a ROLLBACK drops it.
+        self.held = None
+        self._insert_samples = {}
         self._connect(CONNECT_TIMEOUT)
 
     def configure(self, durable):
@@ -303,6 +310,44 @@ class PostgreSQL:
             table, ", ".join(columns), ", ".join("?" * len(columns)), ", ".join(key),
             "UPDATE SET " + ", ".join("%s = EXCLUDED.%s" % (c, c) for c in rest)
             if rest else "NOTHING")
+
+    def insert_samples(self, rows):
+        """Store `rows`, (unit_id, ts, received, values), in one statement
+        whatever their number and units, and count them in their units'
+        rows (as `Samples.write_counts` does SQLite's): each unit's row
+        locked first, in id order (`row_lock`: so that a unit's ids commit
+        in order), a taken (unit_id, ts) skipped, as is a row of a unit
+        gone. Ids are given in the order of `rows`. The (unit_id, ts)
+        stored.
+
+        Its parameters are one array a column, so that one prepared text
+        serves every number of rows; the values are floats (psycopg
+        dumps no list of mixed types), a unit's missing ones NULL."""
+        fields = max(len(row[3]) for row in rows)
+        sql = self._insert_samples.get(fields)
+        if sql is None:
+            columns = ["unit_id", "ts", "received"] + ["v%d" % i for i in range(1, fields + 1)]
+            sql = self._insert_samples[fields] = (
+                "WITH unit AS (SELECT id FROM units WHERE id = ANY(?::bigint[]) ORDER BY id%s),"
+                " stored AS (INSERT INTO samples (%s) SELECT %s FROM unnest(%s)"
+                " WITH ORDINALITY AS r(%s, n) JOIN unit ON unit.id = r.unit_id ORDER BY r.n"
+                " ON CONFLICT DO NOTHING RETURNING unit_id, ts, received),"
+                " counted AS (UPDATE units SET sample_count = sample_count + s.added,"
+                " last_ts = greatest(last_ts, s.newest),"
+                " last_received = greatest(last_received, s.received)"
+                " FROM (SELECT unit_id, count(*) AS added, max(ts) AS newest,"
+                " max(received) AS received FROM stored GROUP BY unit_id) AS s"
+                " WHERE units.id = s.unit_id)"
+                " SELECT unit_id, ts FROM stored" % (
+                    self.row_lock, ", ".join(columns), ", ".join("r." + c for c in columns),
+                    ", ".join(["?::bigint[]"] * 3 + ["?::float8[]"] * fields),
+                    ", ".join(columns)))
+        columns = [list(column) for column in zip(*[row[:3] for row in rows])]
+        for i in range(fields):
+            columns.append([None if i >= len(row[3]) or row[3][i] is None else float(row[3][i])
+                            for row in rows])
+        # Not counted in `changes`: the samples were, as they were held.
+        return self._run(sql, [sorted(set(columns[0]))] + columns).fetchall()
 
     @staticmethod
     def temporary(name):
@@ -512,6 +557,11 @@ class PostgreSQL:
     def _run(self, sql, params, many=False):
         """Every statement's one way to the server: its cursor, or the
         store's error."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            if sql != "ROLLBACK":
+                held()
         if self._broken:
             if self._lost and sql == "ROLLBACK":
                 self._lost = False
@@ -570,6 +620,9 @@ class PostgreSQL:
     # Other processes may share this database: what they cache and publish
     # is told them at commit, and rows they may write too are locked.
     shared = True
+    # Each statement waits for the server's answer: what can wait is sent
+    # with more (`held`, `insert_samples`).
+    round_trips = True
     # Appended to a SELECT of rows about to be written: held to the end of
     # the transaction, a second locking read elsewhere waits for it (or,
     # SKIP LOCKED, passes over the rows another connection holds). As

@@ -7,21 +7,31 @@
 * A sample read back is a plain tuple ``(id, ts, v1, ..., vN)`` for a unit
   of N fields (None for an empty value): the upload and download paths
   are the hot ones, and the wire and export code index the tuple.
-* `add` is the upload path: one statement for one sample, and for several
-  one look-up of the timestamps already stored and one ``executemany``;
-  nothing per sample in Python beyond building its row. Every write here
-  (uploads, imports, deletes) also keeps the unit's sample count and
-  newest timestamp in the units table, so that nobody counts a million
-  rows to show them: uploads tally them and write them once per unit
-  just before the transaction commits, the rest at once.
+* `add_later` is the upload path, and `add` the same waiting for its
+  answer. Where a statement runs in this process (SQLite) an upload is
+  written at once: one statement for one sample, and for several one
+  look-up of the timestamps already stored and one ``executemany``.
+  Where each statement is a round trip to a server (PostgreSQL) the
+  uploads are held (`Upload`) until the connection's next statement or
+  the commit, whichever comes first, and then written by one statement
+  (`PostgreSQL.insert_samples`), which also counts them: a loop turn's
+  uploads cost one round trip, not one each, and every statement sees
+  the samples uploaded before it. Which samples are duplicates is known
+  once they are written: the ``up`` app answers when the channel asks.
+  Nothing per sample in Python beyond building its row.
+* Every write here (uploads, imports, deletes) also keeps the unit's
+  sample count and newest timestamp in the units table, so that nobody
+  counts a million rows to show them: SQLite's uploads tally them and
+  write them once per unit just before the transaction commits,
+  PostgreSQL's in the statement that stores them, the rest at once.
 * ``dl next`` reads a source's samples in arrival order (by id) from a
   cursor per (reader, source), kept here. Where several processes write
   (PostgreSQL), ids are given as rows are written, not as they commit:
   so that a unit's ids still commit in order, and a cursor never passes
-  over a sample committed after a later one, each transaction locks a
-  unit's row before it first writes a sample of it (`_lock`), in the
-  statement that writes it when it is one sample. A second writer of
-  the unit waits for the first's commit; one meter's are one process's.
+  over a sample committed after a later one, a transaction locks a
+  unit's row before it writes samples of it (in the statement that
+  writes them; `_lock` for an import). A second writer of the unit waits
+  for the first's commit; one meter's are one process's.
 * Each unit's usual interval (`texmate_ds.status`: the median spacing
   of its newest samples' timestamps), which its status on the home page
   and displays is judged by, is kept in the units table too, so that a
@@ -35,12 +45,13 @@
   in one call: no cursor stays open between calls on a connection the TTP
   side shares. CSV and JSON page through `between`.
 
-`uploads_pending` (calls to `add` since the last commit) is what the group
-commit counts; `pending` and `stored` count samples written in the open
+`uploads_pending` (uploads since the last commit) is what the group commit
+counts; `pending` and `stored` count samples written in the open
 transaction and committed since the store opened (/metrics).
 """
 
 from texmate_ds import status, times
+from texmate_ds.store.errors import StoreError
 from texmate_ds.store.sql import filters, matching, order_by, page
 
 MAX_FIELDS = 32
@@ -63,6 +74,50 @@ _QUERIED = {"ts": "ts", "id": "id"}
 # New samples of a unit before its usual interval is measured again: one
 # indexed read per 20 samples, on the upload path.
 MEASURE_EVERY = 20
+# Samples in one statement of held uploads (`Samples.flush`): a turn of
+# many large uploads is several.
+_BATCH_ROWS = 10_000
+
+
+class Upload:
+    """One call's samples on their way to the store (`Samples.add_later`).
+    ``duplicates``: the 0-based indexes of those not stored (a timestamp
+    taken, or repeated earlier in the call), sorted; None until written.
+    `result` gives them, writing what is held first."""
+
+    __slots__ = ("_repository", "unit", "received", "fresh", "repeated", "duplicates")
+
+    def __init__(self, repository, unit, given):
+        self._repository = repository
+        self.unit = unit
+        self.received = times.now()
+        self.duplicates = None
+        # (index, ts, values) of the timestamps first in the call; the
+        # indexes of the others.
+        self.fresh = []
+        self.repeated = []
+        if len(given) == 1:
+            ts, values = given[0]
+            self.fresh.append((0, ts, values))
+            return
+        seen = set()
+        for index, (ts, values) in enumerate(given):
+            if ts in seen:
+                self.repeated.append(index)
+            else:
+                seen.add(ts)
+                self.fresh.append((index, ts, values))
+
+    def result(self):
+        """The duplicates; StoreError if the samples were never written (an
+        earlier statement of their transaction failed, or it was rolled
+        back), and the transaction is lost."""
+        if self.duplicates is None:
+            self._repository.flush()
+            if self.duplicates is None:
+                raise StoreError("the upload's samples were not written: their transaction "
+                                 "failed first")
+        return self.duplicates
 
 
 class Samples:
@@ -72,16 +127,21 @@ class Samples:
         self.pending = 0
         self.stored = 0
         self._insert_sql = {}
-        # Units whose row the open transaction holds (`_lock`), where
-        # several processes write; a savepoint rolled back releases what it
-        # took, and forgets them all (`on_stale`): they are taken again.
+        # Where several processes write, a unit's row is locked before its
+        # samples get ids (`_lock`, `flush`).
         self._locking = db.dialect.shared
-        self._locked = set()
-        db.on_stale.append(self._locked.clear)
+        # Where each statement is a round trip, uploads are held to the
+        # next statement or the commit (`add_later`); samples held since
+        # the connection opened (`Database.changes`).
+        self._batching = db.dialect.round_trips
+        self._held = []
+        self.held = 0
         self._select_cols = {}
         self._one_sql = {}
         # unit id -> [samples added, newest ts] by uploads of the open
-        # transaction, written to the units table just before it commits.
+        # transaction, written to the units table just before it commits
+        # (where uploads are held, the statement that writes them counts
+        # them).
         self._tally = {}
         # unit id -> samples stored through this connection since its usual
         # interval was measured. Not undone by a rollback: a measure then
@@ -89,40 +149,32 @@ class Samples:
         # few samples late; either way it is an estimate.
         self._unmeasured = {}
         db.on_end.append(self._ended)
+        db.before_commit.append(self.flush)
         db.before_commit.append(self.write_counts)
         db.before_commit.append(self._measure_due)
 
     def _ended(self, committed):
         self._tally.clear()
-        self._locked.clear()
+        self._held.clear()
         if committed:
             self.stored += self.pending
         self.pending = 0
         self.uploads_pending = 0
 
-    def insert_sql(self, fields, locking=False):
+    def insert_sql(self, fields):
         """The statement that stores a sample of `fields` values, as
-        (unit_id, ts, received, v1, ...), skipping a timestamp taken; with
-        `locking`, one that locks the unit's row first (`_lock`), storing
-        nothing when the unit is gone (deleted by another process)."""
-        sql = self._insert_sql.get((fields, locking))
+        (unit_id, ts, received, v1, ...), skipping a timestamp taken."""
+        sql = self._insert_sql.get(fields)
         if sql is None:
-            columns = ["unit_id", "ts", "received"] + VALUE_COLUMNS[:fields]
-            dialect = self.db.dialect
-            sql = dialect.insert_ignoring("samples", columns)
-            if locking:
-                sql = ("WITH unit AS (SELECT id FROM units WHERE id = ?%s) " % dialect.row_lock
-                       + dialect.insert_ignoring("samples", columns, "SELECT id, %s FROM unit"
-                                                 % ", ".join("?" * (len(columns) - 1))))
-            self._insert_sql[(fields, locking)] = sql
+            sql = self._insert_sql[fields] = self.db.dialect.insert_ignoring(
+                "samples", ["unit_id", "ts", "received"] + VALUE_COLUMNS[:fields])
         return sql
 
     def _lock(self, unit):
         """Hold `unit`'s row to the end of the open transaction, where
         several processes write, before a sample of it gets an id."""
-        if self._locking and unit.id not in self._locked:
+        if self._locking:
             self.db.one_locked("SELECT id FROM units WHERE id = ?", (unit.id,))
-            self._locked.add(unit.id)
 
     def add(self, unit, samples):
         """Store `samples`, a list of (timestamp_us, values) for `unit`.
@@ -131,51 +183,105 @@ class Samples:
         stored, or repeated earlier in `samples`); the rest are stored. On an
         error nothing of this call is stored and the error propagates.
         """
-        received = times.now()
+        return self.add_later(unit, samples).result()
+
+    def add_later(self, unit, samples):
+        """`add`, whose duplicates its `Upload` learns by the next statement
+        on this connection or the commit, whichever comes first: where
+        each statement is a round trip (PostgreSQL), the uploads of a loop
+        turn are written by one. Inside an `atomic` block, at once."""
         db = self.db
         db.begin()
         self.uploads_pending += 1
-        if len(samples) == 1:
-            ts, values = samples[0]
-            locking = self._locking and unit.id not in self._locked
-            cursor = db.execute(self.insert_sql(unit.fields, locking),
-                                (unit.id, ts, received, *values))
-            if locking:
-                self._locked.add(unit.id)
-            if cursor.rowcount == 1:
-                self.pending += 1
-                self._count(unit.id, 1, ts, received)
-                if db.notices is not None:
-                    db.notices.add("sample", unit.id, (ts,))
-                return []
-            return [0]
-        duplicates = []
-        seen = set()
-        fresh = []
-        for index, (ts, values) in enumerate(samples):
-            if ts in seen:
-                duplicates.append(index)
-            else:
-                seen.add(ts)
-                fresh.append((index, ts, values))
-        stored = self._existing_timestamps(unit, seen)
-        if stored:
-            duplicates.extend(i for i, ts, _ in fresh if ts in stored)
+        upload = Upload(self, unit, samples)
+        if not self._batching:
+            self._write(upload)
+            return upload
+        self.held += len(upload.fresh)
+        self._held.append(upload)
+        if db.savepoints:
+            self.flush()
+        else:
+            db.dialect.held = self.flush
+        return upload
+
+    def flush(self):
+        """Write the held uploads (`add_later`), in statements of
+        `_BATCH_ROWS` rows at most: each unit's row locked first (where
+        several processes write), a timestamp taken skipped. Of two
+        uploads of one sample, the first stores it."""
+        held, self._held = self._held, []
+        self.db.dialect.held = None
+        if not held:
+            return
+        rows = []
+        sent = set()
+        for upload in held:
+            unit_id, received = upload.unit.id, upload.received
+            for _, ts, values in upload.fresh:
+                if (unit_id, ts) not in sent:
+                    sent.add((unit_id, ts))
+                    rows.append((unit_id, ts, received, values))
+        stored = set()
+        insert = self.db.dialect.insert_samples
+        for start in range(0, len(rows), _BATCH_ROWS):
+            stored.update(insert(rows[start:start + _BATCH_ROWS]))
+        for upload in held:
+            unit_id = upload.unit.id
+            duplicates = upload.repeated
+            timestamps = []
+            for index, ts, _ in upload.fresh:
+                if (unit_id, ts) in stored:
+                    stored.discard((unit_id, ts))
+                    timestamps.append(ts)
+                else:
+                    duplicates.append(index)
             duplicates.sort()
+            self._stored(upload, timestamps)
+
+    def _write(self, upload):
+        """Write one upload at once: where a statement costs no round trip
+        (SQLite), one for one sample, and for several one look-up of the
+        timestamps already stored and one ``executemany``."""
+        db, unit, fresh = self.db, upload.unit, upload.fresh
+        if len(fresh) == 1 and not upload.repeated:
+            _, ts, values = fresh[0]
+            if db.execute(self.insert_sql(unit.fields),
+                          (unit.id, ts, upload.received, *values)).rowcount == 1:
+                self._stored(upload, [ts])
+            else:
+                upload.repeated.append(0)
+                self._stored(upload, [])
+            return
+        stored = self._existing_timestamps(unit, [ts for _, ts, _ in fresh])
+        if stored:
+            upload.repeated.extend(i for i, ts, _ in fresh if ts in stored)
+            upload.repeated.sort()
             fresh = [f for f in fresh if f[1] not in stored]
         # Several rows are not one statement: an atomic block keeps the call
         # all-or-nothing inside the shared group transaction.
         if fresh:
-            newest = max(ts for _, ts, _ in fresh)
-            self._lock(unit)
             with db.atomic():
                 db.executemany(self.insert_sql(unit.fields),
-                               [(unit.id, ts, received, *values) for _, ts, values in fresh])
-            self.pending += len(fresh)
-            self._count(unit.id, len(fresh), newest, received)
-            if db.notices is not None:
-                db.notices.add("sample", unit.id, [ts for _, ts, _ in fresh])
-        return duplicates
+                               [(unit.id, ts, upload.received, *values)
+                                for _, ts, values in fresh])
+        self._stored(upload, [ts for _, ts, _ in fresh])
+
+    def _stored(self, upload, timestamps):
+        """`upload` is written, `timestamps` of it stored (the rest are in
+        its `repeated`, now its duplicates): counted (held uploads by the
+        statement that wrote them), and told to other processes at the
+        commit."""
+        upload.duplicates = upload.repeated
+        if timestamps:
+            unit_id = upload.unit.id
+            self.pending += len(timestamps)
+            if self._batching:
+                self._added(unit_id, len(timestamps))
+            else:
+                self._count(unit_id, len(timestamps), max(timestamps), upload.received)
+            if self.db.notices is not None:
+                self.db.notices.add("sample", unit_id, timestamps)
 
     # -- a staged bulk import (``manage import``): rows go to a temporary
     # table first, which takes no lock on the database, and then into
@@ -417,8 +523,7 @@ class Samples:
         `received`: tallied, and written once per unit at the commit (one
         statement for many uploads); inside a savepoint at once, so that it
         goes if the savepoint is undone."""
-        # A unit first seen by this connection is measured at this commit.
-        self._unmeasured[unit_id] = self._unmeasured.get(unit_id, MEASURE_EVERY) + added
+        self._added(unit_id, added)
         if self.db.savepoints:
             self.db.execute(_COUNT_ADDED, (added, newest, newest, received, unit_id))
             return
@@ -430,6 +535,10 @@ class Samples:
             tally[2] = received
             if newest > tally[1]:
                 tally[1] = newest
+
+    def _added(self, unit_id, added):
+        # A unit first seen by this connection is measured at this commit.
+        self._unmeasured[unit_id] = self._unmeasured.get(unit_id, MEASURE_EVERY) + added
 
     def write_counts(self, unit_id=None):
         """Write the uploads' tally (or only unit `unit_id`'s) into the units

@@ -260,6 +260,8 @@ class SQLite:
     # One process has the file: SQLite's one writer at a time serialises
     # what PostgreSQL's row locks and advisory locks must.
     shared = False
+    # Statements run in this process: each is written at once.
+    round_trips = False
     row_lock = skip_locked = ""
 
     @staticmethod
