@@ -162,7 +162,10 @@ class Database:
         if self.dialect.in_transaction:
             for write in self.before_commit:
                 write()
-            self.dialect.commit()
+            if self.notices is None:
+                self.dialect.commit()
+            else:
+                self.dialect.commit(self.notices.payloads())
         for ended in self.on_end:
             ended(True)
 

@@ -12,12 +12,13 @@ there is one process and none of this runs.
   they were written, each once. The rows themselves are read by the
   listener, and only when its bus wants them: a notice is small, and one
   nobody listens to costs a decode.
-* When. Sent just before the commit, inside the transaction
-  (``Database.before_commit``): PostgreSQL delivers a NOTIFY only when
-  its transaction commits, after it, so a listener always finds the rows,
-  and never hears of a rolled-back one. One statement per commit (none
-  when nothing was stored); a rollback drops what was kept. A row undone
-  by a savepoint's rollback is named all the same and simply not found.
+* When. Sent with the commit, inside the transaction (`payloads`, which
+  `Database.commit` hands the dialect's): PostgreSQL delivers a NOTIFY
+  only when its transaction commits, after it, so a listener always
+  finds the rows, and never hears of a rolled-back one. One statement
+  per commit (none when nothing was stored), in the COMMIT's own round
+  trip; a rollback drops what was kept. A row undone by a savepoint's
+  rollback is named all the same and simply not found.
 * How it reads (`encode`, `decode`). Items separated by spaces, each a
   topic letter (``s`` sample, ``a`` alarm), the unit id, ``:`` and its keys
   separated by commas::
@@ -85,7 +86,6 @@ class Outgoing:
         # writes of one unit and topic share an item.
         self._items = []
         self._seen = set()          # (topic, unit id, key) kept already
-        db.before_commit.append(self.send)
         db.on_end.append(self._ended)
 
     def add(self, topic, unit_id, keys):
@@ -105,10 +105,9 @@ class Outgoing:
         else:
             items.append([topic, unit_id, fresh])
 
-    def send(self):
-        """Within the transaction, just before it commits."""
-        if self._items:
-            self.db.dialect.notify(encode(self._items))
+    def payloads(self):
+        """What to tell, as the transaction commits: `encode`'s payloads."""
+        return encode(self._items) if self._items else []
 
     def _ended(self, committed):
         self._items = []

@@ -368,12 +368,24 @@ class PostgreSQL:
             return self._lost
         return status in self._open_states
 
-    def commit(self):
+    def commit(self, payloads=()):
         """COMMIT, and a StoreError unless PostgreSQL committed: a
         transaction an earlier statement failed in is rolled back by
         COMMIT, which says ROLLBACK and no error, and must not pass for
-        committed (an OK would be a lie)."""
-        done = self.execute("COMMIT").statusmessage
+        committed (an OK would be a lie). The `payloads` are sent to every
+        `Listening` connection first, in the same round trip (a NOTIFY is
+        delivered only once its transaction commits)."""
+        if payloads:
+            # Two statements are one round trip in the simple protocol,
+            # which takes no parameters: the payloads (`notices.encode`:
+            # letters, digits, ``:``, ``,`` and spaces) are literals.
+            cursor = self._run("SELECT %s; COMMIT" % ", ".join(
+                "pg_notify('%s', '%s')" % (EVENTS_CHANNEL, payload.replace("'", "''"))
+                for payload in payloads), None)
+            cursor.nextset()
+            done = cursor.statusmessage
+        else:
+            done = self.execute("COMMIT").statusmessage
         if done != "COMMIT":
             raise StoreError("the transaction was rolled back (%s), an earlier statement in it "
                              "having failed" % done)
@@ -556,7 +568,8 @@ class PostgreSQL:
 
     def _run(self, sql, params, many=False):
         """Every statement's one way to the server: its cursor, or the
-        store's error."""
+        store's error. With `params` None, `sql` goes as it is, in the
+        simple protocol: several statements, no parameters."""
         held = self.held
         if held is not None:
             self.held = None
@@ -573,6 +586,8 @@ class PostgreSQL:
                 cursor = self._conn.cursor()
                 cursor.executemany(self._native(sql), params)
                 return cursor
+            if params is None:
+                return self._conn.execute(sql, prepare=False)
             return self._conn.execute(self._native(sql), params,
                                       prepare=False if len(params) > _PREPARED_PARAMS else None)
         except self._psycopg.Error as exc:
@@ -637,13 +652,6 @@ class PostgreSQL:
         int of the caller's) unless another connection holds it; whether
         taken. Held to the transaction's end."""
         return self.one("SELECT pg_try_advisory_xact_lock(?)", (key,))[0]
-
-    def notify(self, payloads):
-        """Within the open transaction: send the `payloads` (text, each
-        under PostgreSQL's 8000 bytes) to every `Listening` connection, in
-        one statement; PostgreSQL delivers them only if it commits."""
-        self.execute("SELECT " + ", ".join(
-            ["pg_notify('%s', ?)" % EVENTS_CHANNEL] * len(payloads)), payloads)
 
     def listening(self):
         """A new `Listening` connection to this database, that leaves out
