@@ -1,20 +1,21 @@
 #!/usr/bin/env python3
-"""What PostgreSQL's own CPU per upload could come down to: the store's
-way of writing a loop turn's uploads against two others, in one run.
+"""What PostgreSQL's own CPU per upload comes to: the store's way of
+writing a loop turn's uploads against two others, in one run.
 
     python3 bench/pgbatch.py [--turns N] [--sizes 10,25] [--json FILE]
 
-scaleout.py measures what PostgreSQL costs an upload as the store writes
-it (``store``): a statement per sample (the INSERT that locks its unit
-first) and one more per unit (its counts), then a COMMIT per loop turn.
+The store (``store``) holds a loop turn's uploads and writes them with
+one statement that locks their units, stores them and counts them
+(``Samples.add_later``, ``PostgreSQL.insert_samples``), then COMMITs.
 Two other ways write the same turn: ``one``, a statement per sample
-that locks its unit, stores it and counts it (a ``WITH``), and
-``batched``, three statements whatever the turn's size: one lock of all
-its units, one INSERT of every sample, one UPDATE of every unit's
-counts from a list of values; then the COMMIT. No server runs: this
-process writes straight to the database, the ``store`` way through the
-store itself (``samples.add`` and ``commit``, what the upload path
-calls), the others through the driver. The turns are of `--sizes`
+that locks its unit, stores it and counts it (a ``WITH``: the store's
+way before it held uploads was a little dearer still), and ``batched``,
+three statements whatever the turn's size: one lock of all its units,
+one INSERT of every sample, one UPDATE of every unit's counts from a
+list of values; then the COMMIT. No server runs: this process writes
+straight to the database, the ``store`` way through the store itself
+(``samples.add_later`` and ``commit``, what the upload path calls), the
+others through the driver. The turns are of `--sizes`
 samples (50 meters through two processes make turns of up to 25 each),
 each of its own unit's, as up1's are.
 
@@ -70,7 +71,7 @@ class Turns:
 
     def store(self):
         for unit, ts, values in self._samples():
-            self.db.samples.add(unit, [(ts, values)])
+            self.db.samples.add_later(unit, [(ts, values)])
         self.db.commit()
 
     def one(self):
