@@ -210,10 +210,11 @@ class Samples:
         `_BATCH_ROWS` rows at most: each unit's row locked first (where
         several processes write), a timestamp taken skipped. Of two
         uploads of one sample, the first stores it."""
-        held, self._held = self._held, []
-        self.db.dialect.held = None
+        held = self._held
         if not held:
             return
+        self._held = []
+        self.db.dialect.held = None
         rows = []
         sent = set()
         for upload in held:
