@@ -4,6 +4,7 @@ The module shares one server (units A1: 4 fields key k1, B7: 2 fields key
 k7); tests that need a clean unit add their own with a unique code.
 """
 
+import datetime
 import itertools
 import re
 import socket
@@ -156,6 +157,48 @@ def test_meters_uploading_at_once_each_get_their_own_answer(server):
         assert [row[1:] for row in samples_in_db(server, code)] == [(1.0, 1.0), (2.0, 2.0),
                                                                      (2.0, 2.0)]
         assert server.query("SELECT sample_count FROM units WHERE code = ?", (code,)) == [(3,)]
+
+
+def test_answers_sent_before_their_commit_still_name_their_duplicates(server_factory):
+    """With COMMIT_INTERVAL above 1 an answer goes out at the end of its
+    loop turn, before the commit: the first answer asked for writes the
+    turn's held uploads (PostgreSQL), and each still says what it stored."""
+    srv = server_factory("[database]\nCOMMIT_INTERVAL: 50\nCOMMIT_DELAY: 600000\n",
+                         start=False)
+    srv.add_unit("N1", "kn", 1)
+    srv.start()
+    up = "TTP /up/N1/%s kn\r"
+    answers = srv.exchange((up % "<2012-1-1 0:0:1;1>" + up % "<2012-1-1 0:0:1;2><2012-1-1 0:0:2;2>"
+                            + "TTP /dl/N1/last kn\r"), 3)
+    assert answers[:2] == ["OK", "406 Duplicate sample 1<2012-1-1 0:0:1>"]
+    assert answers[2].startswith("OK") and answers[2].endswith("2012-01-01 00:00:02 L1=2>")
+
+
+def test_a_turn_of_more_samples_than_one_statement_holds_is_stored_whole(server):
+    """Meters uploading at once more samples than one statement of held
+    uploads takes (`samples._BATCH_ROWS`; a loop turn reads 64 KiB of each
+    connection) are written by several, each answered and stored once."""
+    from texmate_ds.store.samples import _BATCH_ROWS
+    code, key = new_unit(server, 1)
+    per_upload = 1500           # 40 KB a line: one read of its connection
+    uploads = _BATCH_ROWS // per_upload + 3
+    start = datetime.datetime(2014, 1, 1)
+    socks = []
+    for n in range(uploads):
+        body = "".join("<%s;%d>" % ((start + datetime.timedelta(seconds=n * per_upload + i))
+                                     .strftime("%Y-%m-%d %H:%M:%S"), i)
+                       for i in range(per_upload))
+        socks.append((server.connect(), ("TTP /up/%s/%s %s\r" % (code, body, key)).encode()))
+    for sock, line in socks:
+        sock.sendall(line)
+    answers = [read_answers(sock, 1)[0] for sock, _ in socks]
+    for sock, _ in socks:
+        sock.close()
+    assert answers == ["OK"] * uploads
+    assert server.query("SELECT count(*) FROM samples s JOIN units u ON u.id = s.unit_id"
+                        " WHERE u.code = ?", (code,)) == [(uploads * per_upload,)]
+    assert server.query("SELECT sample_count FROM units WHERE code = ?", (code,)) == [
+        (uploads * per_upload,)]
 
 
 def test_duplicates_report_offsets_and_timestamps_as_sent(server):
