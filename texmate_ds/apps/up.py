@@ -25,7 +25,7 @@ class UpProducer(ttp.Answer):
         unit = server.authenticate(unit, key)
         samples = ttp.parse_samples(request.argument, unit.fields)
         self.upload = server.store.samples.add_later(unit, [s[:2] for s in samples])
-        self.sent = [s[2] for s in samples]
+        self.samples = samples
         super().__init__("")
         if server.events.wants("sample", unit.code):
             server.after_commit(_publisher(server, self.upload, [s[0] for s in samples]))
@@ -36,7 +36,7 @@ class UpProducer(ttp.Answer):
             self.upload = None
             if duplicates:
                 self.data = "406 Duplicate sample %s\r" % "".join(
-                    "%d<%s>" % (i + 1, self.sent[i]) for i in duplicates)
+                    "%d<%s>" % (i + 1, self.samples[i][2]) for i in duplicates)
             else:
                 self.data = "OK\r"
         return super().more()
