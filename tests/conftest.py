@@ -17,6 +17,7 @@ scripts/test.py); otherwise they are skipped with that reason printed.
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -57,6 +58,17 @@ def child_env(project_on_path=True):
     if project_on_path:
         env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+def run_bench(tmp_path, script, *args, timeout=120):
+    """Run bench/`script` with `args` and ``--json`` into `tmp_path`: its
+    stdout and the report it wrote, once it exited 0."""
+    out = tmp_path / (script.rsplit(".", 1)[0] + ".json")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args, "--json", str(out)],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, json.loads(out.read_text())
 
 
 class Server:
