@@ -221,8 +221,8 @@ def raise_alarm(store, unit, level, data, kind="meter", meter_ts=None, received=
 def announce(server, unit, alarm):
     """Publish the ``alarm`` event of `alarm` once its transaction has
     committed (never for one rolled back); with nobody listening to the
-    unit, that costs a lookup."""
-    if not server.events.wants("alarm", unit.code):
+    unit, that costs a lookup. Where the relay publishes it, nothing."""
+    if server.store.events_relayed or not server.events.wants("alarm", unit.code):
         return
 
     def publish(committed):

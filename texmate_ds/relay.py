@@ -1,40 +1,46 @@
-"""The relay: what the other processes sharing the database commit, told to
-this one as if it had happened here.
+"""The relay: what every process sharing the database commits, told to
+this one's bus in the order of the commits.
 
 Several texmate_ds processes may share one PostgreSQL database
-(docs/architecture.md, "Several processes on PostgreSQL"). Each publishes
-the events of its own commits on its own bus (apps/up.py,
-`alarms.announce`) and drops its own cached rows when it changes them;
-what the others do, it learns here:
+(docs/architecture.md, "Several processes on PostgreSQL"). Each drops its
+own cached rows when it changes them; the rest it learns here:
 
-* Their commits name what they stored (`store.notices`: samples by unit
+* Every commit names what it stored (`store.notices`: samples by unit
   and timestamp, alarms by id) in a NOTIFY that PostgreSQL delivers only
-  once the commit is done. `Relay` listens on a connection of its own
+  once the commit is done, to every listener in the order of the
+  commits. `Relay` listens on a connection of its own
   (`store.Database.listening`) whose socket the loop watches
   (`loop.Loop.watch`): nothing polls and nothing waits. When a notice
   comes, the rows it names are read through the loop's store, one
   statement each for its samples and its alarms and none for a topic
   nobody on the bus listens to (`events.Bus.listened`), and those of the
   units the bus wants (`events.Bus.wants`) are published as ``sample`` and
-  ``alarm`` events, in the order they were stored, with the payloads the
-  other process gave its own. A live stream or a TTP app here thus gets
-  another process's uploads a moment after their commit.
-* Their changes to rows this process caches (units, read permissions:
-  ``Units._changing``) drop the loop's store's cache as soon as they are
-  heard, before the next request is read, rather than at the next turn's
-  `notice_others`. (The web's workers notice on their own connections,
-  before each piece of work.)
-* What this process's own loop connection sent is left out: it published
-  those events and dropped its cache itself.
+  ``alarm`` events, in the order they were stored. A live stream or a
+  TTP app here thus gets another process's uploads a moment after their
+  commit.
+* This process's own commits come back the same way, and their events
+  are published here only then (``Database.events_relayed``: apps/up.py
+  and `alarms.announce` leave them to the relay). Published at once
+  after the commit, they could overtake an earlier commit of another
+  process whose notice was still on its way; as it is, every process's
+  bus publishes every commit in one order, which with ids given in
+  commit order (``order_events`` of the dialect) is the order of the
+  ids, and a stream's ``Last-Event-ID`` marks all it had (web/live.py).
+* Other processes' changes to rows this process caches (units, read
+  permissions: ``Units._changing``) drop the loop's store's cache as soon
+  as they are heard, before the next request is read, rather than at the
+  next turn's `notice_others`. (The web's workers notice on their own
+  connections, before each piece of work.)
 * A lost connection (PostgreSQL restarted) is made again every
   `RETRY_SECONDS` until it can be, each try on a thread of its own (a
   server that does not answer keeps a connect waiting), and the cache is
   then dropped once, since changes may have gone unheard meanwhile.
-  Events committed by others in between are not published here; a stream
-  that connects again gets them from the store (``Last-Event-ID``).
+  Events committed in between, this process's own too, are not
+  published here; a stream that connects again gets them from the store
+  (``Last-Event-ID``).
 
-On SQLite there is one process: `listening` gives None and the relay
-does nothing.
+On SQLite there is one process: `listening` gives None, the relay does
+nothing, and each writer publishes its events after its commit.
 """
 
 import logging
@@ -51,9 +57,9 @@ _ALARMS_READ = 900
 
 
 class Relay:
-    """A loop service publishing on `bus` what other processes sharing
-    `store` (the loop's) commit, and dropping its cache when they change
-    cached rows."""
+    """A loop service publishing on `bus` what the processes sharing
+    `store` (the loop's), this one among them, commit, and dropping its
+    cache when the others change cached rows."""
 
     def __init__(self, loop, store, bus):
         self.loop = loop
@@ -98,7 +104,7 @@ class Relay:
     def _lost(self, why):
         # One line an outage: the tries every RETRY_SECONDS say nothing more.
         if not self._failing:
-            log.warning("%s: their events are not published here until listening "
+            log.warning("%s: no commit's events are published here until listening "
                         "again (tried every %g s)", why, RETRY_SECONDS)
             self._failing = True
         if not self._stopped:
@@ -142,7 +148,7 @@ class Relay:
             except ValueError as exc:
                 log.warning("a notice on the events channel was not understood: %s", exc)
             except StoreError as exc:
-                log.warning("another process's events could not be read, so are not "
+                log.warning("a commit's events could not be read, so are not "
                             "published here: %s", exc)
 
     def _publish(self, items):

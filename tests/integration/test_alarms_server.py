@@ -285,7 +285,8 @@ def test_the_ok_and_the_event_come_after_the_commit(site, monkeypatch):
     site.loop._turn(0.01)               # the group commit, then the answer
     assert at_commit == [""]            # nothing had gone out when it committed
     assert site.received() == "OK\r" and site.committed() == 1
-    [event] = site.subscription.take()
+    site.published()
+    [event] = site.events
     alarm_id = site.other.execute("SELECT id, received FROM alarms").fetchone()
     assert event.topic == "alarm" and event.data == {
         "unit": "A1", "id": alarm_id[0], "kind": "meter", "level": 2,
@@ -312,7 +313,7 @@ def test_a_failed_commit_answers_500_stores_nothing_and_tells_nobody(site, caplo
         if got:
             break
     assert got == "OK\r" and site.committed() == 1
-    assert [e.data["data"] for e in site.subscription.take()] == [("x",)]
+    assert [data["data"] for data in site.published()] == [("x",)]
 
 
 def test_letters_wake_the_mail_service_after_the_commit_only(site):

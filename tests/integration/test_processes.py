@@ -117,7 +117,7 @@ def test_samples_and_alarms_of_one_process_reach_the_streams_and_apps_of_the_oth
         alarm = stream.event()
         assert alarm["event"] == "alarm" and alarm["id"].startswith("a")
         assert json.loads(alarm["data"])["data"] == ["2024-03-01 00:00:03", "high"]
-        # Its own uploads b publishes once: its notices are not relayed back to it.
+        # Its own uploads b publishes once, as its relay hears their commit.
         assert b.ask("TTP /up/A1/<2024-03-01 00:00:04;5;6> %s" % KEY) == "OK"
         assert a.ask("TTP /up/A1/<2024-03-01 00:00:05;7;8> %s" % KEY) == "OK"
         assert [sample_of(stream.event())["timestamp"] for _ in range(2)] == [
@@ -155,6 +155,77 @@ def test_a_stream_resumes_on_one_process_from_what_the_other_stored(pair):
         assert sample_of(again.event())["timestamp"] == "2024-03-02 00:00:04"
     finally:
         again.close()
+
+
+def stored_sample(store, unit, second):
+    store.samples.add(unit, [(times.parse("2024-03-06 00:00:%02d" % second), (1.0,))])
+
+
+def up_request(code, second):
+    values = "2;2" if code == "A1" else "2"
+    return "TTP /up/%s/<2024-03-06 00:00:%02d;%s> %s" % (code, second, values, KEY)
+
+
+def stored_alarm(store, unit, second):
+    store.alarms.add(unit, 2, ["2024-03-06 00:00:%02d" % second, "high"])
+
+
+def al_request(code, second):
+    return "TTP /al/%s/2/<2024-03-06 00:00:%02d;high> %s" % (code, second, KEY)
+
+
+# How the test's own transaction stores one of a unit at a second, and the
+# TTP request through ``a`` that does.
+HELD = {"sample": (stored_sample, up_request), "alarm": (stored_alarm, al_request)}
+
+
+@pytest.mark.parametrize("topic", sorted(HELD))
+def test_streams_get_the_events_of_two_units_in_id_order_though_the_later_waits(pair, topic):
+    """A transaction (a connection of the test's, through the store) has
+    stored a sample (an alarm) of B7 and not committed yet when ``a``
+    stores one of A1: the later one waits for the first one's commit, so
+    ids commit in their order, and a stream watching both units gets the
+    two in id order on either process, ``a``'s own not overtaking the
+    other commit it waited for. So the Last-Event-ID of the first is an
+    exact place to resume from: the other one comes next, and nothing
+    else."""
+    store_held, request = HELD[topic]
+    a, b = pair()
+    streams = [Stream(srv, "/events?units=A1,B7", a.token) for srv in (a, b)]
+    turn = a.database()
+    try:
+        store_held(turn, turn.units.get("B7"), 1)
+        later = []
+        upload = threading.Thread(target=lambda: later.append(a.ask(request("A1", 2))))
+        upload.start()
+        wait_for(lambda: later, timeout=2)     # answered at once if nothing holds it back
+        turn.commit()
+    finally:
+        turn.close()
+    upload.join(30)
+    assert later == ["OK"]
+    firsts = []
+    try:
+        for stream in streams:
+            got = [stream.event(), stream.event()]
+            assert [(e["event"], sample_of(e)["unit"]) for e in got] == [
+                (topic, "B7"), (topic, "A1")]
+            assert sample_of(got[0])["id"] < sample_of(got[1])["id"]
+            firsts.append(got)
+    finally:
+        for stream in streams:
+            stream.close()
+    # Each resumes on the other process.
+    streams = [Stream(srv, "/events?units=A1,B7", a.token, last_event_id=got[0]["id"])
+               for srv, got in ((b, firsts[0]), (a, firsts[1]))]
+    try:
+        assert [stream.event()["id"] for stream in streams] == [firsts[0][1]["id"]] * 2
+        assert a.ask(request("B7", 3)) == "OK"
+        for stream in streams:
+            assert sample_of(stream.event())["unit"] == "B7"
+    finally:
+        for stream in streams:
+            stream.close()
 
 
 # -- caches ---------------------------------------------------------------------------

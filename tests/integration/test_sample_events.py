@@ -4,16 +4,18 @@ publisher) keeps no other upload's answer held.
 
 The real server runs in a process of its own, where no test can subscribe,
 so this runs its parts in-process: a real Database (on each engine), the
-GroupCommit on a real Loop turned by the test, the bundled apps, and a
-meter's uploads through a real TTPChannel over a socket pair. A second
-connection to the database tells what was committed when each event came.
+GroupCommit on a real Loop turned by the test, the bundled apps, the relay
+(which on PostgreSQL publishes every commit's events, the loop's own too,
+as it hears the commit's notice), and a meter's uploads through a real
+TTPChannel over a socket pair. A second connection to the database tells
+what was committed when each event came.
 """
 
 import socket
 
 import pytest
 
-from texmate_ds import config, events, loop, plugins, store, times, ttp
+from texmate_ds import config, events, loop, plugins, relay, store, times, ttp
 
 from conftest import database_settings, spoil_commit
 
@@ -44,6 +46,8 @@ class Site:
         self.commits = store.GroupCommit(self.store, self.loop, commit_interval, 50)
         self.commits.start()
         self.bus = events.Bus()
+        self.relay = relay.Relay(self.loop, self.store, self.bus)
+        self.relay.start()
         extensions = plugins.load_ttp_apps(settings)
         extensions["zz"] = plugins.Extension(plugins.AppInfo("zz", False, None, True), "zz",
                                              Spoiler, None, None)
@@ -82,12 +86,20 @@ class Site:
             self.loop._turn(0.01)
 
     def published(self):
+        """The events published over a few turns of the loop, or as many as
+        it takes the first to come (on PostgreSQL, once the relay hears
+        the commit's notice), 300 at most."""
         self.turn()
+        for _ in range(300):
+            if len(self.subscription) or not self.store.events_relayed:
+                break
+            self.loop._turn(0.01)
         taken = self.subscription.take()
         self.events += taken
         return [event.data for event in taken]
 
     def close(self):
+        self.relay.stop()
         self.other.close()
         self.meter.close()
         for channel in list(self.loop.channels):

@@ -18,7 +18,10 @@ class UpProducer(ttp.Answer):
     Each sample stored is published as a ``sample`` event once the
     transaction holding it has committed (events.py), never before and never
     for one rolled back; with nobody listening to the unit, that costs a
-    lookup.
+    lookup. Where several processes may share the database (PostgreSQL),
+    the relay publishes it instead, as it hears the commit's notice, so
+    that every process's bus gets every commit's events in one order
+    (relay.py).
     """
 
     def __init__(self, server, request, unit, key):
@@ -27,7 +30,7 @@ class UpProducer(ttp.Answer):
         self.upload = server.store.samples.add_later(unit, [s[:2] for s in samples])
         self.samples = samples
         super().__init__("")
-        if server.events.wants("sample", unit.code):
+        if not server.store.events_relayed and server.events.wants("sample", unit.code):
             server.after_commit(_publisher(server, self.upload, [s[0] for s in samples]))
 
     def more(self):

@@ -84,6 +84,11 @@ class Database:
         # What a commit tells the other processes sharing the database
         # (`notices`): the samples and alarms it stored. None on SQLite.
         self.notices = notices.Outgoing(self) if self.dialect.shared else None
+        # Whether the events of what this connection stores are published
+        # by the relay as it hears the commit's notice (relay.py), in the
+        # order of every process's commits, rather than by the writer once
+        # it has committed (apps/up.py, `alarms.announce`).
+        self.events_relayed = self.dialect.shared
 
     # -- schema ---------------------------------------------------------------
 

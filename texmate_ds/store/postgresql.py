@@ -30,6 +30,9 @@ How it meets the store's SQL, which is written once, in SQLite's words:
   upload of a thousand samples is a few round trips, not a thousand;
 * a loop turn's uploads are one statement (`insert_samples`): the store
   holds them (`held`) until the next statement, which writes them first;
+* samples and alarms get their ids in the order their transactions
+  commit, across processes (`order_events`), so that a live stream's
+  ``Last-Event-ID`` is an exact place to resume from;
 * there is no backup API: `backup` refuses and names ``pg_dump``.
 
 Connection errors are told apart for the operator (`connect`): the
@@ -51,6 +54,9 @@ log = logging.getLogger("texmate_ds.store")
 STALE_CHANNEL = "texmate_stale"
 # pg_advisory_xact_lock key of a migration: any constant of our own.
 _MIGRATION_LOCK = 0x7478_6D00
+# pg_advisory_xact_lock key held by a transaction from before it gives a
+# sample or alarm its id to its end (`order_events`).
+_EVENT_ORDER_LOCK = 0x7478_6D02
 # Rewritten statements kept (the store's own are a few hundred).
 _CACHE = 4096
 # psycopg prepares a statement run 5 times; one with more parameters than
@@ -315,9 +321,9 @@ class PostgreSQL:
         """Store `rows`, (unit_id, ts, received, values), in one statement
         whatever their number and units, and count them in their units'
         rows (as `Samples.write_counts` does SQLite's): each unit's row
-        locked first, in id order (`row_lock`: so that a unit's ids commit
-        in order), a taken (unit_id, ts) skipped, as is a row of a unit
-        gone. Ids are given in the order of `rows`. The (unit_id, ts)
+        locked first, in id order (`row_lock`), after the lock of
+        `order_events`, a taken (unit_id, ts) skipped, as is a row of a
+        unit gone. Ids are given in the order of `rows`. The (unit_id, ts)
         stored.
 
         Its parameters are one array a column, so that one prepared text
@@ -328,7 +334,11 @@ class PostgreSQL:
         if sql is None:
             columns = ["unit_id", "ts", "received"] + ["v%d" % i for i in range(1, fields + 1)]
             sql = self._insert_samples[fields] = (
-                "WITH unit AS (SELECT id FROM units WHERE id = ANY(?::bigint[]) ORDER BY id%s),"
+                # `ordered` is one row, which the join needs before any id
+                # is given: the lock is taken first.
+                "WITH ordered AS (SELECT pg_advisory_xact_lock(%d)),"
+                " unit AS (SELECT id FROM units, ordered WHERE id = ANY(?::bigint[])"
+                " ORDER BY id%s OF units),"
                 " stored AS (INSERT INTO samples (%s) SELECT %s FROM unnest(%s)"
                 " WITH ORDINALITY AS r(%s, n) JOIN unit ON unit.id = r.unit_id ORDER BY r.n"
                 " ON CONFLICT DO NOTHING RETURNING unit_id, ts, received),"
@@ -339,7 +349,8 @@ class PostgreSQL:
                 " max(received) AS received FROM stored GROUP BY unit_id) AS s"
                 " WHERE units.id = s.unit_id)"
                 " SELECT unit_id, ts FROM stored" % (
-                    self.row_lock, ", ".join(columns), ", ".join("r." + c for c in columns),
+                    _EVENT_ORDER_LOCK, self.row_lock, ", ".join(columns),
+                    ", ".join("r." + c for c in columns),
                     ", ".join(["?::bigint[]"] * 3 + ["?::float8[]"] * fields),
                     ", ".join(columns)))
         columns = [list(column) for column in zip(*[row[:3] for row in rows])]
@@ -647,6 +658,19 @@ class PostgreSQL:
     row_lock = " FOR NO KEY UPDATE"
     skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 
+    def order_events(self):
+        """Hold, to the end of the open transaction, the lock that every
+        transaction giving samples or alarms their ids takes first
+        (`insert_samples` in its statement, `Alarms.add` through this):
+        another process's waits for this one's commit, so ids commit in
+        the order they were given. A live stream watching several units
+        then gets their events in id order (each process's bus publishes
+        in commit order, relay.py), and the ``Last-Event-ID`` it resumes
+        from (web/live.py) marks everything it had: with ids committing
+        out of order, a sample given a lower id but committed after that
+        one would be skipped, or one sent twice."""
+        self.execute("SELECT pg_advisory_xact_lock(?)", (_EVENT_ORDER_LOCK,))
+
     def try_lock(self, key):
         """Within the open transaction: take the advisory lock `key` (an
         int of the caller's) unless another connection holds it; whether
@@ -664,14 +688,15 @@ EVENTS_CHANNEL = "texmate_events"
 
 
 class Listening:
-    """A connection of its own that only listens: to the events other
-    connections' commits tell (`PostgreSQL.notify`) and to their changes of
-    rows others cache (`PostgreSQL.changed_shared`). Nothing is asked of it
-    after its ``LISTEN``, so whatever its socket (`fileno`) receives is a
-    notification: the loop watches it and takes what came with `heard`,
-    which never waits. What the connection `own` sent is left out (its
-    process knew it first), asked at each `heard`: it may have connected
-    again since."""
+    """A connection of its own that only listens: to the events every
+    connection's commits tell (`store.notices`), its process's own among
+    them, all in the order of their commits, and to other connections'
+    changes of rows others cache (`PostgreSQL.changed_shared`). Nothing is
+    asked of it after its ``LISTEN``, so whatever its socket (`fileno`)
+    receives is a notification: the loop watches it and takes what came
+    with `heard`, which never waits. The changes the connection `own`
+    made are left out (its process dropped its cache itself), asked at
+    each `heard`: it may have connected again since."""
 
     def __init__(self, own):
         self._own = own
@@ -686,8 +711,8 @@ class Listening:
 
     def heard(self):
         """(whether other connections changed rows others cache, [the
-        payloads of their events]) received since the last call;
-        StoreError once the connection is lost."""
+        payloads of the events of every connection's commits]) received
+        since the last call; StoreError once the connection is lost."""
         try:
             self._pq.consume_input()
             notify = self._pq.notifies()
@@ -698,11 +723,10 @@ class Listening:
         changed, events = False, []
         channel = EVENTS_CHANNEL.encode()
         while notify is not None:
-            if notify.be_pid != own:
-                if notify.relname == channel:
-                    events.append(notify.extra.decode())
-                else:
-                    changed = True
+            if notify.relname == channel:
+                events.append(notify.extra.decode())
+            elif notify.be_pid != own:
+                changed = True
             notify = self._pq.notifies()
         return changed, events
 

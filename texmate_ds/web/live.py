@@ -22,9 +22,11 @@ queue.
   and they and the subscription are made in one go on the loop, so each
   event goes out once, and never before its commit. Where several
   processes share a PostgreSQL database, the resume reads what any of
-  them stored, and an event of another process's that was committed
-  already, but whose notice had not reached this one's bus yet
-  (relay.py), is then sent from the store and not again from the bus.
+  them stored, and an event committed already, by any process, but
+  whose notice had not reached this one's bus yet (relay.py), is then
+  sent from the store and not again from the bus. There every bus
+  publishes in the order of the ids (relay.py), so the id a client had
+  last marks all it had, whatever units it watches.
 * A ``: keep-alive`` comment every `KEEPALIVE` seconds; the idle sweep
   spares a live stream (``long_lived``). Tests shorten the interval with
   the environment variable ``TXM_LIVE_TIME_SCALE`` (a factor above 0 and
@@ -126,7 +128,7 @@ class Stream:
         self.live = live
         self.pending = list(pending)
         # (topic, id) of the events resumed from the store, not to be sent
-        # twice when another process's notice publishes them afterwards.
+        # twice when their commit's notice publishes them afterwards.
         self.resumed = resumed
         self.wake = wake
         self.ended = False
