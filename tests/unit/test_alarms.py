@@ -305,7 +305,7 @@ def test_announce_publishes_after_the_commit_and_only_to_listeners():
     db, unit = fresh()
     bus = events.Bus()
     waiting = []
-    server = types.SimpleNamespace(events=bus, after_commit=waiting.append)   # what apps get
+    server = types.SimpleNamespace(store=db, events=bus, after_commit=waiting.append)  # as apps
     alarm = alarms.raise_alarm(db, unit, 3, ["2009-1-16 15:30:45"], meter_ts=5)
     alarms.announce(server, unit, alarm)
     assert waiting == []                                # nobody listens: nothing to do
