@@ -1,6 +1,7 @@
 """The store without a server, on each engine (`store_db`: a SQLite file,
 a new PostgreSQL database)."""
 
+import select
 import time
 
 import pytest
@@ -90,6 +91,78 @@ def test_a_turn_of_more_samples_than_one_statement_takes(st):
     assert [u.result() for u in uploads[-3:]] == [[], [], [0]]
     st.commit()
     assert st.samples.count(a1) == st.units.counts(a1)[0] == 2 * count
+
+
+def test_uploads_held_at_a_commit_that_fails_are_not_stored(st):
+    a1 = st.units.add("A1", "k", 1)
+    st.commit()
+    refusal = spoil_commit(st)
+    st.samples.add_later(a1, [(1, (1.0,))])
+    # PostgreSQL sends the held upload with the COMMIT; SQLite wrote it.
+    with pytest.raises(store.StoreError, match=refusal):
+        st.commit()
+    st.rollback()
+    assert st.samples.count(a1) == 0 and st.units.counts(a1) == (0, None)
+
+
+def heard(listening, expected):
+    """Payloads `listening` receives until `expected` of them came (a
+    second more for any beyond), each commit's in order."""
+    payloads, deadline = [], time.monotonic() + 10
+    while time.monotonic() < deadline:
+        wait = 1 if len(payloads) >= expected else deadline - time.monotonic()
+        if not select.select([listening], [], [], max(wait, 0))[0]:
+            if len(payloads) >= expected:
+                break
+            continue
+        payloads += listening.heard()[1]
+    return payloads
+
+
+def samples_in(payloads):
+    """(unit id, ts) of the samples `payloads` tell, in order."""
+    from texmate_ds.store import notices
+    return [(unit_id, key) for payload in payloads
+            for topic, unit_id, keys in notices.decode(payload) if topic == "sample"
+            for key in keys]
+
+
+def test_the_samples_a_commit_stores_are_told_in_id_order_each_once(st, engine):
+    if engine != "postgresql":
+        pytest.skip("notices cross processes, which share a database on PostgreSQL only")
+    from texmate_ds.store import notices
+    a1, b3 = st.units.add("A1", "k", 1), st.units.add("B3", "k", 3)
+    st.samples.add(a1, [(1, (1.0,))])
+    st.commit()
+    listening = st.dialect.listening()
+    try:
+        # Held to the commit, which writes them: a1's stored sample and
+        # the repeat are not told, b3's between a1's keep their place.
+        st.samples.add_later(a1, [(2, (2.0,)), (1, (9.0,))])
+        st.samples.add_later(b3, [(7, (1, 2, 3))])
+        st.samples.add_later(a1, [(3, (3.0,)), (2, (9.0,))])
+        st.commit()
+        assert samples_in(heard(listening, 1)) == [(a1.id, 2), (b3.id, 7), (a1.id, 3)]
+        # A savepoint's rollback, and a transaction's, take their samples'
+        # notices with them.
+        st.samples.add_later(a1, [(4, (4.0,))])
+        with pytest.raises(RuntimeError):
+            with st.atomic():
+                st.samples.add_later(b3, [(8, (1, 2, 3))])
+                raise RuntimeError("undone")
+        st.commit()
+        st.samples.add(a1, [(5, (5.0,))])
+        st.rollback()
+        # A large turn: cut into payloads under the limit, in id order.
+        count = 1000
+        st.samples.add_later(b3, [(100 + n, (n, n, n)) for n in range(count)])
+        st.commit()
+        told = heard(listening, 2)
+        assert samples_in(told[:1]) == [(a1.id, 4)]
+        assert len(told) > 2 and all(len(p.encode()) <= notices.PAYLOAD_BYTES for p in told)
+        assert samples_in(told[1:]) == [(b3.id, 100 + n) for n in range(count)]
+    finally:
+        listening.close()
 
 
 def test_migrate_is_idempotent(st):

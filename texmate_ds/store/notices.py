@@ -2,23 +2,25 @@
 so that their event buses publish it too (`texmate_ds.relay` listens).
 
 Only where several processes share the database (PostgreSQL: the
-dialect's ``shared``) does a `Database` keep an `Outgoing`; on SQLite
-there is one process and none of this runs.
+dialect's ``shared``) does any of this run; on SQLite there is one
+process.
 
 * What. The samples stored (each by its key, unit id and timestamp: what
-  the upload path knows without another round trip, and what the
-  listener reads them back by, as the uploading process does after its
-  own commit) and the alarms raised (unit id and alarm id), in the order
-  they were written, each once. The rows themselves are read by the
-  listener, and only when its bus wants them: a notice is small, and one
-  nobody listens to costs a decode.
-* When. Sent with the commit, inside the transaction (`payloads`, which
-  `Database.commit` hands the dialect's): PostgreSQL delivers a NOTIFY
-  only when its transaction commits, after it, so a listener always
-  finds the rows, and never hears of a rolled-back one. One statement
-  per commit (none when nothing was stored), in the COMMIT's own round
-  trip; a rollback drops what was kept. A row undone by a savepoint's
-  rollback is named all the same and simply not found.
+  the listener reads them back by, as the uploading process does after
+  its own commit) and the alarms raised (unit id and alarm id), in the
+  order they were written, each once. The rows themselves are read by
+  the listener, and only when its bus wants them: a notice is small, and
+  one nobody listens to costs a decode.
+* Who writes them. The samples' by the statement that stores them
+  (`PostgreSQL.insert_samples`, in SQL: only it knows which were taken
+  already), an item a sample; the alarms' here (`Outgoing`, kept as they
+  are written and sent by `Database.commit`).
+* When. Sent inside the transaction: PostgreSQL delivers a NOTIFY only
+  when its transaction commits, after it, so a listener always finds the
+  rows, and never hears of a rolled-back one. A rollback drops them, and
+  so does the rollback of a savepoint for the samples written in it; an
+  alarm undone by a savepoint's rollback is named all the same and
+  simply not found.
 * How it reads (`encode`, `decode`). Items separated by spaces, each a
   topic letter (``s`` sample, ``a`` alarm), the unit id, ``:`` and its keys
   separated by commas::

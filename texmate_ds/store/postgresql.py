@@ -29,7 +29,9 @@ How it meets the store's SQL, which is written once, in SQLite's words:
 * `executemany` of a one-row INSERT sends statements of many rows: an
   upload of a thousand samples is a few round trips, not a thousand;
 * a loop turn's uploads are one statement (`insert_samples`): the store
-  holds them (`held`) until the next statement, which writes them first;
+  holds them (`held`) until the next statement, which writes them first,
+  or the commit, which sends them with the COMMIT in one round trip (a
+  pipeline);
 * samples and alarms get their ids in the order their transactions
   commit, across processes (`order_events`), so that a live stream's
   ``Last-Event-ID`` is an exact place to resume from;
@@ -45,6 +47,7 @@ import logging
 import shlex
 import time
 
+from texmate_ds.store import notices
 from texmate_ds.store.errors import Conflict, NotFound, StoreError
 from texmate_ds.store.sqlite import SQLite
 
@@ -57,6 +60,9 @@ _MIGRATION_LOCK = 0x7478_6D00
 # pg_advisory_xact_lock key held by a transaction from before it gives a
 # sample or alarm its id to its end (`order_events`).
 _EVENT_ORDER_LOCK = 0x7478_6D02
+# Samples told in one notice by `insert_samples`: an item ("s", a unit id,
+# ":", a timestamp and a space) is 42 bytes at most.
+_TOLD_ROWS = notices.PAYLOAD_BYTES // 42
 # Rewritten statements kept (the store's own are a few hundred).
 _CACHE = 4096
 # psycopg prepares a statement run 5 times; one with more parameters than
@@ -317,14 +323,16 @@ class PostgreSQL:
             "UPDATE SET " + ", ".join("%s = EXCLUDED.%s" % (c, c) for c in rest)
             if rest else "NOTHING")
 
-    def insert_samples(self, rows):
+    def insert_samples(self, rows, commit=None):
         """Store `rows`, (unit_id, ts, received, values), in one statement
-        whatever their number and units, and count them in their units'
-        rows (as `Samples.write_counts` does SQLite's): each unit's row
+        whatever their number and units, count them in their units' rows
+        (as `Samples.write_counts` does SQLite's) and tell them to the
+        other processes at the commit (`store.notices`): each unit's row
         locked first, in id order (`row_lock`), after the lock of
         `order_events`, a taken (unit_id, ts) skipped, as is a row of a
         unit gone. Ids are given in the order of `rows`. The (unit_id, ts)
-        stored.
+        stored. With `commit` (the payloads of `commit`), the statement
+        goes with the COMMIT, in one round trip.
 
         Its parameters are one array a column, so that one prepared text
         serves every number of rows; the values are floats (psycopg
@@ -341,24 +349,34 @@ class PostgreSQL:
                 " ORDER BY id%s OF units),"
                 " stored AS (INSERT INTO samples (%s) SELECT %s FROM unnest(%s)"
                 " WITH ORDINALITY AS r(%s, n) JOIN unit ON unit.id = r.unit_id ORDER BY r.n"
-                " ON CONFLICT DO NOTHING RETURNING unit_id, ts, received),"
+                " ON CONFLICT DO NOTHING RETURNING id, unit_id, ts, received),"
                 " counted AS (UPDATE units SET sample_count = sample_count + s.added,"
                 " last_ts = greatest(last_ts, s.newest),"
                 " last_received = greatest(last_received, s.received)"
                 " FROM (SELECT unit_id, count(*) AS added, max(ts) AS newest,"
                 " max(received) AS received FROM stored GROUP BY unit_id) AS s"
-                " WHERE units.id = s.unit_id)"
-                " SELECT unit_id, ts FROM stored" % (
+                " WHERE units.id = s.unit_id),"
+                # The notices of what was stored, in id order: an item a
+                # sample (notices.encode's form), _TOLD_ROWS a payload.
+                " told AS (SELECT pg_notify('%s', payload) FROM (SELECT string_agg("
+                "'s' || unit_id || ':' || ts, ' ' ORDER BY id) AS payload FROM (SELECT id,"
+                " unit_id, ts, (row_number() OVER (ORDER BY id) - 1) / %d AS part"
+                " FROM stored) AS n GROUP BY part ORDER BY part) AS p)"
+                # A SELECT in WITH runs only if read: once, before the rows.
+                " SELECT unit_id, ts FROM stored WHERE (SELECT count(*) FROM told) >= 0" % (
                     _EVENT_ORDER_LOCK, self.row_lock, ", ".join(columns),
                     ", ".join("r." + c for c in columns),
                     ", ".join(["?::bigint[]"] * 3 + ["?::float8[]"] * fields),
-                    ", ".join(columns)))
+                    ", ".join(columns), EVENTS_CHANNEL, _TOLD_ROWS))
         columns = [list(column) for column in zip(*[row[:3] for row in rows])]
         for i in range(fields):
             columns.append([None if i >= len(row[3]) or row[3][i] is None else float(row[3][i])
                             for row in rows])
+        statement = (sql, [sorted(set(columns[0]))] + columns)
         # Not counted in `changes`: the samples were, as they were held.
-        return self._run(sql, [sorted(set(columns[0]))] + columns).fetchall()
+        if commit is None:
+            return self._run(*statement).fetchall()
+        return self._commit([statement], commit).fetchall()
 
     @staticmethod
     def temporary(name):
@@ -380,26 +398,30 @@ class PostgreSQL:
         return status in self._open_states
 
     def commit(self, payloads=()):
-        """COMMIT, and a StoreError unless PostgreSQL committed: a
-        transaction an earlier statement failed in is rolled back by
-        COMMIT, which says ROLLBACK and no error, and must not pass for
-        committed (an OK would be a lie). The `payloads` are sent to every
-        `Listening` connection first, in the same round trip (a NOTIFY is
-        delivered only once its transaction commits)."""
-        if payloads:
-            # Two statements are one round trip in the simple protocol,
-            # which takes no parameters: the payloads (`notices.encode`:
-            # letters, digits, ``:``, ``,`` and spaces) are literals.
-            cursor = self._run("SELECT %s; COMMIT" % ", ".join(
-                "pg_notify('%s', '%s')" % (EVENTS_CHANNEL, payload.replace("'", "''"))
-                for payload in payloads), None)
-            cursor.nextset()
-            done = cursor.statusmessage
-        else:
-            done = self.execute("COMMIT").statusmessage
+        """COMMIT, and a StoreError unless PostgreSQL committed. The
+        `payloads` are sent to every `Listening` connection first (a NOTIFY
+        is delivered only once its transaction commits). Uploads still
+        held are written in the same round trip (`held`), so that the
+        lock their statement takes (`order_events`) is held only while
+        PostgreSQL runs it and commits, never across a round trip."""
+        held, self.held = self.held, None
+        if held is None or not held(payloads):
+            self._commit([], payloads)
+
+    def _commit(self, statements, payloads):
+        """`statements` [(sql, params)], the NOTIFYs of `payloads` and
+        COMMIT, as one pipeline: one round trip. The first statement's
+        cursor. A transaction an earlier statement failed in is rolled
+        back by COMMIT, which says ROLLBACK and no error, and must not pass
+        for committed (an OK would be a lie)."""
+        statements = statements + [("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, payload))
+                                   for payload in payloads]
+        cursors = self._run_pipeline(statements + [("COMMIT", ())])
+        done = cursors[-1].statusmessage
         if done != "COMMIT":
             raise StoreError("the transaction was rolled back (%s), an earlier statement in it "
                              "having failed" % done)
+        return cursors[0]
 
     @property
     def changes(self):
@@ -581,11 +603,37 @@ class PostgreSQL:
         """Every statement's one way to the server: its cursor, or the
         store's error. With `params` None, `sql` goes as it is, in the
         simple protocol: several statements, no parameters."""
+        if many:
+            return self._sent(sql, lambda: self._cursor_many(sql, params))
+        if params is None:
+            return self._sent(sql, lambda: self._conn.execute(sql, prepare=False))
+        return self._sent(sql, lambda: self._conn.execute(
+            self._native(sql), params, prepare=False if len(params) > _PREPARED_PARAMS else None))
+
+    def _run_pipeline(self, statements):
+        """`statements` [(sql, params)] sent together and answered together
+        (psycopg's pipeline mode): their cursors. After one fails, the
+        server skips the rest, and its error is raised."""
+        def send():
+            with self._conn.pipeline():
+                return [self._conn.execute(self._native(sql), params)
+                        for sql, params in statements]
+        return self._sent(statements[0][0], send)
+
+    def _cursor_many(self, sql, rows):
+        cursor = self._conn.cursor()
+        cursor.executemany(self._native(sql), rows)
+        return cursor
+
+    def _sent(self, sql, send):
+        """What `send()` gives, the held uploads written first (`held`),
+        which the statement `sql` (the first, of several) must see; the
+        store's error for the driver's."""
         held = self.held
         if held is not None:
             self.held = None
             if sql != "ROLLBACK":
-                held()
+                held(None)
         if self._broken:
             if self._lost and sql == "ROLLBACK":
                 self._lost = False
@@ -593,14 +641,7 @@ class PostgreSQL:
             self._recover()
         before = self._pq.transaction_status
         try:
-            if many:
-                cursor = self._conn.cursor()
-                cursor.executemany(self._native(sql), params)
-                return cursor
-            if params is None:
-                return self._conn.execute(sql, prepare=False)
-            return self._conn.execute(self._native(sql), params,
-                                      prepare=False if len(params) > _PREPARED_PARAMS else None)
+            return send()
         except self._psycopg.Error as exc:
             if self._conn.broken:
                 lost = before != self._psycopg.pq.TransactionStatus.IDLE
@@ -610,7 +651,7 @@ class PostgreSQL:
                     # goes again on a new connection (once: `_recover`
                     # waits RETRY_SECONDS before the next try), so a
                     # drop while idle costs the next write nothing.
-                    return self._run(sql, params)
+                    return self._sent(sql, send)
             raise _translated(exc) from exc
 
     def _break(self, exc, lost):

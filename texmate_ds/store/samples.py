@@ -14,11 +14,13 @@
   Where each statement is a round trip to a server (PostgreSQL) the
   uploads are held (`Upload`) until the connection's next statement or
   the commit, whichever comes first, and then written by one statement
-  (`PostgreSQL.insert_samples`), which also counts them: a loop turn's
-  uploads cost one round trip, not one each, and every statement sees
-  the samples uploaded before it. Which samples are duplicates is known
-  once they are written: the ``up`` app answers when the channel asks.
-  Nothing per sample in Python beyond building its row.
+  (`PostgreSQL.insert_samples`), which also counts them and tells them
+  to the other processes: a loop turn's uploads cost one round trip, not
+  one each (none of their own when the commit writes them: they go with
+  the COMMIT), and every statement sees the samples uploaded before it.
+  Which samples are duplicates is known once they are written: the
+  ``up`` app answers when the channel asks. Nothing per sample in Python
+  beyond building its row.
 * Every write here (uploads, imports, deletes) also keeps the unit's
   sample count and newest timestamp in the units table, so that nobody
   counts a million rows to show them: SQLite's uploads tally them and
@@ -149,7 +151,6 @@ class Samples:
         # few samples late; either way it is an estimate.
         self._unmeasured = {}
         db.on_end.append(self._ended)
-        db.before_commit.append(self.flush)
         db.before_commit.append(self.write_counts)
         db.before_commit.append(self._measure_due)
 
@@ -205,14 +206,16 @@ class Samples:
             db.dialect.held = self.flush
         return upload
 
-    def flush(self):
+    def flush(self, commit=None):
         """Write the held uploads (`add_later`), in statements of
         `_BATCH_ROWS` rows at most: each unit's row locked first (where
         several processes write), a timestamp taken skipped. Of two
-        uploads of one sample, the first stores it."""
+        uploads of one sample, the first stores it. With `commit` (the
+        payloads of the dialect's `commit`), the last statement commits
+        too: whether it did (not when nothing was held)."""
         held = self._held
         if not held:
-            return
+            return False
         self._held = []
         self.db.dialect.held = None
         rows = []
@@ -226,7 +229,8 @@ class Samples:
         stored = set()
         insert = self.db.dialect.insert_samples
         for start in range(0, len(rows), _BATCH_ROWS):
-            stored.update(insert(rows[start:start + _BATCH_ROWS]))
+            last = start + _BATCH_ROWS >= len(rows)
+            stored.update(insert(rows[start:start + _BATCH_ROWS], commit if last else None))
         for upload in held:
             unit_id = upload.unit.id
             duplicates = upload.repeated
@@ -239,6 +243,7 @@ class Samples:
                     duplicates.append(index)
             duplicates.sort()
             self._stored(upload, timestamps)
+        return commit is not None and bool(rows)
 
     def _write(self, upload):
         """Write one upload at once: where a statement costs no round trip
@@ -270,9 +275,8 @@ class Samples:
 
     def _stored(self, upload, timestamps):
         """`upload` is written, `timestamps` of it stored (the rest are in
-        its `repeated`, now its duplicates): counted (held uploads by the
-        statement that wrote them), and told to other processes at the
-        commit."""
+        its `repeated`, now its duplicates): counted (held uploads, and
+        told to other processes, by the statement that wrote them)."""
         upload.duplicates = upload.repeated
         if timestamps:
             unit_id = upload.unit.id
@@ -281,8 +285,6 @@ class Samples:
                 self._added(unit_id, len(timestamps))
             else:
                 self._count(unit_id, len(timestamps), max(timestamps), upload.received)
-            if self.db.notices is not None:
-                self.db.notices.add("sample", unit_id, timestamps)
 
     # -- a staged bulk import (``manage import``): rows go to a temporary
     # table first, which takes no lock on the database, and then into
