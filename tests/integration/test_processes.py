@@ -381,12 +381,20 @@ def test_a_sample_stored_first_reaches_the_reader_though_a_later_one_commits_fir
             a.ask("TTP /up/B7/<2024-03-05 00:00:02;2> %s" % KEY)))
         upload.start()
         wait_for(lambda: later, timeout=2)     # answered at once if nothing holds it back
-        read_meanwhile = b.ask("TTP /dl/RD/next/B7 %s" % KEY)
+        # The read waits too (a cursor is taken after the lock that orders
+        # samples' ids, Samples.cursor), so it is asked from a thread.
+        meanwhile = []
+        read = threading.Thread(target=lambda: meanwhile.append(
+            b.ask("TTP /dl/RD/next/B7 %s" % KEY)))
+        read.start()
+        wait_for(lambda: meanwhile, timeout=1)
         turn.commit()
     finally:
         turn.close()
     upload.join(30)
+    read.join(30)
     assert later == ["OK"]
+    [read_meanwhile] = meanwhile
     got = [read_meanwhile] if read_meanwhile.startswith("OK") else []
     while len(got) < 3:
         got.append(b.ask("TTP /dl/RD/next/B7 %s" % KEY))

@@ -592,10 +592,18 @@ class Samples:
     # from there, never sending the same sample, never skipping one. The
     # wait is for the other process's loop turn (its group commit). The
     # row is made (at 0) when missing, so there is always one to lock; a
-    # second process making it too waits for the first to commit.
+    # second process making it too waits for the first to commit. The lock
+    # every writer of samples takes before its row locks (`order_events`)
+    # is taken first: a transaction that moved a cursor and then stores a
+    # sample would otherwise wait for it while holding the cursor, which
+    # another, holding it, may be waiting for (a deadlock, which PostgreSQL
+    # breaks after a second by failing one of the two turns).
 
     def cursor(self, reader, source):
         key = (reader.id, source.id)
+        if self._locking:
+            self.db.begin()
+            self.db.dialect.order_events()
         row = self.db.one_locked(_CURSOR, key)
         if row is None:
             self.db.write(self.db.dialect.insert_ignoring(
