@@ -199,6 +199,9 @@ class Samples:
             self._write(upload)
             return upload
         self.held += len(upload.fresh)
+        # Counted towards a measure as held: a unit due one is measured
+        # before this commit, its read writing them first.
+        self._added(unit.id, len(upload.fresh))
         self._held.append(upload)
         if db.savepoints:
             self.flush()
@@ -279,12 +282,9 @@ class Samples:
         told to other processes, by the statement that wrote them)."""
         upload.duplicates = upload.repeated
         if timestamps:
-            unit_id = upload.unit.id
             self.pending += len(timestamps)
-            if self._batching:
-                self._added(unit_id, len(timestamps))
-            else:
-                self._count(unit_id, len(timestamps), max(timestamps), upload.received)
+            if not self._batching:
+                self._count(upload.unit.id, len(timestamps), max(timestamps), upload.received)
 
     # -- a staged bulk import (``manage import``): rows go to a temporary
     # table first, which takes no lock on the database, and then into
