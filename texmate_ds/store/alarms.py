@@ -74,8 +74,7 @@ class Alarms:
         """The new Alarm of `unit`, in the shared transaction."""
         if kind not in KINDS:
             raise ValueError("kind %r: one of %s" % (kind, ", ".join(KINDS)))
-        self.db.begin()
-        self.db.dialect.order_events()
+        self.db.order_events()
         alarm_id = self.db.insert(
             "alarms", unit_id=unit.id, kind=kind, level=level,
             data=json.dumps(list(data), ensure_ascii=False), meter_ts=meter_ts,

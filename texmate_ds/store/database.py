@@ -221,6 +221,15 @@ class Database:
         return self.one(sql + (self.dialect.skip_locked if skip_locked
                                else self.dialect.row_lock), params)
 
+    def order_events(self):
+        """Take, within the shared transaction (begun if none is open), the
+        lock that keeps samples' and alarms' ids in commit order across
+        processes (the dialect's `order_events`). Nothing on SQLite: one
+        writer at a time."""
+        if self.dialect.shared:
+            self.begin()
+            self.dialect.order_events()
+
     def exclusive(self, key):
         """Whether this connection alone, of all the processes sharing the
         database, may now do what the lock `key` (an int of the caller's)

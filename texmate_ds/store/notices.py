@@ -87,25 +87,17 @@ class Outgoing:
         # [topic, unit id, [keys]] in the order written; consecutive
         # writes of one unit and topic share an item.
         self._items = []
-        self._seen = set()          # (topic, unit id, key) kept already
         db.on_end.append(self._ended)
 
     def add(self, topic, unit_id, keys):
-        """`keys` of `unit_id` written for `topic` ("sample": timestamps,
-        "alarm": alarm ids) in the open transaction."""
-        fresh = []
-        for key in keys:
-            seen = (topic, unit_id, key)
-            if seen not in self._seen:
-                self._seen.add(seen)
-                fresh.append(key)
-        if not fresh:
-            return
+        """`keys` of `unit_id` written for `topic` in the open transaction,
+        each once (`Alarms.add`: an alarm's id; the samples are told by the
+        statement that stores them)."""
         items = self._items
         if items and items[-1][0] == topic and items[-1][1] == unit_id:
-            items[-1][2].extend(fresh)
+            items[-1][2].extend(keys)
         else:
-            items.append([topic, unit_id, fresh])
+            items.append([topic, unit_id, list(keys)])
 
     def payloads(self):
         """What to tell, as the transaction commits: `encode`'s payloads."""
@@ -113,4 +105,3 @@ class Outgoing:
 
     def _ended(self, committed):
         self._items = []
-        self._seen = set()

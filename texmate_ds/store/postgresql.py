@@ -702,8 +702,8 @@ class PostgreSQL:
     def order_events(self):
         """Hold, to the end of the open transaction, the lock that every
         transaction giving samples or alarms their ids takes first
-        (`insert_samples` in its statement, `Alarms.add` through this; a
-        ``dl next`` too, before its cursor's row lock, `Samples.cursor`):
+        (`insert_samples` in its statement; `Alarms.add`, and a ``dl next``
+        before its cursor's row lock, through `Database.order_events`):
         another process's waits for this one's commit, so ids commit in
         the order they were given. A live stream watching several units
         then gets their events in id order (each process's bus publishes

@@ -601,9 +601,7 @@ class Samples:
 
     def cursor(self, reader, source):
         key = (reader.id, source.id)
-        if self._locking:
-            self.db.begin()
-            self.db.dialect.order_events()
+        self.db.order_events()
         row = self.db.one_locked(_CURSOR, key)
         if row is None:
             self.db.write(self.db.dialect.insert_ignoring(

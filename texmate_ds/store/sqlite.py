@@ -265,11 +265,6 @@ class SQLite:
     row_lock = skip_locked = ""
 
     @staticmethod
-    def order_events():
-        """Nothing to take: with one writer at a time, ids commit in the
-        order they are given."""
-
-    @staticmethod
     def try_lock(key):
         """Always taken: no other process does what one at a time may."""
         return True
