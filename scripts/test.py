@@ -8,12 +8,23 @@ pyproject.toml), then runs pytest from the project root (tests/ by
 default) and exits with pytest's status, or 1 if ruff found something;
 "no tests collected" (pytest's 5) is a failure here.
 
+The suite runs on TXM_TEST_WORKERS pytest processes at once (by default
+one a core, four at most: each starts its own PostgreSQL and Chromium).
+Most of a test's time is spent waiting on the servers it started, so one
+process keeps under one core busy; the workers share the suite out a
+module at a time (tests/workers.py). Each line a worker prints comes
+with its number, "[2] ...". TXM_TEST_WORKERS=1 is plain pytest, for
+--pdb and the like.
+
 Slow tests run when CI=true or TXM_SLOW=1 is set (this script passes
 TXM_SLOW=1 on to the tests); otherwise they are skipped.
 """
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +60,44 @@ def lint():
     return subprocess.run(cmd, cwd=ROOT).returncode == 0
 
 
+def run_workers(cmd, env, count):
+    """`cmd` on `count` pytest processes sharing the suite out; each
+    line they print goes out as it comes, "[k] " before it. The status:
+    the first worker's that is not 0, else 0."""
+    print("test.py: %d workers (TXM_TEST_WORKERS)" % count, flush=True)
+    out_lock = threading.Lock()
+
+    def relay(number, stream):
+        for line in stream:
+            with out_lock:
+                sys.stdout.write("[%d] %s" % (number, line))
+                sys.stdout.flush()
+
+    with tempfile.TemporaryDirectory(prefix="txm-workers-") as folder:
+        env = dict(env, TXM_TEST_CLAIMS=os.path.join(folder, "claims"))
+        workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    text=True, errors="replace")
+                   for _ in range(count)]
+        relays = [threading.Thread(target=relay, args=(number, worker.stdout))
+                  for number, worker in enumerate(workers, 1)]
+        for thread in relays:
+            thread.start()
+        # A SIGTERM (CI's timeout) ends the workers too, after their
+        # output so far has gone out.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        try:
+            statuses = [worker.wait() for worker in workers]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.terminate()
+            for thread in relays:
+                thread.join()
+    print("test.py: the workers' statuses: %s" % " ".join(map(str, statuses)), flush=True)
+    return next((status for status in statuses if status != 0), 0)
+
+
 def main():
     ensure("pytest")
     ensure("ruff")
@@ -67,7 +116,11 @@ def main():
         print("test.py: slow tests off (set TXM_SLOW=1 to run them)", flush=True)
 
     cmd = [sys.executable, "-m", "pytest"] + sys.argv[1:]
-    status = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    count = int(env.get("TXM_TEST_WORKERS") or min(os.cpu_count() or 1, 4))
+    if count <= 1:
+        status = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    else:
+        status = run_workers(cmd, env, count)
     if status == 5:
         print("test.py: FAILED: pytest collected no tests (exit 5)", flush=True)
         status = 1

@@ -11,6 +11,10 @@ the test run starts itself (`tests/postgres.py`) with a new database for
 every server. Where PostgreSQL cannot be had, its half skips with the
 reason printed.
 
+scripts/test.py runs the suite on several pytest processes at once, each
+with its own PostgreSQL cluster; `workers` (registered here) shares the
+tests out between them.
+
 Slow tests (``@pytest.mark.slow``) run when TXM_SLOW=1 (CI sets it through
 scripts/test.py); otherwise they are skipped with that reason printed.
 """
@@ -33,10 +37,15 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import postgres
 import pytest
+import workers
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20
 ENGINES = ("sqlite3", "postgresql")
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(workers, "texmate_ds-workers")
 
 
 def pytest_collection_modifyitems(config, items):
