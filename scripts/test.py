@@ -75,6 +75,9 @@ def run_workers(cmd, env, count):
 
     with tempfile.TemporaryDirectory(prefix="txm-workers-") as folder:
         env = dict(env, TXM_TEST_CLAIMS=os.path.join(folder, "claims"))
+        # -u: a worker's lines come out as it writes them (and only its:
+        # the servers the tests start buffer as they would in service).
+        cmd = [cmd[0], "-u"] + cmd[1:]
         workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     text=True, errors="replace")
