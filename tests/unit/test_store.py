@@ -105,6 +105,47 @@ def test_uploads_held_at_a_commit_that_fails_are_not_stored(st):
     assert st.samples.count(a1) == 0 and st.units.counts(a1) == (0, None)
 
 
+def round_trips(st, work):
+    """What `work()` costs the store's connection in round trips: the
+    messages that ask PostgreSQL to answer (a Sync ends a statement or a
+    pipeline, a Query is one of the simple protocol), read from libpq's
+    trace of what it sent."""
+    import tempfile
+
+    import psycopg
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn = st.dialect._pq
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            work()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        sent = [line.split("\t")[2].strip() for line in trace if line.startswith("F\t")]
+    return sum(message in ("Sync", "Query") for message in sent)
+
+
+def test_a_turn_of_uploads_alone_is_one_round_trip(st, engine):
+    if engine != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite is in the process, with no round trips")
+    a1, b3 = st.units.add("A1", "k", 1), st.units.add("B3", "k", 3)
+    st.commit()
+
+    def turn(ts):
+        st.samples.add_later(a1, [(ts, (1.0,))])
+        st.samples.add_later(b3, [(ts, (1, 2, 3))])
+        st.commit()
+    turn(1)     # a unit's first two samples have its usual interval measured
+    turn(2)
+    # The BEGIN, the statement writing them and the COMMIT go together.
+    assert [round_trips(st, lambda: turn(ts)) for ts in (3, 4)] == [1, 1]
+    # A read first takes the BEGIN with it, and writes nothing held.
+    assert round_trips(st, lambda: (st.begin(), st.samples.count(a1), st.commit())) == 2
+    assert round_trips(st, lambda: (st.begin(), st.rollback())) == 0
+    assert st.samples.count(a1) == 4 and st.units.counts(b3) == (4, 4)
+
+
 def heard(listening, expected):
     """Payloads `listening` receives until `expected` of them came (a
     second more for any beyond), each commit's in order."""

@@ -28,10 +28,12 @@ How it meets the store's SQL, which is written once, in SQLite's words:
   values (`_PREPARED_PARAMS`), which PostgreSQL plans better each time;
 * `executemany` of a one-row INSERT sends statements of many rows: an
   upload of a thousand samples is a few round trips, not a thousand;
+* a ``BEGIN`` waits for the transaction's first statement and goes
+  with it, in one round trip (a pipeline);
 * a loop turn's uploads are one statement (`insert_samples`): the store
   holds them (`held`) until the next statement, which writes them first,
-  or the commit, which sends them with the COMMIT in one round trip (a
-  pipeline);
+  or the commit, which sends them with the COMMIT in one round trip: a
+  turn of uploads alone is that one round trip, its ``BEGIN`` included;
 * samples and alarms get their ids in the order their transactions
   commit, across processes (`order_events`), so that a live stream's
   ``Last-Event-ID`` is an exact place to resume from;
@@ -221,6 +223,8 @@ class PostgreSQL:
         self._changes = 0
         self._stale = True      # True the first time, as SQLite's data_version
         self._broken = self._lost = False
+        # A BEGIN not yet sent: it goes with the next statement (`_sent`).
+        self._begun = False
         self._retry_at = 0.0
         # fn() writing what a repository held back to send with more (the
         # uploads of a loop turn, `Samples.add_later`): run before the next
@@ -248,7 +252,11 @@ class PostgreSQL:
         return native
 
     def execute(self, sql, params=()):
-        """The cursor, for its rowcount."""
+        """The cursor, for its rowcount (None for a BEGIN: sent with the
+        next statement)."""
+        if sql == "BEGIN":
+            self._begun = True
+            return None
         cursor = self._run(sql, params)
         if cursor.description is None and cursor.rowcount > 0:
             self._changes += cursor.rowcount
@@ -391,7 +399,10 @@ class PostgreSQL:
     def in_transaction(self):
         """A transaction open, or aborted by an error and not yet rolled
         back; on a lost connection, the transaction lost with it, until its
-        ROLLBACK (see "a lost connection" below)."""
+        ROLLBACK (see "a lost connection" below). A BEGIN not yet sent
+        counts."""
+        if self._begun:
+            return True
         status = self._pq.transaction_status
         if status == self._psycopg.pq.TransactionStatus.UNKNOWN:
             return self._lost
@@ -416,7 +427,7 @@ class PostgreSQL:
         for committed (an OK would be a lie)."""
         statements = statements + [("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, payload))
                                    for payload in payloads]
-        cursors = self._run_pipeline(statements + [("COMMIT", ())])
+        cursors = self._run_pipeline(statements + [("COMMIT", ())], commits=True)
         done = cursors[-1].statusmessage
         if done != "COMMIT":
             raise StoreError("the transaction was rolled back (%s), an earlier statement in it "
@@ -537,9 +548,12 @@ class PostgreSQL:
         """The rows of the query `sql`, `size` at a time, through a cursor
         of the server's (within the open transaction), so that the client
         never holds more."""
+        def declare(begin):
+            self._alone(begin)
+            return cursor.execute(self._native(sql))
         try:
             with self._conn.cursor(name="texmate_batches") as cursor:
-                cursor.execute(self._native(sql))
+                self._sent(sql, declare)
                 while True:
                     rows = cursor.fetchmany(size)
                     if not rows:
@@ -550,13 +564,14 @@ class PostgreSQL:
 
     def insert_rows(self, table, columns, rows):
         """By COPY: a few times faster than as many INSERTs."""
-        try:
-            cursor = self._conn.cursor()
-            with cursor.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(columns))) as stream:
+        copy = "COPY %s (%s) FROM STDIN" % (table, ", ".join(columns))
+
+        def send(begin):
+            self._alone(begin)
+            with self._conn.cursor().copy(copy) as stream:
                 for row in rows:
                     stream.write_row(row)
-        except self._psycopg.Error as exc:
-            raise _translated(exc) from exc
+        self._sent(copy, send)
         self._changes += len(rows)
 
     def reset_ids(self, table):
@@ -573,9 +588,10 @@ class PostgreSQL:
     # PostgreSQL restarted, or the network to it failed: psycopg's
     # connection is broken for good, and this one is replaced by a new
     # connection at the next statement (`_recover`). No statement that may
-    # have changed something is sent again (only a BEGIN outside any
-    # transaction is): one that failed with the connection is failed to
-    # its caller (an upload answers 500), a COMMIT among them, which may or
+    # have changed something is sent again (only the first statements of
+    # a transaction, with its BEGIN, are: uncommitted, they changed
+    # nothing): one that failed with the connection is failed to its
+    # caller (an upload answers 500), a COMMIT among them, which may or
     # may not have committed (the meter's next try then gets 406 for
     # samples it stored). A transaction open at the break is "lost": until
     # its ROLLBACK (the group commit's, after its COMMIT failed), which
@@ -604,54 +620,86 @@ class PostgreSQL:
         store's error. With `params` None, `sql` goes as it is, in the
         simple protocol: several statements, no parameters."""
         if many:
-            return self._sent(sql, lambda: self._cursor_many(sql, params))
+            return self._sent(sql, lambda begin: self._cursor_many(sql, params, begin))
         if params is None:
-            return self._sent(sql, lambda: self._conn.execute(sql, prepare=False))
-        return self._sent(sql, lambda: self._conn.execute(
-            self._native(sql), params, prepare=False if len(params) > _PREPARED_PARAMS else None))
+            return self._sent(sql, lambda begin: self._simple(sql, begin))
+        prepare = False if len(params) > _PREPARED_PARAMS else None
 
-    def _run_pipeline(self, statements):
+        def send(begin):
+            if not begin:
+                return self._conn.execute(self._native(sql), params, prepare=prepare)
+            with self._conn.pipeline():
+                self._conn.execute("BEGIN")
+                return self._conn.execute(self._native(sql), params, prepare=prepare)
+        return self._sent(sql, send)
+
+    def _run_pipeline(self, statements, commits=False):
         """`statements` [(sql, params)] sent together and answered together
         (psycopg's pipeline mode): their cursors. After one fails, the
-        server skips the rest, and its error is raised."""
-        def send():
+        server skips the rest, and its error is raised. `commits`: a
+        COMMIT is among them."""
+        def send(begin):
             with self._conn.pipeline():
+                if begin:
+                    self._conn.execute("BEGIN")
                 return [self._conn.execute(self._native(sql), params)
                         for sql, params in statements]
-        return self._sent(statements[0][0], send)
+        return self._sent(statements[0][0], send, commits)
 
-    def _cursor_many(self, sql, rows):
+    def _cursor_many(self, sql, rows, begin):
+        self._alone(begin)
         cursor = self._conn.cursor()
         cursor.executemany(self._native(sql), rows)
         return cursor
 
-    def _sent(self, sql, send):
-        """What `send()` gives, the held uploads written first (`held`),
-        which the statement `sql` (the first, of several) must see; the
-        store's error for the driver's."""
+    def _simple(self, sql, begin):
+        self._alone(begin)
+        return self._conn.execute(sql, prepare=False)
+
+    def _alone(self, begin):
+        """With `begin`, the transaction's BEGIN, in a round trip of its
+        own, before what cannot go in a pipeline with it: several
+        statements in one text, ``executemany``, a COPY, a server-side
+        cursor."""
+        if begin:
+            self._conn.execute("BEGIN")
+
+    def _sent(self, sql, send, commits=False):
+        """What `send(begin)` gives, the held uploads written first
+        (`held`), which the statement `sql` (the first, of several) must
+        see, and `begin` True when the transaction's BEGIN is to go first;
+        the store's error for the driver's. `commits`: a COMMIT is among
+        what is sent."""
         held = self.held
         if held is not None:
             self.held = None
             if sql != "ROLLBACK":
                 held(None)
+        if sql == "ROLLBACK" and (self._begun or self._lost):
+            # Nothing to undo: nothing was sent since the BEGIN, or the
+            # server undid it as the connection ended.
+            self._begun = self._lost = False
+            return _ROLLED_BACK
         if self._broken:
-            if self._lost and sql == "ROLLBACK":
-                self._lost = False
-                return _ROLLED_BACK
             self._recover()
+        begin, self._begun = self._begun, False
         before = self._pq.transaction_status
         try:
-            return send()
+            return send(begin)
         except self._psycopg.Error as exc:
             if self._conn.broken:
-                lost = before != self._psycopg.pq.TransactionStatus.IDLE
-                self._break(exc, lost)
-                if sql == "BEGIN" and not lost:
-                    # Nothing was open, and a BEGIN commits nothing: it
-                    # goes again on a new connection (once: `_recover`
-                    # waits RETRY_SECONDS before the next try), so a
-                    # drop while idle costs the next write nothing.
+                if begin and not commits:
+                    # The transaction begins here and commits nothing
+                    # yet: it goes again from its BEGIN on a new
+                    # connection (once: `_recover` waits RETRY_SECONDS
+                    # before the next try), so a drop while idle costs
+                    # the next write nothing.
+                    self._break(exc, lost=False)
+                    self._begun = True
                     return self._sent(sql, send)
+                # Lost with the connection: the transaction the server
+                # had open, or the one that began here.
+                self._break(exc, begin or before != self._psycopg.pq.TransactionStatus.IDLE)
             raise _translated(exc) from exc
 
     def _break(self, exc, lost):
