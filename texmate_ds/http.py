@@ -119,6 +119,8 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The environ key of the server's offer to work an answer out off the loop
 # (see Offloaded); WSGI servers other than ours leave it out.
 OFFLOAD = "texmate.offload"
+# A response's first chunk before it is taken (None is an empty body's).
+_UNTAKEN = object()
 # The environ key of the callable (loop thread only) that has the server
 # look at the app's iterable again once it is `ready`; see WSGIResponse.
 WAKE = "texmate.wake"
@@ -512,6 +514,8 @@ class WSGIResponse:
         # once that commit failed.
         self._held = False
         self._uncommitted = False
+        # The first chunk, once taken: the head goes out with it.
+        self._first = _UNTAKEN
 
     # -- the app's side (PEP 3333) --------------------------------------------
 
@@ -573,26 +577,39 @@ class WSGIResponse:
             return b""
         try:
             if self._chunks is None:
-                server = self.channel.server
-                commits = server.commits
-                before = commits.db.changes if commits is not None else None
-                self._result = server.app(self.environ, self.start_response)
+                self._result = self._held_if_writing(
+                    lambda: self.channel.server.app(self.environ, self.start_response))
                 self._chunks = self._chunks_of(self._result)
-                if commits is not None and commits.durable and commits.db.changes != before:
-                    self._hold(commits)
                 if not self.ready:
                     return b""  # worked out on the pool; not done (see loop._refill)
             if self._uncommitted:
                 return self._not_committed()
-            chunk = next(self._chunks, None)
+            if not self._started and self._first is _UNTAKEN:
+                # An answer worked out on the pool is ended here, on the
+                # loop (`Offloaded`): what that end writes holds it too.
+                self._first = self._held_if_writing(lambda: next(self._chunks, None))
+                if self._held:
+                    return b""
             if not self._started:
-                return self._start(chunk)
+                return self._start(self._first)
+            chunk = next(self._chunks, None)
             return self._complete() if chunk is None else self._frame(chunk)
         except Exception:
             return self._failed()
 
     def flushed(self):
         self.channel.answered(self)
+
+    def _held_if_writing(self, work):
+        """What `work()` gives; the answer held (`_hold`) if it wrote."""
+        commits = self.channel.server.commits
+        if commits is None or not commits.durable:
+            return work()
+        before = commits.db.changes
+        result = work()
+        if commits.db.changes != before:
+            self._hold(commits)
+        return result
 
     def _hold(self, commits):
         """The request wrote: its answer waits for the group commit, as a
