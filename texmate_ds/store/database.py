@@ -134,7 +134,7 @@ class Database:
     def begin(self):
         """Join the shared transaction, beginning it if none is open."""
         if not self.dialect.in_transaction:
-            self.execute("BEGIN")
+            self.dialect.begin()
 
     def write(self, sql, params=()):
         """`execute` within the shared transaction; the cursor."""

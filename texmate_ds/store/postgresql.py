@@ -252,11 +252,7 @@ class PostgreSQL:
         return native
 
     def execute(self, sql, params=()):
-        """The cursor, for its rowcount (None for a BEGIN: sent with the
-        next statement)."""
-        if sql == "BEGIN":
-            self._begun = True
-            return None
+        """The cursor, for its rowcount."""
         cursor = self._run(sql, params)
         if cursor.description is None and cursor.rowcount > 0:
             self._changes += cursor.rowcount
@@ -484,17 +480,22 @@ class PostgreSQL:
         """One migrating process at a time (an advisory lock held to the
         end of the transaction); the version's table and the collation the
         scripts name made if missing."""
-        self.execute("BEGIN")
+        self.begin()
         self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
         self.execute("CREATE TABLE IF NOT EXISTS texmate_schema (version BIGINT NOT NULL)")
         if self.one("SELECT 1 FROM pg_collation WHERE collname = 'nocase'") is None:
             self.execute("CREATE COLLATION nocase (provider = icu,"
                          " locale = 'und-u-ks-level2', deterministic = false)")
 
+    def begin(self):
+        """A transaction, whose BEGIN waits for its first statement and
+        goes with it (`_sent`): no round trip of its own."""
+        self._begun = True
+
     def begin_writing(self):
         """A transaction: PostgreSQL's writers wait for each other's rows,
         not for the whole database."""
-        self.execute("BEGIN")
+        self.begin()
 
     def use_temporary_files(self):
         """Temporary tables spill to disk past temp_buffers by themselves."""

@@ -184,6 +184,10 @@ class SQLite:
         and then sees the version this one left."""
         self.begin_writing()
 
+    def begin(self):
+        """A transaction (deferred: it locks at its first write)."""
+        self.execute("BEGIN")
+
     def begin_writing(self):
         """A transaction holding the write lock from its start (waiting for
         it up to the busy timeout), so no stale read can make its first
