@@ -837,8 +837,10 @@ class Pool:
 
     The pool is fair, so one client can only slow itself down: work waits
     in one queue per client (its address), and a free worker takes the
-    next piece from the next client in turn. A client with sixty graphs
-    queued delays another's one graph by at most the work already running.
+    next piece from the client with the fewest pieces running, the next
+    in turn among equals. A client with sixty graphs queued delays
+    another's one graph by at most the work already running: the first
+    worker free takes it.
     A client has at most `per_client` pieces queued or running (more raise
     `Busy`), and a piece whose client has gone is cancelled before it
     starts. ``done``, ``dropped`` and ``refused`` count outcomes.
@@ -853,8 +855,9 @@ class Pool:
         self._lock = threading.Condition()
         # client -> deque of queued Jobs; the first client is served next.
         self._queues = OrderedDict()
-        # client -> Jobs queued or running.
+        # client -> Jobs queued or running; client -> Jobs running.
         self._load = {}
+        self._running = {}
         self._stopping = False
         self._workers = []
 
@@ -900,27 +903,31 @@ class Pool:
             queue.remove(job)
             if not queue:
                 del self._queues[job.client]
-            self._unload(job.client)
+            _one_less(self._load, job.client)
             self.dropped += 1
 
-    def _unload(self, client):
-        left = self._load[client] - 1
-        if left:
-            self._load[client] = left
-        else:
-            del self._load[client]
-
     def _next(self):
-        """The next Job, taking clients in turn; None once stopping and idle."""
+        """The next Job, from the client with the fewest running, taking
+        equals in turn; None once stopping and idle."""
         with self._lock:
             while not self._queues:
                 if self._stopping:
                     return None
                 self._lock.wait()
-            client, queue = self._queues.popitem(last=False)
+            # Clients waiting are at most the connections open, and the
+            # scan stops at the first with nothing running, the usual case.
+            client, fewest = None, None
+            for waiting in self._queues:
+                running = self._running.get(waiting, 0)
+                if fewest is None or running < fewest:
+                    client, fewest = waiting, running
+                    if not running:
+                        break
+            queue = self._queues.pop(client)
             job = queue.popleft()
             if queue:
                 self._queues[client] = queue  # to the back of the line
+            self._running[client] = fewest + 1
             job.started = True
             return job
 
@@ -943,7 +950,8 @@ class Pool:
                 # Unloaded before the result is out: a client whose answer
                 # is back may at once ask for the next.
                 with self._lock:
-                    self._unload(job.client)
+                    _one_less(self._load, job.client)
+                    _one_less(self._running, job.client)
                     self.done += 1
                 if failure is None:
                     job.future.set_result(result)
@@ -953,6 +961,15 @@ class Pool:
             close = getattr(context, "close", None)
             if close is not None:
                 close()
+
+
+def _one_less(counts, client):
+    """Count one piece of `client`'s work off `counts`, dropping it at none."""
+    left = counts[client] - 1
+    if left:
+        counts[client] = left
+    else:
+        del counts[client]
 
 
 def _peer(addr):

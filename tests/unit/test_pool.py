@@ -1,4 +1,4 @@
-"""loop.Pool: clients served in turn, a cap per client, cancelled work never
+"""loop.Pool: clients served in turn, the fewest running first, a cap per client, cancelled work never
 runs, results back on the loop thread."""
 
 import threading
@@ -58,6 +58,45 @@ def test_clients_take_turns_and_each_has_a_cap(pool):
     # Room again for the first client once its work is done.
     pool.submit(work("a5"), lambda f: done.append(f.result()), "10.0.0.1")
     settle(pool, done, 5)
+
+
+def test_a_free_worker_takes_the_client_with_the_fewest_running_first():
+    the_loop = loop.Loop()
+    pool = loop.Pool(the_loop, 2, object, 8)
+    pool.start()
+    gates = {name: threading.Event() for name in ("a1", "a2", "b1")}
+    running, ran, done = threading.Semaphore(0), [], []
+
+    def work(name):
+        def run(context):
+            ran.append(name)
+            running.release()
+            if name in gates:
+                gates[name].wait(10)
+            return name
+        return run
+
+    try:
+        for name in ("a1", "a2"):
+            pool.submit(work(name), lambda f: done.append(f.result()), "10.0.0.1")
+        assert running.acquire(timeout=10) and running.acquire(timeout=10)
+        for name in ("a3", "a4"):
+            pool.submit(work(name), lambda f: done.append(f.result()), "10.0.0.1")
+        pool.submit(work("b1"), lambda f: done.append(f.result()), "10.0.0.2")
+        # a is first in line, but it has two running and b none: the first
+        # worker free serves b.
+        gates["a1"].set()
+        assert running.acquire(timeout=10)
+        assert ran[2] == "b1"
+        gates["a2"].set()
+        gates["b1"].set()
+        settle(pool, done, 5)
+        assert sorted(ran[3:]) == ["a3", "a4"]
+    finally:
+        for gate in gates.values():
+            gate.set()
+        pool.stop()
+        the_loop.selector.close()
 
 
 def test_cancelled_work_never_runs_and_frees_its_place(pool):
