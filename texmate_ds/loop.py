@@ -914,8 +914,8 @@ class Pool:
                 if self._stopping:
                     return None
                 self._lock.wait()
-            # Clients waiting are at most the connections open, and the
-            # scan stops at the first with nothing running, the usual case.
+            # At most `threads` clients have work running, so the scan
+            # meets one with none within the first threads + 1.
             client, fewest = None, None
             for waiting in self._queues:
                 running = self._running.get(waiting, 0)
