@@ -1,5 +1,6 @@
-"""loop.Pool: clients served in turn, the fewest running first, a cap per client, cancelled work never
-runs, results back on the loop thread."""
+"""loop.Pool: the client with the fewest running first, clients in turn
+among equals, a cap per client, cancelled work never runs, results back
+on the loop thread."""
 
 import threading
 
@@ -9,14 +10,26 @@ from texmate_ds import loop
 
 
 @pytest.fixture
-def pool():
-    the_loop = loop.Loop()
-    contexts = []
-    pool = loop.Pool(the_loop, 1, lambda: contexts.append(object()) or contexts[-1], 3)
-    pool.start()
-    yield pool
-    pool.stop()
-    the_loop.selector.close()
+def pool_of():
+    """pool_of(threads, per_client): a started Pool, stopped after the test."""
+    made = []
+
+    def make(threads, per_client):
+        the_loop = loop.Loop()
+        pool = loop.Pool(the_loop, threads, object, per_client)
+        pool.start()
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        pool.stop()
+        pool.loop.selector.close()
+
+
+@pytest.fixture
+def pool(pool_of):
+    return pool_of(1, 3)
 
 
 def settle(pool, done, count):
@@ -60,10 +73,8 @@ def test_clients_take_turns_and_each_has_a_cap(pool):
     settle(pool, done, 5)
 
 
-def test_a_free_worker_takes_the_client_with_the_fewest_running_first():
-    the_loop = loop.Loop()
-    pool = loop.Pool(the_loop, 2, object, 8)
-    pool.start()
+def test_a_free_worker_takes_the_client_with_the_fewest_running_first(pool_of):
+    pool = pool_of(2, 8)
     gates = {name: threading.Event() for name in ("a1", "a2", "b1")}
     running, ran, done = threading.Semaphore(0), [], []
 
@@ -95,8 +106,6 @@ def test_a_free_worker_takes_the_client_with_the_fewest_running_first():
     finally:
         for gate in gates.values():
             gate.set()
-        pool.stop()
-        the_loop.selector.close()
 
 
 def test_cancelled_work_never_runs_and_frees_its_place(pool):
