@@ -914,20 +914,16 @@ class Pool:
                 if self._stopping:
                     return None
                 self._lock.wait()
-            # At most `threads` clients have work running, so the scan
-            # meets one with none within the first threads + 1.
-            client, fewest = None, None
-            for waiting in self._queues:
-                running = self._running.get(waiting, 0)
-                if fewest is None or running < fewest:
-                    client, fewest = waiting, running
-                    if not running:
-                        break
+            # At most `threads` clients have work running, so either scan
+            # reads at most threads + 1 of those waiting.
+            client = next((c for c in self._queues if c not in self._running), None)
+            if client is None:
+                client = min(self._queues, key=self._running.__getitem__)
             queue = self._queues.pop(client)
             job = queue.popleft()
             if queue:
                 self._queues[client] = queue  # to the back of the line
-            self._running[client] = fewest + 1
+            self._running[client] = self._running.get(client, 0) + 1
             job.started = True
             return job
 
